@@ -1,0 +1,3 @@
+from ddlprof.profiler.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Instance and price catalog, throughput per option, ranking by cost per throughput."""

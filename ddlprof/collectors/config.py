@@ -1,0 +1,74 @@
+"""The environment variables through which ``ddlprof wrap`` configures the collectors in each rank.
+
+One module owns the names so the launcher (which writes them) and the collectors (which read them)
+cannot drift apart. Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+from dataclasses import dataclass
+
+RUN_DIR = "DDLPROF_RUN_DIR"
+TRACE_STEPS = "DDLPROF_TRACE_STEPS"
+DISABLED = "DDLPROF_DISABLE"
+COLLECTORS = ("steps", "data", "comm", "traces", "workload")
+DEFAULT_TRACE_STEPS = "6-8"
+
+
+class TraceStepsError(ValueError):
+    """A --trace-steps value that cannot be parsed."""
+
+
+def parse_trace_steps(text: str) -> tuple[tuple[int, int], ...]:
+    """Parse '6-8', '10', '6-8,100-102' or '0' (none) into inclusive, 1-based step windows."""
+    text = text.strip()
+    if text in ("0", "", "none"):
+        return ()
+    windows = []
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise TraceStepsError(
+                f"--trace-steps {text!r}: expected steps like '6-8', '10' or '6-8,100-102' (or 0 for none)"
+            ) from None
+        if lo < 1 or hi < lo:
+            raise TraceStepsError(f"--trace-steps {text!r}: steps count from 1 and a window runs low-high")
+        windows.append((lo, hi))
+    windows.sort()
+    for (_, prev_hi), (lo, _) in itertools.pairwise(windows):
+        if lo <= prev_hi + 1:
+            raise TraceStepsError(f"--trace-steps {text!r}: windows overlap or touch; merge them")
+    return tuple(windows)
+
+
+def host_id() -> str:
+    """The name of this machine as ddlprof groups ranks into nodes.
+
+    NCCL_HOSTID wins over the hostname so that a single host emulating several nodes (each group of
+    GPUs launched with its own NCCL_HOSTID, see TESTBED.md) is seen as the nodes NCCL sees.
+    """
+    return os.environ.get("NCCL_HOSTID") or socket.gethostname()
+
+
+@dataclass(frozen=True)
+class CollectorConfig:
+    run_dir: str
+    trace_windows: tuple[tuple[int, int], ...]
+    disabled: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_environ(cls) -> CollectorConfig | None:
+        run_dir = os.environ.get(RUN_DIR)
+        if not run_dir:
+            return None
+        try:
+            windows = parse_trace_steps(os.environ.get(TRACE_STEPS, DEFAULT_TRACE_STEPS))
+        except TraceStepsError:
+            windows = ()
+        disabled = frozenset(p.strip() for p in os.environ.get(DISABLED, "").split(",") if p.strip())
+        return cls(run_dir=run_dir, trace_windows=windows, disabled=disabled)

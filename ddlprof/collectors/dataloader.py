@@ -1,0 +1,37 @@
+"""Data stall: the time the training loop is blocked in ``next()`` on a DataLoader iterator.
+
+Every DataLoader iterator (single- and multi-process) inherits ``__next__`` from
+``_BaseDataLoaderIter``; wrapping it once times every loader the job creates.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from typing import TYPE_CHECKING, Any
+
+from ddlprof.collectors.batches import batch_size
+
+if TYPE_CHECKING:
+    from ddlprof.collectors.session import Session
+
+
+def install(session: Session) -> None:
+    from torch.utils.data.dataloader import _BaseDataLoaderIter
+
+    original = _BaseDataLoaderIter.__next__
+
+    @functools.wraps(original)
+    def __next__(self: Any) -> Any:
+        start = time.perf_counter()
+        batch = original(self)
+        end = time.perf_counter()
+        if session.guard.active("data"):
+            session.guard.call("data", _on_batch, session, start, end, batch)
+        return batch
+
+    _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
+
+
+def _on_batch(session: Session, start: float, end: float, batch: Any) -> None:
+    session.on_batch(start, end, batch_size(batch))

@@ -1,0 +1,288 @@
+"""One profiling session per training process: the step in progress and the records it becomes.
+
+Collectors report events here (a batch waited for, a DDP forward, a gradient bucket, an optimizer
+step); the session closes a step at each boundary and writes it as soon as its GPU timings are
+resolved, which is usually at the next boundary, so that nothing ever waits on the GPU.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ddlprof.collectors.config import CollectorConfig, host_id
+from ddlprof.collectors.guard import Guard
+from ddlprof.collectors.records import RecordWriter, rank_file
+
+SCHEMA_VERSION = 1
+WORKLOAD_AFTER_STEP = 3  # DDP rebuilds its buckets during the first iterations; read them after.
+
+
+@dataclass
+class StepState:
+    """What happened since the last step boundary."""
+
+    start: float
+    data_wait_s: float = 0.0
+    first_forward: float | None = None
+    data_wait_before_forward_s: float = 0.0
+    forwards: int = 0
+    samples_forward: int = 0
+    samples_loader: int = 0
+    samples_manual: int | None = None
+    buckets: list[Any] = field(default_factory=list)
+    traced: bool = False
+    after_trace_export: bool = False
+
+
+class Session:
+    def __init__(self, config: CollectorConfig) -> None:
+        self.config = config
+        self.writer: RecordWriter | None = None
+        self.early_warnings: list[dict[str, Any]] = []
+        self.step = 0
+        self.guard = Guard()
+        self.guard.on_failure = self._record_warning
+        for name in config.disabled:
+            self.guard.fail(name, "switched off with --disable", quiet=True)
+        self.rank: int | None = None
+        self.state = StepState(start=time.perf_counter())
+        self.pending: deque[tuple[int, StepState, float]] = deque()
+        self.manual_steps = False
+        self.step_optimizer: Any = None  # weakref to the optimizer whose steps are step boundaries
+        self.ddp_seen = False
+        self.ddp: Any = None  # weakref to the first DDP module
+        self.workload_written = False
+        self.closed = False
+        self.unix_offset = time.time() - time.perf_counter()
+        self.traces: Any = None
+
+    # -- life cycle ------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        from ddlprof.collectors import comm, dataloader, steps, traces
+
+        self.guard.call("steps", steps.install, self)
+        self.guard.call("data", dataloader.install, self)
+        self.guard.call("steps", comm.install, self)  # DDP forwards count samples even without comm timing
+        self.traces = self.guard.call("traces", traces.TraceWindows, self, self.config.trace_windows)
+        os.register_at_fork(after_in_child=self._forked)
+        atexit.register(self.close)
+
+    def _forked(self) -> None:
+        # A forked child (a DataLoader worker) shares our state and file; it must stay silent.
+        self.closed = True
+        self.writer = None
+        for name in ("steps", "data", "comm", "traces", "records"):
+            self.guard.fail(name, "forked child process", quiet=True)
+
+    def close(self) -> None:
+        """At interpreter exit: settle GPU timings, finish a trace window, write the end record."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.traces is not None:
+            self.guard.call("traces", self.traces.finish)
+        if self.pending:
+            self.guard.call("comm", _synchronize_cuda)
+            self._flush(final=True)
+        if self.writer is not None:
+            self._write_workload()
+            self._write({"type": "end", "steps": self.step, "unix": time.time()})
+            self.guard.call("records", self.writer.close)
+
+    # -- events from the collectors --------------------------------------------------------------
+
+    def on_batch(self, start: float, end: float, samples: int | None) -> None:
+        state = self.state
+        state.data_wait_s += end - start
+        if state.first_forward is None:
+            state.data_wait_before_forward_s += end - start
+        if samples:
+            state.samples_loader += samples
+
+    def on_forward(self, samples: int | None) -> None:
+        state = self.state
+        if state.first_forward is None:
+            state.first_forward = time.perf_counter()
+        state.forwards += 1
+        if samples:
+            state.samples_forward += samples
+
+    def on_optimizer_step(self, optimizer: Any) -> None:
+        if self.manual_steps:
+            return
+        import weakref
+
+        owner = self.step_optimizer() if self.step_optimizer is not None else None
+        if owner is None:
+            self.step_optimizer = weakref.ref(optimizer)
+        elif owner is not optimizer:
+            return  # a second optimizer (GANs, multi-optimizer loops) steps inside the same step
+        self.end_step()
+
+    def mark_step(self, samples: int | None) -> None:
+        self.manual_steps = True
+        self.guard.call("steps", self.end_step, samples)
+
+    def end_step(self, samples: int | None = None) -> None:
+        now = time.perf_counter()
+        self.step += 1
+        finished, self.state = self.state, StepState(start=now)
+        if samples is not None:
+            finished.samples_manual = int(samples)
+        if self.traces is not None:
+            finished.traced = self.traces.covers(self.step)
+            exported = self.guard.call("traces", self.traces.after_step, self.step)
+            self.state.after_trace_export = bool(exported)
+        self.pending.append((self.step, finished, now))
+        self._flush(final=False)
+        if self.step == WORKLOAD_AFTER_STEP:
+            self._write_workload()
+
+    # -- records ---------------------------------------------------------------------------------
+
+    def _flush(self, final: bool) -> None:
+        from ddlprof.collectors.comm import resolve_buckets
+
+        while self.pending:
+            step, state, end = self.pending[0]
+            comm = (
+                self.guard.call("comm", resolve_buckets, state.buckets, state.start, final)
+                if self.ddp_seen
+                else None
+            )
+            if comm is False:
+                return  # GPU timings not there yet: try again at the next boundary
+            self.pending.popleft()
+            self._write(self._step_record(step, state, end, comm or None))
+
+    def _step_record(self, step: int, state: StepState, end: float, comm: dict | None) -> dict:
+        if state.samples_manual is not None:
+            samples: int | None = state.samples_manual
+        elif self.ddp_seen:
+            samples = state.samples_forward or None
+        else:
+            samples = state.samples_loader or None
+        loop_ms = None
+        if state.first_forward is not None:
+            loop_ms = max(0.0, (state.first_forward - state.start - state.data_wait_before_forward_s) * 1e3)
+        return {
+            "type": "step",
+            "step": step,
+            "start": state.start + self.unix_offset,
+            "end": end + self.unix_offset,
+            "step_ms": (end - state.start) * 1e3,
+            "data_wait_ms": state.data_wait_s * 1e3 if self.guard.active("data") else None,
+            "loop_ms": loop_ms,
+            "forwards": state.forwards,
+            "samples": samples,
+            "comm": comm,
+            "traced": state.traced or state.after_trace_export,
+        }
+
+    def _write(self, record: dict) -> None:
+        if self.writer is None:
+            if not self.guard.active("records"):
+                return
+            self.guard.call("records", self._open_writer)
+            if self.writer is None:
+                return
+        self.guard.call("records", self.writer.write, record)
+
+    def _open_writer(self) -> None:
+        meta = rank_meta()
+        self.rank = meta["rank"]
+        self.writer = RecordWriter(rank_file(self.config.run_dir, meta["rank"]))
+        self.writer.write(meta)
+        for warning in self.early_warnings:
+            self.writer.write(warning)
+        self.early_warnings.clear()
+
+    def _record_warning(self, collector: str, reason: str) -> None:
+        record = {"type": "warning", "collector": collector, "reason": reason, "step": self.step}
+        if self.writer is not None and collector != "records":
+            self.writer.write(record)
+        elif collector != "records":
+            self.early_warnings.append(record)
+
+    def write_trace(self, record: dict) -> None:
+        self._write(record)
+
+    def _write_workload(self) -> None:
+        if self.workload_written or self.ddp is None or self.writer is None:
+            return
+        from ddlprof.collectors.workload import ddp_facts
+
+        ddp = self.ddp()
+        if ddp is None:
+            return
+        facts = self.guard.call("workload", ddp_facts, ddp)
+        if facts is not None:
+            self.workload_written = True
+            self._write({"type": "workload", "after_step": self.step, **facts})
+
+
+def _synchronize_cuda() -> None:
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.synchronize()
+
+
+def rank_meta() -> dict[str, Any]:
+    """Who this rank is, read when its first record is written (the process group exists by then)."""
+    import torch
+    import torch.distributed as dist
+
+    env = os.environ
+    meta: dict[str, Any] = {
+        "type": "rank",
+        "schema_version": SCHEMA_VERSION,
+        "rank": int(env.get("RANK", 0)),
+        "world_size": int(env.get("WORLD_SIZE", 1)),
+        "local_rank": int(env.get("LOCAL_RANK", 0)),
+        "local_world_size": int(env.get("LOCAL_WORLD_SIZE", 1)),
+        "node_rank": int(env.get("GROUP_RANK", 0)),
+        "host": host_id(),
+        "pid": os.getpid(),
+        "argv": sys.argv,
+        "torch": torch.__version__,
+        "backend": None,
+        "device": "cpu",
+        "device_name": None,
+        "unix": time.time(),
+    }
+    if dist.is_available() and dist.is_initialized():
+        meta["rank"] = dist.get_rank()
+        meta["world_size"] = dist.get_world_size()
+        meta["backend"] = str(dist.get_backend())
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        index = torch.cuda.current_device()
+        meta["device"] = f"cuda:{index}"
+        meta["device_name"] = torch.cuda.get_device_name(index)
+        meta["cuda"] = torch.version.cuda
+        if dist.is_available() and dist.is_nccl_available():
+            meta["nccl"] = ".".join(map(str, torch.cuda.nccl.version()))
+    return meta
+
+
+_SESSION: Session | None = None
+
+
+def current_session() -> Session | None:
+    return _SESSION
+
+
+def start_session() -> None:
+    global _SESSION
+    config = CollectorConfig.from_environ()
+    if config is None or _SESSION is not None:
+        return
+    _SESSION = Session(config)
+    _SESSION.install()

@@ -1,0 +1,42 @@
+"""Workload facts from a DDP instance: the macro features the stall models learn from."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _int_list(text: Any) -> list[int] | None:
+    if isinstance(text, str) and text.strip():
+        return [int(part) for part in text.replace(" ", "").split(",") if part]
+    return None
+
+
+def ddp_facts(ddp: Any) -> dict[str, Any]:
+    module = ddp.module
+    params = list(module.parameters())
+    grads = [p for p in params if p.requires_grad]
+    layers = sum(1 for m in module.modules() if next(m.parameters(recurse=False), None) is not None)
+    facts: dict[str, Any] = {
+        "module": type(module).__name__,
+        "num_layers": layers,
+        "num_grad_tensors": len(grads),
+        "num_params": sum(p.numel() for p in params),
+        "grad_bytes": sum(p.numel() * p.element_size() for p in grads),
+    }
+    logging_data = ddp._get_ddp_logging_data()
+    # After the first iterations DDP rebuilds its buckets in gradient-ready order; prefer those.
+    sizes = _int_list(logging_data.get("rebuilt_bucket_sizes")) or _int_list(logging_data.get("bucket_sizes"))
+    facts.update(
+        {
+            "bucket_cap_bytes": logging_data.get("bucket_cap_bytes"),
+            "bucket_sizes": sizes,
+            "num_buckets": len(sizes) if sizes else None,
+            "backend": logging_data.get("backend_name"),
+            "parameter_dtype": logging_data.get("dtypes"),
+            "find_unused_parameters": bool(logging_data.get("find_unused_parameters")),
+            "gradient_as_bucket_view": bool(logging_data.get("gradient_as_bucket_view")),
+            "static_graph": bool(logging_data.get("static_graph")),
+            "comm_hook": logging_data.get("comm_hook") or None,
+        }
+    )
+    return facts

@@ -1,0 +1,1 @@
+"""Streamlit dashboard; the plotly figures here are shared with ``ddlprof report --html``."""

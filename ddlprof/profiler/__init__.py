@@ -1,0 +1,1 @@
+"""The offline side: CLI, wrapping jobs, run directories, merging ranks, the stall breakdown, reports."""

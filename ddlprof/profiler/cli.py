@@ -1,0 +1,146 @@
+"""The ``ddlprof`` command. Sub-commands import their heavy parts only when they run, so that the
+offline commands start fast and never import torch."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from ddlprof import __version__
+from ddlprof.collectors.config import COLLECTORS
+from ddlprof.profiler.errors import DdlprofError
+
+WRAP_HELP = """\
+Profile an unmodified training job. The collectors load in every training process (never in
+torchrun's agent) and record each step: data-loader wait, DDP gradient communication, a few
+steps of GPU timeline, and GPU counters. The job's output, exit code and signals pass through.
+
+examples:
+  ddlprof wrap torchrun --nproc_per_node=2 examples/ddp_train.py
+  ddlprof wrap --out runs/r50 --trace-steps 20-22 -- python -m torch.distributed.run --nproc_per_node=8 t.py
+  ddlprof wrap python train.py --epochs 1
+
+multi-node: run `ddlprof wrap torchrun --nnodes=N ...` on every node; with a shared --out the
+ranks land in one run directory, otherwise `ddlprof report DIR1 DIR2 ...` merges them.
+"""
+
+REPORT_HELP = """\
+Merge the ranks (and nodes) of a run, drop warm-up and traced steps, and show where the step time
+went per rank and for the job. The categories add up to the step time:
+compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + other_ms = step_ms.
+Writes summary.json into the (first) run directory.
+
+examples:
+  ddlprof report ddlprof-runs/20261123T101500Z-train
+  ddlprof report --json RUN | jq .job
+  ddlprof report --html report.html RUN
+  ddlprof report node0-run node1-run     # a multi-node job profiled into separate directories
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and a hint, not the whole usage block."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddlprof", description="Distributed deep-learning profiler and cloud cost advisor.")
+    parser.add_argument("--version", action="version", version=f"ddlprof {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    wrap = commands.add_parser(
+        "wrap",
+        help="profile a training job (torchrun, python -m ..., python train.py)",
+        description=WRAP_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    wrap.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="run directory (default: ./ddlprof-runs/<UTC time>-<script>); never overwritten",
+    )
+    wrap.add_argument(
+        "--trace-steps",
+        default="6-8",
+        metavar="STEPS",
+        help="steps that get a full torch.profiler GPU timeline: '6-8', '10', '6-8,200-202', "
+        "or 0 for none (default: 6-8); traced steps are left out of the averages",
+    )
+    wrap.add_argument("--no-gpu-sampling", action="store_true", help="do not sample GPU counters with NVML")
+    wrap.add_argument(
+        "--gpu-sample-interval",
+        type=float,
+        default=0.5,
+        metavar="SECONDS",
+        help="seconds between NVML samples (default: 0.5)",
+    )
+    wrap.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        choices=COLLECTORS,
+        metavar="COLLECTOR",
+        help=f"switch a collector off (repeatable): {', '.join(COLLECTORS)}",
+    )
+    wrap.add_argument(
+        "job",
+        nargs=argparse.REMAINDER,
+        metavar="COMMAND ...",
+        help="the command to run (put -- before it when it could be mistaken for an option)",
+    )
+
+    report = commands.add_parser(
+        "report",
+        help="where the step time went, per rank and for the job",
+        description=REPORT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
+    report.add_argument("--json", action="store_true", help="print summary.json to stdout instead of a table")
+    report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
+    report.add_argument(
+        "--warmup",
+        type=int,
+        metavar="N",
+        help="steps to drop at the start (default: a fifth of the steps, 1 to 10)",
+    )
+    return parser
+
+
+def _run_wrap(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.wrap import wrap
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    if args.gpu_sample_interval <= 0:
+        raise DdlprofError("--gpu-sample-interval must be positive")
+    return wrap(
+        job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, args.disable
+    )
+
+
+def _run_report(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.report import report
+
+    if args.warmup is not None and args.warmup < 0:
+        raise DdlprofError("--warmup must be 0 or more")
+    return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handlers = {"wrap": _run_wrap, "report": _run_report}
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return handlers[args.command](args)
+    except DdlprofError as exc:
+        print(f"ddlprof {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,33 @@
+"""``ddlprof report --html``: one self-contained file (plotly.js inlined) that opens anywhere."""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+import plotly.io as pio
+
+from ddlprof.dashboard.figures import breakdown_by_rank, step_timeline
+from ddlprof.profiler.rundir import Run
+from ddlprof.profiler.summary import step_rows
+
+
+def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
+    figures = [breakdown_by_rank(summary), step_timeline(step_rows(runs))]
+    parts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
+    notes = "".join(
+        f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["reasons"].items()
+    )
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>ddlprof report</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;}} pre{{background:#f6f6f6;padding:1em;}}</style>
+</head><body>
+<h1>ddlprof report</h1>
+<p>Measured from {html.escape(", ".join(summary["runs"]))}: {summary["world_size"]} rank(s) on
+{summary["nodes"]} node(s), {summary["steps"]["steady_per_rank"]} steady steps per rank.</p>
+{"".join(parts)}
+<h2>Notes</h2><ul>{notes}</ul>
+<h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
+</body></html>
+"""

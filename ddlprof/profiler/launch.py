@@ -1,0 +1,115 @@
+"""Run the user's command as a child and pass everything through unchanged: stdin/stdout/stderr
+are inherited, the exit status comes back as it was (a death by signal is re-raised on ourselves),
+and signals sent to ``ddlprof wrap`` reach the job exactly once.
+
+The child gets its own process group. When ddlprof runs in the terminal's foreground, that group is
+made the foreground group, so Ctrl-C and terminal input reach the job directly, as they would
+without ddlprof; signals sent to the wrapper by other processes (schedulers, ``kill``, ``timeout``)
+are forwarded to the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+from collections.abc import Iterator
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class CommandNotFound(Exception):
+    def __init__(self, program: str, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.program, self.exit_code = program, exit_code
+
+
+def check_command(argv: list[str]) -> str:
+    """The executable ``argv[0]`` resolves to, or CommandNotFound with the shell's wording and code."""
+    program = argv[0]
+    if os.sep in program:
+        if not os.path.exists(program):
+            raise CommandNotFound(program, 127, f"{program}: No such file or directory")
+        if os.path.isdir(program) or not os.access(program, os.X_OK):
+            raise CommandNotFound(program, 126, f"{program}: Permission denied")
+        return program
+    # A command installed beside the running Python (torchrun in ddlprof's own venv) counts too, so
+    # `.venv/bin/ddlprof wrap torchrun ...` works without activating the venv.
+    found = shutil.which(program) or shutil.which(program, path=os.path.dirname(sys.executable))
+    if found is None:
+        raise CommandNotFound(program, 127, f"{program}: command not found")
+    return found
+
+
+@contextlib.contextmanager
+def _ignoring(sig: signal.Signals) -> Iterator[None]:
+    previous = signal.signal(sig, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(sig, previous)
+
+
+def _terminal_fd() -> int | None:
+    """stdin's fd when we are the terminal's foreground job, else None."""
+    try:
+        fd = sys.stdin.fileno()
+        if os.isatty(fd) and os.tcgetpgrp(fd) == os.getpgrp():
+            return fd
+    except (OSError, ValueError, AttributeError):
+        pass
+    return None
+
+
+_WAITED = {*FORWARDED, signal.SIGCHLD}
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[set[signal.Signals]]:
+    """Hold the forwarded signals for ``sigtimedwait``; enter before starting any thread, so that no
+    thread can take a signal meant for the job. Yields the mask the child must start with."""
+    original_mask = signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
+    try:
+        yield original_mask
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, original_mask)
+
+
+def run_command(
+    executable: str, argv: list[str], env: dict[str, str], child_mask: set[signal.Signals]
+) -> int:
+    """Run the command to the end, inside ``signals_held``; returns ``os.waitstatus_to_exitcode``."""
+    terminal = _terminal_fd()
+    try:
+        pid = os.posix_spawn(executable, argv, env, setpgroup=0, setsigmask=child_mask)
+        if terminal is not None:
+            with _ignoring(signal.SIGTTOU), contextlib.suppress(OSError):
+                os.tcsetpgrp(terminal, pid)
+        while True:
+            info = signal.sigtimedwait(_WAITED, 1.0)
+            if info is not None and info.si_signo != signal.SIGCHLD:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, info.si_signo)
+                continue
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done == pid:
+                return os.waitstatus_to_exitcode(status)
+    finally:
+        if terminal is not None:
+            with _ignoring(signal.SIGTTOU), contextlib.suppress(OSError):
+                os.tcsetpgrp(terminal, os.getpgrp())
+
+
+def exit_like(exit_code: int) -> int:
+    """Leave the way the child did: re-raise its fatal signal on ourselves, or return its code."""
+    if exit_code < 0:
+        sig = -exit_code
+        sys.stdout.flush()
+        sys.stderr.flush()
+        signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
+        os.kill(os.getpid(), sig)
+        return 128 + sig  # the signal did not end us (it is ignored or blocked elsewhere)
+    return exit_code

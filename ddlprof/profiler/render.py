@@ -1,0 +1,94 @@
+"""The terminal report: one rich table, per rank and for the job, with footnotes for what is missing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from ddlprof.profiler.breakdown import CATEGORIES
+
+_HEADERS = {
+    "step_ms": "step",
+    "compute_ms": "compute",
+    "data_stall_ms": "data stall",
+    "interconnect_stall_ms": "interconnect",
+    "network_stall_ms": "network",
+    "other_ms": "other",
+}
+
+
+def _ms(value: float | None, step: float | None, mark: str = "") -> str:
+    if value is None:
+        return f"—{mark}"
+    if step:
+        return f"{value:.2f} ({100 * value / step:.0f}%){mark}"
+    return f"{value:.2f}{mark}"
+
+
+def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    console = console or Console()
+    steps = summary["steps"]
+    reasons = summary["reasons"]
+    marks = {key: "*" * (i + 1) for i, key in enumerate(k for k in CATEGORIES if k in reasons)}
+    table = Table(
+        title=f"Where the step time goes (ms per step, steady state) — {', '.join(summary['runs'])}",
+        caption=(
+            f"measured: {summary['world_size']} rank(s) on {summary['nodes']} node(s); "
+            f"{steps['steady_per_rank']} steady steps per rank after {steps['warmup_dropped']} warm-up "
+            f"step(s)"
+            + (
+                f", traced steps {_ranges(steps['traced_excluded'])} excluded"
+                if steps["traced_excluded"]
+                else ""
+            )
+        ),
+    )
+    table.add_column("rank")
+    table.add_column("host")
+    for key in ("step_ms", *CATEGORIES):
+        table.add_column(f"{_HEADERS[key]} ms", justify="right")
+    table.add_column("samples/s", justify="right")
+    straggling = {s["rank"] for s in summary["stragglers"]}
+    for row in summary["ranks"]:
+        label = f"{row['rank']}" + (" (straggler)" if row["rank"] in straggling else "")
+        table.add_row(label, str(row["host"]), *_cells(row, marks))
+    table.add_section()
+    table.add_row("job", f"{summary['nodes']} node(s)", *_cells(summary["job"], marks), style="bold")
+    console.print(table)
+    for key, mark in marks.items():
+        console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")
+    for straggler in summary["stragglers"]:
+        console.print(
+            f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
+            f"{straggler['excess_pct']}% above the median rank, mostly {_HEADERS[straggler['cause']]}; "
+            "the other ranks wait for it in communication[/yellow]"
+        )
+    for missing in summary["missing_ranks"]:
+        console.print(f"[red]rank {missing['rank']}: {missing['problem']}[/red]")
+    for warning in summary["warnings"]:
+        console.print(
+            f"[yellow]rank {warning['rank']}: {warning['collector']} collector stopped: "
+            f"{warning['reason']}[/yellow]"
+        )
+
+
+def _cells(row: dict[str, Any], marks: dict[str, str]) -> list[str]:
+    step = row["step_ms"]
+    cells = [_ms(step, None)]
+    cells += [_ms(row[key], step, marks.get(key, "")) for key in CATEGORIES]
+    throughput = row.get("throughput_samples_per_s")
+    cells.append("—" if throughput is None else f"{throughput:,.1f}")
+    return cells
+
+
+def _ranges(steps: list[int]) -> str:
+    parts, start = [], None
+    for i, step in enumerate(steps):
+        if start is None:
+            start = step
+        if i + 1 == len(steps) or steps[i + 1] != step + 1:
+            parts.append(f"{start}" if start == step else f"{start}-{step}")
+            start = None
+    return ",".join(parts)

@@ -1,0 +1,179 @@
+"""The run directory: what ``ddlprof wrap`` writes and ``ddlprof report`` reads.
+
+    manifest.json          the run: schema version, id, command, launcher, nodes expected
+    nodes/<node>.json      one per node (per ``ddlprof wrap``): host, hardware, environment, start/end,
+                           exit status, GPU sampling
+    ranks/rank-<k>.jsonl   one record a line per rank: a ``rank`` header, ``step`` records, ``workload``,
+                           ``trace``, ``warning`` and a final ``end`` record
+    gpu/<host>.csv         NVML samples, one file per host
+    traces/<run>/          Kineto traces in torch-tb-profiler's layout
+    summary.json           written by ``ddlprof report``
+
+Several nodes may share one directory (``--out`` on a shared file system): the first node creates
+the manifest, the others join a manifest for the same command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddlprof.profiler.errors import DdlprofError
+
+MANIFEST = "manifest.json"
+MANIFEST_SCHEMA = "ddlprof.run"
+SCHEMA_VERSION = 1
+_RANK_FILE = re.compile(r"^rank-(\d+)\.jsonl$")
+_NODE_RANK_FLAGS = ("--node_rank", "--node-rank")
+
+
+def job_key(command: list[str]) -> list[str]:
+    """The command with its node rank taken out: equal on every node of one multi-node job."""
+    key, skip = [], False
+    for arg in command:
+        if skip:
+            skip = False
+            continue
+        if arg in _NODE_RANK_FLAGS:
+            skip = True
+            continue
+        if arg.startswith(tuple(f"{flag}=" for flag in _NODE_RANK_FLAGS)):
+            continue
+        key.append(arg)
+    return key
+
+
+def _write_json_atomic(path: Path, data: dict[str, Any], *, exclusive: bool = False) -> bool:
+    """Write via a temporary file; with ``exclusive`` return False instead of replacing a file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    try:
+        if exclusive:
+            try:
+                os.link(tmp, path)  # atomic create-if-absent with the full content
+            except FileExistsError:
+                return False
+        else:
+            os.replace(tmp, path)
+            return True
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True
+
+
+def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> bool:
+    """Make ``out`` the run directory of this job; True when this node joined an existing run.
+
+    Never overwrites: a directory holding another run, or anything else, is refused.
+    """
+    if out.exists() and not out.is_dir():
+        raise DdlprofError(f"--out {out}: exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    for sub in ("ranks", "nodes", "gpu", "traces"):
+        (out / sub).mkdir(exist_ok=True)
+    if _write_json_atomic(out / MANIFEST, manifest, exclusive=True):
+        return False
+    existing = read_manifest(out)
+    if not (multi_node and existing.get("job_key") == manifest["job_key"]):
+        raise DdlprofError(
+            f"--out {out}: already holds a run ({existing.get('run_id')}); choose a new directory"
+        )
+    return True
+
+
+def write_node(out: Path, node: dict[str, Any]) -> Path:
+    path = out / "nodes" / f"{node['node_id']}.json"
+    _write_json_atomic(path, node)
+    return path
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    file = path / MANIFEST
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DdlprofError(f"{path}: not a ddlprof run directory (no {MANIFEST})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DdlprofError(f"{file}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
+        raise DdlprofError(f"{file}: not a ddlprof manifest")
+    if data.get("schema_version", 0) > SCHEMA_VERSION:
+        raise DdlprofError(f"{file}: written by a newer ddlprof (schema {data['schema_version']}); upgrade")
+    return data
+
+
+@dataclass
+class RankLog:
+    """Everything one rank wrote, read leniently: a torn last line (the rank was killed) is skipped."""
+
+    rank: int
+    path: Path
+    meta: dict[str, Any] = field(default_factory=dict)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    workload: dict[str, Any] | None = None
+    traces: list[dict[str, Any]] = field(default_factory=list)
+    warnings: list[dict[str, Any]] = field(default_factory=list)
+    ended: bool = False
+    torn_lines: int = 0
+
+
+def read_rank(path: Path, rank: int) -> RankLog:
+    log = RankLog(rank=rank, path=path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as exc:
+        raise DdlprofError(f"{path}: unreadable ({exc})") from None
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            log.torn_lines += 1
+            continue
+        kind = record.get("type") if isinstance(record, dict) else None
+        if kind == "rank":
+            log.meta = record
+        elif kind == "step":
+            log.steps.append(record)
+        elif kind == "workload":
+            log.workload = record
+        elif kind == "trace":
+            log.traces.append(record)
+        elif kind == "warning":
+            log.warnings.append(record)
+        elif kind == "end":
+            log.ended = True
+    if not log.meta:
+        raise DdlprofError(f"{path}: not a ddlprof rank file (no rank header)")
+    return log
+
+
+@dataclass
+class Run:
+    path: Path
+    manifest: dict[str, Any]
+    nodes: list[dict[str, Any]]
+    ranks: list[RankLog]
+
+
+def load_run(path: Path) -> Run:
+    if not path.exists():
+        raise DdlprofError(f"{path}: no such directory")
+    if not path.is_dir():
+        raise DdlprofError(f"{path}: not a directory")
+    manifest = read_manifest(path)
+    nodes = []
+    for file in sorted((path / "nodes").glob("*.json")):
+        try:
+            nodes.append(json.loads(file.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise DdlprofError(f"{file}: unreadable node record ({exc})") from None
+    ranks = []
+    for file in sorted((path / "ranks").glob("rank-*.jsonl")):
+        match = _RANK_FILE.match(file.name)
+        if match:
+            ranks.append(read_rank(file, int(match.group(1))))
+    return Run(path=path, manifest=manifest, nodes=nodes, ranks=ranks)

@@ -1,0 +1,224 @@
+"""Merge the ranks of one or more run directories into the steady-state summary.
+
+Warm-up steps are dropped, and so are steps inside a trace window (the profiler slows them) and the
+step that exported the trace. Every category is a mean over the remaining steps, so the categories
+of a rank, and of the job, still add up to its step time. The summary is what ``summary.json``
+holds (schema: ``summary.schema.json`` beside this file).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import ddlprof
+from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
+from ddlprof.profiler.errors import DdlprofError
+from ddlprof.profiler.rundir import RankLog, Run
+
+SCHEMA = "ddlprof.summary"
+SCHEMA_VERSION = 1
+STRAGGLER_RATIO = 1.10  # busy time 10% above the median rank ...
+STRAGGLER_MIN_MS = 1.0  # ... and at least this much, so that noise never names a straggler
+
+
+def auto_warmup(steps: int) -> int:
+    return max(1, min(10, steps // 5))
+
+
+def _merge_ranks(runs: list[Run]) -> dict[int, RankLog]:
+    merged: dict[int, RankLog] = {}
+    for run in runs:
+        for log in run.ranks:
+            if log.rank in merged:
+                raise DdlprofError(
+                    f"rank {log.rank} appears twice ({merged[log.rank].path} and {log.path}): "
+                    "these directories are not the nodes of one job"
+                )
+            merged[log.rank] = log
+    return merged
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    if not known:
+        return None
+    return sum(v if v is not None else 0.0 for v in values) / len(values)
+
+
+def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "rank": log.rank,
+        "host": log.meta.get("host"),
+        "device": log.meta.get("device_name") or log.meta.get("device"),
+        "steps": len(steps),
+    }
+    for key in ("step_ms", *CATEGORIES):
+        row[key] = _mean([s[key] for s in steps])
+    samples = [s["samples"] for s in steps]
+    seconds = sum(s["step_ms"] for s in steps) / 1e3
+    row["throughput_samples_per_s"] = (
+        sum(samples) / seconds if steps and seconds > 0 and all(samples) else None
+    )
+    return row
+
+
+def _stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A straggler makes the others wait: its time outside communication is well above the median."""
+    if len(ranks) < 2:
+        return []
+
+    def busy(r: dict[str, Any]) -> float:
+        return r["step_ms"] - (r["interconnect_stall_ms"] or 0.0) - (r["network_stall_ms"] or 0.0)
+
+    median = statistics.median(busy(r) for r in ranks)
+    found = []
+    for r in ranks:
+        excess = busy(r) - median
+        if busy(r) > STRAGGLER_RATIO * median and excess >= STRAGGLER_MIN_MS:
+            parts = {
+                k: (r[k] or 0.0) - statistics.median((o[k] or 0.0) for o in ranks)
+                for k in ("compute_ms", "data_stall_ms", "other_ms")
+            }
+            found.append(
+                {
+                    "rank": r["rank"],
+                    "busy_ms": round(busy(r), 3),
+                    "median_busy_ms": round(median, 3),
+                    "excess_pct": round(100 * excess / median, 1) if median else None,
+                    "cause": max(parts, key=lambda k: parts[k]),
+                }
+            )
+    return found
+
+
+def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
+    logs = _merge_ranks(runs)
+    paths = ", ".join(str(r.path) for r in runs)
+    stepped = {rank: log for rank, log in logs.items() if log.steps}
+    if not stepped:
+        raise DdlprofError(
+            f"{paths}: no rank recorded a step (the job stopped before its first optimizer step, "
+            "or ran without importing torch)"
+        )
+    world_size = max(int(log.meta.get("world_size", 1)) for log in logs.values())
+    hosts = sorted({str(log.meta.get("host")) for log in logs.values()})
+    multi_node = _is_multi_node(runs, logs)
+
+    fewest = min(len(log.steps) for log in stepped.values())
+    warmup = auto_warmup(fewest) if warmup is None else warmup
+    rank_rows, excluded_traced, steady_counts = [], set(), []
+    for rank in sorted(stepped):
+        log = stepped[rank]
+        after_warmup = [s for s in log.steps if s["step"] > warmup]
+        steady = [s for s in after_warmup if not s.get("traced")]
+        excluded_traced.update(s["step"] for s in after_warmup if s.get("traced"))
+        chosen = steady or after_warmup or log.steps  # a very short run: use what there is
+        steady_counts.append(len(chosen))
+        rows = [{**step_categories(s, multi_node), "samples": s.get("samples")} for s in chosen]
+        rank_rows.append(_rank_summary(log, rows))
+
+    job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
+    throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
+    job["throughput_samples_per_s"] = sum(throughputs) if all(t is not None for t in throughputs) else None
+
+    warnings = [
+        {"rank": log.rank, **{k: w[k] for k in ("collector", "reason", "step") if k in w}}
+        for log in logs.values()
+        for w in log.warnings
+    ]
+    collector_off = {w["collector"]: w["reason"] for w in warnings}
+    comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
+    saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
+    workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
+
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "ddlprof_version": ddlprof.__version__,
+        "generated_unix": time.time(),
+        "source": "measured",
+        "runs": [str(r.path) for r in runs],
+        "world_size": world_size,
+        "nodes": len(hosts),
+        "hosts": hosts,
+        "steps": {
+            "recorded": max(len(log.steps) for log in stepped.values()),
+            "warmup_dropped": warmup,
+            "traced_excluded": sorted(excluded_traced),
+            "steady_per_rank": min(steady_counts),
+        },
+        "job": job,
+        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off),
+        "ranks": rank_rows,
+        "stragglers": _stragglers(rank_rows),
+        "missing_ranks": _missing(logs, world_size),
+        "workload": {k: v for k, v in workload.items() if k != "type"} if workload else None,
+        "warnings": warnings,
+        "traces": [
+            {"rank": log.rank, **{k: t[k] for k in ("steps", "file")}}
+            for _, log in sorted(logs.items())
+            for t in log.traces
+        ],
+        "exit_codes": {str(n.get("node_id")): n.get("exit_code") for r in runs for n in r.nodes},
+    }
+
+
+def step_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """Every recorded step of every rank with its categories, for timelines."""
+    logs = _merge_ranks(runs)
+    multi_node = _is_multi_node(runs, logs)
+    return [
+        {"rank": rank, "step": s["step"], "traced": bool(s.get("traced")), **step_categories(s, multi_node)}
+        for rank, log in sorted(logs.items())
+        for s in log.steps
+    ]
+
+
+def _is_multi_node(runs: list[Run], logs: dict[int, RankLog]) -> bool:
+    hosts = {str(log.meta.get("host")) for log in logs.values()}
+    return len(hosts) > 1 or any((r.manifest.get("nnodes") or 1) > 1 for r in runs)
+
+
+def _missing(logs: dict[int, RankLog], world_size: int) -> list[dict[str, Any]]:
+    """Ranks with no records, and ranks that ended without an end record (killed or crashed)."""
+    problems = []
+    for rank in range(world_size):
+        log = logs.get(rank)
+        if log is None:
+            problems.append({"rank": rank, "problem": "no records (the rank never started or never stepped)"})
+        elif not log.ended:
+            reached = log.steps[-1]["step"] if log.steps else 0
+            problems.append(
+                {
+                    "rank": rank,
+                    "last_step": reached,
+                    "problem": f"stopped after step {reached} with no end record (killed or crashed)",
+                }
+            )
+    return problems
+
+
+def one_line(summary: dict[str, Any]) -> str:
+    job = summary["job"]
+
+    def ms(key: str) -> str:
+        value = job[key]
+        return "n/a" if value is None else f"{value:.1f}"
+
+    throughput = job["throughput_samples_per_s"]
+    rate = f"; {throughput:,.0f} samples/s" if throughput is not None else ""
+    missing = f"; {len(summary['missing_ranks'])} rank(s) missing" if summary["missing_ranks"] else ""
+    return (
+        f"{summary['world_size']} rank(s) on {summary['nodes']} node(s), "
+        f"{summary['steps']['steady_per_rank']} "
+        f"steady steps: step {ms('step_ms')} ms = compute {ms('compute_ms')} + data {ms('data_stall_ms')} "
+        f"+ interconnect {ms('interconnect_stall_ms')} + network {ms('network_stall_ms')} "
+        f"+ other {ms('other_ms')}{rate}{missing}"
+    )
+
+
+def summary_path(run: Path) -> Path:
+    return run / "summary.json"

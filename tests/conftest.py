@@ -1,0 +1,89 @@
+"""Helpers to run real ``ddlprof`` commands and real gloo DDP jobs in subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "ddp_train.py"
+BIN = Path(sys.executable).parent
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
+    out["OMP_NUM_THREADS"] = "1"
+    out.pop("DDLPROF_RUN_DIR", None)
+    return out
+
+
+def ddlprof(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "ddlprof", *args],
+        capture_output=True,
+        text=True,
+        env=kwargs.pop("env", env()),
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def wrap_command(out: Path | str, *job: str, trace_steps: str = "0") -> list[str]:
+    """``python -m ddlprof wrap`` of ``job`` into ``out``, as a Popen argument list."""
+    return [
+        sys.executable,
+        "-m",
+        "ddlprof",
+        "wrap",
+        "--trace-steps",
+        trace_steps,
+        "--out",
+        str(out),
+        "--",
+        *job,
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun(nproc: int = 2, *extra: str) -> list[str]:
+    return ["torchrun", f"--nproc_per_node={nproc}", "--standalone", *extra]
+
+
+def summary(run: Path, *args: str) -> dict:
+    done = ddlprof("report", "--json", *args, str(run))
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture
+def wrapped(tmp_path):
+    """Run the example under ``ddlprof wrap torchrun`` and return (completed process, run dir)."""
+
+    def run(*example_args: str, nproc: int = 2, trace_steps: str = "0", name: str = "run"):
+        out = tmp_path / name
+        done = ddlprof(
+            "wrap",
+            "--out",
+            str(out),
+            "--trace-steps",
+            trace_steps,
+            "--",
+            *torchrun(nproc),
+            str(EXAMPLE),
+            *example_args,
+        )
+        return done, out
+
+    return run

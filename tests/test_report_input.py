@@ -1,0 +1,154 @@
+"""``ddlprof report`` on bad input: one clear line, a non-zero exit, no traceback, nothing lost."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from conftest import REPO, ddlprof
+
+SCHEMA = json.loads((REPO / "ddlprof" / "profiler" / "summary.schema.json").read_text())
+
+
+def _one_line_error(done, *words: str) -> None:
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in done.stderr
+
+
+def _run_dir(tmp_path, ranks: dict[int, list[dict]], manifest: dict | None = None):
+    run = tmp_path / "run"
+    (run / "ranks").mkdir(parents=True)
+    (run / "nodes").mkdir()
+    (run / "manifest.json").write_text(
+        json.dumps(manifest or {"schema": "ddlprof.run", "schema_version": 1, "run_id": "run", "nnodes": 1})
+    )
+    for rank, records in ranks.items():
+        lines = [json.dumps(r) for r in records]
+        (run / "ranks" / f"rank-{rank}.jsonl").write_text("\n".join(lines) + "\n")
+    return run
+
+
+def _rank(rank: int, world: int = 2, host: str = "h") -> dict:
+    return {"type": "rank", "rank": rank, "world_size": world, "host": host}
+
+
+def _step(n: int, step_ms: float = 10.0, data: float = 1.0, exposed: float = 2.0, loop: float = 0.5) -> dict:
+    return {
+        "type": "step",
+        "step": n,
+        "step_ms": step_ms,
+        "data_wait_ms": data,
+        "loop_ms": loop,
+        "samples": 8,
+        "traced": False,
+        "comm": {"buckets": 1, "exposed_ms": exposed},
+    }
+
+
+@pytest.mark.parametrize(
+    "setup, words",
+    [
+        (lambda p: p / "nope", ["no such directory"]),
+        (lambda p: (p / "empty").mkdir() or p / "empty", ["not a ddlprof run directory"]),
+        (lambda p: (p / "f").write_text("x") and p / "f", ["not a directory"]),
+    ],
+)
+def test_missing_empty_and_foreign_paths(tmp_path, setup, words):
+    _one_line_error(ddlprof("report", str(setup(tmp_path))), *words)
+
+
+def test_truncated_manifest(tmp_path):
+    run = _run_dir(tmp_path, {})
+    (run / "manifest.json").write_text('{"schema": "ddlprof.r')
+    _one_line_error(ddlprof("report", str(run)), "manifest.json", "unreadable manifest")
+
+
+def test_foreign_json_manifest(tmp_path):
+    run = _run_dir(tmp_path, {}, manifest={"hello": "world"})
+    _one_line_error(ddlprof("report", str(run)), "not a ddlprof manifest")
+
+
+def test_run_without_steps(tmp_path):
+    run = _run_dir(tmp_path, {0: [_rank(0)]})
+    _one_line_error(ddlprof("report", str(run)), "no rank recorded a step")
+
+
+def test_rank_file_without_header(tmp_path):
+    run = _run_dir(tmp_path, {0: [_step(1)]})
+    _one_line_error(ddlprof("report", str(run)), "rank-0.jsonl", "no rank header")
+
+
+def test_torn_last_line_and_missing_rank_still_report(tmp_path):
+    run = _run_dir(
+        tmp_path,
+        {
+            0: [_rank(0, world=3), *[_step(n) for n in range(1, 11)], {"type": "end"}],
+            1: [_rank(1, world=3), *[_step(n) for n in range(1, 6)]],
+        },
+    )
+    with (run / "ranks" / "rank-1.jsonl").open("a") as f:
+        f.write('{"type":"step","step":6,"step_')
+    done = ddlprof("report", "--json", str(run))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    jsonschema.validate(result, SCHEMA)
+    missing = {m["rank"]: m["problem"] for m in result["missing_ranks"]}
+    assert missing[1].startswith("stopped after step 5") and missing[2].startswith("no records")
+    assert 0 not in missing
+    table = ddlprof("report", str(run))
+    assert "rank 2: no records" in table.stdout and "rank 1: stopped after step 5" in table.stdout
+
+
+def test_ranks_of_two_runs_that_collide(tmp_path):
+    a = _run_dir(tmp_path / "a", {0: [_rank(0), _step(1)]})
+    b = _run_dir(tmp_path / "b", {0: [_rank(0), _step(1)]})
+    _one_line_error(ddlprof("report", str(a), str(b)), "rank 0 appears twice")
+
+
+def test_straggler_is_named_only_when_it_is_one(tmp_path):
+    # rank 1 computes 30 ms longer; rank 0 waits for it in the all-reduce.
+    slow = [_rank(1), *[_step(n, step_ms=50, exposed=1.0, data=1.0, loop=0.5) for n in range(1, 11)]]
+    fast = [_rank(0), *[_step(n, step_ms=50, exposed=31.0, data=1.0, loop=0.5) for n in range(1, 11)]]
+    result = json.loads(ddlprof("report", "--json", str(_run_dir(tmp_path, {0: fast, 1: slow}))).stdout)
+    assert [s["rank"] for s in result["stragglers"]] == [1]
+    assert result["stragglers"][0]["cause"] == "compute_ms"
+    even = [_rank(1), *[_step(n, step_ms=50, exposed=2.5) for n in range(1, 11)]]
+    fast2 = [_rank(0), *[_step(n, step_ms=50, exposed=2.0) for n in range(1, 11)]]
+    result = json.loads(
+        ddlprof("report", "--json", str(_run_dir(tmp_path / "e", {0: fast2, 1: even}))).stdout
+    )
+    assert result["stragglers"] == []
+
+
+def test_html_report_and_summary_schema(tmp_path):
+    run = _run_dir(
+        tmp_path, {r: [_rank(r), *[_step(n) for n in range(1, 11)], {"type": "end"}] for r in (0, 1)}
+    )
+    html = tmp_path / "report.html"
+    done = ddlprof("report", "--html", str(html), str(run))
+    assert done.returncode == 0, done.stderr
+    text = html.read_text()
+    assert "Plotly.newPlot" in text and "Where the step time goes" in text and "rank 1" in text
+    written = json.loads((run / "summary.json").read_text())
+    jsonschema.validate(written, SCHEMA)
+    assert written["job"]["step_ms"] == 10.0
+    assert written["job"]["compute_ms"] == pytest.approx(6.5)
+    assert written["job"]["throughput_samples_per_s"] == pytest.approx(2 * 8 / 0.010)
+    assert written["steps"]["warmup_dropped"] == 2 and written["steps"]["steady_per_rank"] == 8
+
+
+def test_report_does_not_import_torch(tmp_path):
+    run = _run_dir(tmp_path, {0: [_rank(0, world=1), *[_step(n) for n in range(1, 5)]]})
+    code = (
+        "import sys; from ddlprof.profiler.cli import main; rc = main(['report', '--json', sys.argv[1]]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

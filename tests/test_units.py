@@ -1,0 +1,62 @@
+"""Small pure functions: trace-step parsing, job keys, batch sizes, the per-step breakdown."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from ddlprof.collectors.batches import batch_size
+from ddlprof.collectors.config import TraceStepsError, parse_trace_steps
+from ddlprof.profiler.breakdown import step_categories
+from ddlprof.profiler.rundir import job_key
+from ddlprof.profiler.wrap import launcher_of, max_nodes, script_name
+
+
+def test_trace_steps():
+    assert parse_trace_steps("0") == ()
+    assert parse_trace_steps("6-8") == ((6, 8),)
+    assert parse_trace_steps("100-102, 10") == ((10, 10), (100, 102))
+    for bad in ("x", "8-6", "0-3", "5-7,6-9", "5-7,8"):
+        with pytest.raises(TraceStepsError):
+            parse_trace_steps(bad)
+
+
+def test_job_key_ignores_only_the_node_rank():
+    a = ["torchrun", "--nnodes=2", "--node_rank=0", "t.py"]
+    b = ["torchrun", "--nnodes=2", "--node-rank", "1", "t.py"]
+    assert job_key(a) == job_key(b) == ["torchrun", "--nnodes=2", "t.py"]
+    assert job_key(a) != job_key(["torchrun", "--nnodes=2", "--node_rank=1", "u.py"])
+
+
+def test_command_classification():
+    assert launcher_of(["torchrun", "x.py"]) == "torchrun"
+    assert launcher_of(["python", "-m", "torch.distributed.run", "x.py"]) == "torch.distributed.run"
+    assert launcher_of(["python", "x.py"]) == "direct"
+    assert max_nodes(["torchrun", "--nnodes", "1:4", "x.py"]) == 4 and max_nodes(["python", "x.py"]) == 1
+    assert script_name(["torchrun", "--nproc_per_node=2", "train/main.py"]) == "main"
+
+
+def test_batch_size_of_common_batch_shapes():
+    x = torch.zeros(8, 3)
+    assert batch_size(x) == 8
+    assert batch_size((x, torch.zeros(8))) == 8
+    assert batch_size({"input_ids": torch.zeros(4, 128), "label": 1}) == 4
+    assert batch_size([["text"], x]) == 8
+    assert batch_size("text") is None and batch_size(torch.tensor(3.0)) is None
+
+
+def test_step_breakdown_single_and_multi_node():
+    step = {"step_ms": 100.0, "data_wait_ms": 10.0, "loop_ms": 5.0, "comm": {"exposed_ms": 20.0}}
+    single = step_categories(step, multi_node=False)
+    assert single == {
+        "step_ms": 100.0,
+        "compute_ms": 65.0,
+        "data_stall_ms": 10.0,
+        "interconnect_stall_ms": 20.0,
+        "network_stall_ms": 0.0,
+        "other_ms": 5.0,
+    }
+    multi = step_categories(step, multi_node=True)
+    assert multi["interconnect_stall_ms"] is None and multi["network_stall_ms"] == 20.0
+    bare = step_categories({"step_ms": 50.0, "data_wait_ms": None, "loop_ms": None, "comm": None}, False)
+    assert bare["compute_ms"] == 50.0 and bare["interconnect_stall_ms"] is None

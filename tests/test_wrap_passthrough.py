@@ -1,0 +1,148 @@
+"""``ddlprof wrap`` leaves the job alone: output, exit codes and signals pass through; bad commands
+fail like the shell; a run directory is never overwritten; a failing collector never breaks the job."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+from conftest import ddlprof, env
+
+PY = sys.executable
+
+
+def test_stdout_is_untouched_and_our_lines_go_to_stderr(tmp_path):
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", "print('hello'); import sys; sys.exit(7)")
+    assert done.stdout == "hello\n"
+    assert done.returncode == 7
+    assert "ddlprof: run directory" in done.stderr
+
+
+def test_missing_command_fails_like_the_shell(tmp_path):
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), "no-such-command-xyz", "--flag")
+    assert done.returncode == 127
+    assert done.stderr.strip() == "ddlprof: no-such-command-xyz: command not found"
+    assert not (tmp_path / "r").exists()
+
+
+def test_existing_run_directory_is_never_overwritten(tmp_path):
+    out = tmp_path / "r"
+    first = ddlprof("wrap", "--out", str(out), PY, "-c", "pass")
+    assert first.returncode == 0
+    manifest = (out / "manifest.json").read_text()
+    second = ddlprof("wrap", "--out", str(out), PY, "-c", "print('must not run')")
+    assert second.returncode == 2
+    assert "must not run" not in second.stdout
+    assert second.stderr.count("\n") == 1 and "already holds a run" in second.stderr
+    assert "Traceback" not in second.stderr
+    assert (out / "manifest.json").read_text() == manifest
+
+
+def _start(tmp_path, code: str) -> subprocess.Popen:
+    ready = tmp_path / "ready"
+    script = (
+        f"import pathlib, signal, sys, time\n{code}\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n"
+    )
+    job = subprocess.Popen(
+        [PY, "-m", "ddlprof", "wrap", "--out", str(tmp_path / "r"), PY, "-c", script],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    return job
+
+
+def test_sigterm_reaches_the_job_and_its_death_is_passed_on(tmp_path):
+    job = _start(tmp_path, "")
+    job.send_signal(signal.SIGTERM)
+    assert job.wait(timeout=30) == -signal.SIGTERM  # the wrapper dies of the same signal as the job
+    node = json.loads(next((tmp_path / "r" / "nodes").glob("*.json")).read_text())
+    assert node["exit_code"] == -signal.SIGTERM
+
+
+def test_sigint_reaches_the_job_once_and_its_handler_decides(tmp_path):
+    job = _start(
+        tmp_path, "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(42)))"
+    )
+    job.send_signal(signal.SIGINT)
+    out, _ = job.communicate(timeout=30)
+    assert job.returncode == 42
+    assert out.count("got SIGINT") == 1
+
+
+def test_a_failing_collector_warns_once_and_the_job_goes_on(tmp_path):
+    """A batch whose shape cannot be read breaks the data collector, never the training loop."""
+    script = """
+import torch
+from torch.utils.data import DataLoader
+
+class Odd:
+    @property
+    def shape(self):
+        raise RuntimeError("no shape for you")
+
+class Data(torch.utils.data.Dataset):
+    def __len__(self): return 8
+    def __getitem__(self, i): return torch.ones(2)
+
+model = torch.nn.Linear(2, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for x in DataLoader(Data(), batch_size=2, collate_fn=lambda b: Odd()):
+    model(torch.ones(2, 2)).sum().backward()
+    opt.step()
+print("finished")
+"""
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "finished\n"
+    assert done.stderr.count("the data collector stopped") == 1
+    result = json.loads(ddlprof("report", "--json", str(tmp_path / "r")).stdout)
+    assert result["job"]["data_stall_ms"] is None
+    assert "no shape for you" in result["reasons"]["data_stall_ms"]
+    assert result["steps"]["recorded"] == 4  # steps still counted from the optimizer
+
+
+def test_mark_step_counts_steps_without_an_optimizer(tmp_path):
+    script = "import torch, ddlprof, time\nfor _ in range(6):\n    time.sleep(0.01)\n"
+    script += "    ddlprof.mark_step(samples=16)\n"
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", script)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(ddlprof("report", "--json", str(tmp_path / "r")).stdout)
+    assert result["steps"]["recorded"] == 6
+    assert 16 / 0.02 < result["job"]["throughput_samples_per_s"] < 16 / 0.01
+
+
+def test_gradient_accumulation_is_one_step(tmp_path):
+    script = """
+import torch
+model = torch.nn.Linear(4, 1)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(5):
+    for micro in range(3):
+        model(torch.ones(8, 4)).sum().backward()
+    opt.step()
+"""
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", script)
+    assert done.returncode == 0, done.stderr
+    steps = [json.loads(x) for x in next((tmp_path / "r" / "ranks").glob("*.jsonl")).read_text().splitlines()]
+    assert [s["step"] for s in steps if s["type"] == "step"] == [1, 2, 3, 4, 5]
+
+
+def test_disabled_comm_collector_leaves_ddp_alone_and_says_why(tmp_path):
+    from conftest import EXAMPLE
+
+    out = tmp_path / "r"
+    done = ddlprof("wrap", "--disable", "comm", "--out", str(out), PY, str(EXAMPLE), "--steps", "8")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(ddlprof("report", "--json", str(out)).stdout)
+    assert result["job"]["interconnect_stall_ms"] is None
+    assert "switched off with --disable" in result["reasons"]["interconnect_stall_ms"]
+    assert result["job"]["other_ms"] is not None  # DDP forwards are still seen
+    assert result["workload"]["comm_hook"] is None  # no hook was registered on the user's DDP
