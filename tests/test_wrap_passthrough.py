@@ -146,3 +146,10 @@ def test_disabled_comm_collector_leaves_ddp_alone_and_says_why(tmp_path):
     assert "switched off with --disable" in result["reasons"]["interconnect_stall_ms"]
     assert result["job"]["other_ms"] is not None  # DDP forwards are still seen
     assert result["workload"]["comm_hook"] is None  # no hook was registered on the user's DDP
+
+
+def test_a_directory_with_other_files_is_not_used(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    done = ddlprof("wrap", "--out", str(tmp_path), PY, "-c", "print('must not run')")
+    assert done.returncode == 2 and "not empty and not a ddlprof run" in done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

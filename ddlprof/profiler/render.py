@@ -12,18 +12,19 @@ from ddlprof.profiler.breakdown import CATEGORIES
 _HEADERS = {
     "step_ms": "step",
     "compute_ms": "compute",
-    "data_stall_ms": "data stall",
-    "interconnect_stall_ms": "interconnect",
+    "data_stall_ms": "data",
+    "interconnect_stall_ms": "intercon.",
     "network_stall_ms": "network",
     "other_ms": "other",
 }
 
 
 def _ms(value: float | None, step: float | None, mark: str = "") -> str:
+    """Milliseconds, and below them the share of the step, so columns stay narrow."""
     if value is None:
         return f"—{mark}"
     if step:
-        return f"{value:.2f} ({100 * value / step:.0f}%){mark}"
+        return f"{value:.2f}{mark}\n{100 * value / step:.0f}%"
     return f"{value:.2f}{mark}"
 
 
@@ -33,7 +34,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     reasons = summary["reasons"]
     marks = {key: "*" * (i + 1) for i, key in enumerate(k for k in CATEGORIES if k in reasons)}
     table = Table(
-        title=f"Where the step time goes (ms per step, steady state) — {', '.join(summary['runs'])}",
+        title=f"Where the step time goes, ms per step (steady state): {', '.join(summary['runs'])}",
         caption=(
             f"measured: {summary['world_size']} rank(s) on {summary['nodes']} node(s); "
             f"{steps['steady_per_rank']} steady steps per rank after {steps['warmup_dropped']} warm-up "
@@ -45,17 +46,20 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             )
         ),
     )
-    table.add_column("rank")
-    table.add_column("host")
+    hosts = summary["nodes"] > 1
+    table.add_column("rank", no_wrap=True)
+    if hosts:
+        table.add_column("host")
     for key in ("step_ms", *CATEGORIES):
-        table.add_column(f"{_HEADERS[key]} ms", justify="right")
-    table.add_column("samples/s", justify="right")
+        table.add_column(_HEADERS[key], justify="right", no_wrap=True)
+    table.add_column("samples/s", justify="right", no_wrap=True)
     straggling = {s["rank"] for s in summary["stragglers"]}
     for row in summary["ranks"]:
-        label = f"{row['rank']}" + (" (straggler)" if row["rank"] in straggling else "")
-        table.add_row(label, str(row["host"]), *_cells(row, marks))
+        label = f"{row['rank']}" + (" slow" if row["rank"] in straggling else "")
+        table.add_row(label, *([str(row["host"])] if hosts else []), *_cells(row, marks))
     table.add_section()
-    table.add_row("job", f"{summary['nodes']} node(s)", *_cells(summary["job"], marks), style="bold")
+    job_host = [f"{summary['nodes']} nodes"] if hosts else []
+    table.add_row("job", *job_host, *_cells(summary["job"], marks), style="bold")
     console.print(table)
     for key, mark in marks.items():
         console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")

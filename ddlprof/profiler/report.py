@@ -6,7 +6,6 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
 
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.rundir import load_run
@@ -28,7 +27,12 @@ def report(paths: list[Path], as_json: bool, html: Path | None, warmup: int | No
     runs = [load_run(path) for path in paths]
     summary = summarize(runs, warmup=warmup)
     text = json.dumps(summary, indent=2) + "\n"
-    write_atomic(summary_path(runs[0].path), text)
+    written = [summary_path(runs[0].path)]
+    try:
+        write_atomic(written[0], text)
+    except DdlprofError as exc:  # a read-only run directory still gets its report
+        print(f"ddlprof report: warning: {exc}; summary.json not written", file=sys.stderr)
+        written = []
     if html is not None:
         from ddlprof.profiler.html import html_report
 
@@ -39,12 +43,8 @@ def report(paths: list[Path], as_json: bool, html: Path | None, warmup: int | No
         from ddlprof.profiler.render import print_summary
 
         print_summary(summary)
-        _note_outputs(runs[0].path, html)
+        if html is not None:
+            written.append(html)
+        if written:
+            print("wrote " + ", ".join(str(p) for p in written))
     return 0
-
-
-def _note_outputs(run: Path, html: Path | None) -> None:
-    written: list[Any] = [summary_path(run)]
-    if html is not None:
-        written.append(html)
-    print("wrote " + ", ".join(str(p) for p in written))

@@ -48,8 +48,13 @@ def job_key(command: list[str]) -> list[str]:
 
 
 def _write_json_atomic(path: Path, data: dict[str, Any], *, exclusive: bool = False) -> bool:
-    """Write via a temporary file; with ``exclusive`` return False instead of replacing a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write via a temporary file; with ``exclusive`` return False instead of replacing a file.
+
+    The temporary file of an exclusive write lives beside the directory, not in it, so that another
+    node looking at a fresh run directory never sees a half-made run.
+    """
+    folder = path.parent.parent if exclusive else path.parent
+    tmp = folder / f".{path.parent.name}.{path.name}.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     try:
         if exclusive:
@@ -73,16 +78,18 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
     if out.exists() and not out.is_dir():
         raise DdlprofError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / MANIFEST).exists() and any(out.iterdir()):
+        raise DdlprofError(f"--out {out}: not empty and not a ddlprof run; choose a new directory")
+    joined = not _write_json_atomic(out / MANIFEST, manifest, exclusive=True)
+    if joined:
+        existing = read_manifest(out)
+        if not (multi_node and existing.get("job_key") == manifest["job_key"]):
+            raise DdlprofError(
+                f"--out {out}: already holds a run ({existing.get('run_id')}); choose a new directory"
+            )
     for sub in ("ranks", "nodes", "gpu", "traces"):
         (out / sub).mkdir(exist_ok=True)
-    if _write_json_atomic(out / MANIFEST, manifest, exclusive=True):
-        return False
-    existing = read_manifest(out)
-    if not (multi_node and existing.get("job_key") == manifest["job_key"]):
-        raise DdlprofError(
-            f"--out {out}: already holds a run ({existing.get('run_id')}); choose a new directory"
-        )
-    return True
+    return joined
 
 
 def write_node(out: Path, node: dict[str, Any]) -> Path:
