@@ -159,6 +159,6 @@ def test_two_nodes_share_one_run_directory_and_merge_from_two(tmp_path):
 
     port = free_port()
     jobs = [launch(0, str(tmp_path / "n0"), port), launch(1, str(tmp_path / "n1"), port)]
-    assert [j.wait(timeout=180) for j in jobs] == [0, 0]
+    assert [j.wait(timeout=180) for j in jobs] == [0, 0], [j.stderr.read() for j in jobs]
     merged = summary(tmp_path / "n0", str(tmp_path / "n1"))
     assert merged["world_size"] == 2 and {r["rank"] for r in merged["ranks"]} == {0, 1}
