@@ -22,7 +22,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "ddp_train.py"
-VARIANTS = ("unwrapped", "ddlprof", "torch_profiler")
+VARIANTS = ("unwrapped", "ddlprof", "torch_profiler", "ddlprof_no_gpu_sampling")
 
 
 def run_once(variant: str, model: str, args: argparse.Namespace, workdir: Path, tag: str) -> float:
@@ -45,8 +45,19 @@ def run_once(variant: str, model: str, args: argparse.Namespace, workdir: Path, 
         job.append("--synthetic")
     if variant == "torch_profiler":
         job.append("--torch-profiler")
-    if variant == "ddlprof":
-        job = [sys.executable, "-m", "ddlprof", "wrap", "--out", str(workdir / f"{tag}-run"), "--", *job]
+    if variant.startswith("ddlprof"):
+        sampling = ["--no-gpu-sampling"] if variant == "ddlprof_no_gpu_sampling" else []
+        job = [
+            sys.executable,
+            "-m",
+            "ddlprof",
+            "wrap",
+            *sampling,
+            "--out",
+            str(workdir / f"{tag}-run"),
+            "--",
+            *job,
+        ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     subprocess.run(
         job,
@@ -71,19 +82,26 @@ def main() -> int:
         "--warmup", type=int, default=20, help="steps left out at the start (covers steps 6-8)"
     )
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--variants",
+        default="unwrapped,ddlprof,torch_profiler",
+        help=f"comma-separated, from: {', '.join(VARIANTS)}",
+    )
     parser.add_argument("--nproc", type=int, default=2)
     parser.add_argument("--synthetic", action="store_true", help="data kept on the GPU (no DataLoader)")
     parser.add_argument("--run-timeout", type=float, default=150, help="seconds one launch may take")
     parser.add_argument("--out", type=Path, help="write the raw results here as JSON")
     args = parser.parse_args()
 
+    variants = tuple(args.variants.split(","))
+    if "unwrapped" not in variants or not set(variants) <= set(VARIANTS):
+        parser.error(f"--variants must include unwrapped and come from {', '.join(VARIANTS)}")
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for model in args.models.split(","):
-                order = (
-                    VARIANTS[repeat % 3 :] + VARIANTS[: repeat % 3]
-                )  # rotate, so no variant always runs first
+                shift = repeat % len(variants)
+                order = variants[shift:] + variants[:shift]  # rotate, so no variant always runs first
                 medians = {v: run_once(v, model, args, Path(tmp), f"{model}-{repeat}-{v}") for v in order}
                 results.append(
                     {"model": model, "repeat": repeat, "order": list(order), "median_step_ms": medians}
@@ -92,11 +110,9 @@ def main() -> int:
     summary = {}
     for model in args.models.split(","):
         pairs = [r["median_step_ms"] for r in results if r["model"] == model]
-        summary[model] = {
-            "unwrapped_ms": statistics.median(p["unwrapped"] for p in pairs),
-            "ddlprof_ratio": statistics.median(p["ddlprof"] / p["unwrapped"] for p in pairs),
-            "torch_profiler_ratio": statistics.median(p["torch_profiler"] / p["unwrapped"] for p in pairs),
-        }
+        summary[model] = {"unwrapped_ms": statistics.median(p["unwrapped"] for p in pairs)}
+        for variant in (v for v in variants if v != "unwrapped"):
+            summary[model][f"{variant}_ratio"] = statistics.median(p[variant] / p["unwrapped"] for p in pairs)
     print(json.dumps(summary, indent=2))
     if args.out:
         args.out.write_text(

@@ -153,3 +153,36 @@ def test_a_directory_with_other_files_is_not_used(tmp_path):
     done = ddlprof("wrap", "--out", str(tmp_path), PY, "-c", "print('must not run')")
     assert done.returncode == 2 and "not empty and not a ddlprof run" in done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_ctrl_c_in_a_terminal_reaches_the_job_once(tmp_path):
+    """In a terminal the job's process group becomes the foreground group: Ctrl-C goes straight to it."""
+    import os
+    import pty
+
+    ready = tmp_path / "ready"
+    script = (
+        "import pathlib, signal, sys, time\n"
+        "signal.signal(signal.SIGINT, lambda *a: (print('got SIGINT', flush=True), sys.exit(42)))\n"
+        f"pathlib.Path({str(ready)!r}).touch()\ntime.sleep(60)\n"
+    )
+    pid, master = pty.fork()
+    if pid == 0:  # child: a session leader whose controlling terminal is the pty
+        os.execve(PY, [PY, "-m", "ddlprof", "wrap", "--out", str(tmp_path / "r"), PY, "-c", script], env())
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    os.write(master, b"\x03")
+    output = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        output += chunk
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 42, output
+    assert output.count(b"got SIGINT") == 1, output
