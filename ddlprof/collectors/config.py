@@ -14,6 +14,7 @@ from dataclasses import dataclass
 RUN_DIR = "DDLPROF_RUN_DIR"
 TRACE_STEPS = "DDLPROF_TRACE_STEPS"
 DISABLED = "DDLPROF_DISABLE"
+STOP_AFTER = "DDLPROF_STOP_AFTER_STEPS"  # set by `ddlprof stalls`: end each rank after this many steps
 COLLECTORS = ("steps", "data", "comm", "traces", "workload")
 DEFAULT_TRACE_STEPS = "6-8"
 
@@ -60,6 +61,7 @@ class CollectorConfig:
     run_dir: str
     trace_windows: tuple[tuple[int, int], ...]
     disabled: frozenset[str] = frozenset()
+    stop_after: int | None = None
 
     @classmethod
     def from_environ(cls) -> CollectorConfig | None:
@@ -71,4 +73,10 @@ class CollectorConfig:
         except TraceStepsError:
             windows = ()
         disabled = frozenset(p.strip() for p in os.environ.get(DISABLED, "").split(",") if p.strip())
-        return cls(run_dir=run_dir, trace_windows=windows, disabled=disabled)
+        stop_after = os.environ.get(STOP_AFTER, "")
+        return cls(
+            run_dir=run_dir,
+            trace_windows=windows,
+            disabled=disabled,
+            stop_after=int(stop_after) if stop_after.isdigit() else None,
+        )

@@ -144,6 +144,16 @@ class Session:
         self._flush(final=False)
         if self.step == WORKLOAD_AFTER_STEP:
             self._write_workload()
+        if self.config.stop_after is not None and self.step >= self.config.stop_after:
+            self._stop_process()
+
+    def _stop_process(self) -> None:
+        """End a `ddlprof stalls` variant run: every rank stops at the same step boundary, after the
+        step's all-reduce, so no rank is left waiting in a collective."""
+        self.close()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
     # -- records ---------------------------------------------------------------------------------
 

@@ -93,6 +93,42 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command to run (put -- before it when it could be mistaken for an option)",
     )
 
+    stalls = commands.add_parser(
+        "stalls",
+        help="interconnect and network stalls by differential runs",
+        description=STALLS_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stalls.add_argument("--steps", type=int, default=20, help="steady steps measured per run (default: 20)")
+    stalls.add_argument("--warmup", type=int, default=5, help="steps run first and not measured (default: 5)")
+    stalls.add_argument(
+        "--repeats", type=int, default=3, help="runs of each variant, interleaved (default: 3)"
+    )
+    stalls.add_argument(
+        "--emulate-nodes",
+        type=int,
+        metavar="K",
+        help="split this host's GPUs into K nodes joined by NCCL's socket transport",
+    )
+    stalls.add_argument(
+        "--emulate-pcie", action="store_true", help="turn NCCL peer-to-peer off in every variant"
+    )
+    stalls.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="where the variant runs go (default: ./ddlprof-runs/<UTC time>-stalls)",
+    )
+    stalls.add_argument(
+        "--timeout",
+        type=float,
+        default=900,
+        metavar="SECONDS",
+        help="time limit of one variant run (default: 900)",
+    )
+    stalls.add_argument("--json", action="store_true", help="print stalls.json to stdout instead of a table")
+    stalls.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the torchrun command")
+
     report = commands.add_parser(
         "report",
         help="where the step time went, per rank and for the job",
@@ -111,6 +147,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+STALLS_HELP = """\
+The differential method, automated: with the per-GPU batch fixed, run the job for a few steady
+steps on one GPU, on all GPUs of one node, and as launched (or as K emulated nodes on this host),
+and take the differences:
+
+  interconnect stall = t(one node) - t(one GPU)      network stall = t(full) - t(one node)
+
+Each variant is an ordinary ddlprof run under --out; the result goes to OUT/stalls.json.
+
+examples:
+  ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50
+  ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
+  ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
+"""
+
+
 def _run_wrap(args: argparse.Namespace) -> int:
     from ddlprof.profiler.wrap import wrap
 
@@ -120,6 +172,31 @@ def _run_wrap(args: argparse.Namespace) -> int:
     return wrap(
         job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, args.disable
     )
+
+
+def _run_stalls(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.differential import run_stalls
+    from ddlprof.profiler.render import print_stalls
+    from ddlprof.profiler.wrap import default_out
+
+    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    if not job:
+        raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
+    if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
+        raise DdlprofError("--steps and --repeats must be at least 1, --warmup at least 0")
+    if args.emulate_nodes is not None and args.emulate_nodes < 1:
+        raise DdlprofError("--emulate-nodes must be at least 1")
+    out = args.out or default_out(["stalls"])
+    result = run_stalls(
+        job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout
+    )
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2))
+    else:
+        print_stalls(result)
+    return 0
 
 
 def _run_report(args: argparse.Namespace) -> int:
@@ -133,7 +210,7 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"wrap": _run_wrap, "report": _run_report}
+    handlers = {"wrap": _run_wrap, "stalls": _run_stalls, "report": _run_report}
     if args.command is None:
         parser.print_help()
         return 2

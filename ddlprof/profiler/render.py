@@ -96,3 +96,29 @@ def _ranges(steps: list[int]) -> str:
             parts.append(f"{start}" if start == step else f"{start}-{step}")
             start = None
     return ",".join(parts)
+
+
+def print_stalls(result: dict[str, Any], console: Console | None = None) -> None:
+    """``ddlprof stalls``: the variants' step times and the stalls they imply."""
+    console = console or Console()
+    table = Table(
+        title=f"Differential stalls (ms per step, median of {result['repeats']} runs): {result['out']}"
+    )
+    table.add_column("variant")
+    table.add_column("step ms", justify="right")
+    table.add_column("runs (ms)")
+    for name, variant in result["variants"].items():
+        runs = ", ".join(f"{t:.2f}" for t in variant["repeats_ms"])
+        step = "failed" if variant["step_ms"] is None else f"{variant['step_ms']:.2f}"
+        table.add_row(name, step, variant["error"] or runs)
+    console.print(table)
+    for key, label in (("interconnect_stall", "interconnect"), ("network_stall", "network")):
+        stall = result[key]
+        if stall is None:
+            console.print(f"{label} stall: n/a ({result['reasons'][label.split()[0]]})")
+            continue
+        low, high = stall["spread_ms"]
+        console.print(
+            f"{label} stall: {stall['ms']:.2f} ms ({stall['pct_of_step']:.1f}% of the step), "
+            f"per-run differences {low:.2f} to {high:.2f} ms"
+        )

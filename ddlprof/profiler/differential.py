@@ -1,0 +1,279 @@
+"""``ddlprof stalls``: the published differential method (Stash, Sharma et al. 2022), automated.
+
+With the per-GPU batch fixed, the job runs for a few steady steps in variants:
+
+    one_gpu    world size 1
+    one_node   all GPUs of one node (of one emulated node with --emulate-nodes)
+    full       the job as launched, or K emulated nodes on this host (--emulate-nodes K)
+
+    interconnect stall = t(one_node) - t(one_gpu)
+    network stall      = t(full) - t(one_node)
+
+Every variant is an ordinary ``ddlprof wrap`` run under ``--out``; the result is ``stalls.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddlprof.collectors.config import STOP_AFTER
+from ddlprof.profiler.errors import DdlprofError
+from ddlprof.profiler.rundir import load_run
+from ddlprof.profiler.summary import summarize
+
+SCHEMA = "ddlprof.stalls"
+SCHEMA_VERSION = 1
+SINGLE_NODE = "single node: the job as launched is one node; use --emulate-nodes K to measure a network"
+
+
+@dataclass
+class Launch:
+    """One process to start for a variant: its command and the environment it adds."""
+
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Variant:
+    name: str
+    processes: int
+    launches: list[Launch]
+
+
+@dataclass
+class Job:
+    """The torchrun job as launched, read with torchrun's own argument parser."""
+
+    launcher: list[str]  # ["torchrun"] or [python, "-m", "torch.distributed.run"]
+    nproc: int
+    nnodes: int
+    target: list[str]  # script (or -m module) and its arguments
+
+
+def parse_job(command: list[str]) -> Job:
+    from torch.distributed.run import get_args_parser
+
+    if command[:1] and os.path.basename(command[0]) == "torchrun":
+        launcher, rest = command[:1], command[1:]
+    elif len(command) > 2 and command[1] == "-m" and command[2] == "torch.distributed.run":
+        launcher, rest = command[:3], command[3:]
+    else:
+        raise DdlprofError(
+            "stalls: the command must be a torchrun (or python -m torch.distributed.run) launch"
+        )
+    try:
+        args = get_args_parser().parse_args(rest)
+    except SystemExit:
+        raise DdlprofError(f"stalls: torchrun cannot parse {' '.join(rest)!r}") from None
+    nnodes = int(str(args.nnodes).split(":")[-1])
+    target = (["-m"] if args.module else []) + [args.training_script, *args.training_script_args]
+    if args.no_python:
+        raise DdlprofError("stalls: torchrun --no-python jobs are not supported")
+    return Job(launcher=launcher, nproc=_nproc(args.nproc_per_node), nnodes=nnodes, target=target)
+
+
+def _nproc(value: str) -> int:
+    if str(value).isdigit():
+        return int(value)
+    import torch
+
+    if value in ("gpu", "auto") and torch.cuda.is_available():
+        return torch.cuda.device_count()
+    if value in ("cpu", "auto"):
+        return os.cpu_count() or 1
+    raise DdlprofError(f"stalls: --nproc_per_node={value} needs GPUs, and none is visible")
+
+
+def plan(job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int) -> list[Variant]:
+    if job.nnodes > 1:
+        raise DdlprofError(
+            "stalls: runs every variant on this host; for a multi-node job run it with --emulate-nodes K "
+            "on one host, or profile each node with ddlprof wrap"
+        )
+    # Same OpenMP threads in every variant (torchrun sets 1 only for several processes per node), so
+    # that CPU oversubscription never passes for a stall.
+    common = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if emulate_pcie:
+        common["NCCL_P2P_DISABLE"] = "1"
+
+    def local(nproc: int) -> Launch:
+        return Launch([*job.launcher, "--standalone", f"--nproc_per_node={nproc}", *job.target], dict(common))
+
+    if not emulate_nodes or emulate_nodes == 1:
+        return [Variant("one_gpu", 1, [local(1)]), Variant("one_node", job.nproc, [local(job.nproc)])]
+    if job.nproc % emulate_nodes:
+        raise DdlprofError(
+            f"stalls: --emulate-nodes {emulate_nodes} must divide --nproc_per_node={job.nproc}"
+        )
+    per_node = job.nproc // emulate_nodes
+    nodes = []
+    for node in range(emulate_nodes):
+        env = {**common, "NCCL_HOSTID": f"emulated-node{node}", "NCCL_SOCKET_IFNAME": "lo"}
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+        devices = visible.split(",") if visible else [str(i) for i in range(job.nproc)]
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(devices[node * per_node : (node + 1) * per_node])
+        argv = [
+            *job.launcher,
+            f"--nnodes={emulate_nodes}",
+            f"--node_rank={node}",
+            f"--nproc_per_node={per_node}",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            *job.target,
+        ]
+        nodes.append(Launch(argv, env))
+    return [
+        Variant("one_gpu", 1, [local(1)]),
+        Variant("one_node", per_node, [local(per_node)]),
+        Variant("full", job.nproc, nodes),
+    ]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) -> tuple[Path, str | None]:
+    """Run every launch of the variant under ``ddlprof wrap`` into ``out``; the error, if any."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    log_path = out.parent / f"{out.name}.log"
+    procs = []
+    with log_path.open("w") as log:
+        for launch in variant.launches:
+            env = {**os.environ, **launch.env, STOP_AFTER: str(stop_after)}
+            wrap = [
+                sys.executable,
+                "-m",
+                "ddlprof",
+                "wrap",
+                "--trace-steps",
+                "0",
+                "--no-gpu-sampling",
+                "--out",
+                str(out),
+                "--",
+                *launch.argv,
+            ]
+            procs.append(subprocess.Popen(wrap, env=env, stdout=log, stderr=subprocess.STDOUT))
+        deadline = time.monotonic() + timeout_s
+        codes = []
+        for proc in procs:
+            try:
+                codes.append(proc.wait(timeout=max(1.0, deadline - time.monotonic())))
+            except subprocess.TimeoutExpired:
+                proc.terminate()
+                codes.append(proc.wait())
+    if any(codes):
+        tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-3:]
+        return out, f"exit codes {codes}: " + " | ".join(tail)
+    return out, None
+
+
+def measure(run_dir: Path, warmup: int) -> float:
+    return summarize([load_run(run_dir)], warmup=warmup)["job"]["step_ms"]
+
+
+def stalls_result(times: dict[str, list[float]], failures: dict[str, str], emulated: bool) -> dict[str, Any]:
+    """The arithmetic: medians per variant, differences, and the spread of per-repeat differences."""
+
+    def med(name: str) -> float | None:
+        return statistics.median(times[name]) if times.get(name) else None
+
+    def diff(hi: str, lo: str) -> dict[str, Any] | None:
+        if med(hi) is None or med(lo) is None:
+            return None
+        pairs = [a - b for a, b in zip(times[hi], times[lo], strict=False)]
+        top = med("full") if emulated else med("one_node")
+        value = med(hi) - med(lo)  # type: ignore[operator]
+        spread = [min(pairs), max(pairs)] if pairs else None
+        return {"ms": value, "pct_of_step": 100 * value / top if top else None, "spread_ms": spread}
+
+    reasons = {}
+    interconnect = diff("one_node", "one_gpu")
+    if interconnect is None:
+        reasons["interconnect"] = "a variant it needs failed: " + "; ".join(failures.values())
+    network = diff("full", "one_node") if emulated else None
+    if not emulated:
+        reasons["network"] = SINGLE_NODE
+    elif network is None:
+        reasons["network"] = "a variant it needs failed: " + "; ".join(failures.values())
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "variants": {
+            name: {"step_ms": med(name), "repeats_ms": times.get(name, []), "error": failures.get(name)}
+            for name in ["one_gpu", "one_node", *(["full"] if emulated else [])]
+        },
+        "interconnect_stall": interconnect,
+        "network_stall": network,
+        "reasons": reasons,
+    }
+
+
+def run_stalls(
+    command: list[str],
+    steps: int,
+    repeats: int,
+    warmup: int,
+    emulate_nodes: int | None,
+    emulate_pcie: bool,
+    out: Path,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Run the variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
+    from rich.progress import Progress
+
+    from ddlprof.profiler.report import write_atomic
+
+    if out.exists() and any(out.iterdir()):
+        raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+    variants = plan(parse_job(command), emulate_nodes, emulate_pcie, _free_port())
+    times: dict[str, list[float]] = {}
+    failures: dict[str, str] = {}
+    with Progress(transient=True) as progress:
+        task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
+        for repeat in range(repeats):
+            for variant in variants:
+                progress.update(
+                    task, description=f"{variant.name} ({variant.processes} proc), repeat {repeat + 1}"
+                )
+                if variant.name not in failures:
+                    run_dir, error = run_variant(
+                        variant, out / variant.name / f"r{repeat}", warmup + steps, timeout_s
+                    )
+                    try:
+                        if error is None:
+                            times.setdefault(variant.name, []).append(measure(run_dir, warmup))
+                    except DdlprofError as exc:
+                        error = str(exc)
+                    if error is not None:
+                        failures[variant.name] = f"{variant.name}: {error}"
+                progress.advance(task)
+    result = stalls_result(times, failures, emulated=bool(emulate_nodes and emulate_nodes > 1))
+    result.update(
+        {
+            "command": command,
+            "steps": steps,
+            "warmup": warmup,
+            "repeats": repeats,
+            "emulate_nodes": emulate_nodes,
+            "emulate_pcie": emulate_pcie,
+            "out": str(out),
+        }
+    )
+    import json
+
+    write_atomic(out / "stalls.json", json.dumps(result, indent=2) + "\n")
+    return result

@@ -1,0 +1,89 @@
+"""``ddlprof stalls`` on CPU (gloo): the variants run, stop after the asked steps, and the arithmetic."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import EXAMPLE, ddlprof, summary
+
+pytestmark = pytest.mark.e2e
+
+
+def _stalls(tmp_path, *args: str, script: list[str] | None = None):
+    out = tmp_path / "stalls"
+    job = ["torchrun", "--nproc_per_node=2", *(script or [str(EXAMPLE)])]
+    done = ddlprof("stalls", "--steps", "4", "--warmup", "2", "--json", "--out", str(out), *args, "--", *job)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert json.loads((out / "stalls.json").read_text()) == result
+    return result, out
+
+
+def _steps(run) -> list[int]:
+    records = [
+        json.loads(x) for f in sorted((run / "ranks").glob("*.jsonl")) for x in f.read_text().splitlines()
+    ]
+    return sorted({r["step"] for r in records if r["type"] == "step"})
+
+
+def test_single_node_variants_and_arithmetic(tmp_path):
+    result, out = _stalls(tmp_path, "--repeats", "2")
+    one_gpu, one_node = result["variants"]["one_gpu"], result["variants"]["one_node"]
+    assert len(one_gpu["repeats_ms"]) == len(one_node["repeats_ms"]) == 2
+    for name, variant in result["variants"].items():
+        for repeat, ms in enumerate(variant["repeats_ms"]):
+            run = out / name / f"r{repeat}"
+            assert _steps(run) == [1, 2, 3, 4, 5, 6]  # warm-up 2 + 4 steps, then the ranks stop
+            assert summary(run, "--warmup", "2")["job"]["step_ms"] == pytest.approx(ms)
+    assert summary(out / "one_gpu" / "r0")["world_size"] == 1
+    assert summary(out / "one_node" / "r0")["world_size"] == 2
+    stall = result["interconnect_stall"]
+    assert stall["ms"] == pytest.approx(one_node["step_ms"] - one_gpu["step_ms"])
+    pairs = [a - b for a, b in zip(one_node["repeats_ms"], one_gpu["repeats_ms"], strict=True)]
+    assert stall["spread_ms"] == pytest.approx([min(pairs), max(pairs)])
+    assert stall["pct_of_step"] == pytest.approx(100 * stall["ms"] / one_node["step_ms"])
+    assert result["network_stall"] is None and result["reasons"]["network"].startswith("single node")
+
+
+def test_emulated_nodes_give_a_network_stall(tmp_path):
+    result, out = _stalls(tmp_path, "--emulate-nodes", "2", "--repeats", "1")
+    full = summary(out / "full" / "r0", "--warmup", "2")
+    assert full["nodes"] == 2 and full["hosts"] == ["emulated-node0", "emulated-node1"]
+    assert (
+        result["variants"]["one_node"]["repeats_ms"] and summary(out / "one_node" / "r0")["world_size"] == 1
+    )
+    network = result["network_stall"]
+    assert network["ms"] == pytest.approx(
+        result["variants"]["full"]["step_ms"] - result["variants"]["one_node"]["step_ms"]
+    )
+    assert network["pct_of_step"] == pytest.approx(
+        100 * network["ms"] / result["variants"]["full"]["step_ms"]
+    )
+
+
+def test_a_failing_variant_is_reported_and_the_others_still_run(tmp_path):
+    script = tmp_path / "needs_two.py"
+    script.write_text(
+        "import os, runpy, sys\n"
+        "if os.environ['WORLD_SIZE'] == '1':\n    sys.exit('this job cannot run on one GPU')\n"
+        f"sys.argv = [{str(EXAMPLE)!r}]\nrunpy.run_path({str(EXAMPLE)!r}, run_name='__main__')\n"
+    )
+    result, _ = _stalls(tmp_path, "--repeats", "1", script=[str(script)])
+    assert result["variants"]["one_gpu"]["step_ms"] is None
+    assert "exit codes" in result["variants"]["one_gpu"]["error"]
+    assert result["variants"]["one_node"]["step_ms"] > 0
+    assert result["interconnect_stall"] is None and "failed" in result["reasons"]["interconnect"]
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--", "python", "train.py"], "must be a torchrun"),
+        (["--emulate-nodes", "3", "--", "torchrun", "--nproc_per_node=2", "t.py"], "must divide"),
+        (["--steps", "0", "--", "torchrun", "t.py"], "at least 1"),
+    ],
+)
+def test_bad_stalls_input_is_one_line(tmp_path, args, words):
+    done = ddlprof("stalls", "--out", str(tmp_path / "o"), *args)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
