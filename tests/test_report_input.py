@@ -98,6 +98,7 @@ def test_torn_last_line_and_missing_rank_still_report(tmp_path):
     jsonschema.validate(result, SCHEMA)
     missing = {m["rank"]: m["problem"] for m in result["missing_ranks"]}
     assert missing[1].startswith("stopped after step 5") and missing[2].startswith("no records")
+    assert {"rank": 1, "collector": "records"}.items() <= result["warnings"][0].items()
     assert 0 not in missing
     table = ddlprof("report", str(run))
     assert "rank 2: no records" in table.stdout and "rank 1: stopped after step 5" in table.stdout

@@ -72,10 +72,10 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     for missing in summary["missing_ranks"]:
         console.print(f"[red]rank {missing['rank']}: {missing['problem']}[/red]")
     for warning in summary["warnings"]:
-        console.print(
-            f"[yellow]rank {warning['rank']}: {warning['collector']} collector stopped: "
-            f"{warning['reason']}[/yellow]"
+        what = (
+            "rank file" if warning["collector"] == "records" else f"{warning['collector']} collector stopped"
         )
+        console.print(f"[yellow]rank {warning['rank']}: {what}: {warning['reason']}[/yellow]")
 
 
 def _cells(row: dict[str, Any], marks: dict[str, str]) -> list[str]:

@@ -130,6 +130,11 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         for w in log.warnings
     ]
     collector_off = {w["collector"]: w["reason"] for w in warnings}
+    warnings += [
+        {"rank": log.rank, "collector": "records", "reason": f"{log.torn_lines} unreadable line(s) skipped "
+         "(the rank was killed while writing?)"}
+        for log in logs.values() if log.torn_lines
+    ]  # fmt: skip
     comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
     saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
     workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
