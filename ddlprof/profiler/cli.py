@@ -129,6 +129,15 @@ def build_parser() -> argparse.ArgumentParser:
     stalls.add_argument("--json", action="store_true", help="print stalls.json to stdout instead of a table")
     stalls.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the torchrun command")
 
+    analyze = commands.add_parser(
+        "analyze",
+        help="the step breakdown from any torch.profiler traces (one file per rank)",
+        description=ANALYZE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    analyze.add_argument("traces", nargs="+", type=Path, metavar="TRACE_DIR_OR_FILE")
+    analyze.add_argument("--json", action="store_true", help="print the analysis as JSON instead of a table")
+
     report = commands.add_parser(
         "report",
         help="where the step time went, per rank and for the job",
@@ -161,6 +170,33 @@ examples:
   ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
   ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
 """
+
+
+ANALYZE_HELP = """\
+The step breakdown from Kineto traces written by any torch.profiler run (tensorboard_trace_handler
+output: one .json or .json.gz file per rank), with no ddlprof wrap involved. Per rank and per step
+(ProfilerStep#N): compute, exposed communication, memory copies and idle time on the device
+timeline (they add up to the step), data-loader time where the trace shows it, the share of
+communication overlapped with compute, and straggler ranks. Files are streamed, never loaded whole.
+
+examples:
+  ddlprof analyze ./log/resnet50                  # a tensorboard_trace_handler directory
+  ddlprof analyze --json rank0.pt.trace.json.gz rank1.pt.trace.json.gz
+"""
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.render import print_analysis
+    from ddlprof.profiler.trace_analysis import analyze
+
+    result = analyze(args.traces)
+    if args.json:
+        import json
+
+        print(json.dumps(result, indent=2))
+    else:
+        print_analysis(result)
+    return 0
 
 
 def _run_wrap(args: argparse.Namespace) -> int:
@@ -210,7 +246,7 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"wrap": _run_wrap, "stalls": _run_stalls, "report": _run_report}
+    handlers = {"wrap": _run_wrap, "stalls": _run_stalls, "analyze": _run_analyze, "report": _run_report}
     if args.command is None:
         parser.print_help()
         return 2

@@ -122,3 +122,35 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
             f"{label} stall: {stall['ms']:.2f} ms ({stall['pct_of_step']:.1f}% of the step), "
             f"per-run differences {low:.2f} to {high:.2f} ms"
         )
+
+
+_ANALYSIS_COLUMNS = {
+    "step_ms": "step",
+    "compute_ms": "compute",
+    "exposed_comm_ms": "exposed comm",
+    "memory_ms": "memory",
+    "idle_ms": "idle",
+    "data_loader_ms": "data loader",
+}
+
+
+def print_analysis(result: dict[str, Any], console: Console | None = None) -> None:
+    """``ddlprof analyze``: per rank and for the job, ms per step on the device timeline."""
+    console = console or Console()
+    table = Table(
+        title=f"Step breakdown from traces, ms per step (steps {_ranges(result['steps'])})",
+        caption="compute + exposed comm + memory + idle = step; data loader is host time",
+    )
+    table.add_column("rank", no_wrap=True)
+    for header in _ANALYSIS_COLUMNS.values():
+        table.add_column(header, justify="right")
+    table.add_column("comm overlap", justify="right")
+    slow = {s["rank"] for s in result["stragglers"]}
+    for row in [*result["ranks"], {**result["job"], "rank": "job"}]:
+        cells = ["—" if row[k] is None else f"{row[k]:.2f}" for k in _ANALYSIS_COLUMNS]
+        overlap = row["overlap_pct"]
+        label = f"{row['rank']}" + (" slow" if row["rank"] in slow else "")
+        table.add_row(label, *cells, "—" if overlap is None else f"{overlap:.0f}%")
+    console.print(table)
+    for warning in result["warnings"]:
+        console.print(f"[yellow]{warning}[/yellow]")

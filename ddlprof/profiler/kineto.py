@@ -1,0 +1,117 @@
+"""Read a Kineto trace (torch.profiler's Chrome JSON, ``.json`` or ``.json.gz``) as a stream.
+
+Traces reach gigabytes, so the file is never loaded whole: ijson walks ``traceEvents`` and only the
+few numbers each analysis needs are kept: step windows, device busy intervals (GPU kernels, or on
+CPU-only traces the training thread's top-level ops), communication intervals and data-loader time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from ddlprof.profiler.errors import DdlprofError
+
+_STEP = re.compile(r"^ProfilerStep#(\d+)$")
+_RANK_IN_NAME = re.compile(r"_(\d+)\.(?:\d+\.)?pt\.trace\.json")
+_CPU_COMM = ("gloo:", "nccl:", "mpi:")
+_DATALOADER = "enumerate(DataLoader)"
+
+
+@dataclass
+class Trace:
+    path: Path
+    rank: int
+    world_size: int | None
+    device: str  # "gpu" when the trace has kernels, else "cpu"
+    steps: dict[int, tuple[float, float]] = field(default_factory=dict)  # CPU windows, us
+    compute: list[tuple[float, float, int]] = field(default_factory=list)  # start, end, correlation
+    comm: list[tuple[float, float, int]] = field(default_factory=list)
+    memory: list[tuple[float, float, int]] = field(default_factory=list)
+    launches: dict[int, float] = field(default_factory=dict)  # correlation -> CPU launch time
+    dataloader: list[tuple[float, float]] = field(default_factory=list)
+    cpu_ops: dict[int, list[tuple[float, float, str]]] = field(default_factory=dict)  # tid -> ops
+    span: tuple[float, float] = (float("inf"), float("-inf"))  # of every timed event
+    whole_trace_as_one_step: bool = False
+
+
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
+
+
+def _distributed_info(path: Path) -> dict[str, Any]:
+    import ijson
+
+    with _open(path) as file:
+        return next(ijson.items(file, "distributedInfo"), None) or {}
+
+
+def read(path: Path) -> Trace:
+    import ijson
+
+    try:
+        info = _distributed_info(path)
+        name_rank = _RANK_IN_NAME.search(path.name)
+        rank = info.get("rank", int(name_rank.group(1)) if name_rank else None)
+        trace = Trace(path, rank if rank is not None else -1, info.get("world_size"), "cpu")
+        with _open(path) as file:
+            seen = 0
+            for event in ijson.items(file, "traceEvents.item", use_float=True):
+                seen += 1
+                _take(trace, event)
+    except (OSError, EOFError, ijson.JSONError, ValueError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise DdlprofError(f"{path}: not a readable Kineto trace ({type(exc).__name__}: {detail})") from None
+    if seen == 0:
+        raise DdlprofError(f"{path}: no traceEvents (not a Kineto trace?)")
+    if not trace.steps:  # profiled without schedule/prof.step(): the whole trace is step 0
+        trace.steps[0] = trace.span
+        trace.whole_trace_as_one_step = True
+    trace.device = "gpu" if trace.compute or trace.comm else "cpu"
+    if trace.device == "cpu":
+        _cpu_timeline(trace)
+    return trace
+
+
+def _take(trace: Trace, event: dict[str, Any]) -> None:
+    if event.get("ph") != "X":
+        return
+    cat, name = event.get("cat"), str(event.get("name", ""))
+    start = float(event.get("ts", 0.0))
+    end = start + float(event.get("dur", 0.0))
+    trace.span = (min(trace.span[0], start), max(trace.span[1], end))
+    args = event.get("args") or {}
+    if cat == "kernel":
+        target = trace.comm if name.startswith("nccl") else trace.compute
+        target.append((start, end, int(args.get("correlation", -1))))
+    elif cat in ("gpu_memcpy", "gpu_memset"):
+        trace.memory.append((start, end, int(args.get("correlation", -1))))
+    elif cat in ("cuda_runtime", "cuda_driver") and "correlation" in args:
+        trace.launches[int(args["correlation"])] = start
+    elif cat == "user_annotation" and (match := _STEP.match(name)):
+        trace.steps[int(match.group(1))] = (start, end)
+    elif cat in ("cpu_op", "user_annotation"):
+        if name.startswith(_DATALOADER):
+            trace.dataloader.append((start, end))
+        trace.cpu_ops.setdefault(int(event.get("tid", 0)), []).append((start, end, name))
+
+
+def _cpu_timeline(trace: Trace) -> None:
+    """CPU-only (gloo) traces: the training thread's top-level ops are the compute stream, and the
+    collective ops run by gloo's threads are the communication."""
+    first = next(iter(trace.steps.values()))
+    main = max(
+        trace.cpu_ops, key=lambda tid: sum(1 for s, _, _ in trace.cpu_ops[tid] if first[0] <= s <= first[1])
+    )
+    for tid, ops in trace.cpu_ops.items():
+        if tid != main:
+            trace.comm += [(s, e, -1) for s, e, name in ops if name.startswith(_CPU_COMM)]
+    last_end = float("-inf")
+    for start, end, name in sorted(trace.cpu_ops[main]):
+        if start >= last_end and not name.startswith(("ProfilerStep#", _DATALOADER, *_CPU_COMM)):
+            trace.compute.append((start, end, -1))
+            last_end = end
+    trace.cpu_ops = {}

@@ -1,0 +1,170 @@
+"""``ddlprof analyze``: the step breakdown from Kineto traces of any torch.profiler run, one file per
+rank, no ddlprof wrap needed.
+
+Per rank and step (ProfilerStep#N), on the device timeline (GPU kernels, or on CPU-only traces the
+training thread's top-level ops), in ms; the first four add up to the step:
+
+    compute_ms        time some compute kernel runs
+    exposed_comm_ms   communication kernels running while no compute runs
+    memory_ms         copies and memsets running while neither of the above runs
+    idle_ms           nothing running
+    data_loader_ms    host time in DataLoader next() during the step (where the trace shows it)
+    overlap_pct       share of communication time that overlaps compute (HTA's comm/comp overlap)
+
+On GPUs a kernel belongs to the step in which the host launched it, and a step's device span runs
+from its first kernel to the next step's first kernel.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any
+
+from ddlprof.profiler import intervals
+from ddlprof.profiler.errors import DdlprofError
+from ddlprof.profiler.kineto import Trace, read
+
+SCHEMA = "ddlprof.analysis"
+KEYS = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "data_loader_ms", "overlap_pct")
+
+
+def trace_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files += sorted(
+                p for p in path.rglob("*") if p.name.endswith((".json", ".json.gz")) and p.is_file()
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise DdlprofError(f"{path}: no such file or directory")
+    if not files:
+        raise DdlprofError(f"{', '.join(map(str, paths))}: no .json or .json.gz trace files")
+    return files
+
+
+def _spans(trace: Trace) -> dict[int, tuple[float, float]]:
+    if trace.device == "cpu":
+        return dict(trace.steps)
+    windows = sorted(trace.steps.items(), key=lambda kv: kv[1][0])
+    firsts: dict[int, float] = {}
+    lasts: dict[int, float] = {}
+    for start, end, corr in (*trace.compute, *trace.comm, *trace.memory):
+        launched = trace.launches.get(corr)
+        if launched is None:
+            continue
+        step = next((n for n, (a, b) in windows if a <= launched <= b), None)
+        if step is not None:
+            firsts[step] = min(firsts.get(step, start), start)
+            lasts[step] = max(lasts.get(step, end), end)
+    ordered = sorted(firsts)
+    return {
+        step: (firsts[step], firsts[ordered[i + 1]] if i + 1 < len(ordered) else lasts[step])
+        for i, step in enumerate(ordered)
+    }
+
+
+def step_rows(trace: Trace) -> list[dict[str, Any]]:
+    compute = intervals.merge((s, e) for s, e, _ in trace.compute)
+    comm = intervals.merge((s, e) for s, e, _ in trace.comm)
+    memory = intervals.merge((s, e) for s, e, _ in trace.memory)
+    busy = intervals.merge([*compute, *comm, *memory])
+    loader = intervals.merge(trace.dataloader)
+    rows = []
+    for step, (start, end) in sorted(_spans(trace).items()):
+        c, m, k = (intervals.clip(x, start, end) for x in (compute, comm, memory))
+        compute_us, comm_us = intervals.length(c), intervals.length(m)
+        both = intervals.overlap(c, m)
+        comm_or_compute = intervals.merge([*c, *m])
+        memory_us = intervals.length(k) - intervals.overlap(intervals.merge(k), comm_or_compute)
+        idle_us = (end - start) - intervals.length(intervals.clip(busy, start, end))
+        cpu_start, cpu_end = trace.steps[step]
+        rows.append(
+            {
+                "rank": trace.rank,
+                "step": step,
+                "step_ms": (end - start) / 1e3,
+                "compute_ms": compute_us / 1e3,
+                "exposed_comm_ms": (comm_us - both) / 1e3,
+                "memory_ms": memory_us / 1e3,
+                "idle_ms": idle_us / 1e3,
+                "data_loader_ms": intervals.length(intervals.clip(loader, cpu_start, cpu_end)) / 1e3,
+                "overlap_pct": 100 * both / comm_us if comm_us else None,
+            }
+        )
+    return rows
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rows if r[key] is not None]
+    return sum(values) / len(values) if values else None
+
+
+def analyze(paths: list[Path]) -> dict[str, Any]:
+    traces = [read(f) for f in trace_files(paths)]
+    by_rank: dict[int, Trace] = {}
+    for trace in traces:
+        if trace.rank in by_rank:
+            raise DdlprofError(
+                f"{trace.path}: rank {trace.rank} again (also {by_rank[trace.rank].path}): "
+                "mixed runs in one directory; pass one run's traces"
+            )
+        by_rank[trace.rank] = trace
+    worlds = {t.world_size for t in traces if t.world_size}
+    if len(worlds) > 1:
+        raise DdlprofError(
+            f"mixed runs: traces of world sizes {sorted(worlds)} ({', '.join(str(t.path) for t in traces)})"
+        )
+    rows = {rank: step_rows(trace) for rank, trace in sorted(by_rank.items())}
+    step_sets = {rank: {r["step"] for r in rs} for rank, rs in rows.items()}
+    common = set.intersection(*step_sets.values())
+    warnings = [
+        f"{t.path}: no ProfilerStep#N marks (profile with a schedule and prof.step()); "
+        "the whole trace is one step"
+        for t in traces
+        if t.whole_trace_as_one_step
+    ] + [
+        f"{by_rank[rank].path}: steps {sorted(steps - common)} are not in every rank's trace; left out"
+        for rank, steps in step_sets.items()
+        if steps - common
+    ]
+    ranks = []
+    for rank, rs in rows.items():
+        kept = [r for r in rs if r["step"] in common]
+        ranks.append(
+            {
+                "rank": rank,
+                "device": by_rank[rank].device,
+                "file": str(by_rank[rank].path),
+                "steps": len(kept),
+                **{k: _mean(kept, k) for k in KEYS},
+            }
+        )
+    job = {k: _mean(ranks, k) for k in KEYS}
+    return {
+        "schema": SCHEMA,
+        "schema_version": 1,
+        "source": "traces",
+        "files": [str(t.path) for t in traces],
+        "steps": sorted(common),
+        "job": job,
+        "ranks": ranks,
+        "per_step": [r for rs in rows.values() for r in rs if r["step"] in common],
+        "stragglers": stragglers(ranks),
+        "warnings": warnings,
+    }
+
+
+def stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ranks whose time outside exposed communication stands 10% and 1 ms above the median."""
+    if len(ranks) < 2:
+        return []
+    busy = {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
+    median = statistics.median(busy.values())
+    return [
+        {"rank": rank, "busy_ms": round(value, 3), "median_busy_ms": round(median, 3)}
+        for rank, value in busy.items()
+        if value > 1.10 * median and value - median >= 1.0
+    ]

@@ -1,0 +1,113 @@
+"""``ddlprof analyze`` on traces of a real gloo DDP run under plain torch.profiler (no ddlprof wrap)."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+import subprocess
+
+import pytest
+from conftest import ddlprof, env, torchrun
+
+from ddlprof.profiler import intervals
+
+PROFILED = """
+import os, time, torch, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.profiler import profile, schedule, tensorboard_trace_handler
+
+class Slow(torch.utils.data.Dataset):
+    def __len__(self): return 64
+    def __getitem__(self, i):
+        time.sleep(0.002)
+        return torch.randn(16), torch.randn(1)
+
+dist.init_process_group("gloo")
+model = DDP(torch.nn.Sequential(torch.nn.Linear(16, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)))
+opt = torch.optim.SGD(model.parameters(), lr=0.01)
+loader = torch.utils.data.DataLoader(Slow(), batch_size=4)
+handler = tensorboard_trace_handler(os.environ["TRACES"], worker_name=f"w_{dist.get_rank()}")
+with profile(schedule=schedule(wait=1, warmup=1, active=3, repeat=1), on_trace_ready=handler) as p:
+    for x, y in loader:
+        torch.nn.functional.mse_loss(model(x), y).backward()
+        opt.step()
+        opt.zero_grad()
+        p.step()
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("traces")
+    script = folder.parent / "profiled.py"
+    script.write_text(PROFILED)
+    job_env = {**env(), "TRACES": str(folder)}
+    done = subprocess.run(
+        [*torchrun(2), str(script)], env=job_env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    return folder
+
+
+def test_breakdown_of_a_real_gloo_run(traces):
+    done = ddlprof("analyze", "--json", str(traces))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert [r["rank"] for r in result["ranks"]] == [0, 1]
+    assert result["steps"] == [2, 3, 4]  # schedule: wait 1, warm-up 1, then 3 recorded steps
+    for row in result["per_step"]:
+        parts = row["compute_ms"] + row["exposed_comm_ms"] + row["memory_ms"] + row["idle_ms"]
+        assert parts == pytest.approx(row["step_ms"], rel=0.01)
+        assert 0 <= row["overlap_pct"] <= 100
+        assert row["exposed_comm_ms"] > 0  # the gloo all-reduce runs on its own threads
+        assert row["data_loader_ms"] == pytest.approx(4 * 2.0, rel=0.5)  # 4 samples x 2 ms in __getitem__
+    assert all(r["device"] == "cpu" for r in result["ranks"])
+    table = ddlprof("analyze", str(traces))
+    assert table.returncode == 0 and "exposed" in table.stdout and "job" in table.stdout
+
+
+def test_gzip_and_plain_files_agree(traces, tmp_path):
+    plain = sorted(traces.glob("*.json"))
+    for file in plain:
+        (tmp_path / (file.name + ".gz")).write_bytes(gzip.compress(file.read_bytes()))
+    a = json.loads(ddlprof("analyze", "--json", *map(str, plain)).stdout)["job"]
+    b = json.loads(ddlprof("analyze", "--json", str(tmp_path)).stdout)["job"]
+    assert a == b
+
+
+def test_bad_traces_get_one_line(traces, tmp_path):
+    first = sorted(traces.glob("*.json"))[0]
+    (tmp_path / "cut.json").write_bytes(first.read_bytes()[:5000])
+    (tmp_path / "other.json").write_text('{"hello": [1, 2]}')
+
+    def one_line(done, words):
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, (
+            done.stderr
+        )
+        assert words in done.stderr
+
+    one_line(ddlprof("analyze", str(tmp_path / "cut.json")), "cut.json: not a readable Kineto trace")
+    one_line(ddlprof("analyze", str(tmp_path / "other.json")), "other.json: no traceEvents")
+    shutil.copy(first, tmp_path / "again.json")
+    one_line(ddlprof("analyze", str(first), str(tmp_path / "again.json")), "mixed runs")
+
+
+def test_ranks_with_different_steps_are_cut_to_the_common_ones(traces, tmp_path):
+    files = sorted(traces.glob("*.json"))
+    trace = json.loads(files[1].read_text())
+    trace["traceEvents"] = [e for e in trace["traceEvents"] if e.get("name") != "ProfilerStep#4"]
+    (tmp_path / files[1].name).write_text(json.dumps(trace))
+    result = json.loads(ddlprof("analyze", "--json", str(files[0]), str(tmp_path / files[1].name)).stdout)
+    assert result["steps"] == [2, 3]
+    assert "not in every rank's trace" in result["warnings"][0] and files[0].name in result["warnings"][0]
+
+
+def test_interval_arithmetic():
+    merged = intervals.merge([(5, 7), (0, 2), (1, 3), (6, 9), (4, 4)])
+    assert merged == [(0, 3), (5, 9)]
+    assert intervals.length(merged) == 7
+    assert intervals.overlap(merged, [(2, 6)]) == 2
+    assert intervals.clip(merged, 1, 6) == [(1, 3), (5, 6)]
