@@ -50,7 +50,7 @@ def test_every_rank_records_steps_and_categories_add_up(wrapped):
     assert (run / "summary.json").exists()
     assert "ddlprof: run directory" in done.stderr
     _tensorboard_plugin_reads(traces[0])
-    analysis = json.loads(ddlprof("analyze", "--json", str(run / "traces")).stdout)
+    analysis = json.loads(ddlprof("analyze", "--json", str(run)).stdout)  # the run directory itself
     assert analysis["steps"] == [6, 7, 8] and [r["rank"] for r in analysis["ranks"]] == [0, 1]
 
 

@@ -11,10 +11,12 @@ import atexit
 import os
 import sys
 import time
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ddlprof.collectors.comm import resolve_buckets
 from ddlprof.collectors.config import CollectorConfig, host_id
 from ddlprof.collectors.guard import Guard
 from ddlprof.collectors.records import RecordWriter, rank_file
@@ -117,8 +119,6 @@ class Session:
     def on_optimizer_step(self, optimizer: Any) -> None:
         if self.manual_steps:
             return
-        import weakref
-
         owner = self.step_optimizer() if self.step_optimizer is not None else None
         if owner is None:
             self.step_optimizer = weakref.ref(optimizer)
@@ -158,8 +158,6 @@ class Session:
     # -- records ---------------------------------------------------------------------------------
 
     def _flush(self, final: bool) -> None:
-        from ddlprof.collectors.comm import resolve_buckets
-
         while self.pending:
             step, state, end = self.pending[0]
             comm = (

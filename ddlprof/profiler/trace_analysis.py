@@ -33,9 +33,11 @@ def trace_files(paths: list[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            files += sorted(
+            found = sorted(
                 p for p in path.rglob("*") if p.name.endswith((".json", ".json.gz")) and p.is_file()
             )
+            # torch.profiler's own file names first, so a ddlprof run directory (manifest.json...) works too
+            files += [p for p in found if ".pt.trace.json" in p.name] or found
         elif path.is_file():
             files.append(path)
         else:
