@@ -4,7 +4,9 @@ offline commands start fast and never import torch."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
@@ -46,16 +48,34 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
+def _add_command(
+    commands: argparse._SubParsersAction, name: str, summary: str, text: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name, help=summary, description=text, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def _job(args: argparse.Namespace) -> list[str]:
+    """The command after the options, without the optional ``--`` before it."""
+    return args.job[1:] if args.job[:1] == ["--"] else args.job
+
+
+def _show(result: dict, as_json: bool, table: Callable[[dict], None]) -> int:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        table(result)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="ddlprof", description="Distributed deep-learning profiler and cloud cost advisor.")
     parser.add_argument("--version", action="version", version=f"ddlprof {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
-    wrap = commands.add_parser(
-        "wrap",
-        help="profile a training job (torchrun, python -m ..., python train.py)",
-        description=WRAP_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    wrap = _add_command(
+        commands, "wrap", "profile a training job (torchrun, python -m ..., python train.py)", WRAP_HELP
     )
     wrap.add_argument(
         "--out",
@@ -93,11 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command to run (put -- before it when it could be mistaken for an option)",
     )
 
-    stalls = commands.add_parser(
-        "stalls",
-        help="interconnect and network stalls by differential runs",
-        description=STALLS_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    stalls = _add_command(
+        commands, "stalls", "interconnect and network stalls by differential runs", STALLS_HELP
     )
     stalls.add_argument("--steps", type=int, default=20, help="steady steps measured per run (default: 20)")
     stalls.add_argument("--warmup", type=int, default=5, help="steps run first and not measured (default: 5)")
@@ -129,20 +146,17 @@ def build_parser() -> argparse.ArgumentParser:
     stalls.add_argument("--json", action="store_true", help="print stalls.json to stdout instead of a table")
     stalls.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the torchrun command")
 
-    analyze = commands.add_parser(
+    analyze = _add_command(
+        commands,
         "analyze",
-        help="the step breakdown from any torch.profiler traces (one file per rank)",
-        description=ANALYZE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "the step breakdown from any torch.profiler traces (one file per rank)",
+        ANALYZE_HELP,
     )
     analyze.add_argument("traces", nargs="+", type=Path, metavar="TRACE_DIR_OR_FILE")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON instead of a table")
 
-    report = commands.add_parser(
-        "report",
-        help="where the step time went, per rank and for the job",
-        description=REPORT_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    report = _add_command(
+        commands, "report", "where the step time went, per rank and for the job", REPORT_HELP
     )
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--json", action="store_true", help="print summary.json to stdout instead of a table")
@@ -189,20 +203,13 @@ def _run_analyze(args: argparse.Namespace) -> int:
     from ddlprof.profiler.render import print_analysis
     from ddlprof.profiler.trace_analysis import analyze
 
-    result = analyze(args.traces)
-    if args.json:
-        import json
-
-        print(json.dumps(result, indent=2))
-    else:
-        print_analysis(result)
-    return 0
+    return _show(analyze(args.traces), args.json, print_analysis)
 
 
 def _run_wrap(args: argparse.Namespace) -> int:
     from ddlprof.profiler.wrap import wrap
 
-    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    job = _job(args)
     if args.gpu_sample_interval <= 0:
         raise DdlprofError("--gpu-sample-interval must be positive")
     return wrap(
@@ -215,7 +222,7 @@ def _run_stalls(args: argparse.Namespace) -> int:
     from ddlprof.profiler.render import print_stalls
     from ddlprof.profiler.wrap import default_out
 
-    job = args.job[1:] if args.job[:1] == ["--"] else args.job
+    job = _job(args)
     if not job:
         raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
     if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
@@ -226,13 +233,7 @@ def _run_stalls(args: argparse.Namespace) -> int:
     result = run_stalls(
         job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout
     )
-    if args.json:
-        import json
-
-        print(json.dumps(result, indent=2))
-    else:
-        print_stalls(result)
-    return 0
+    return _show(result, args.json, print_stalls)
 
 
 def _run_report(args: argparse.Namespace) -> int:
