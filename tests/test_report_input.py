@@ -153,3 +153,24 @@ def test_report_does_not_import_torch(tmp_path):
 
     done = subprocess.run([sys.executable, "-c", code, str(run)], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_gpu_counters_over_the_steady_window(tmp_path):
+    steps = [{**_step(n), "start": 100.0 + n, "end": 101.0 + n} for n in range(1, 11)]
+    run = _run_dir(tmp_path, {0: [_rank(0, world=1), *steps, {"type": "end"}]})
+    (run / "gpu").mkdir()
+    header = "unix,gpu,util_pct,mem_util_pct,mem_used_mib,power_w,sm_clock_mhz,pcie_tx_mb_per_s,"
+    header += "pcie_rx_mb_per_s,nvlink_tx_mb_per_s,nvlink_rx_mb_per_s\n"
+    rows = [
+        f"{t},0,{u},1,500,300,1980,1,2,,\n" for t, u in [(99.0, 5), (104.0, 90), (106.0, 94), (108.0, 98)]
+    ]
+    (run / "gpu" / "h.csv").write_text(header + "".join(rows))
+    result = json.loads(ddlprof("report", "--json", str(run)).stdout)
+    jsonschema.validate(result, SCHEMA)
+    (gpu,) = result["gpus"]
+    assert gpu["samples"] == 3  # the sample at 99.0 s is before the steady steps (warm-up 2: from 103 s)
+    assert gpu["util_pct"] == {"median": 94.0, "max": 98.0}
+    assert gpu["nvlink_tx_mb_per_s"] is None
+    assert "util 94%" in ddlprof("report", str(run)).stdout
+    ddlprof("report", "--html", str(tmp_path / "r.html"), str(run))
+    assert "GPU counters (NVML)" in (tmp_path / "r.html").read_text()

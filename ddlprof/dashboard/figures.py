@@ -66,3 +66,21 @@ def step_timeline(rows: list[dict[str, Any]]) -> go.Figure:
         title="Step time per step (x: traced or trace-export step)", xaxis_title="step", yaxis_title="ms"
     )
     return figure
+
+
+def gpu_timeline(samples: Any) -> go.Figure:
+    """NVML samples over time (a pandas frame from ``gpu/*.csv``): utilisation and NVLink/PCIe traffic."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=2, cols=1, shared_xaxes=True, subplot_titles=("utilisation %", "traffic MB/s")
+    )
+    start = samples["unix"].min()
+    for (host, gpu), group in samples.groupby(["host", "gpu"]):
+        seconds = group["unix"] - start
+        figure.add_scatter(x=seconds, y=group["util_pct"], name=f"{host} GPU {gpu} util", row=1, col=1)
+        for column, label in (("nvlink_tx_mb_per_s", "NVLink tx"), ("pcie_rx_mb_per_s", "PCIe rx")):
+            if group[column].notna().any():
+                figure.add_scatter(x=seconds, y=group[column], name=f"{host} GPU {gpu} {label}", row=2, col=1)
+    figure.update_layout(title="GPU counters (NVML)", xaxis2_title="seconds since the first sample")
+    return figure

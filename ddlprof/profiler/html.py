@@ -8,13 +8,17 @@ from typing import Any
 
 import plotly.io as pio
 
-from ddlprof.dashboard.figures import breakdown_by_rank, step_timeline
+from ddlprof.dashboard.figures import breakdown_by_rank, gpu_timeline, step_timeline
+from ddlprof.profiler.gpu_counters import load_samples
 from ddlprof.profiler.rundir import Run
 from ddlprof.profiler.summary import step_rows
 
 
 def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
     figures = [breakdown_by_rank(summary), step_timeline(step_rows(runs))]
+    samples = load_samples([run.path for run in runs])
+    if samples is not None:
+        figures.append(gpu_timeline(samples))
     parts = [pio.to_html(fig, full_html=False, include_plotlyjs=(i == 0)) for i, fig in enumerate(figures)]
     notes = "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["reasons"].items()

@@ -63,6 +63,11 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console.print(table)
     for key, mark in marks.items():
         console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")
+    for gpu in summary.get("gpus", []):
+        console.print(
+            f"GPU {gpu['gpu']} on {gpu['host']} (median of {gpu['samples']} NVML samples): "
+            + ", ".join(_counter(gpu, key, label) for key, label in _COUNTERS if gpu.get(key))
+        )
     for straggler in summary["stragglers"]:
         console.print(
             f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
@@ -76,6 +81,21 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             "rank file" if warning["collector"] == "records" else f"{warning['collector']} collector stopped"
         )
         console.print(f"[yellow]rank {warning['rank']}: {what}: {warning['reason']}[/yellow]")
+
+
+_COUNTERS = (
+    ("util_pct", "util {:.0f}%"),
+    ("mem_used_mib", "{:.0f} MiB"),
+    ("power_w", "{:.0f} W"),
+    ("nvlink_tx_mb_per_s", "NVLink tx {:.0f} MB/s"),
+    ("nvlink_rx_mb_per_s", "rx {:.0f} MB/s"),
+    ("pcie_tx_mb_per_s", "PCIe tx {:.0f} MB/s"),
+    ("pcie_rx_mb_per_s", "rx {:.0f} MB/s"),
+)
+
+
+def _counter(gpu: dict[str, Any], key: str, label: str) -> str:
+    return label.format(gpu[key]["median"])
 
 
 def _cells(row: dict[str, Any], marks: dict[str, str]) -> list[str]:

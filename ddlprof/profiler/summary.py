@@ -16,6 +16,7 @@ from typing import Any
 import ddlprof
 from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
 from ddlprof.profiler.errors import DdlprofError
+from ddlprof.profiler.gpu_counters import load_samples, steady_counters
 from ddlprof.profiler.rundir import RankLog, Run
 
 SCHEMA = "ddlprof.summary"
@@ -109,7 +110,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
 
     fewest = min(len(log.steps) for log in stepped.values())
     warmup = auto_warmup(fewest) if warmup is None else warmup
-    rank_rows, excluded_traced, steady_counts = [], set(), []
+    rank_rows, excluded_traced, steady_counts, window = [], set(), [], [float("inf"), float("-inf")]
     for rank in sorted(stepped):
         log = stepped[rank]
         after_warmup = [s for s in log.steps if s["step"] > warmup]
@@ -117,6 +118,10 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         excluded_traced.update(s["step"] for s in after_warmup if s.get("traced"))
         chosen = steady or after_warmup or log.steps  # a very short run: use what there is
         steady_counts.append(len(chosen))
+        window = [
+            min(window[0], chosen[0].get("start", window[0])),
+            max(window[1], chosen[-1].get("end", window[1])),
+        ]
         rows = [{**step_categories(s, multi_node), "samples": s.get("samples")} for s in chosen]
         rank_rows.append(_rank_summary(log, rows))
 
@@ -168,6 +173,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             for t in log.traces
         ],
         "exit_codes": {str(n.get("node_id")): n.get("exit_code") for r in runs for n in r.nodes},
+        "gpus": steady_counters(load_samples([r.path for r in runs]), *window),
     }
 
 
