@@ -62,8 +62,12 @@ def step_timeline(rows: list[dict[str, Any]]) -> go.Figure:
             marker_symbol=["x" if r["traced"] else "circle" for r in mine],
             hovertemplate="step %{x}: %{y:.2f} ms<extra>rank " + str(rank) + "</extra>",
         )
+    # log scale: the first step (start-up) and trace exports can be 100x a steady step
     figure.update_layout(
-        title="Step time per step (x: traced or trace-export step)", xaxis_title="step", yaxis_title="ms"
+        title="Step time per step (x: traced or trace-export step)",
+        xaxis_title="step",
+        yaxis_title="ms (log scale)",
+        yaxis_type="log",
     )
     return figure
 
