@@ -35,9 +35,11 @@ def ddlprof(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedP
     )
 
 
-def wrap_command(out: Path | str, *job: str, trace_steps: str = "0") -> list[str]:
-    """``python -m ddlprof wrap`` of ``job`` into ``out``, as a Popen argument list."""
-    return [
+def wrap_command(
+    out: Path | str, *job: str, trace_steps: str = "0", options: tuple[str, ...] = ()
+) -> list[str]:
+    """``python -m ddlprof wrap [options]`` of ``job`` into ``out``, as a Popen argument list."""
+    wrap = [
         sys.executable,
         "-m",
         "ddlprof",
@@ -46,9 +48,9 @@ def wrap_command(out: Path | str, *job: str, trace_steps: str = "0") -> list[str
         trace_steps,
         "--out",
         str(out),
-        "--",
-        *job,
+        *options,
     ]
+    return [*wrap, "--", *job]
 
 
 def free_port() -> int:

@@ -60,3 +60,29 @@ def test_step_breakdown_single_and_multi_node():
     assert multi["interconnect_stall_ms"] is None and multi["network_stall_ms"] == 20.0
     bare = step_categories({"step_ms": 50.0, "data_wait_ms": None, "loop_ms": None, "comm": None}, False)
     assert bare["compute_ms"] == 50.0 and bare["interconnect_stall_ms"] is None
+
+
+def test_probe_split_follows_the_ring_model():
+    from ddlprof.profiler.breakdown import interconnect_share
+
+    probe = {
+        "intra": {"busbw_gbps": 100.0, "latency_us": 0.0, "ranks": 2},
+        "full": {"busbw_gbps": 10.0, "latency_us": 0.0, "ranks": 4},
+    }
+    # one 100 MB bucket: intra 1.0 * 1e8 / 100e9 = 1 ms; full 1.5 * 1e8 / 10e9 = 15 ms
+    assert interconnect_share(probe, [100_000_000]) == pytest.approx(1 / 15)
+    step = {
+        "step_ms": 100.0,
+        "data_wait_ms": 0.0,
+        "loop_ms": 0.0,
+        "comm": {"exposed_ms": 30.0, "per_bucket": [[0, 100_000_000, 1.0, None]]},
+    }
+    split = step_categories(step, multi_node=True, probe=probe)
+    assert split["interconnect_stall_ms"] == pytest.approx(2.0) and split[
+        "network_stall_ms"
+    ] == pytest.approx(28.0)
+    one_gpu_per_node = {**probe, "intra": None}
+    assert interconnect_share(one_gpu_per_node, [100_000_000]) == 0.0
+    assert interconnect_share(None, [1]) is None and interconnect_share(probe, []) is None
+    slower_network = {**probe, "full": {"busbw_gbps": 1.0, "latency_us": 0.0, "ranks": 4}}
+    assert interconnect_share(slower_network, [100_000_000]) < interconnect_share(probe, [100_000_000])

@@ -80,6 +80,16 @@ class CommTracker:
         session.ddp_seen = True
         if session.ddp is None:
             session.ddp = weakref.ref(ddp)
+            self._probe(ddp)
+
+    def _probe(self, ddp: Any) -> None:
+        from ddlprof.collectors.probe import run_probe
+
+        guard = self.session.guard
+        if guard.active("probe"):
+            record = guard.call("probe", run_probe, ddp)
+            if record is not None:
+                self.session.write_record(record)
 
     def before_forward(self, module: Any, args: Any, kwargs: Any) -> None:
         import torch

@@ -15,7 +15,7 @@ RUN_DIR = "DDLPROF_RUN_DIR"
 TRACE_STEPS = "DDLPROF_TRACE_STEPS"
 DISABLED = "DDLPROF_DISABLE"
 STOP_AFTER = "DDLPROF_STOP_AFTER_STEPS"  # set by `ddlprof stalls`: end each rank after this many steps
-COLLECTORS = ("steps", "data", "comm", "traces", "workload")
+COLLECTORS = ("steps", "data", "comm", "traces", "workload", "probe")
 DEFAULT_TRACE_STEPS = "6-8"
 
 

@@ -219,7 +219,8 @@ class Session:
         elif collector != "records":
             self.early_warnings.append(record)
 
-    def write_trace(self, record: dict) -> None:
+    def write_record(self, record: dict) -> None:
+        """For collectors that write records of their own (traces, the bandwidth probe)."""
         self._write(record)
 
     def _write_workload(self) -> None:

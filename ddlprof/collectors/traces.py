@@ -74,7 +74,7 @@ class TraceWindows:
         path = os.path.join(folder, f"{host_id()}_{rank}.{window[0]}.pt.trace.json.gz")
         started = time.perf_counter()
         profiler.export_chrome_trace(path)
-        session.write_trace(
+        session.write_record(
             {
                 "type": "trace",
                 "steps": list(window),

@@ -8,9 +8,13 @@
                             copies, zero_grad, evaluation) not spent waiting for data
 
 They add up to ``step_ms``. Exposed communication is the part of the all-reduce the step waits for
-after backward has finished (see ``collectors/comm.py``). Until exact attribution exists, a
-single-node run books all of it as interconnect, and a multi-node run books all of it as network
-and says so in the reasons.
+after backward has finished (see ``collectors/comm.py``). A single-node run books all of it as
+interconnect. A multi-node run splits it with the bandwidth probe (``collectors/probe.py``) and the
+ring all-reduce cost model, per bucket ``latency + 2(n-1)/n * bytes / bus bandwidth``: the
+interconnect share is what the step's buckets would cost among the ranks of one node over the
+intra-node bandwidth, relative to what they cost among all ranks, which is the single-run
+counterpart of the differential ``t(one node) - t(one GPU)`` and ``t(full) - t(one node)``. Without
+a probe, all of it is booked as network and the reasons say so.
 """
 
 from __future__ import annotations
@@ -21,14 +25,34 @@ from typing import Any
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 SINGLE_NODE = "single node: no traffic between machines"
 MULTI_NODE_SPLIT = (
-    "multi-node run: all exposed communication is booked as network_stall_ms; the exact split "
-    "between interconnect and network is not measured yet"
+    "multi-node run without a bandwidth probe (--no-probe, or it failed): all exposed communication "
+    "is booked as network_stall_ms; the split between interconnect and network is not measured"
+)
+PROBE_SPLIT = (
+    "multi-node run: exposed communication split by the start-of-job bandwidth probe (intra-node "
+    "{intra}, all ranks {full}) with the ring all-reduce cost model"
 )
 NO_DDP = "no DistributedDataParallel module seen: no gradient communication to time"
 NO_FORWARD = "no DDP forward seen: loop overhead is not separated from compute"
 
 
-def step_categories(step: dict[str, Any], multi_node: bool) -> dict[str, float | None]:
+def _ring_ms(stats: dict[str, Any], bucket_bytes: list[int]) -> float:
+    factor = 2 * (stats["ranks"] - 1) / stats["ranks"]
+    return sum(stats["latency_us"] / 1e3 + factor * b / (stats["busbw_gbps"] * 1e6) for b in bucket_bytes)
+
+
+def interconnect_share(probe: dict[str, Any] | None, bucket_bytes: list[int]) -> float | None:
+    """Share of the exposed communication that the interconnect alone would cost (0 to 1)."""
+    if not probe or not probe.get("full") or not bucket_bytes:
+        return None
+    full = _ring_ms(probe["full"], bucket_bytes)
+    intra = _ring_ms(probe["intra"], bucket_bytes) if probe.get("intra") else 0.0
+    return min(1.0, intra / full) if full > 0 else None
+
+
+def step_categories(
+    step: dict[str, Any], multi_node: bool, probe: dict[str, Any] | None = None
+) -> dict[str, float | None]:
     step_ms = float(step["step_ms"])
     data = step.get("data_wait_ms")
     comm = step.get("comm")
@@ -39,7 +63,10 @@ def step_categories(step: dict[str, Any], multi_node: bool) -> dict[str, float |
     if exposed is None:
         interconnect = network = None
     elif multi_node:
-        interconnect, network = None, exposed
+        buckets = [b[1] for b in comm.get("per_bucket", [])] if isinstance(comm, dict) else []
+        share = interconnect_share(probe, buckets)
+        interconnect = None if share is None else exposed * share
+        network = exposed if share is None else exposed - interconnect  # type: ignore[operator]
     else:
         interconnect, network = exposed, 0.0
     known = sum(v for v in (data, exposed, other) if v is not None)
@@ -54,7 +81,11 @@ def step_categories(step: dict[str, Any], multi_node: bool) -> dict[str, float |
 
 
 def reasons(
-    multi_node: bool, comm_states: Iterable[str | None], saw_forward: bool, collector_warnings: dict[str, str]
+    multi_node: bool,
+    comm_states: Iterable[str | None],
+    saw_forward: bool,
+    collector_warnings: dict[str, str],
+    probe: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """Why a category is null or zero, for the report's footnotes and summary.json."""
     out: dict[str, str] = {}
@@ -63,6 +94,10 @@ def reasons(
         out["interconnect_stall_ms"] = out["network_stall_ms"] = f"comm collector stopped: {comm_reason}"
     elif not any(state == "timed" for state in comm_states):
         out["interconnect_stall_ms"] = out["network_stall_ms"] = NO_DDP
+    elif multi_node and probe and probe.get("full"):
+        intra = f"{probe['intra']['busbw_gbps']:.1f} GB/s" if probe.get("intra") else "none: one GPU per node"
+        text = PROBE_SPLIT.format(intra=intra, full=f"{probe['full']['busbw_gbps']:.1f} GB/s")
+        out["interconnect_stall_ms"] = out["network_stall_ms"] = text
     elif multi_node:
         out["interconnect_stall_ms"] = MULTI_NODE_SPLIT
     else:

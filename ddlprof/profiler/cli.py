@@ -92,6 +92,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     wrap.add_argument("--no-gpu-sampling", action="store_true", help="do not sample GPU counters with NVML")
     wrap.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the bandwidth probe that multi-node jobs run after building DDP (under a second); "
+        "then the interconnect/network split is not measured",
+    )
+    wrap.add_argument(
         "--gpu-sample-interval",
         type=float,
         default=0.5,
@@ -212,9 +218,8 @@ def _run_wrap(args: argparse.Namespace) -> int:
     job = _job(args)
     if args.gpu_sample_interval <= 0:
         raise DdlprofError("--gpu-sample-interval must be positive")
-    return wrap(
-        job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, args.disable
-    )
+    disabled = [*args.disable, *(["probe"] if args.no_probe else [])]
+    return wrap(job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, disabled)
 
 
 def _run_stalls(args: argparse.Namespace) -> int:

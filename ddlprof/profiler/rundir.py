@@ -4,7 +4,7 @@
     nodes/<node>.json      one per node (per ``ddlprof wrap``): host, hardware, environment, start/end,
                            exit status, GPU sampling
     ranks/rank-<k>.jsonl   one record a line per rank: a ``rank`` header, ``step`` records, ``workload``,
-                           ``trace``, ``warning`` and a final ``end`` record
+                           ``probe``, ``trace``, ``warning`` and a final ``end`` record
     gpu/<host>.csv         NVML samples, one file per host
     traces/<run>/          Kineto traces in torch-tb-profiler's layout
     summary.json           written by ``ddlprof report``
@@ -122,6 +122,7 @@ class RankLog:
     meta: dict[str, Any] = field(default_factory=dict)
     steps: list[dict[str, Any]] = field(default_factory=list)
     workload: dict[str, Any] | None = None
+    probe: dict[str, Any] | None = None
     traces: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
@@ -147,6 +148,8 @@ def read_rank(path: Path, rank: int) -> RankLog:
             log.steps.append(record)
         elif kind == "workload":
             log.workload = record
+        elif kind == "probe":
+            log.probe = record
         elif kind == "trace":
             log.traces.append(record)
         elif kind == "warning":

@@ -122,7 +122,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             min(window[0], chosen[0].get("start", window[0])),
             max(window[1], chosen[-1].get("end", window[1])),
         ]
-        rows = [{**step_categories(s, multi_node), "samples": s.get("samples")} for s in chosen]
+        rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
         rank_rows.append(_rank_summary(log, rows))
 
     job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
@@ -136,13 +136,18 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     ]
     collector_off = {w["collector"]: w["reason"] for w in warnings}
     warnings += [
-        {"rank": log.rank, "collector": "records", "reason": f"{log.torn_lines} unreadable line(s) skipped "
-         "(the rank was killed while writing?)"}
-        for log in logs.values() if log.torn_lines
-    ]  # fmt: skip
+        {
+            "rank": log.rank,
+            "collector": "records",
+            "reason": f"{log.torn_lines} unreadable line(s) skipped (the rank was killed while writing?)",
+        }
+        for log in logs.values()
+        if log.torn_lines
+    ]
     comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
     saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
     workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
+    probe = next((log.probe for _, log in sorted(logs.items()) if log.probe and log.probe.get("full")), None)
 
     return {
         "schema": SCHEMA,
@@ -161,11 +166,16 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             "steady_per_rank": min(steady_counts),
         },
         "job": job,
-        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off),
+        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off, probe),
         "ranks": rank_rows,
         "stragglers": _stragglers(rank_rows),
         "missing_ranks": _missing(logs, world_size),
         "workload": {k: v for k, v in workload.items() if k != "type"} if workload else None,
+        "probes": {
+            str(rank): {k: v for k, v in log.probe.items() if k != "type"}
+            for rank, log in sorted(logs.items())
+            if log.probe
+        },
         "warnings": warnings,
         "traces": [
             {"rank": log.rank, **{k: t[k] for k in ("steps", "file")}}
@@ -182,7 +192,12 @@ def step_rows(runs: list[Run]) -> list[dict[str, Any]]:
     logs = _merge_ranks(runs)
     multi_node = _is_multi_node(runs, logs)
     return [
-        {"rank": rank, "step": s["step"], "traced": bool(s.get("traced")), **step_categories(s, multi_node)}
+        {
+            "rank": rank,
+            "step": s["step"],
+            "traced": bool(s.get("traced")),
+            **step_categories(s, multi_node, log.probe),
+        }
         for rank, log in sorted(logs.items())
         for s in log.steps
     ]

@@ -1,0 +1,89 @@
+"""A short bandwidth probe at the start of a multi-node job, for the interconnect/network split.
+
+Right after the first DDP module is built (a collective point every rank reaches), the ranks learn
+which of them share a machine; in a multi-node job they time all-reduces among the ranks of each
+node (the interconnect) and among all ranks (what the job's own all-reduce crosses), and record
+the bus bandwidth and latency of each. Single-node jobs stop after the first exchange. It takes a
+fraction of a second and every rank runs the same collectives in the same order.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from typing import Any
+
+from ddlprof.collectors.config import host_id
+
+SMALL, LARGE = 1 << 20, 32 << 20  # bytes: latency-bound and bandwidth-bound messages
+WARMUP, TIMED = 2, 3
+
+
+def _ring_factor(n: int) -> float:
+    return 2 * (n - 1) / n
+
+
+def _time_allreduce(dist: Any, tensor: Any, group: Any) -> float:
+    import torch
+
+    for _ in range(WARMUP):
+        dist.all_reduce(tensor, group=group)
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+    start = time.perf_counter()
+    for _ in range(TIMED):
+        dist.all_reduce(tensor, group=group)
+    if tensor.is_cuda:
+        torch.cuda.synchronize(tensor.device)
+    return (time.perf_counter() - start) / TIMED
+
+
+def _measure(dist: Any, device: Any, group: Any, size: int) -> dict[str, float]:
+    """Bus bandwidth (GB/s) from the large message, latency (us) from the small one."""
+    import torch
+
+    factor = _ring_factor(size)
+    large = _time_allreduce(dist, torch.ones(LARGE // 4, device=device), group)
+    small = _time_allreduce(dist, torch.ones(SMALL // 4, device=device), group)
+    busbw = factor * LARGE / large / 1e9
+    latency = max(0.0, small - factor * SMALL / (busbw * 1e9))
+    return {"busbw_gbps": round(busbw, 3), "latency_us": round(latency * 1e6, 1), "ranks": size}
+
+
+def run_probe(ddp: Any) -> dict[str, Any] | None:
+    """The probe record, or None when there is nothing to probe (no process group, one rank)."""
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
+        return None
+    if (
+        ddp.process_group is not dist.group.WORLD
+        and ddp.process_group != dist.distributed_c10d._get_default_group()
+    ):
+        return {"type": "probe", "skipped": "DDP runs on a process subgroup"}
+    started = time.perf_counter()
+    device = next(ddp.module.parameters()).device
+    world = dist.get_world_size()
+    mine = torch.tensor([zlib.crc32(host_id().encode())], dtype=torch.int64, device=device)
+    everyone = [torch.zeros_like(mine) for _ in range(world)]
+    dist.all_gather(everyone, mine)
+    hosts = [int(t.item()) for t in everyone]
+    nodes = sorted(set(hosts), key=hosts.index)
+    record: dict[str, Any] = {"type": "probe", "nodes": len(nodes), "world_size": world}
+    if len(nodes) == 1:
+        record["skipped"] = "single node"
+        return record
+    groups = [dist.new_group([r for r in range(world) if hosts[r] == node]) for node in nodes]
+    local = groups[nodes.index(hosts[dist.get_rank()])]
+    local_size = hosts.count(hosts[dist.get_rank()])
+    record["local_size"] = local_size
+    # Every rank runs the same collectives in the same order: ranks alone on their node time nothing
+    # intra-node, but every local group still reaches the world all-reduce together.
+    record["intra"] = _measure(dist, device, local, local_size) if local_size > 1 else None
+    record["full"] = _measure(dist, device, None, world)
+    dist.barrier()
+    # Free the node group's communicator (NCCL buffers) now rather than holding it for the whole job.
+    dist.destroy_process_group(local)
+    record["seconds"] = round(time.perf_counter() - started, 3)
+    return record
