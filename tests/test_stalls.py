@@ -44,6 +44,12 @@ def test_single_node_variants_and_arithmetic(tmp_path):
     assert stall["spread_ms"] == pytest.approx([min(pairs), max(pairs)])
     assert stall["pct_of_step"] == pytest.approx(100 * stall["ms"] / one_node["step_ms"])
     assert result["network_stall"] is None and result["reasons"]["network"].startswith("single node")
+    # the one_node runs read back by ddlprof report: single node, so all exposed comm is interconnect
+    single = result["single_run"]
+    reports = [summary(out / "one_node" / f"r{k}", "--warmup", "2")["job"] for k in range(2)]
+    medians = sorted(100 * j["interconnect_stall_ms"] / j["step_ms"] for j in reports)
+    assert single["interconnect_stall_pct"] == pytest.approx(sum(medians) / 2)
+    assert single["network_stall_pct"] == 0.0
 
 
 def test_emulated_nodes_give_a_network_stall(tmp_path):

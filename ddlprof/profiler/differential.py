@@ -181,8 +181,23 @@ def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) 
     return out, None
 
 
-def measure(run_dir: Path, warmup: int) -> float:
-    return summarize([load_run(run_dir)], warmup=warmup)["job"]["step_ms"]
+def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
+    """The run's steady-state job breakdown (``ddlprof report``'s ``job``)."""
+    return summarize([load_run(run_dir)], warmup=warmup)["job"]
+
+
+def single_run_attribution(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What one wrapped run of the full job attributes, as medians over the repeats, for comparing
+    with the differential result: the same run directories, read by ``ddlprof report``."""
+    if not jobs:
+        return None
+    out: dict[str, Any] = {}
+    for key in ("interconnect_stall_ms", "network_stall_ms"):
+        values = [j[key] for j in jobs if j[key] is not None]
+        out[key] = statistics.median(values) if values else None
+        pcts = [100 * j[key] / j["step_ms"] for j in jobs if j[key] is not None and j["step_ms"]]
+        out[key.replace("_ms", "_pct")] = statistics.median(pcts) if pcts else None
+    return out
 
 
 def stalls_result(times: dict[str, list[float]], failures: dict[str, str], emulated: bool) -> dict[str, Any]:
@@ -241,6 +256,7 @@ def run_stalls(
         raise DdlprofError(f"--out {out}: not empty; choose a new directory")
     variants = plan(parse_job(command), emulate_nodes, emulate_pcie, _free_port())
     times: dict[str, list[float]] = {}
+    jobs: dict[str, list[dict[str, Any]]] = {}
     failures: dict[str, str] = {}
     with Progress(transient=True) as progress:
         task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
@@ -255,13 +271,16 @@ def run_stalls(
                     )
                     try:
                         if error is None:
-                            times.setdefault(variant.name, []).append(measure(run_dir, warmup))
+                            job = measure(run_dir, warmup)
+                            times.setdefault(variant.name, []).append(job["step_ms"])
+                            jobs.setdefault(variant.name, []).append(job)
                     except DdlprofError as exc:
                         error = str(exc)
                     if error is not None:
                         failures[variant.name] = f"{variant.name}: {error}"
                 progress.advance(task)
     result = stalls_result(times, failures, emulated=bool(emulate_nodes and emulate_nodes > 1))
+    result["single_run"] = single_run_attribution(jobs.get(variants[-1].name, []))
     result.update(
         {
             "command": command,

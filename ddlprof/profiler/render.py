@@ -118,6 +118,10 @@ def _ranges(steps: list[int]) -> str:
     return ",".join(parts)
 
 
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.1f}%"
+
+
 def print_stalls(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof stalls``: the variants' step times and the stalls they imply."""
     console = console or Console()
@@ -141,6 +145,13 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
         console.print(
             f"{label} stall: {stall['ms']:.2f} ms ({stall['pct_of_step']:.1f}% of the step), "
             f"per-run differences {low:.2f} to {high:.2f} ms"
+        )
+    single = result.get("single_run")
+    if single:
+        console.print(
+            "single-run attribution of the same runs (ddlprof report): interconnect "
+            f"{_pct(single['interconnect_stall_pct'])}, network {_pct(single['network_stall_pct'])} "
+            "of the step"
         )
 
 
