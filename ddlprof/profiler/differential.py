@@ -137,7 +137,8 @@ def plan(job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int) -> 
     ]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on (for the emulated nodes' rendezvous)."""
     import socket
 
     with socket.socket() as probe:
@@ -254,7 +255,7 @@ def run_stalls(
 
     if out.exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty; choose a new directory")
-    variants = plan(parse_job(command), emulate_nodes, emulate_pcie, _free_port())
+    variants = plan(parse_job(command), emulate_nodes, emulate_pcie, free_port())
     times: dict[str, list[float]] = {}
     jobs: dict[str, list[dict[str, Any]]] = {}
     failures: dict[str, str] = {}
