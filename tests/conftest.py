@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ddlprof.profiler.differential import free_port  # noqa: F401  (re-exported for the tests)
+from ddlprof.profiler.wrap import wrap_command as ddlprof_wrap_command
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "ddp_train.py"
@@ -39,19 +40,8 @@ def ddlprof(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedP
 def wrap_command(
     out: Path | str, *job: str, trace_steps: str = "0", options: tuple[str, ...] = ()
 ) -> list[str]:
-    """``python -m ddlprof wrap [options]`` of ``job`` into ``out``, as a Popen argument list."""
-    wrap = [
-        sys.executable,
-        "-m",
-        "ddlprof",
-        "wrap",
-        "--trace-steps",
-        trace_steps,
-        "--out",
-        str(out),
-        *options,
-    ]
-    return [*wrap, "--", *job]
+    """``python -m ddlprof wrap`` of ``job`` into ``out``, as a Popen argument list."""
+    return ddlprof_wrap_command(out, list(job), "--trace-steps", trace_steps, *options)
 
 
 def torchrun(nproc: int = 2, *extra: str) -> list[str]:

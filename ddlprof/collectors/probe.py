@@ -19,7 +19,8 @@ SMALL, LARGE = 1 << 20, 32 << 20  # bytes: latency-bound and bandwidth-bound mes
 WARMUP, TIMED = 2, 3
 
 
-def _ring_factor(n: int) -> float:
+def ring_factor(n: int) -> float:
+    """Bytes a ring all-reduce moves per byte of buffer, per rank: 2(n-1)/n (also the report's model)."""
     return 2 * (n - 1) / n
 
 
@@ -42,7 +43,7 @@ def _measure(dist: Any, device: Any, group: Any, size: int) -> dict[str, float]:
     """Bus bandwidth (GB/s) from the large message, latency (us) from the small one."""
     import torch
 
-    factor = _ring_factor(size)
+    factor = ring_factor(size)
     large = _time_allreduce(dist, torch.ones(LARGE // 4, device=device), group)
     small = _time_allreduce(dist, torch.ones(SMALL // 4, device=device), group)
     busbw = factor * LARGE / large / 1e9
@@ -57,10 +58,7 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
 
     if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() < 2:
         return None
-    if (
-        ddp.process_group is not dist.group.WORLD
-        and ddp.process_group != dist.distributed_c10d._get_default_group()
-    ):
+    if ddp.process_group != dist.distributed_c10d._get_default_group():
         return {"type": "probe", "skipped": "DDP runs on a process subgroup"}
     started = time.perf_counter()
     device = next(ddp.module.parameters()).device

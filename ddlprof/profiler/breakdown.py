@@ -22,6 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from ddlprof.collectors.probe import ring_factor
+
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 SINGLE_NODE = "single node: no traffic between machines"
 MULTI_NODE_SPLIT = (
@@ -37,7 +39,7 @@ NO_FORWARD = "no DDP forward seen: loop overhead is not separated from compute"
 
 
 def _ring_ms(stats: dict[str, Any], bucket_bytes: list[int]) -> float:
-    factor = 2 * (stats["ranks"] - 1) / stats["ranks"]
+    factor = ring_factor(stats["ranks"])
     return sum(stats["latency_us"] / 1e3 + factor * b / (stats["busbw_gbps"] * 1e6) for b in bucket_bytes)
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +26,7 @@ from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.rundir import load_run
 from ddlprof.profiler.summary import summarize
+from ddlprof.profiler.wrap import wrap_command
 
 SCHEMA = "ddlprof.stalls"
 SCHEMA_VERSION = 1
@@ -154,19 +154,7 @@ def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) 
     with log_path.open("w") as log:
         for launch in variant.launches:
             env = {**os.environ, **launch.env, STOP_AFTER: str(stop_after)}
-            wrap = [
-                sys.executable,
-                "-m",
-                "ddlprof",
-                "wrap",
-                "--trace-steps",
-                "0",
-                "--no-gpu-sampling",
-                "--out",
-                str(out),
-                "--",
-                *launch.argv,
-            ]
+            wrap = wrap_command(out, launch.argv, "--trace-steps", "0", "--no-gpu-sampling")
             procs.append(subprocess.Popen(wrap, env=env, stdout=log, stderr=subprocess.STDOUT))
         deadline = time.monotonic() + timeout_s
         codes = []

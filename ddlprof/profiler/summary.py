@@ -66,32 +66,42 @@ def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
     return row
 
 
-def _stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A straggler makes the others wait: its time outside communication is well above the median."""
-    if len(ranks) < 2:
+def slower_than_median(busy: dict[int, float]) -> list[dict[str, Any]]:
+    """Ranks whose busy time (outside communication) is well above the median rank's.
+
+    A straggler makes the others wait in communication, so only its busy time stands out. Shared by
+    ``ddlprof report`` and ``ddlprof analyze``.
+    """
+    if len(busy) < 2:
         return []
+    median = statistics.median(busy.values())
+    return [
+        {
+            "rank": rank,
+            "busy_ms": round(value, 3),
+            "median_busy_ms": round(median, 3),
+            "excess_pct": round(100 * (value - median) / median, 1) if median else None,
+        }
+        for rank, value in busy.items()
+        if value > STRAGGLER_RATIO * median and value - median >= STRAGGLER_MIN_MS
+    ]
 
-    def busy(r: dict[str, Any]) -> float:
-        return r["step_ms"] - (r["interconnect_stall_ms"] or 0.0) - (r["network_stall_ms"] or 0.0)
 
-    median = statistics.median(busy(r) for r in ranks)
-    found = []
-    for r in ranks:
-        excess = busy(r) - median
-        if busy(r) > STRAGGLER_RATIO * median and excess >= STRAGGLER_MIN_MS:
-            parts = {
-                k: (r[k] or 0.0) - statistics.median((o[k] or 0.0) for o in ranks)
-                for k in ("compute_ms", "data_stall_ms", "other_ms")
-            }
-            found.append(
-                {
-                    "rank": r["rank"],
-                    "busy_ms": round(busy(r), 3),
-                    "median_busy_ms": round(median, 3),
-                    "excess_pct": round(100 * excess / median, 1) if median else None,
-                    "cause": max(parts, key=lambda k: parts[k]),
-                }
-            )
+def _stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Stragglers of a report, each with the category that makes it slow."""
+    by_rank = {r["rank"]: r for r in ranks}
+    busy = {
+        r["rank"]: r["step_ms"] - (r["interconnect_stall_ms"] or 0.0) - (r["network_stall_ms"] or 0.0)
+        for r in ranks
+    }
+    found = slower_than_median(busy)
+    for straggler in found:
+        row = by_rank[straggler["rank"]]
+        parts = {
+            k: (row[k] or 0.0) - statistics.median((o[k] or 0.0) for o in ranks)
+            for k in ("compute_ms", "data_stall_ms", "other_ms")
+        }
+        straggler["cause"] = max(parts, key=lambda k: parts[k])
     return found
 
 

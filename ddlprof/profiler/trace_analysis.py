@@ -17,13 +17,13 @@ from its first kernel to the next step's first kernel.
 
 from __future__ import annotations
 
-import statistics
 from pathlib import Path
 from typing import Any
 
 from ddlprof.profiler import intervals
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.kineto import Trace, read
+from ddlprof.profiler.summary import slower_than_median
 
 SCHEMA = "ddlprof.analysis"
 KEYS = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "data_loader_ms", "overlap_pct")
@@ -154,19 +154,8 @@ def analyze(paths: list[Path]) -> dict[str, Any]:
         "job": job,
         "ranks": ranks,
         "per_step": [r for rs in rows.values() for r in rs if r["step"] in common],
-        "stragglers": stragglers(ranks),
+        "stragglers": slower_than_median(
+            {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
+        ),
         "warnings": warnings,
     }
-
-
-def stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Ranks whose time outside exposed communication stands 10% and 1 ms above the median."""
-    if len(ranks) < 2:
-        return []
-    busy = {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
-    median = statistics.median(busy.values())
-    return [
-        {"rank": rank, "busy_ms": round(value, 3), "median_busy_ms": round(median, 3)}
-        for rank, value in busy.items()
-        if value > 1.10 * median and value - median >= 1.0
-    ]

@@ -72,6 +72,12 @@ def default_out(command: list[str]) -> Path:
     return Path("ddlprof-runs") / f"{stamp}-{script_name(command)}"
 
 
+def wrap_command(out: Path | str, job: list[str], *options: str) -> list[str]:
+    """The ``ddlprof wrap`` command line that profiles ``job`` into ``out`` (for tools that launch
+    wrapped runs themselves, such as ``ddlprof stalls``)."""
+    return [sys.executable, "-m", "ddlprof", "wrap", *options, "--out", str(out), "--", *job]
+
+
 def job_environment(run_dir: Path, trace_steps: str, disabled: list[str]) -> dict[str, str]:
     env = dict(os.environ)
     paths = [INJECT_DIR] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
