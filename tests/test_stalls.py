@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from conftest import EXAMPLE, ddlprof, summary
@@ -13,7 +14,8 @@ pytestmark = pytest.mark.e2e
 def _stalls(tmp_path, *args: str, script: list[str] | None = None):
     out = tmp_path / "stalls"
     job = ["torchrun", "--nproc_per_node=2", *(script or [str(EXAMPLE)])]
-    done = ddlprof("stalls", "--steps", "4", "--warmup", "2", "--json", "--out", str(out), *args, "--", *job)
+    options = ["--steps", "4", "--warmup", "2", "--timeout", "150", "--json", "--out", str(out)]
+    done = ddlprof("stalls", *options, *args, "--", *job)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert json.loads((out / "stalls.json").read_text()) == result
@@ -80,6 +82,23 @@ def test_a_failing_variant_is_reported_and_the_others_still_run(tmp_path):
     assert "exit codes" in result["variants"]["one_gpu"]["error"]
     assert result["variants"]["one_node"]["step_ms"] > 0
     assert result["interconnect_stall"] is None and "failed" in result["reasons"]["interconnect"]
+
+
+def test_an_emulated_node_that_dies_does_not_leave_its_peer_waiting(tmp_path):
+    script = tmp_path / "node_one_dies.py"
+    script.write_text(
+        "import os, runpy, sys\n"
+        "if os.environ.get('GROUP_RANK') == '1' and os.environ.get('NCCL_HOSTID'):\n"
+        "    sys.exit('node 1 is gone')\n"
+        f"sys.argv = [{str(EXAMPLE)!r}]\nrunpy.run_path({str(EXAMPLE)!r}, run_name='__main__')\n"
+    )
+    started = time.monotonic()
+    result, _ = _stalls(tmp_path, "--emulate-nodes", "2", "--repeats", "1", script=[str(script)])
+    assert time.monotonic() - started < 100  # the full variant's surviving node is stopped, not waited for
+    assert (
+        result["variants"]["full"]["step_ms"] is None and "exit codes" in result["variants"]["full"]["error"]
+    )
+    assert result["network_stall"] is None and result["interconnect_stall"] is not None
 
 
 @pytest.mark.parametrize(

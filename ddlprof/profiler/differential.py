@@ -156,18 +156,24 @@ def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) 
             env = {**os.environ, **launch.env, STOP_AFTER: str(stop_after)}
             wrap = wrap_command(out, launch.argv, "--trace-steps", "0", "--no-gpu-sampling")
             procs.append(subprocess.Popen(wrap, env=env, stdout=log, stderr=subprocess.STDOUT))
-        deadline = time.monotonic() + timeout_s
-        codes = []
-        for proc in procs:
-            try:
-                codes.append(proc.wait(timeout=max(1.0, deadline - time.monotonic())))
-            except subprocess.TimeoutExpired:
-                proc.terminate()
-                codes.append(proc.wait())
+        codes = _wait_all(procs, time.monotonic() + timeout_s)
     if any(codes):
         tail = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()][-3:]
         return out, f"exit codes {codes}: " + " | ".join(tail)
     return out, None
+
+
+def _wait_all(procs: list[subprocess.Popen], deadline: float) -> list[int]:
+    """Wait for the launches of one variant; when one fails or time runs out, stop the others, which
+    would otherwise wait for it (an emulated node whose peer is gone hangs in the rendezvous)."""
+    while any(p.poll() is None for p in procs):
+        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+            for proc in procs:
+                if proc.poll() is None:
+                    proc.terminate()
+            break
+        time.sleep(0.2)
+    return [proc.wait() for proc in procs]
 
 
 def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
@@ -243,13 +249,16 @@ def run_stalls(
 
     if out.exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty; choose a new directory")
-    variants = plan(parse_job(command), emulate_nodes, emulate_pcie, free_port())
+    launched = parse_job(command)
+    variants = plan(launched, emulate_nodes, emulate_pcie, free_port())
     times: dict[str, list[float]] = {}
     jobs: dict[str, list[dict[str, Any]]] = {}
     failures: dict[str, str] = {}
     with Progress(transient=True) as progress:
         task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
         for repeat in range(repeats):
+            # a fresh rendezvous port each repeat, taken just before it is used
+            variants = plan(launched, emulate_nodes, emulate_pcie, free_port())
             for variant in variants:
                 progress.update(
                     task, description=f"{variant.name} ({variant.processes} proc), repeat {repeat + 1}"
