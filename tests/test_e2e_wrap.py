@@ -39,7 +39,14 @@ def test_every_rank_records_steps_and_categories_add_up(wrapped):
     assert result["steps"]["traced_excluded"] == [6, 7, 8, 9]
     assert result["reasons"]["network_stall_ms"].startswith("single node")
     assert result["job"]["network_stall_ms"] == 0.0
-    assert result["missing_ranks"] == [] and result["stragglers"] == []
+    assert result["missing_ranks"] == []
+    # Two ranks sharing two CPU cores can differ by 20% for no reason of their own, so whether one is
+    # named a straggler here is noise; what must hold is that the rule, not chance, names it.
+    # (tests/test_report_input.py checks that an even job names none and an uneven one names the slow rank.)
+    busy = {r["rank"]: r["step_ms"] - r["interconnect_stall_ms"] for r in result["ranks"]}
+    median = sum(busy.values()) / 2
+    expected = [k for k, v in busy.items() if v > 1.10 * median and v - median >= 1.0]
+    assert [s["rank"] for s in result["stragglers"]] == expected
     assert result["workload"]["num_params"] == 38570 and result["workload"]["num_buckets"] == 1
     # one trace per rank, Kineto JSON with ddlprof's step numbers
     traces = sorted((run / "traces" / run.name).glob("*.pt.trace.json.gz"))
