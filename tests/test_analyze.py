@@ -65,6 +65,11 @@ def test_breakdown_of_a_real_gloo_run(traces):
         assert row["exposed_comm_ms"] >= 0
         assert row["data_loader_ms"] == pytest.approx(4 * 2.0, rel=0.5)  # 4 samples x 2 ms in __getitem__
     assert all(r["device"] == "cpu" for r in result["ranks"])
+    for rank in result["ranks"]:  # HTA's definition: overlapped share of all the communication time
+        steps = [r for r in result["per_step"] if r["rank"] == rank["rank"]]
+        comm = sum(r["comm_ms"] for r in steps)
+        overlapped = sum(r["comm_ms"] * r["overlap_pct"] / 100 for r in steps)
+        assert rank["overlap_pct"] == pytest.approx(100 * overlapped / comm, rel=1e-6)
     assert result["job"]["exposed_comm_ms"] > 0  # the gloo all-reduce runs on threads of its own
     table = ddlprof("analyze", str(traces))
     assert table.returncode == 0 and "exposed" in table.stdout and "job" in table.stdout

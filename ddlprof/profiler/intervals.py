@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable
 
 Interval = tuple[float, float]
@@ -37,4 +38,7 @@ def overlap(a: list[Interval], b: list[Interval]) -> float:
 
 
 def clip(merged: list[Interval], start: float, end: float) -> list[Interval]:
-    return [(max(a, start), min(b, end)) for a, b in merged if b > start and a < end]
+    """The part of a merged list inside [start, end]; binary search, as traces hold 10^5 intervals."""
+    lo = bisect_right(merged, (start, float("inf"))) - 1  # the last interval starting at or before start
+    hi = bisect_left(merged, (end, float("-inf")))  # the first interval starting at or after end
+    return [(max(a, start), min(b, end)) for a, b in merged[max(lo, 0) : hi] if b > start and a < end]

@@ -9,7 +9,10 @@ training thread's top-level ops), in ms; the first four add up to the step:
     memory_ms         copies and memsets running while neither of the above runs
     idle_ms           nothing running
     data_loader_ms    host time in DataLoader next() during the step (where the trace shows it)
-    overlap_pct       share of communication time that overlaps compute (HTA's comm/comp overlap)
+    comm_ms           time some communication kernel runs (overlapped or not)
+    overlap_pct       share of communication time that overlaps compute; per rank and job it is
+                      the share of all the steps' communication (HTA's comm/comp overlap), not a
+                      mean of per-step shares, so steps with little communication weigh little
 
 On GPUs a kernel belongs to the step in which the host launched it, and a step's device span runs
 from its first kernel to the next step's first kernel.
@@ -17,6 +20,9 @@ from its first kernel to the next step's first kernel.
 
 from __future__ import annotations
 
+import os
+from bisect import bisect_right
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +32,7 @@ from ddlprof.profiler.kineto import Trace, read
 from ddlprof.profiler.summary import slower_than_median
 
 SCHEMA = "ddlprof.analysis"
-KEYS = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "data_loader_ms", "overlap_pct")
+KEYS = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "data_loader_ms", "comm_ms")
 
 
 def trace_files(paths: list[Path]) -> list[Path]:
@@ -51,13 +57,15 @@ def _spans(trace: Trace) -> dict[int, tuple[float, float]]:
     if trace.device == "cpu":
         return dict(trace.steps)
     windows = sorted(trace.steps.items(), key=lambda kv: kv[1][0])
+    window_starts = [a for _, (a, _) in windows]
     firsts: dict[int, float] = {}
     lasts: dict[int, float] = {}
     for start, end, corr in (*trace.compute, *trace.comm, *trace.memory):
         launched = trace.launches.get(corr)
         if launched is None:
             continue
-        step = next((n for n, (a, b) in windows if a <= launched <= b), None)
+        index = bisect_right(window_starts, launched) - 1
+        step = windows[index][0] if index >= 0 and launched <= windows[index][1][1] else None
         if step is not None:
             firsts[step] = min(firsts.get(step, start), start)
             lasts[step] = max(lasts.get(step, end), end)
@@ -93,6 +101,7 @@ def step_rows(trace: Trace) -> list[dict[str, Any]]:
                 "memory_ms": memory_us / 1e3,
                 "idle_ms": idle_us / 1e3,
                 "data_loader_ms": intervals.length(intervals.clip(loader, cpu_start, cpu_end)) / 1e3,
+                "comm_ms": comm_us / 1e3,
                 "overlap_pct": 100 * both / comm_us if comm_us else None,
             }
         )
@@ -104,22 +113,49 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+def _read_rows(path: Path) -> tuple[Trace, list[dict[str, Any]]]:
+    """One file's facts and step rows; the timelines are dropped so that only these few numbers
+    travel back from a worker process."""
+    trace = read(path)
+    rows = step_rows(trace)
+    trace.compute, trace.comm, trace.memory, trace.launches, trace.dataloader = [], [], [], {}, []
+    trace.cpu_ops = {}
+    return trace, rows
+
+
+def read_all(files: list[Path]) -> list[tuple[Trace, list[dict[str, Any]]]]:
+    """Analyse the files in parallel, a process per file up to the CPU count: parsing is the cost."""
+    workers = min(len(files), os.cpu_count() or 1)
+    if workers < 2:
+        return [_read_rows(f) for f in files]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(_read_rows, files))
+
+
+def _overlap_pct(rows: list[dict[str, Any]]) -> float | None:
+    comm = sum(r["comm_ms"] or 0.0 for r in rows)
+    exposed = sum(r["exposed_comm_ms"] or 0.0 for r in rows)
+    return 100 * (comm - exposed) / comm if comm else None
+
+
 def analyze(paths: list[Path]) -> dict[str, Any]:
-    traces = [read(f) for f in trace_files(paths)]
+    analysed = read_all(trace_files(paths))
+    traces = [trace for trace, _ in analysed]
     by_rank: dict[int, Trace] = {}
-    for trace in traces:
+    rows_of: dict[int, list[dict[str, Any]]] = {}
+    for trace, trace_rows in analysed:
         if trace.rank in by_rank:
             raise DdlprofError(
                 f"{trace.path}: rank {trace.rank} again (also {by_rank[trace.rank].path}): "
                 "mixed runs in one directory; pass one run's traces"
             )
-        by_rank[trace.rank] = trace
+        by_rank[trace.rank], rows_of[trace.rank] = trace, trace_rows
     worlds = {t.world_size for t in traces if t.world_size}
     if len(worlds) > 1:
         raise DdlprofError(
             f"mixed runs: traces of world sizes {sorted(worlds)} ({', '.join(str(t.path) for t in traces)})"
         )
-    rows = {rank: step_rows(trace) for rank, trace in sorted(by_rank.items())}
+    rows = dict(sorted(rows_of.items()))
     step_sets = {rank: {r["step"] for r in rs} for rank, rs in rows.items()}
     common = set.intersection(*step_sets.values())
     warnings = [
@@ -142,9 +178,10 @@ def analyze(paths: list[Path]) -> dict[str, Any]:
                 "file": str(by_rank[rank].path),
                 "steps": len(kept),
                 **{k: _mean(kept, k) for k in KEYS},
+                "overlap_pct": _overlap_pct(kept),
             }
         )
-    job = {k: _mean(ranks, k) for k in KEYS}
+    job = {k: _mean(ranks, k) for k in KEYS} | {"overlap_pct": _overlap_pct(ranks)}
     return {
         "schema": SCHEMA,
         "schema_version": 1,
