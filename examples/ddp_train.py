@@ -27,11 +27,15 @@ from torch.utils.data import DataLoader, Dataset
 from torch.utils.data.distributed import DistributedSampler
 
 
-class RandomImages(Dataset):
-    """Random images and labels, made deterministically per index; optionally slow to load."""
+class RandomSamples(Dataset):
+    """Random images (or token ids, with a vocabulary) and labels, made deterministically per index;
+    optionally slow to load."""
 
-    def __init__(self, size: int, shape: tuple[int, ...], classes: int, delay_ms: float) -> None:
+    def __init__(
+        self, size: int, shape: tuple[int, ...], classes: int, delay_ms: float, vocab: int | None = None
+    ) -> None:
         self.size, self.shape, self.classes, self.delay_s = size, shape, classes, delay_ms / 1e3
+        self.vocab = vocab
 
     def __len__(self) -> int:
         return self.size
@@ -40,6 +44,8 @@ class RandomImages(Dataset):
         if self.delay_s:
             time.sleep(self.delay_s)
         generator = torch.Generator().manual_seed(index)
+        if self.vocab:
+            return torch.randint(self.vocab, self.shape, generator=generator), index % self.classes
         return torch.randn(self.shape, generator=generator), index % self.classes
 
 
@@ -51,12 +57,48 @@ def small_cnn(classes: int) -> nn.Module:
     )  # fmt: skip
 
 
-def build_model(name: str, classes: int) -> tuple[nn.Module, tuple[int, ...]]:
+# transformers models by the config class defaults, which are these published sizes
+TRANSFORMERS = {"bert-base": "bert", "gpt2": "gpt2"}
+SEQUENCE_LENGTH = 128
+
+
+class Classifier(nn.Module):
+    """A transformers sequence classifier that returns the logits tensor, like a vision model."""
+
+    def __init__(self, model_type: str, classes: int) -> None:
+        super().__init__()
+        from transformers import AutoConfig, AutoModelForSequenceClassification
+
+        config = AutoConfig.for_model(model_type, num_labels=classes)
+        config.pad_token_id = config.pad_token_id if config.pad_token_id is not None else config.eos_token_id
+        self.model = AutoModelForSequenceClassification.from_config(config)
+        self.vocab = config.vocab_size
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=tokens).logits
+
+
+def build_model(name: str, classes: int) -> tuple[nn.Module, tuple[int, ...], int | None]:
+    """The model, the shape of one sample, and the vocabulary size for token inputs (else None)."""
     if name == "small_cnn":
-        return small_cnn(classes), (3, 32, 32)
+        return small_cnn(classes), (3, 32, 32), None
+    if name in TRANSFORMERS:
+        model = Classifier(TRANSFORMERS[name], classes)
+        return model, (SEQUENCE_LENGTH,), model.vocab
     import torchvision
 
-    return torchvision.models.get_model(name, num_classes=classes), (3, 224, 224)
+    size = 299 if name == "inception_v3" else 224
+    return torchvision.models.get_model(name, num_classes=classes), (3, size, size), None
+
+
+def synthetic_batch(
+    batch: int, shape: tuple[int, ...], vocab: int | None, classes: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One random batch on the device: pure compute, no input pipeline."""
+    labels = torch.randint(0, classes, (batch,), device=device)
+    if vocab:
+        return torch.randint(vocab, (batch, *shape), device=device), labels
+    return torch.randn(batch, *shape, device=device), labels
 
 
 def free_port() -> int:
@@ -71,7 +113,11 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model", default="small_cnn", help="small_cnn, or any torchvision model name")
+    parser.add_argument(
+        "--model",
+        default="small_cnn",
+        help=f"small_cnn, any torchvision model name, or {', '.join(TRANSFORMERS)} (random weights)",
+    )
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps to run")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per GPU (per process) per step")
     parser.add_argument("--accumulate", type=int, default=1, help="micro-batches per optimizer step")
@@ -117,7 +163,7 @@ def main() -> int:
     torch.manual_seed(0)
 
     classes = 10 if args.model == "small_cnn" else 1000
-    model, shape = build_model(args.model, classes)
+    model, shape, vocab = build_model(args.model, classes)
     ddp = DDP(model.to(device), device_ids=[device.index] if use_cuda else None)
     if args.python_comm_hook:
         ddp.register_comm_hook(dist.group.WORLD, allreduce_hook)
@@ -134,13 +180,11 @@ def main() -> int:
 
     micro_batches = args.steps * args.accumulate
     if args.synthetic:
-        fixed = (
-            torch.randn(args.batch_size, *shape, device=device),
-            torch.randint(0, classes, (args.batch_size,), device=device),
-        )
+        fixed = synthetic_batch(args.batch_size, shape, vocab, classes, device)
         batches = (fixed for _ in range(micro_batches))
     else:
-        dataset = RandomImages(micro_batches * args.batch_size * world, shape, classes, args.data_delay_ms)
+        samples = micro_batches * args.batch_size * world
+        dataset = RandomSamples(samples, shape, classes, args.data_delay_ms, vocab)
         loader = DataLoader(
             dataset,
             batch_size=args.batch_size,
