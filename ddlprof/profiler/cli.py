@@ -173,7 +173,116 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="steps to drop at the start (default: a fifth of the steps, 1 to 10)",
     )
+
+    _add_model_commands(commands)
     return parser
+
+
+MODEL_HELP = """\
+Workload models: the DNN macro features that communication stalls and step times are predicted
+from. Each sub-command has its own --help.
+
+examples:
+  ddlprof model features resnet50
+  ddlprof model features --json bert-base
+"""
+
+MODEL_FEATURES_HELP = """\
+The macro features of a model, in seconds, from shapes alone: the model is built on PyTorch's meta
+device (no weights, no download, no GPU) and one forward and backward pass of a sample batch runs
+on fake tensors.
+
+  num_layers, num_grad_tensors,   modules holding parameters, parameters that need gradients,
+  num_params, grad_bytes          all parameters, bytes all-reduced per step
+  num_buckets, bucket_bytes       DDP's gradient buckets, by DDP's own assignment function in the
+                                  order gradients become ready (what DDP uses from iteration 2 on)
+  flops_per_sample                forward + backward, torch.utils.flop_counter (2 per multiply-add)
+  memory_bytes                    weights, gradients, DDP bucket buffers, optimizer state and
+                                  activations (tensors saved for backward) at --batch-per-gpu
+
+NAME_OR_PATH is one of
+  a torchvision classification model   resnet50, vgg16, efficientnet_b0, vit_b_16, swin_t, ...
+  a transformers architecture          bert-base, bert-large, distilbert-base, roberta-base,
+    (published config, no weights)     roberta-large, gpt2, gpt2-medium, gpt2-large, t5-small,
+                                       t5-base, vit-base, vit-large
+  a timm model (timm installed)        convnext_nano, or timm/resnet50 where torchvision has the name
+  your own model                       FILE.py:FACTORY, FACTORY() returning an nn.Module; the input
+                                       is guessed from the first layer, or define
+                                       sample_input(batch_size) in FILE.py
+
+examples:
+  ddlprof model features resnet50
+  ddlprof model features bert-base --batch-per-gpu 16 --optimizer adam --dtype bfloat16
+  ddlprof model features --json gpt2 | jq .bucket_bytes
+  ddlprof model features --bucket-cap-mb 50 my_model.py:build
+"""
+
+
+def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof model SUB-COMMAND``: features now; fit, evaluate and predict slot in beside it."""
+    model = _add_command(commands, "model", "DNN macro features and the stall models", MODEL_HELP)
+    model_commands = model.add_subparsers(
+        dest="model_command", metavar="MODEL_COMMAND", parser_class=_Parser, required=True
+    )
+    features = _add_command(
+        model_commands,
+        "features",
+        "layers, gradients, DDP buckets, FLOPs and memory of a model, without weights",
+        MODEL_FEATURES_HELP,
+    )
+    features.add_argument("model", metavar="NAME_OR_PATH", help="a model name or FILE.py:FACTORY")
+    features.add_argument(
+        "--batch-per-gpu", type=int, default=32, metavar="B", help="samples per GPU per step (default: 32)"
+    )
+    features.add_argument(
+        "--bucket-cap-mb",
+        type=float,
+        metavar="MB",
+        help="DDP's bucket_cap_mb (default: DDP's own, 25 MiB after a 1 MiB first bucket; when given, "
+        "the first bucket has this cap too, as in DDP)",
+    )
+    features.add_argument(
+        "--seq-len",
+        type=int,
+        default=128,
+        metavar="N",
+        help="tokens per sample for text models (default: 128)",
+    )
+    features.add_argument(
+        "--dtype",
+        default="float32",
+        choices=("float32", "bfloat16", "float16"),
+        help="parameter and activation type (default: float32)",
+    )
+    features.add_argument(
+        "--optimizer",
+        default="sgd",
+        choices=("sgd", "adam", "adamw", "none"),
+        help="optimizer state in the memory estimate: sgd (momentum, 1x the gradients), adam/adamw "
+        "(2x), none (default: sgd)",
+    )
+    features.add_argument("--json", action="store_true", help="print the features as JSON instead of a table")
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    return {"features": _run_model_features}[args.model_command](args)
+
+
+def _run_model_features(args: argparse.Namespace) -> int:
+    import torch
+
+    from ddlprof.models.features import macro_features
+    from ddlprof.models.render import print_features
+
+    result = macro_features(
+        args.model,
+        batch_per_gpu=args.batch_per_gpu,
+        bucket_cap_mb=args.bucket_cap_mb,
+        dtype=getattr(torch, args.dtype),
+        optimizer=args.optimizer,
+        seq_len=args.seq_len,
+    )
+    return _show(result, args.json, print_features)
 
 
 STALLS_HELP = """\
@@ -252,7 +361,13 @@ def _run_report(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {"wrap": _run_wrap, "stalls": _run_stalls, "analyze": _run_analyze, "report": _run_report}
+    handlers = {
+        "wrap": _run_wrap,
+        "stalls": _run_stalls,
+        "analyze": _run_analyze,
+        "report": _run_report,
+        "model": _run_model,
+    }
     if args.command is None:
         parser.print_help()
         return 2
