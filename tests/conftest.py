@@ -54,6 +54,13 @@ def summary(run: Path, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.fixture(autouse=True)
+def _ddlprof_home(tmp_path_factory, monkeypatch):
+    """Every test's ddlprof commands keep their local dataset (DDLPROF_HOME) in a temporary folder,
+    never in the home directory of whoever runs the tests."""
+    monkeypatch.setenv("DDLPROF_HOME", str(tmp_path_factory.mktemp("ddlprof-home")))
+
+
 @pytest.fixture
 def wrapped(tmp_path):
     """Run the example under ``ddlprof wrap torchrun`` and return (completed process, run dir)."""

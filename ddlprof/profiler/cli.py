@@ -31,7 +31,9 @@ REPORT_HELP = """\
 Merge the ranks (and nodes) of a run, drop warm-up and traced steps, and show where the step time
 went per rank and for the job. The categories add up to the step time:
 compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + other_ms = step_ms.
-Writes summary.json into the (first) run directory.
+Writes summary.json into the (first) run directory, and adds the run to the local dataset
+(SQLite in $DDLPROF_HOME, default ~/.ddlprof: one row per run, replaced when the run is reported
+again) that the stall models learn from; --no-store or DDLPROF_NO_STORE=1 skips that.
 
 examples:
   ddlprof report ddlprof-runs/20261123T101500Z-train
@@ -172,6 +174,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="N",
         help="steps to drop at the start (default: a fifth of the steps, 1 to 10)",
+    )
+    report.add_argument(
+        "--no-store",
+        action="store_true",
+        help="do not add the run to the local dataset in $DDLPROF_HOME (default ~/.ddlprof)",
     )
 
     _add_model_commands(commands)
@@ -355,7 +362,7 @@ def _run_report(args: argparse.Namespace) -> int:
 
     if args.warmup is not None and args.warmup < 0:
         raise DdlprofError("--warmup must be 0 or more")
-    return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup)
+    return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup, store=not args.no_store)
 
 
 def main(argv: list[str] | None = None) -> int:

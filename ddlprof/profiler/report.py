@@ -23,7 +23,26 @@ def write_atomic(path: Path, text: str) -> None:
         raise DdlprofError(f"{path}: cannot write ({exc.strerror})") from None
 
 
-def report(paths: list[Path], as_json: bool, html: Path | None, warmup: int | None) -> int:
+def _record(summary: dict, paths: list[Path]) -> Path | None:
+    """Add the run to the local dataset (``ddlprof/models/store.py``); never fails the report."""
+    from ddlprof.models import store
+
+    if store.disabled():
+        return None
+
+    def warn(reason: str) -> None:
+        print(
+            f"ddlprof report: warning: run not added to the local dataset ({reason}); "
+            f"--no-store or {store.NO_STORE_ENV}=1 skips it",
+            file=sys.stderr,
+        )
+
+    return store.database_path() if store.record_run(summary, paths, on_error=warn) else None
+
+
+def report(
+    paths: list[Path], as_json: bool, html: Path | None, warmup: int | None, store: bool = True
+) -> int:
     runs = [load_run(path) for path in paths]
     summary = summarize(runs, warmup=warmup)
     text = json.dumps(summary, indent=2) + "\n"
@@ -33,6 +52,7 @@ def report(paths: list[Path], as_json: bool, html: Path | None, warmup: int | No
     except DdlprofError as exc:  # a read-only run directory still gets its report
         print(f"ddlprof report: warning: {exc}; summary.json not written", file=sys.stderr)
         written = []
+    stored = _record(summary, [run.path for run in runs]) if store else None
     if html is not None:
         from ddlprof.profiler.html import html_report
 
@@ -47,4 +67,6 @@ def report(paths: list[Path], as_json: bool, html: Path | None, warmup: int | No
             written.append(html)
         if written:
             print("wrote " + ", ".join(str(p) for p in written))
+        if stored is not None:
+            print(f"added to the local dataset {stored}")
     return 0
