@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
+from ddlprof.advisor.cli import add_catalog_command, run_catalog
 from ddlprof.collectors.config import COLLECTORS
 from ddlprof.profiler.errors import DdlprofError
 
@@ -182,16 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_model_commands(commands)
+    add_catalog_command(commands, _add_command)
     return parser
 
 
 MODEL_HELP = """\
-Workload models: the DNN macro features that communication stalls and step times are predicted
-from. Each sub-command has its own --help.
+Workload models: the DNN macro features, and the stall and step-time models learned from them and
+from the measured stall dataset (2 x H200 in one host: world size 2 only, no multi-node data).
+Each sub-command has its own --help.
 
 examples:
   ddlprof model features resnet50
   ddlprof model features --json bert-base
+  ddlprof model evaluate
+  ddlprof model predict --model resnet50 --batch-per-gpu 32 --gpus-per-node 2 --gpu H200
 """
 
 MODEL_FEATURES_HELP = """\
@@ -225,8 +230,62 @@ examples:
 """
 
 
+MODEL_FIT_HELP = """\
+Fit the stall models on the shipped dataset (ddlprof/models/data/stall_dataset.csv: 20 models x
+batch 32/64 x NVLink/PCIe/socket on 2 x H200, one host) plus the usable runs from the local store
+of reported runs, validate them leave-one-model-out, and save them as JSON (no pickle) to
+$DDLPROF_HOME/models/stall_models.json (default ~/.ddlprof), stamped with the ddlprof version and a
+hash of the rows. predict refits by itself when that file is missing or stale.
+
+  baseline   ring all-reduce per DDP bucket (latency + 2(n-1)/n x bytes / busbw), hidden under the
+             backward pass (2/3 of the single-GPU step), the last bucket always exposed; not fitted
+  learned    non-negative linear regression of the stall on the ring terms, the exposed
+             communication, DDP's number of gradient tensors and the single-GPU step
+
+examples:
+  ddlprof model fit
+  ddlprof model fit --json | jq .learned.coef
+"""
+
+MODEL_EVALUATE_HELP = """\
+Leave-one-model-out cross-validation (every model's rows held out in turn, the learned model
+refitted on the rest): per target, the baseline's and the learned model's mean absolute percentage
+error (step time) and mean absolute error in ms. The network stall is not evaluable on the shipped
+data: every row is single-node (world size 2 only).
+
+examples:
+  ddlprof model evaluate
+  ddlprof model evaluate --json | jq .targets.step_ms
+"""
+
+MODEL_PREDICT_HELP = """\
+Predict a DDP job's step time, interconnect stall and network stall without running it:
+
+  step_ms = single_gpu_step_ms + interconnect_stall_ms + network_stall_ms
+
+The single-GPU step is yours (--single-gpu-step-ms, e.g. from `ddlprof stalls`), or, for the 20
+models of the dataset, the step measured on one H200 scaled to --gpu by roofline ratios (TF32 for
+convolutional models, fp32 for matmul-heavy ones, as fp32 training runs under PyTorch's defaults).
+The intra-node bandwidth defaults from --gpu (NVLink or PCIe generation, calibrated on the measured
+H200 pair); the inter-node one has no default. The features of the dataset's models are shipped
+(no torch); any other model name, or FILE.py:FACTORY, is built on the meta device (imports torch).
+
+Every input's source is printed. Warnings flag what lies outside the training data: world size
+other than 2, more than one node (never measured), bandwidth outside 4-297 GB/s, batch outside
+32-64. The result names the model used (learned or baseline) and its leave-one-model-out error.
+
+examples:
+  ddlprof model predict --model resnet50 --batch-per-gpu 32 --gpus-per-node 2 --gpu H200
+  ddlprof model predict --model bert-base --batch-per-gpu 64 --gpus-per-node 8 --gpu A100-80GB
+  ddlprof model predict --model vgg16 --batch-per-gpu 32 --gpus-per-node 2 --single-gpu-step-ms 26 \\
+      --intra-busbw-gbps 28 --json
+  ddlprof model predict --model resnet50 --batch-per-gpu 64 --gpus-per-node 8 --nodes 2 --gpu H100 \\
+      --inter-busbw-gbps 40
+"""
+
+
 def _add_model_commands(commands: argparse._SubParsersAction) -> None:
-    """``ddlprof model SUB-COMMAND``: features now; fit, evaluate and predict slot in beside it."""
+    """``ddlprof model SUB-COMMAND``: features, fit, evaluate, predict."""
     model = _add_command(commands, "model", "DNN macro features and the stall models", MODEL_HELP)
     model_commands = model.add_subparsers(
         dest="model_command", metavar="MODEL_COMMAND", parser_class=_Parser, required=True
@@ -270,9 +329,114 @@ def _add_model_commands(commands: argparse._SubParsersAction) -> None:
     )
     features.add_argument("--json", action="store_true", help="print the features as JSON instead of a table")
 
+    fit = _add_command(model_commands, "fit", "fit the stall models and save them as JSON", MODEL_FIT_HELP)
+    fit.add_argument("--json", action="store_true", help="print the fitted models as JSON instead of a table")
+    evaluate = _add_command(
+        model_commands, "evaluate", "leave-one-model-out errors of the stall models", MODEL_EVALUATE_HELP
+    )
+    evaluate.add_argument(
+        "--json", action="store_true", help="print the evaluation as JSON instead of a table"
+    )
+    _add_predict_command(model_commands)
+
+
+def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
+    predict = _add_command(
+        model_commands, "predict", "step time and stalls of a DDP job that has not run", MODEL_PREDICT_HELP
+    )
+    predict.add_argument("--model", required=True, metavar="NAME", help="a model name or FILE.py:FACTORY")
+    predict.add_argument(
+        "--batch-per-gpu", type=int, required=True, metavar="B", help="samples per GPU per step"
+    )
+    predict.add_argument("--gpus-per-node", type=int, required=True, metavar="G", help="GPUs in each node")
+    predict.add_argument("--nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
+    single = predict.add_mutually_exclusive_group(required=True)
+    single.add_argument(
+        "--single-gpu-step-ms", type=float, metavar="MS", help="the measured step time on one GPU, in ms"
+    )
+    single.add_argument(
+        "--gpu",
+        metavar="TYPE",
+        help="a GPU type (H200, A100-80GB, T4, ...): the dataset's H200 step scaled to it (its models only)",
+    )
+    predict.add_argument(
+        "--intra-busbw-gbps",
+        type=float,
+        metavar="X",
+        help="all-reduce bus bandwidth among the GPUs of a node, GB/s (default: from --gpu)",
+    )
+    predict.add_argument(
+        "--inter-busbw-gbps",
+        type=float,
+        metavar="Y",
+        help="all-reduce bus bandwidth across all ranks of a multi-node job, GB/s (no default)",
+    )
+    predict.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16", "bf16"),
+        help="math the step runs at, for scaling to --gpu (default: the model's under fp32 defaults)",
+    )
+    predict.add_argument(
+        "--use",
+        choices=("auto", "learned", "baseline"),
+        default="auto",
+        help="stall model (default: auto, the one with the lower validation error)",
+    )
+    predict.add_argument(
+        "--instance", metavar="TYPE", help="a cloud instance type (needs the instance catalog)"
+    )
+    predict.add_argument(
+        "--json", action="store_true", help="print the prediction as JSON instead of a table"
+    )
+
 
 def _run_model(args: argparse.Namespace) -> int:
-    return {"features": _run_model_features}[args.model_command](args)
+    handlers = {
+        "features": _run_model_features,
+        "fit": _run_model_fit,
+        "evaluate": _run_model_evaluate,
+        "predict": _run_model_predict,
+    }
+    return handlers[args.model_command](args)
+
+
+def _run_model_fit(args: argparse.Namespace) -> int:
+    from ddlprof.models.registry import fit
+    from ddlprof.models.render import print_fit
+
+    fitted = fit()
+    saved = not any(note.startswith("fitted models not saved") for note in fitted.notes)
+    result = {**fitted.record, "path": str(fitted.path), "saved": saved, "notes": fitted.notes}
+    return _show(result, args.json, print_fit)
+
+
+def _run_model_evaluate(args: argparse.Namespace) -> int:
+    from ddlprof.models.dataset import training_rows
+    from ddlprof.models.evaluate import evaluate
+    from ddlprof.models.render import print_evaluation
+
+    rows, info = training_rows()
+    return _show({**evaluate(rows), "training": info}, args.json, print_evaluation)
+
+
+def _run_model_predict(args: argparse.Namespace) -> int:
+    from ddlprof.models.predict import predict
+    from ddlprof.models.render import print_prediction
+
+    result = predict(
+        args.model,
+        batch_per_gpu=args.batch_per_gpu,
+        gpus_per_node=args.gpus_per_node,
+        nodes=args.nodes,
+        single_gpu_step_ms=args.single_gpu_step_ms,
+        gpu=args.gpu,
+        intra_busbw_gbps=args.intra_busbw_gbps,
+        inter_busbw_gbps=args.inter_busbw_gbps,
+        precision=args.precision,
+        use=args.use,
+        instance=args.instance,
+    )
+    return _show(result, args.json, print_prediction)
 
 
 def _run_model_features(args: argparse.Namespace) -> int:
@@ -374,6 +538,7 @@ def main(argv: list[str] | None = None) -> int:
         "analyze": _run_analyze,
         "report": _run_report,
         "model": _run_model,
+        "catalog": run_catalog,
     }
     if args.command is None:
         parser.print_help()

@@ -1,0 +1,362 @@
+"""``ddlprof model predict``: step time and stalls of a DDP job that has not run, with the sources of
+every input and a warning wherever the prediction leaves the measured data.
+
+Inputs: the model (its macro features from the shipped dataset for the 20 measured models, else
+computed from its name, which imports torch), the batch per GPU, GPUs per node and nodes, and
+either the measured single-GPU step time or a GPU type. With a GPU type, the single-GPU step of a
+measured model is the dataset's H200 step (interpolated between batch 32 and 64) scaled by
+``ddlprof.models.gpus.scale_compute_ms`` at the precision its dominant ops run at in fp32 training
+under PyTorch's defaults (TF32 convolutions, fp32 matmuls; ``--precision`` overrides), and the
+intra-node bandwidth defaults from the GPU's NVLink or PCIe generation, calibrated on the
+bandwidth measured between the two H200s.
+
+The training data is world size 2 on one node (2 x H200), batch 32 and 64, 4 to 297 GB/s: anything
+else is an extrapolation of the ring model through the fitted coefficients, and says so.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import pandas as pd
+
+from ddlprof.models import dataset
+from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
+from ddlprof.models.registry import Fitted, load_models
+from ddlprof.models.stall_models import components
+from ddlprof.profiler.errors import DdlprofError
+
+MEASURED_BATCHES = (32, 64)
+MEASURED_WORLD_SIZE = 2
+
+
+def _features(name: str, batch_per_gpu: int) -> tuple[str, dict[str, Any], str]:
+    """(model name, macro features, where they come from): the shipped dataset's for a measured
+    model (no torch), else ``macro_features`` of the name (imports torch; unknown names raise the
+    zoo's one-line error with the closest names)."""
+    measured = dataset.lookup_model(name)
+    if measured is not None:
+        row = dataset.model_rows(measured).iloc[0]
+        features = {c: float(row[c]) for c in dataset.FEATURE_COLUMNS}
+        return measured, features, "shipped stall dataset (macro_features of the zoo model)"
+    from ddlprof.models.features import macro_features
+
+    result = macro_features(name, batch_per_gpu=batch_per_gpu)
+    features = {c: result[c] for c in dataset.FEATURE_COLUMNS if c in result}
+    features["last_bucket_bytes"] = result["bucket_bytes"][-1] if result["bucket_bytes"] else 0
+    return result["model"], features, f"macro_features: {result['source']}"
+
+
+def _reference_step(model: str, batch: int) -> tuple[float, str, list[str]]:
+    """The measured single-GPU step of a dataset model at ``batch``: as measured at 32 and 64, a
+    straight line between them, and outside them fixed + per-sample time from that line."""
+    rows = dataset.model_rows(model).groupby("batch_per_gpu")["single_gpu_step_ms"].first()
+    gpu = dataset.provenance().get("gpu", "the dataset's GPU")
+    if batch in rows.index:
+        return float(rows[batch]), f"measured on one {gpu}, batch {batch}", []
+    (b0, t0), (b1, t1) = sorted(rows.items())[:2]
+    slope = max(0.0, (t1 - t0) / (b1 - b0))
+    if b0 <= batch <= b1:
+        return (
+            t0 + slope * (batch - b0),
+            f"interpolated between batch {b0} and {b1} measured on one {gpu}",
+            [],
+        )
+    fixed = max(0.0, t0 - slope * b0)
+    step = fixed + slope * batch
+    note = f"batch {batch} outside the measured {b0}-{b1}: single-GPU step extrapolated linearly in the batch"
+    return step, f"extrapolated from batch {b0} and {b1} measured on one {gpu}", [note]
+
+
+def _reference_gpu() -> GpuSpec:
+    return get_gpu(str(dataset.provenance().get("gpu", "H200")))
+
+
+def default_intra_busbw(spec: GpuSpec) -> tuple[float | None, str]:
+    """Intra-node all-reduce bus bandwidth for a GPU type, calibrated on the measured H200 pair."""
+    ref, links = _reference_gpu(), dataset.transports()
+    if spec.nvlink_gbps and ref.nvlink_gbps and "nvlink" in links:
+        measured = links["nvlink"]["intra_busbw_gbps"]
+        value = measured * spec.nvlink_gbps / ref.nvlink_gbps
+        if spec.gpu == ref.gpu:
+            return value, f"measured between the dataset's 2 x {ref.gpu} over NVLink"
+        return value, (
+            f"assumed from the GPU type: the {measured:g} GB/s measured between 2 x {ref.gpu} over NVLink, "
+            f"scaled by NVLink bandwidth ({spec.nvlink_gbps:g} vs {ref.nvlink_gbps:g} GB/s)"
+        )
+    if spec.pcie_gen and ref.pcie_gen and "pcie" in links:
+        measured = links["pcie"]["intra_busbw_gbps"]
+        value = measured * 2.0 ** (spec.pcie_gen - ref.pcie_gen)
+        return value, (
+            f"assumed from the GPU type: the {measured:g} GB/s measured between 2 x {ref.gpu} over PCIe gen "
+            f"{ref.pcie_gen} (peer-to-peer off), halved per older generation (gen {spec.pcie_gen})"
+        )
+    return None, ""
+
+
+def default_latency_us(busbw_gbps: float) -> tuple[float, str]:
+    """Small all-reduce latency for 2 ranks: the highest of the measured transports at least this
+    fast (so that a slower link never gets a lower latency), the fastest one's above them all."""
+    links = dataset.transports()
+    faster = [v["latency_us"] for v in links.values() if v["intra_busbw_gbps"] >= busbw_gbps]
+    if not faster:
+        faster = [max(links.values(), key=lambda v: v["intra_busbw_gbps"])["latency_us"]]
+    return max(faster), "the dataset's measured 8 KiB all-reduce latency (2 ranks)"
+
+
+def _scaling_note(note: str) -> str:
+    if note.startswith("no workload split known"):
+        return "compute scaling: no measured split of the step: assumed half compute-bound, half memory-bound"
+    return f"compute scaling: {note}"
+
+
+def _positive(value: float | None, what: str) -> None:
+    if value is not None and not value > 0:
+        raise DdlprofError(f"{what} must be positive, got {value:g}")
+
+
+def _single_step(
+    name: str, batch: int, spec: GpuSpec, precision: str | None, sources: dict[str, str], warnings: list[str]
+) -> tuple[float, str]:
+    """The dataset's measured single-GPU step of ``name`` at ``batch``, scaled to ``spec``; and the
+    precision it was scaled at."""
+    ref_gpu = _reference_gpu()
+    reference, how, notes = _reference_step(name, batch)
+    warnings += notes
+    chosen = precision or str(dataset.model_rows(name)["precision"].iloc[0])
+    sources["precision"] = (
+        "given"
+        if precision
+        else "dataset: what fp32 training runs the model's dominant ops on under PyTorch defaults "
+        "(TF32 convolutions, fp32 matmuls)"
+    )
+    if spec.gpu == ref_gpu.gpu:
+        sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms)"
+        return reference, chosen
+    scaled = scale_compute_ms(reference, ref_gpu.gpu, spec.gpu, chosen)
+    sources["single_gpu_step_ms"] = (
+        f"{how} ({reference:.3f} ms), scaled to {spec.gpu} at {chosen} ({scaled['method']}, "
+        f"{scaled['compute_fraction']:.0%} compute-bound)"
+    )
+    warnings.append(
+        f"single-GPU step scaled from {ref_gpu.gpu} to {spec.gpu} by roofline ratios "
+        "(Habitat-style, coarser: one split per step), not measured"
+    )
+    warnings += [_scaling_note(n) for n in scaled["notes"]]
+    if scaled["from_peak_column"] != scaled["to_peak_column"]:
+        warnings.append(
+            f"the step ran on {ref_gpu.gpu}'s {scaled['from_peak_column'].removesuffix('_tflops')} "
+            f"units and would run on {spec.gpu}'s {scaled['to_peak_column'].removesuffix('_tflops')} "
+            "ones: a ratio of peaks across unit types is rough (pass --precision to compare)"
+        )
+    return scaled["predicted_ms"], chosen
+
+
+def _links(
+    gpus_per_node: int,
+    nodes: int,
+    spec: GpuSpec | None,
+    intra: float | None,
+    inter: float | None,
+    sources: dict[str, str],
+    warnings: list[str],
+) -> dict[str, float | None]:
+    """Bandwidths (given, or the intra-node one from the GPU type) and latencies of both levels;
+    None where a level does not exist (one GPU per node, one node)."""
+    links: dict[str, float | None] = dict.fromkeys(
+        ("intra_busbw_gbps", "inter_busbw_gbps", "intra_latency_us", "inter_latency_us")
+    )
+    if gpus_per_node > 1:
+        if intra is not None:
+            sources["intra_busbw_gbps"] = "given"
+        elif spec is not None:
+            intra, sources["intra_busbw_gbps"] = default_intra_busbw(spec)
+            if intra is not None:
+                warnings.append(
+                    f"intra-node bandwidth {sources['intra_busbw_gbps']}; pass --intra-busbw-gbps"
+                )
+        if intra is None:
+            raise DdlprofError(
+                "no intra-node bandwidth: pass --intra-busbw-gbps (all-reduce bus bandwidth in GB/s; "
+                "297 measured between 2 x H200 over NVLink) or a --gpu with NVLink or PCIe data"
+            )
+        latency, how = default_latency_us(intra)
+        links["intra_busbw_gbps"], links["intra_latency_us"] = intra, latency * (gpus_per_node - 1)
+        sources["intra_latency_us"] = f"{how} x (ranks - 1) (ring alpha-beta model)"
+    elif intra is not None:
+        warnings.append("--intra-busbw-gbps not used: one GPU per node has no intra-node all-reduce")
+    if nodes > 1:
+        if inter is None:
+            raise DdlprofError(
+                "no inter-node bandwidth: pass --inter-busbw-gbps (all-reduce bus bandwidth across all "
+                "ranks in GB/s, as `ddlprof wrap` probes it in multi-node jobs); instance catalog: "
+                "issue 5, not available yet"
+            )
+        latency, how = default_latency_us(inter)
+        links["inter_busbw_gbps"], links["inter_latency_us"] = inter, latency * (gpus_per_node * nodes - 1)
+        sources["inter_busbw_gbps"] = "given"
+        sources["inter_latency_us"] = f"{how} x (ranks - 1) (ring alpha-beta model)"
+    elif inter is not None:
+        warnings.append("--inter-busbw-gbps not used: one node has no inter-node all-reduce")
+    return links
+
+
+def predict(
+    model: str,
+    batch_per_gpu: int,
+    gpus_per_node: int,
+    nodes: int,
+    single_gpu_step_ms: float | None = None,
+    gpu: str | None = None,
+    intra_busbw_gbps: float | None = None,
+    inter_busbw_gbps: float | None = None,
+    precision: str | None = None,
+    use: str = "auto",
+    instance: str | None = None,
+    fitted: Fitted | None = None,
+) -> dict[str, Any]:
+    """The prediction, as ``ddlprof model predict --json`` prints it."""
+    if instance is not None:
+        raise DdlprofError(
+            "instance catalog: issue 5, not available yet; pass --gpu and the bandwidths instead"
+        )
+    if batch_per_gpu < 1 or gpus_per_node < 1 or nodes < 1:
+        raise DdlprofError("--batch-per-gpu, --gpus-per-node and --nodes must be at least 1")
+    if (single_gpu_step_ms is None) == (gpu is None):
+        raise DdlprofError("pass either --single-gpu-step-ms or --gpu")
+    _positive(single_gpu_step_ms, "--single-gpu-step-ms")
+    _positive(intra_busbw_gbps, "--intra-busbw-gbps")
+    _positive(inter_busbw_gbps, "--inter-busbw-gbps")
+    if use not in ("auto", "learned", "baseline"):
+        raise DdlprofError(f"unknown stall model '{use}'; use auto, learned or baseline")
+    world = gpus_per_node * nodes
+    warnings: list[str] = []
+    sources: dict[str, str] = {}
+
+    spec = get_gpu(gpu) if gpu is not None else None
+    if spec is not None and dataset.lookup_model(model) is None:
+        close = difflib.get_close_matches(model.lower(), dataset.known_models(), n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}? " if close else ""
+        raise DdlprofError(
+            f"--gpu scales the single-GPU step measured for the dataset's models, and '{model}' was not "
+            f"measured; {hint}Pass --single-gpu-step-ms for other models "
+            f"(measured: {', '.join(dataset.known_models())})"
+        )
+    name, features, sources["features"] = _features(model, batch_per_gpu)
+    chosen_precision = None
+    if spec is not None:
+        single_gpu_step_ms, chosen_precision = _single_step(
+            name, batch_per_gpu, spec, precision, sources, warnings
+        )
+    else:
+        sources["single_gpu_step_ms"] = "given"
+        if precision is not None:
+            warnings.append("--precision only matters with --gpu: not used")
+    assert single_gpu_step_ms is not None
+    links = _links(gpus_per_node, nodes, spec, intra_busbw_gbps, inter_busbw_gbps, sources, warnings)
+
+    fitted = fitted or load_models()
+    selected = fitted.selected if use == "auto" else use
+    row = {
+        "model": name,
+        "batch_per_gpu": batch_per_gpu,
+        "gpus_per_node": gpus_per_node,
+        "nodes": nodes,
+        "world_size": world,
+        "single_gpu_step_ms": float(single_gpu_step_ms),
+        "intra_busbw_gbps": links["intra_busbw_gbps"],
+        "inter_busbw_gbps": links["inter_busbw_gbps"],
+        "latency_us": links["intra_latency_us"],
+        "inter_latency_us": links["inter_latency_us"],
+        **features,
+    }
+    predicted = components(fitted.models[selected], pd.DataFrame([row])).iloc[0]
+    warnings += _range_warnings(
+        batch_per_gpu, world, nodes, links["intra_busbw_gbps"], links["inter_busbw_gbps"], features
+    )
+    step = float(predicted["step_ms"])
+    return {
+        "step_ms": step,
+        "interconnect_stall_ms": float(predicted["interconnect_stall_ms"]),
+        "network_stall_ms": float(predicted["network_stall_ms"]),
+        "single_gpu_step_ms": float(single_gpu_step_ms),
+        "throughput_samples_per_s": world * batch_per_gpu * 1e3 / step,
+        "model": _model_facts(fitted, selected, use),
+        "inputs": {
+            "model": name,
+            "batch_per_gpu": batch_per_gpu,
+            "gpus_per_node": gpus_per_node,
+            "nodes": nodes,
+            "world_size": world,
+            "gpu": spec.gpu if spec is not None else None,
+            "precision": chosen_precision,
+            "single_gpu_step_ms": float(single_gpu_step_ms),
+            **links,
+            "features": features,
+            "sources": sources,
+        },
+        "warnings": [*fitted.notes, *warnings],
+    }
+
+
+def _model_facts(fitted: Fitted, selected: str, use: str) -> dict[str, Any]:
+    """Which model predicted, its validation error, its parameters, and what it was fitted on."""
+    described = fitted.models[selected].describe()
+    return {
+        "name": selected,
+        "chosen": "auto: lower leave-one-model-out step error" if use == "auto" else "given (--use)",
+        "cv": fitted.cv(selected),
+        **{k: v for k, v in described.items() if k in ("kind", "coef", "intercept", "overlap_fraction")},
+        "fitted": str(fitted.path),
+        "refitted": fitted.refitted,
+        "trained_on": {
+            k: fitted.record["training"].get(k) for k in ("rows", "models", "dataset_sha256", "store")
+        },
+    }
+
+
+def _range_warnings(
+    batch: int,
+    world: int,
+    nodes: int,
+    intra: float | None,
+    inter: float | None,
+    features: dict[str, Any],
+) -> list[str]:
+    """Where the job leaves the training data (2 x H200 in one host, batch 32-64, 4-297 GB/s)."""
+    shipped = dataset.load_dataset()
+    low, high = shipped["intra_busbw_gbps"].min(), shipped["intra_busbw_gbps"].max()
+    out = []
+    if world == 1:
+        out.append("one GPU: no DDP communication, the step is the single-GPU step")
+    elif world != MEASURED_WORLD_SIZE:
+        out.append(
+            f"world size {world} outside the training data (world size {MEASURED_WORLD_SIZE} only, 2 x H200 "
+            "in one host; no 4-GPU, 8-GPU or multi-node data): the ring terms are extrapolated, not validated"
+        )
+    if nodes > 1:
+        out.append(
+            "multi-node: no multi-node data was measured; the network stall is the stall model applied to "
+            "the whole ring at the inter-node bandwidth, not validated (network_stall_ms is not evaluable)"
+        )
+    for what, value in (("intra-node", intra), ("inter-node", inter)):
+        if value is not None and not low <= value <= high:
+            out.append(f"{what} bandwidth {value:g} GB/s outside the measured {low:g}-{high:g} GB/s")
+    if not MEASURED_BATCHES[0] <= batch <= MEASURED_BATCHES[1]:
+        out.append(f"batch per GPU {batch} outside the measured {MEASURED_BATCHES[0]}-{MEASURED_BATCHES[1]}")
+    if not features.get("flops_per_sample"):
+        out.append("FLOPs per sample not measured for this model: counted as 0")
+    tensors = shipped["num_grad_tensors"]
+    if not tensors.min() <= features["num_grad_tensors"] <= tensors.max():
+        out.append(
+            f"{features['num_grad_tensors']:.0f} gradient tensors, outside the measured "
+            f"{tensors.min():.0f}-{tensors.max():.0f}"
+        )
+    grad = shipped["grad_bytes"]
+    if not grad.min() <= features["grad_bytes"] <= grad.max():
+        out.append(
+            f"{features['grad_bytes'] / 1e6:.0f} MB of gradients, outside the measured "
+            f"{grad.min() / 1e6:.0f}-{grad.max() / 1e6:.0f} MB"
+        )
+    return out

@@ -1,0 +1,144 @@
+"""Fitted stall models on disk: ``$DDLPROF_HOME/models/stall_models.json`` (default ``~/.ddlprof``).
+
+The file is plain JSON: the learned model's coefficients and feature names, the baseline's one
+constant, the leave-one-model-out evaluation (so that a prediction can cite its validation error),
+and a version stamp: the ddlprof version, the file format, and a hash of the rows it was fitted on
+(the shipped dataset plus the usable reported runs). Nothing is ever pickled or unpickled.
+
+:func:`load_models` refits from the training rows when the file is missing, unreadable, or its
+stamp differs (a new ddlprof, a new dataset, new reported runs); where the home directory cannot be
+written, the refitted models are used anyway and the result says why they were not saved.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddlprof import __version__
+from ddlprof.models.baseline import AnalyticalBaseline
+from ddlprof.models.dataset import training_rows
+from ddlprof.models.learned import LearnedStallModel
+from ddlprof.models.stall_models import StallModel
+
+HOME_ENV = "DDLPROF_HOME"
+FILE_NAME = "stall_models.json"
+FORMAT = "ddlprof-stall-models/1"
+
+
+def home() -> Path:
+    """``$DDLPROF_HOME``, or ``~/.ddlprof`` (as the local run store uses)."""
+    value = os.environ.get(HOME_ENV)
+    return Path(value).expanduser() if value else Path.home() / ".ddlprof"
+
+
+def models_path() -> Path:
+    return home() / "models" / FILE_NAME
+
+
+@dataclass
+class Fitted:
+    """Both models, the record they were saved with, and what happened on the way."""
+
+    models: dict[str, StallModel]
+    record: dict[str, Any]
+    path: Path
+    refitted: bool
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def selected(self) -> str:
+        return self.record["selected"]
+
+    def cv(self, name: str) -> dict[str, Any]:
+        """The model's leave-one-model-out errors: step MAPE, step and stall MAE."""
+        targets = self.record["evaluation"]["targets"]
+        return {
+            "step_ms_mape_pct": targets["step_ms"][name]["mape_pct"],
+            "step_ms_mae_ms": targets["step_ms"][name]["mae_ms"],
+            "interconnect_stall_ms_mae_ms": targets["interconnect_stall_ms"][name]["mae_ms"],
+            "network_stall_ms": "not evaluable: no multi-node data"
+            if not targets["network_stall_ms"]["evaluable"]
+            else {"mae_ms": targets["network_stall_ms"][name]["mae_ms"]},
+            "method": "leave-one-model-out",
+            "rows": targets["step_ms"]["rows"],
+            "models": targets["step_ms"]["models"],
+        }
+
+
+def stamp(training_sha256: str) -> dict[str, str]:
+    return {"format": FORMAT, "ddlprof": __version__, "training_sha256": training_sha256}
+
+
+def _from_record(record: dict[str, Any]) -> dict[str, StallModel]:
+    return {"baseline": AnalyticalBaseline(), "learned": LearnedStallModel.from_dict(record["learned"])}
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _write(path: Path, record: dict[str, Any]) -> None:
+    """Atomically: a reader sees the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(
+        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
+    ) as tmp:
+        tmp.write(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp.name, path)
+
+
+def fit(save: bool = True, training: tuple[Any, dict[str, Any]] | None = None) -> Fitted:
+    """Fit both models on the training rows (``training_rows()`` unless given), evaluate them, and
+    save them (unless ``save`` is False)."""
+    from ddlprof.models.evaluate import evaluate
+    from ddlprof.models.stall_models import fit_models
+
+    rows, info = training or training_rows()
+    models = fit_models(rows)
+    evaluation = evaluate(rows)
+    step = evaluation["targets"]["step_ms"]
+    selected = "learned" if step["learned_beats_baseline"] else "baseline"
+    record = {
+        "stamp": stamp(info["training_sha256"]),
+        "fitted_unix": time.time(),
+        "training": info,
+        "selected": selected,
+        "selection": "the model with the lower leave-one-model-out step-time error",
+        "baseline": models["baseline"].describe(),
+        "learned": models["learned"].to_dict(),
+        "evaluation": evaluation,
+    }
+    path = models_path()
+    notes = []
+    if save:
+        try:
+            _write(path, record)
+        except OSError as exc:
+            notes.append(f"fitted models not saved to {path}: {exc.strerror or exc}")
+    return Fitted(models, record, path, refitted=True, notes=notes)
+
+
+def load_models() -> Fitted:
+    """The saved models when their stamp matches the training rows; else refitted (and saved)."""
+    rows, info = training_rows()
+    path = models_path()
+    record = _read(path)
+    if record is not None and record.get("stamp") == stamp(info["training_sha256"]):
+        try:
+            return Fitted(_from_record(record), record, path, refitted=False)
+        except (KeyError, TypeError, ValueError):
+            pass
+    why = "missing" if not path.exists() else "stale or unreadable"
+    fitted = fit(training=(rows, info))
+    fitted.notes.insert(0, f"fitted models {why} at {path}: refitted from the training rows")
+    return fitted
