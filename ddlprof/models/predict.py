@@ -190,8 +190,8 @@ def _links(
         if inter is None:
             raise DdlprofError(
                 "no inter-node bandwidth: pass --inter-busbw-gbps (all-reduce bus bandwidth across all "
-                "ranks in GB/s, as `ddlprof wrap` probes it in multi-node jobs); instance catalog: "
-                "issue 5, not available yet"
+                "ranks in GB/s, as `ddlprof wrap` probes it in multi-node jobs) or an --instance of the "
+                "catalog"
             )
         latency, how = default_latency_us(inter)
         links["inter_busbw_gbps"], links["inter_latency_us"] = inter, latency * (gpus_per_node * nodes - 1)
@@ -200,6 +200,46 @@ def _links(
     elif inter is not None:
         warnings.append("--inter-busbw-gbps not used: one node has no inter-node all-reduce")
     return links
+
+
+def _from_instance(
+    name: str,
+    gpu: str | None,
+    single_gpu_step_ms: float | None,
+    gpus_per_node: int,
+    nodes: int,
+    inter: float | None,
+) -> tuple[str | None, float | None, dict[str, Any]]:
+    """The GPU type and, for multi-node jobs, the inter-node bandwidth from the instance catalog.
+
+    The network's all-reduce bus bandwidth is taken as the instance's quoted link rate in bytes
+    (Gbit/s / 8): on the testbed NCCL's socket transport reached about that (4.1 GB/s on loopback,
+    3.3 GB/s over a ~26 Gbit/s path); EFA/GPUDirect can beat it, TCP on a busy link falls short."""
+    from ddlprof.advisor.catalog import load_catalog
+
+    item = load_catalog().instance(name)
+    facts: dict[str, Any] = {"instance": item.instance_type, "warnings": [], "sources": {}, "derived": {}}
+    if gpus_per_node > item.gpu_count:
+        raise DdlprofError(
+            f"--gpus-per-node {gpus_per_node}: {item.instance_type} has {item.gpu_count} x {item.gpu}"
+        )
+    if gpu is None and single_gpu_step_ms is None:
+        gpu = item.gpu
+        facts["sources"]["gpu"] = f"instance catalog: {item.instance_type} has {item.gpu_count} x {item.gpu}"
+    elif gpu is not None and gpu != item.gpu:
+        facts["warnings"].append(f"--gpu {gpu} differs from {item.instance_type}'s {item.gpu}: --gpu used")
+    if nodes > 1 and inter is None:
+        if item.network_gbps is None:
+            raise DdlprofError(
+                f"{item.instance_type}: the catalog has no network bandwidth; pass --inter-busbw-gbps"
+            )
+        inter = item.network_gbps / 8
+        burst = " ('up to': burst, not sustained)" if item.network_up_to else ""
+        facts["derived"]["inter_busbw_gbps"] = (
+            f"instance catalog: {item.network_gbps:g} Gbit/s{burst} / 8 = {inter:.1f} GB/s, the link rate "
+            "taken as the all-reduce bus bandwidth"
+        )
+    return gpu, inter, facts
 
 
 def predict(
@@ -217,22 +257,23 @@ def predict(
     fitted: Fitted | None = None,
 ) -> dict[str, Any]:
     """The prediction, as ``ddlprof model predict --json`` prints it."""
+    instance_facts: dict[str, Any] = {}
     if instance is not None:
-        raise DdlprofError(
-            "instance catalog: issue 5, not available yet; pass --gpu and the bandwidths instead"
+        gpu, inter_busbw_gbps, instance_facts = _from_instance(
+            instance, gpu, single_gpu_step_ms, gpus_per_node, nodes, inter_busbw_gbps
         )
     if batch_per_gpu < 1 or gpus_per_node < 1 or nodes < 1:
         raise DdlprofError("--batch-per-gpu, --gpus-per-node and --nodes must be at least 1")
     if (single_gpu_step_ms is None) == (gpu is None):
-        raise DdlprofError("pass either --single-gpu-step-ms or --gpu")
+        raise DdlprofError("pass --single-gpu-step-ms or --gpu (or an --instance: its GPU type is used)")
     _positive(single_gpu_step_ms, "--single-gpu-step-ms")
     _positive(intra_busbw_gbps, "--intra-busbw-gbps")
     _positive(inter_busbw_gbps, "--inter-busbw-gbps")
     if use not in ("auto", "learned", "baseline"):
         raise DdlprofError(f"unknown stall model '{use}'; use auto, learned or baseline")
     world = gpus_per_node * nodes
-    warnings: list[str] = []
-    sources: dict[str, str] = {}
+    warnings: list[str] = list(instance_facts.pop("warnings", []))
+    sources: dict[str, str] = dict(instance_facts.pop("sources", {}))
 
     spec = get_gpu(gpu) if gpu is not None else None
     if spec is not None and dataset.lookup_model(model) is None:
@@ -255,6 +296,8 @@ def predict(
             warnings.append("--precision only matters with --gpu: not used")
     assert single_gpu_step_ms is not None
     links = _links(gpus_per_node, nodes, spec, intra_busbw_gbps, inter_busbw_gbps, sources, warnings)
+    if "inter_busbw_gbps" in instance_facts.get("derived", ()):
+        sources["inter_busbw_gbps"] = instance_facts["derived"]["inter_busbw_gbps"]
 
     fitted = fitted or load_models()
     selected = fitted.selected if use == "auto" else use
@@ -290,6 +333,7 @@ def predict(
             "nodes": nodes,
             "world_size": world,
             "gpu": spec.gpu if spec is not None else None,
+            "instance": instance_facts.get("instance"),
             "precision": chosen_precision,
             "single_gpu_step_ms": float(single_gpu_step_ms),
             **links,

@@ -350,7 +350,7 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--gpus-per-node", type=int, required=True, metavar="G", help="GPUs in each node")
     predict.add_argument("--nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
-    single = predict.add_mutually_exclusive_group(required=True)
+    single = predict.add_mutually_exclusive_group(required=False)
     single.add_argument(
         "--single-gpu-step-ms", type=float, metavar="MS", help="the measured step time on one GPU, in ms"
     )
@@ -383,7 +383,10 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
         help="stall model (default: auto, the one with the lower validation error)",
     )
     predict.add_argument(
-        "--instance", metavar="TYPE", help="a cloud instance type (needs the instance catalog)"
+        "--instance",
+        metavar="TYPE",
+        help="a cloud instance type from `ddlprof catalog list`: its GPU type (instead of --gpu) and, for "
+        "--nodes > 1, its network bandwidth as the inter-node bandwidth",
     )
     predict.add_argument(
         "--json", action="store_true", help="print the prediction as JSON instead of a table"
