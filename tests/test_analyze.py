@@ -64,6 +64,7 @@ def test_breakdown_of_a_real_gloo_run(traces):
         assert 0 <= row["overlap_pct"] <= 100
         assert row["exposed_comm_ms"] >= 0
         assert row["data_loader_ms"] == pytest.approx(4 * 2.0, rel=0.5)  # 4 samples x 2 ms in __getitem__
+        assert 0 < row["ddp_cpu_ms"] < row["step_ms"]  # DDP's reducer copies and gloo launches
     assert all(r["device"] == "cpu" for r in result["ranks"])
     for rank in result["ranks"]:  # HTA's definition: overlapped share of all the communication time
         steps = [r for r in result["per_step"] if r["rank"] == rank["rank"]]

@@ -20,6 +20,9 @@ _STEP = re.compile(r"^ProfilerStep#(\d+)$")
 _RANK_IN_NAME = re.compile(r"_(\d+)\.(?:\d+\.)?pt\.trace\.json")
 _CPU_COMM = ("gloo:", "nccl:", "mpi:")
 _DATALOADER = "enumerate(DataLoader)"
+# DDP's own host work as torch records it: the reducer's gradient/bucket copies and the collectives it
+# (or its buffer broadcast) launches. Nested ops overlap and are merged, never added twice.
+_DDP_HOST = ("torch::distributed::reducer::", "torch.distributed.ddp.reducer::", "c10d::")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Trace:
     memory: list[tuple[float, float, int]] = field(default_factory=list)
     launches: dict[int, float] = field(default_factory=dict)  # correlation -> CPU launch time
     dataloader: list[tuple[float, float]] = field(default_factory=list)
+    ddp_host: list[tuple[float, float]] = field(default_factory=list)  # DDP's own host ops
     cpu_ops: dict[int, list[tuple[float, float, str]]] = field(default_factory=dict)  # tid -> ops
     span: tuple[float, float] = (float("inf"), float("-inf"))  # of every timed event
     whole_trace_as_one_step: bool = False
@@ -108,6 +112,8 @@ def _take(trace: Trace, events: Iterable[dict[str, Any]]) -> int:
                 continue
             if name.startswith(_DATALOADER):
                 trace.dataloader.append((start, end))
+            elif name.startswith(_DDP_HOST):
+                trace.ddp_host.append((start, end))
             trace.cpu_ops.setdefault(int(event.get("tid", 0)), []).append((start, end, name))
     trace.span = (first, last)
     return seen

@@ -162,6 +162,7 @@ _ANALYSIS_COLUMNS = {
     "memory_ms": "memory",
     "idle_ms": "idle",
     "data_loader_ms": "data loader",
+    "ddp_cpu_ms": "DDP host",
 }
 
 
@@ -170,7 +171,8 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
     console = console or Console()
     table = Table(
         title=f"Step breakdown from traces, ms per step (steps {_ranges(result['steps'])})",
-        caption="compute + exposed comm + memory + idle = step; data loader is host time",
+        caption="compute + exposed comm + memory + idle = step; data loader and DDP host (DDP's own "
+        "copies and launches) are host time",
     )
     table.add_column("rank", no_wrap=True)
     for header in _ANALYSIS_COLUMNS.values():

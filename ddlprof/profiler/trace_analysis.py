@@ -9,6 +9,11 @@ training thread's top-level ops), in ms; the first four add up to the step:
     memory_ms         copies and memsets running while neither of the above runs
     idle_ms           nothing running
     data_loader_ms    host time in DataLoader next() during the step (where the trace shows it)
+    ddp_cpu_ms        host time in DDP's own work during the step: the reducer's gradient and bucket
+                      copies and the collectives it launches (torch's reducer/c10d ops). It only
+                      lengthens the step where the device waits for the host (a launch-bound model);
+                      compare it with idle_ms. Under the profiler these host ops run slower than
+                      without it, so it is an upper estimate.
     comm_ms           time some communication kernel runs (overlapped or not)
     overlap_pct       share of communication time that overlaps compute; per rank and job it is
                       the share of all the steps' communication (HTA's comm/comp overlap), not a
@@ -32,7 +37,16 @@ from ddlprof.profiler.kineto import Trace, read
 from ddlprof.profiler.summary import slower_than_median
 
 SCHEMA = "ddlprof.analysis"
-KEYS = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "data_loader_ms", "comm_ms")
+KEYS = (
+    "step_ms",
+    "compute_ms",
+    "exposed_comm_ms",
+    "memory_ms",
+    "idle_ms",
+    "data_loader_ms",
+    "ddp_cpu_ms",
+    "comm_ms",
+)
 
 
 def trace_files(paths: list[Path]) -> list[Path]:
@@ -82,6 +96,7 @@ def step_rows(trace: Trace) -> list[dict[str, Any]]:
     memory = intervals.merge((s, e) for s, e, _ in trace.memory)
     busy = intervals.merge([*compute, *comm, *memory])
     loader = intervals.merge(trace.dataloader)
+    ddp_host = intervals.merge(trace.ddp_host)
     rows = []
     for step, (start, end) in sorted(_spans(trace).items()):
         c, m, k = (intervals.clip(x, start, end) for x in (compute, comm, memory))
@@ -101,6 +116,7 @@ def step_rows(trace: Trace) -> list[dict[str, Any]]:
                 "memory_ms": memory_us / 1e3,
                 "idle_ms": idle_us / 1e3,
                 "data_loader_ms": intervals.length(intervals.clip(loader, cpu_start, cpu_end)) / 1e3,
+                "ddp_cpu_ms": intervals.length(intervals.clip(ddp_host, cpu_start, cpu_end)) / 1e3,
                 "comm_ms": comm_us / 1e3,
                 "overlap_pct": 100 * both / comm_us if comm_us else None,
             }
@@ -119,6 +135,7 @@ def _read_rows(path: Path) -> tuple[Trace, list[dict[str, Any]]]:
     trace = read(path)
     rows = step_rows(trace)
     trace.compute, trace.comm, trace.memory, trace.launches, trace.dataloader = [], [], [], {}, []
+    trace.ddp_host = []
     trace.cpu_ops = {}
     return trace, rows
 
