@@ -290,7 +290,8 @@ def test_show_json_keys():
     result = _run("catalog", "show", "p4d.24xlarge", "--json")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert set(shown) == {"snapshot_date", "snapshot_age_days", "instance", "prices"}
+    assert set(shown) == {"snapshot_date", "snapshot_age_days", "snapshot", "instance", "prices"}
+    assert shown["snapshot"]["origin"] == "shipped"  # the others: tests/test_refresh.py
     assert set(INSTANCE_COLUMNS) <= set(shown["instance"])
     assert shown["instance"]["gpu"] == "A100-40GB" and shown["instance"]["gpu_count"] == 8
     assert len(shown["prices"]) >= 6

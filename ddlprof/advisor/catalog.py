@@ -1,6 +1,6 @@
 """The instance and price catalog: a dated snapshot of public figures shipped with the package.
 
-Three files in ``ddlprof/advisor/data`` (or in ``$DDLPROF_CATALOG_DIR``):
+Three files in one snapshot directory:
 
 - ``instances.csv``: one row per instance type (GPUs, memory, vCPUs, intra-node GPU link, network,
   EFA), each with its source;
@@ -11,6 +11,10 @@ Three files in ``ddlprof/advisor/data`` (or in ``$DDLPROF_CATALOG_DIR``):
 An empty cell means "not established", never zero. Loading validates every row and turns a
 malformed or partial file into a :class:`~ddlprof.profiler.errors.DdlprofError` that names the file
 and the line. Plain ``csv`` keeps the import light: offline commands never import torch or pandas.
+
+Which snapshot is used (:func:`catalog_source`): ``$DDLPROF_CATALOG_DIR`` when set; else the user's
+snapshot that ``ddlprof catalog refresh`` writes (``$DDLPROF_HOME/catalog``, default
+``~/.ddlprof/catalog``) when it exists; else the one shipped in ``ddlprof/advisor/data``.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from ddlprof.profiler.errors import DdlprofError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CATALOG_DIR_ENV = "DDLPROF_CATALOG_DIR"
+USER_CATALOG = "catalog"  # the refreshed snapshot's directory name in $DDLPROF_HOME
+FILES = ("instances.csv", "prices.csv", "catalog.json")
 GPU_SPECS = Path(__file__).resolve().parent.parent / "models" / "data" / "gpu_specs.csv"
 
 CLOUDS = ("aws", "gcp")
@@ -115,6 +121,7 @@ class Catalog:
     prices: list[Price]
     meta: dict
     data_dir: Path
+    origin: str = "custom"  # "shipped", "user" (refreshed), "env" ($DDLPROF_CATALOG_DIR) or "custom"
     _by_instance: dict[str, list[Price]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +137,33 @@ class Catalog:
     def snapshot_age_days(self, today: date | None = None) -> int:
         """Days between the snapshot date and ``today`` (default: the local date)."""
         return ((today or date.today()) - self.snapshot_date).days
+
+    def snapshot_info(self) -> dict:
+        """Which snapshot this is: origin, directory, date, and the clouds refreshed into it (and when)."""
+        refreshed = self.meta.get("refreshed") if isinstance(self.meta.get("refreshed"), dict) else {}
+        return {
+            "origin": self.origin,
+            "dir": str(self.data_dir),
+            "snapshot_date": self.snapshot_date.isoformat(),
+            "refreshed": {
+                cloud: entry.get("at")
+                for cloud, entry in sorted(refreshed.items())
+                if isinstance(entry, dict)
+            },
+        }
+
+    def snapshot_line(self) -> str:
+        """One line for the user: which snapshot is in use and its date."""
+        what = {
+            "shipped": "the snapshot shipped with ddlprof",
+            "user": f"your refreshed snapshot {self.data_dir}",
+            "env": f"{CATALOG_DIR_ENV}={self.data_dir}",
+        }.get(self.origin, f"the snapshot in {self.data_dir}")
+        info = self.snapshot_info()
+        line = f"Catalog: {what}, dated {info['snapshot_date']}"
+        if info["refreshed"]:
+            line += " (refreshed: " + ", ".join(f"{c} {at}" for c, at in info["refreshed"].items()) + ")"
+        return line + "."
 
     def staleness_warning(self, today: date | None = None) -> str | None:
         """One line when the snapshot is older than 30 days, else None."""
@@ -222,23 +256,58 @@ def _closest(name: str, candidates: Iterable[str]) -> str:
 # -- loading and validation -----------------------------------------------------------------------
 
 
-def catalog_dir() -> Path:
-    """``$DDLPROF_CATALOG_DIR`` when set, else the snapshot shipped with the package."""
+def user_catalog_dir() -> Path:
+    """Where ``ddlprof catalog refresh`` writes by default: ``$DDLPROF_HOME/catalog``."""
+    from ddlprof.models.store import home  # light (sqlite3 only); imported here to keep this module lean
+
+    return home() / USER_CATALOG
+
+
+def catalog_source() -> tuple[Path, str]:
+    """The snapshot directory in use and its origin: ``$DDLPROF_CATALOG_DIR`` ("env") when set, else the
+    user's refreshed snapshot ("user") when it holds a ``catalog.json``, else the shipped one ("shipped")."""
     override = os.environ.get(CATALOG_DIR_ENV)
-    return Path(override).expanduser() if override else DATA_DIR
+    if override:
+        return Path(override).expanduser(), "env"
+    user = user_catalog_dir()
+    if (user / "catalog.json").is_file():
+        return user, "user"
+    return DATA_DIR, "shipped"
+
+
+def catalog_dir() -> Path:
+    """The snapshot directory in use (see :func:`catalog_source`)."""
+    return catalog_source()[0]
 
 
 def load_catalog(data_dir: Path | str | None = None) -> Catalog:
-    """Load and validate the catalog in ``data_dir`` (default: :func:`catalog_dir`)."""
-    return _load(Path(data_dir) if data_dir is not None else catalog_dir())
+    """Load and validate the catalog in ``data_dir`` (default: the one in use, :func:`catalog_source`)."""
+    if data_dir is None:
+        path, origin = catalog_source()
+    else:
+        path = Path(data_dir)
+        origin = _origin_of(path)
+    return _load(path, origin)
 
 
-def _load(data_dir: Path) -> Catalog:
+def _origin_of(path: Path) -> str:
+    try:
+        resolved = path.resolve()
+        if resolved == DATA_DIR.resolve():
+            return "shipped"
+        if resolved == user_catalog_dir().resolve():
+            return "user"
+    except OSError:
+        pass
+    return "custom"
+
+
+def _load(data_dir: Path, origin: str = "custom") -> Catalog:
     meta = _read_meta(data_dir / "catalog.json")
     gpus = _known_gpus()
     instances = _read_instances(data_dir / "instances.csv", gpus)
     prices = _read_prices(data_dir / "prices.csv", instances)
-    return Catalog(instances=instances, prices=prices, meta=meta, data_dir=data_dir)
+    return Catalog(instances=instances, prices=prices, meta=meta, data_dir=data_dir, origin=origin)
 
 
 _EXTRA = "\0extra"  # DictReader's key for the cells beyond the header
@@ -250,10 +319,17 @@ class _RowError(Exception):
 
 def _fail(path: Path, line: int | None, problem: str) -> DdlprofError:
     where = f"{path}: line {line}" if line is not None else str(path)
-    return DdlprofError(
-        f"malformed catalog file {where}: {problem}; fix that row, or point {CATALOG_DIR_ENV} at a good "
-        "snapshot (unset it to use the one shipped with ddlprof)"
-    )
+    if _origin_of(path.parent) == "user":
+        hint = (
+            "fix that row, run `ddlprof catalog refresh` again, or delete that directory to use the "
+            "snapshot shipped with ddlprof"
+        )
+    else:
+        hint = (
+            f"fix that row, or point {CATALOG_DIR_ENV} at a good snapshot (unset it to use the one shipped "
+            "with ddlprof)"
+        )
+    return DdlprofError(f"malformed catalog file {where}: {problem}; {hint}")
 
 
 def _rows(path: Path, required: tuple[str, ...]) -> Iterable[tuple[int, dict[str, str]]]:

@@ -1,4 +1,5 @@
-"""``ddlprof catalog list|show``: browse the instance and price catalog. Offline, no torch."""
+"""``ddlprof catalog list|show|refresh``: browse the instance and price catalog (offline, no torch), and
+refresh its prices from the clouds' APIs (:mod:`ddlprof.advisor.refresh`)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 CATALOG_HELP = """\
 The cloud instance and price catalog that `ddlprof advise` ranks: GPU instance types of AWS and
@@ -19,9 +21,11 @@ examples:
   ddlprof catalog list --cloud gcp --gpu A100-80GB
   ddlprof catalog show p4d.24xlarge
   ddlprof catalog show a2-highgpu-8g --region us-central1 --json | jq .prices
+  ddlprof catalog refresh aws          # current prices into ~/.ddlprof/catalog (needs AWS credentials)
 
-Set DDLPROF_CATALOG_DIR to use another snapshot directory (instances.csv, prices.csv,
-catalog.json).
+The snapshot in use: $DDLPROF_CATALOG_DIR when set (a directory with instances.csv, prices.csv,
+catalog.json); else the one `ddlprof catalog refresh` wrote to $DDLPROF_HOME/catalog (default
+~/.ddlprof/catalog), when there is one; else the one shipped with ddlprof. list and show say which.
 """
 
 LIST_HELP = """\
@@ -34,6 +38,31 @@ examples:
   ddlprof catalog list
   ddlprof catalog list --cloud aws --gpu H100
   ddlprof catalog list --json | jq '.instances[] | select(.gpu_count == 8) | .instance_type'
+"""
+
+REFRESH_HELP = """\
+Fetch current prices from a cloud's own API and write a new catalog snapshot (default:
+$DDLPROF_HOME/catalog, i.e. ~/.ddlprof/catalog, which list, show and advise then use). Instance types
+and machine shapes stay as the snapshot has them; the other cloud's rows are kept unchanged.
+
+  aws  boto3 with your usual AWS credentials: on-demand prices from the Price List API
+       (pricing.get_products), spot prices from ec2.describe_spot_price_history (per region: the
+       median over its availability zones), and vCPUs, memory, network and EFA from
+       ec2.describe_instance_types. Needs pricing:GetProducts, ec2:DescribeSpotPriceHistory and
+       ec2:DescribeInstanceTypes.
+  gcp  the Cloud Billing Catalog API (Compute Engine, service 6F81-5844-456A) with an API key
+       (GOOGLE_API_KEY or --api-key): on-demand and spot prices as the sum of each machine's vCPU,
+       memory, GPU (and bundled local SSD) SKUs.
+
+The new files are checked like any catalog before they replace the old ones in one step; a refresh
+that fails (no credentials, no network, an API error or a bad answer) writes nothing. Every price
+gets the API call it came from as its source and the refresh day as its date.
+
+examples:
+  ddlprof catalog refresh aws
+  ddlprof catalog refresh aws --regions us-east-1,us-west-2 --dry-run
+  GOOGLE_API_KEY=... ddlprof catalog refresh gcp
+  ddlprof catalog refresh gcp --out /shared/ddlprof-catalog   # then DDLPROF_CATALOG_DIR=/shared/...
 """
 
 SHOW_HELP = """\
@@ -51,9 +80,9 @@ def add_catalog_command(
     commands: argparse._SubParsersAction,
     add_command: Callable[[argparse._SubParsersAction, str, str, str], argparse.ArgumentParser],
 ) -> argparse.ArgumentParser:
-    """Register ``ddlprof catalog`` (sub-commands list and show) on ``commands``."""
+    """Register ``ddlprof catalog`` (sub-commands list, show and refresh) on ``commands``."""
     catalog = add_command(
-        commands, "catalog", "the cloud instance and price catalog (list, show)", CATALOG_HELP
+        commands, "catalog", "the cloud instance and price catalog (list, show, refresh)", CATALOG_HELP
     )
     sub = catalog.add_subparsers(
         dest="catalog_command", metavar="CATALOG_COMMAND", parser_class=type(catalog), required=True
@@ -69,10 +98,49 @@ def add_catalog_command(
     )
     show.add_argument("--region", metavar="REGION", help="only this region, e.g. us-east-1 or us-central1")
     show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    refresh = add_command(
+        sub, "refresh", "fetch current prices from the AWS or GCP API into a new snapshot", REFRESH_HELP
+    )
+    refresh.add_argument("cloud", metavar="CLOUD", help="aws or gcp")
+    refresh.add_argument(
+        "--regions",
+        metavar="R1,R2",
+        help="only these regions (default: the cloud's regions in the current snapshot); rows of other "
+        "regions are kept as they are",
+    )
+    refresh.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="snapshot directory to write (default: $DDLPROF_HOME/catalog); its current snapshot, if any, "
+        "is the one refreshed",
+    )
+    refresh.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="fetch and check the new snapshot, show the changes, write nothing",
+    )
+    refresh.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="gcp: Google API key (default: $GOOGLE_API_KEY, which keeps it out of ps)",
+    )
+    refresh.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="gcp: Cloud Billing API base URL (default: https://cloudbilling.googleapis.com)",
+    )
+    refresh.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
     return catalog
 
 
 def run_catalog(args: argparse.Namespace) -> int:
+    if args.catalog_command == "refresh":
+        from ddlprof.advisor.refresh import run_refresh
+
+        return run_refresh(args)
+
     from ddlprof.advisor.catalog import load_catalog
 
     catalog = load_catalog()
@@ -85,7 +153,35 @@ def run_catalog(args: argparse.Namespace) -> int:
         print(json.dumps(result, indent=2))
     else:
         render()
+        _console().print(_snapshot_line(catalog), highlight=False, soft_wrap=True)
     return 0
+
+
+def _snapshot(catalog) -> dict:
+    info = catalog.snapshot_info()
+    shipped = _shipped_date() if catalog.origin != "shipped" else None
+    info["shipped_snapshot_date"] = shipped
+    return info
+
+
+def _snapshot_line(catalog) -> str:
+    line = catalog.snapshot_line()
+    shipped = _shipped_date() if catalog.origin == "user" else None
+    if shipped and shipped > catalog.snapshot_date.isoformat():
+        line += (
+            f" The snapshot shipped with this ddlprof is newer ({shipped}): run `ddlprof catalog refresh`, "
+            f"or delete {catalog.data_dir} to use it."
+        )
+    return line
+
+
+def _shipped_date() -> str | None:
+    from ddlprof.advisor.catalog import DATA_DIR
+
+    try:
+        return str(json.loads((DATA_DIR / "catalog.json").read_text(encoding="utf-8"))["snapshot_date"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 # -- list -------------------------------------------------------------------------------------------
@@ -114,6 +210,7 @@ def _list(catalog, args: argparse.Namespace) -> tuple[dict, Callable[[], None]]:
     result = {
         "snapshot_date": catalog.snapshot_date.isoformat(),
         "snapshot_age_days": catalog.snapshot_age_days(),
+        "snapshot": _snapshot(catalog),
         "instances": rows,
     }
     return result, lambda: _print_list(catalog, result)
@@ -164,6 +261,7 @@ def _show(catalog, args: argparse.Namespace) -> tuple[dict, Callable[[], None]]:
     result = {
         "snapshot_date": catalog.snapshot_date.isoformat(),
         "snapshot_age_days": catalog.snapshot_age_days(),
+        "snapshot": _snapshot(catalog),
         "instance": instance.to_dict(),
         "prices": [p.to_dict() for p in prices],
     }
