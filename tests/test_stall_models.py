@@ -143,6 +143,7 @@ def test_fitted_models_are_json_and_refit_when_stale(home, monkeypatch):
 
     monkeypatch.setattr(pickle, "load", no_pickle)
     monkeypatch.setattr(pickle, "loads", no_pickle)
+    monkeypatch.setattr(registry, "shipped_record", lambda: None)  # the refit path (shipped fit: test_advise)
     first = registry.load_models()
     assert first.refitted and first.path == home / "models" / registry.FILE_NAME
     assert [p.name for p in first.path.parent.iterdir()] == [registry.FILE_NAME]

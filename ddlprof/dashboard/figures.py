@@ -72,19 +72,122 @@ def step_timeline(rows: list[dict[str, Any]]) -> go.Figure:
     return figure
 
 
+GPU_PANELS = (
+    ("utilisation %", (("util_pct", "util"),)),
+    ("memory used MiB", (("mem_used_mib", "memory"),)),
+    ("power W", (("power_w", "power"),)),
+    (
+        "traffic MB/s",
+        (
+            ("nvlink_tx_mb_per_s", "NVLink tx"),
+            ("nvlink_rx_mb_per_s", "NVLink rx"),
+            ("pcie_tx_mb_per_s", "PCIe tx"),
+            ("pcie_rx_mb_per_s", "PCIe rx"),
+        ),
+    ),
+)
+
+
 def gpu_timeline(samples: Any) -> go.Figure:
-    """NVML samples over time (a pandas frame from ``gpu/*.csv``): utilisation and NVLink/PCIe traffic."""
+    """NVML samples over time (a pandas frame from ``gpu/*.csv``): utilisation, memory, power, and
+    NVLink/PCIe traffic, one line per GPU (a counter NVML did not report is left out)."""
     from plotly.subplots import make_subplots
 
     figure = make_subplots(
-        rows=2, cols=1, shared_xaxes=True, subplot_titles=("utilisation %", "traffic MB/s")
+        rows=len(GPU_PANELS), cols=1, shared_xaxes=True, subplot_titles=[t for t, _ in GPU_PANELS]
     )
     start = samples["unix"].min()
     for (host, gpu), group in samples.groupby(["host", "gpu"]):
         seconds = group["unix"] - start
-        figure.add_scatter(x=seconds, y=group["util_pct"], name=f"{host} GPU {gpu} util", row=1, col=1)
-        for column, label in (("nvlink_tx_mb_per_s", "NVLink tx"), ("pcie_rx_mb_per_s", "PCIe rx")):
-            if group[column].notna().any():
-                figure.add_scatter(x=seconds, y=group[column], name=f"{host} GPU {gpu} {label}", row=2, col=1)
-    figure.update_layout(title="GPU counters (NVML)", xaxis2_title="seconds since the first sample")
+        for row, (_, series) in enumerate(GPU_PANELS, start=1):
+            for column, label in series:
+                if column in group and group[column].notna().any():
+                    figure.add_scatter(
+                        x=seconds, y=group[column], name=f"{host} GPU {gpu} {label}", row=row, col=1
+                    )
+    figure.update_layout(
+        title="GPU counters (NVML)",
+        height=220 * len(GPU_PANELS),
+        **{f"xaxis{len(GPU_PANELS)}_title": "seconds since the first sample"},
+    )
+    return figure
+
+
+def breakdown_by_run(rows: list[dict[str, Any]], share: bool = False) -> go.Figure:
+    """Stacked bars side by side: each compared item's step split into the five categories.
+
+    ``rows`` are comparables (``ddlprof.dashboard.data.comparable``): a ``label``, a ``source``
+    (measured run, or later a predicted instance option) and the five categories in ms per step. With
+    ``share`` the bars show each category's percentage of the step instead.
+    """
+    figure = go.Figure()
+    labels = [r["label"] for r in rows]
+    for key in CATEGORIES:
+        values = [r.get(key) or 0.0 for r in rows]
+        if share:
+            values = [
+                100 * v / r["step_ms"] if r.get("step_ms") else 0.0 for v, r in zip(values, rows, strict=True)
+            ]
+        unit = "%" if share else " ms"
+        figure.add_bar(
+            name=LABELS[key],
+            x=labels,
+            y=values,
+            marker_color=COLORS[key],
+            customdata=[r.get("source", "") for r in rows],
+            hovertemplate="%{x}: %{y:.2f}" + unit + "<br>%{customdata}<extra>" + LABELS[key] + "</extra>",
+        )
+    figure.update_layout(
+        barmode="stack",
+        title="Step time breakdown side by side (steady state)",
+        yaxis_title="% of the step" if share else "ms per step",
+        legend_title="category",
+    )
+    return figure
+
+
+def throughput_bars(rows: list[dict[str, Any]]) -> go.Figure:
+    """Throughput of each compared item, samples/s (items without one are shown as missing)."""
+    figure = go.Figure()
+    figure.add_bar(
+        x=[r["label"] for r in rows],
+        y=[r.get("throughput_samples_per_s") for r in rows],
+        marker_color="#4c78a8",
+        customdata=[r.get("source", "") for r in rows],
+        hovertemplate="%{x}: %{y:,.0f} samples/s<br>%{customdata}<extra></extra>",
+    )
+    figure.update_layout(title="Throughput", yaxis_title="samples / s")
+    return figure
+
+
+def predicted_vs_measured(
+    measured: Any, predictions: dict[str, Any], target: str, hover: list[str] | None = None
+) -> go.Figure:
+    """Each model's held-out prediction of ``target`` against the measured value, with the y = x line.
+
+    ``measured`` is a pandas Series, ``predictions`` maps a model name to a Series on the same index
+    (``ddlprof.models.evaluate.lomo_predictions``).
+    """
+    figure = go.Figure()
+    known = measured.notna()
+    values = measured[known].astype(float)
+    top = float(values.max()) if len(values) else 1.0
+    for name, predicted in predictions.items():
+        figure.add_scatter(
+            name=name,
+            x=values,
+            y=predicted[known].astype(float),
+            mode="markers",
+            text=[h for h, k in zip(hover, known, strict=True) if k] if hover else None,
+            hovertemplate="measured %{x:.2f} ms, predicted %{y:.2f} ms<br>%{text}<extra>" + name + "</extra>",
+        )
+    figure.add_scatter(
+        name="y = x", x=[0, top], y=[0, top], mode="lines", line={"dash": "dot", "color": "#777"}
+    )
+    label = "step time" if target == "step_ms" else LABELS.get(target, target)
+    figure.update_layout(
+        title=f"{label}: leave-one-model-out prediction vs measured",
+        xaxis_title="measured ms",
+        yaxis_title="predicted ms",
+    )
     return figure

@@ -8,6 +8,11 @@ and a version stamp: the ddlprof version, the file format, and a hash of the row
 :func:`load_models` refits from the training rows when the file is missing, unreadable, or its
 stamp differs (a new ddlprof, a new dataset, new reported runs); where the home directory cannot be
 written, the refitted models are used anyway and the result says why they were not saved.
+
+A fresh home needs no refit (which imports scikit-learn, about a second): ``data/stall_models.json``
+in the package is the same fit of the shipped dataset, made by ``benchmarks/build_shipped_models.py``.
+When its stamp matches the training rows (no reported runs yet, same ddlprof version), it is copied
+to the home and used; a test checks that it equals a refit.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +35,7 @@ from ddlprof.models.stall_models import StallModel
 HOME_ENV = "DDLPROF_HOME"
 FILE_NAME = "stall_models.json"
 FORMAT = "ddlprof-stall-models/1"
+SHIPPED_FIT = "data/stall_models.json"
 
 
 def home() -> Path:
@@ -128,6 +135,15 @@ def fit(save: bool = True, training: tuple[Any, dict[str, Any]] | None = None) -
     return Fitted(models, record, path, refitted=True, notes=notes)
 
 
+def shipped_record() -> dict[str, Any] | None:
+    """The fit shipped with the package (``data/stall_models.json``), or None when absent or unreadable."""
+    try:
+        record = json.loads(resources.files("ddlprof.models").joinpath(SHIPPED_FIT).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
 def load_models() -> Fitted:
     """The saved models when their stamp matches the training rows; else refitted (and saved)."""
     rows, info = training_rows()
@@ -139,6 +155,19 @@ def load_models() -> Fitted:
         except (KeyError, TypeError, ValueError):
             pass
     why = "missing" if not path.exists() else "stale or unreadable"
+    shipped = shipped_record()
+    if shipped is not None and shipped.get("stamp") == stamp(info["training_sha256"]):
+        try:
+            models = _from_record(shipped)
+        except (KeyError, TypeError, ValueError):
+            pass
+        else:
+            notes = []
+            try:
+                _write(path, shipped)
+            except OSError as exc:
+                notes.append(f"fitted models not saved to {path}: {exc.strerror or exc}")
+            return Fitted(models, shipped, path, refitted=False, notes=notes)
     fitted = fit(training=(rows, info))
     fitted.notes.insert(0, f"fitted models {why} at {path}: refitted from the training rows")
     return fitted

@@ -10,8 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
+from ddlprof.advisor.advise_cli import add_advise_command, run_advise
 from ddlprof.advisor.cli import add_catalog_command, run_catalog
 from ddlprof.collectors.config import COLLECTORS
+from ddlprof.dashboard.cli import add_dashboard_command, run_dashboard
 from ddlprof.profiler.errors import DdlprofError
 
 WRAP_HELP = """\
@@ -184,6 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_model_commands(commands)
     add_catalog_command(commands, _add_command)
+    add_advise_command(commands, _add_command)
+    add_dashboard_command(commands, _add_command)
     return parser
 
 
@@ -542,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
         "report": _run_report,
         "model": _run_model,
         "catalog": run_catalog,
+        "advise": run_advise,
+        "dashboard": run_dashboard,
     }
     if args.command is None:
         parser.print_help()

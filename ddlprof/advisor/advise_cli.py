@@ -1,0 +1,444 @@
+"""``ddlprof advise``: where to train a model and what it will cost, ranked by cost per throughput.
+
+The command's flags and its output (a rich table, ``--json``, ``--csv``, ``--explain``, and a launch
+spec with ``--emit torchrun|skypilot``); the ranking itself is ``ddlprof.advisor.ranking``. Importing
+this module imports nothing heavy: the parser is built at every ``ddlprof`` start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ddlprof.profiler.errors import DdlprofError
+
+ADVISE_HELP = """\
+Rank every way to train a model on AWS and GCP: instance type x number of instances x region x
+on-demand or spot, by cost per throughput (USD per 1M samples), within a budget and a deadline.
+For each option: the step time (predicted by the stall models for the 20 measured models, or
+measured from --run), throughput, hours to finish the workload, total cost (hours x price x
+instances, plus the expected cost of spot interruptions), and where each number comes from
+(measured / predicted with its validation error / catalog snapshot date). Pareto-optimal options
+(no other option is both faster and cheaper) are marked. Offline: no network, no GPU, no torch.
+
+workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
+(1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
+pre-training (1M steps x 256 sequences) for bert-base; other models need --samples.
+
+spot: AWS Spot Instance Advisor buckets when the catalog has them; GCP publishes no interruption
+rate, so --spot-interruption-pct (default 20% per instance per month) is assumed and shown. Each
+interruption loses half a --checkpoint-interval of work plus a --restart-time.
+
+examples:
+  ddlprof advise --model resnet50 --budget 100
+  ddlprof advise --model bert-base --deadline 72 --clouds aws --no-spot
+  ddlprof advise --model vit_b_16 --batch-per-gpu 64 --dataset imagenet-1k --epochs 300 --json
+  ddlprof advise --model resnet50 --regions us-east-1,us-central1 --max-nodes 2 --explain
+  ddlprof advise --model resnet50 --budget 100 --emit skypilot > task.yaml
+  ddlprof advise --run ddlprof-runs/20261123T101500Z-train --model resnet50 --csv
+  ddlprof advise --model my_net.py:build --single-gpu-step-ms 41 --step-gpu A10G --samples 2M
+"""
+
+_SOURCE = {"predicted": "pred", "measured": "measured"}
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_advise_command(commands: argparse._SubParsersAction, add_command: Callable[..., Any]) -> None:
+    """Register ``ddlprof advise`` (``add_command`` is the CLI's helper that adds a sub-command)."""
+    advise = add_command(
+        commands, "advise", "rank instances, regions and spot options by cost per throughput", ADVISE_HELP
+    )
+    what = advise.add_argument_group("model and measurements")
+    what.add_argument(
+        "--model", metavar="NAME", help="one of the 20 measured models (resnet50, bert-base, ...)"
+    )
+    what.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a ddlprof run of the job: its measured step time (and its GPU, batch and DDP features)",
+    )
+    what.add_argument(
+        "--single-gpu-step-ms",
+        type=float,
+        metavar="MS",
+        help="your measured step time on one GPU (with --step-gpu); other models' features import torch",
+    )
+    what.add_argument("--step-gpu", metavar="GPU", help="the GPU --single-gpu-step-ms was measured on")
+    what.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16", "bf16"),
+        help="math the step runs at, for scaling between GPUs (default: the dataset's choice per model)",
+    )
+    what.add_argument(
+        "--batch-per-gpu",
+        type=int,
+        metavar="B",
+        help="samples per GPU per step (default: 32, or the run's; the data covers 32-64)",
+    )
+
+    work = advise.add_argument_group("workload")
+    size = work.add_mutually_exclusive_group()
+    size.add_argument("--samples", metavar="N", help="samples per epoch (1281167, 50k, 2.5M)")
+    size.add_argument(
+        "--dataset", metavar="NAME|SIZE", help="imagenet-1k, cifar-10, cifar-100, mnist, coco-2017, or a size"
+    )
+    work.add_argument("--epochs", type=float, metavar="E", help="epochs (default: the model's, else 1)")
+
+    limits = advise.add_argument_group("filters")
+    limits.add_argument("--budget", type=float, metavar="USD", help="most the whole run may cost")
+    limits.add_argument("--deadline", type=float, metavar="HOURS", help="longest the whole run may take")
+    limits.add_argument("--clouds", type=_names, metavar="aws,gcp", help="clouds to consider (default: both)")
+    limits.add_argument("--regions", type=_names, metavar="R1,R2", help="regions to consider (default: all)")
+    limits.add_argument(
+        "--instances", type=_names, metavar="T1,T2", help="instance types to consider (default: all)"
+    )
+    limits.add_argument(
+        "--spot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--spot: spot options only; --no-spot: on-demand only (default: both)",
+    )
+    limits.add_argument(
+        "--max-nodes", type=int, default=4, metavar="N", help="most instances per option (default: 4)"
+    )
+
+    spot = advise.add_argument_group("spot interruptions")
+    spot.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=30.0,
+        metavar="MIN",
+        help="minutes between checkpoints; half of it is lost per interruption (default: 30)",
+    )
+    spot.add_argument(
+        "--restart-time", type=float, default=10.0, metavar="MIN", help="minutes to restart (default: 10)"
+    )
+    spot.add_argument(
+        "--spot-interruption-pct",
+        type=float,
+        default=20.0,
+        metavar="PCT",
+        help="monthly chance an instance is interrupted, where the catalog has no bucket (GCP; default: 20)",
+    )
+
+    out = advise.add_argument_group("output")
+    out.add_argument("--top", type=int, default=10, metavar="N", help="options shown (default: 10; 0: all)")
+    out.add_argument(
+        "--all-regions",
+        action="store_true",
+        help="one row per region (default: each instance type, count and pricing in its best region)",
+    )
+    fmt = out.add_mutually_exclusive_group()
+    fmt.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"options": [...], "excluded": [...], "assumptions": {...}}',
+    )
+    fmt.add_argument("--csv", action="store_true", help="print the options as CSV")
+    fmt.add_argument(
+        "--emit",
+        choices=("torchrun", "skypilot"),
+        help="print a launch spec for the top option: a torchrun command line or a SkyPilot task YAML",
+    )
+    out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
+    out.add_argument(
+        "--script",
+        default="train.py",
+        metavar="PATH",
+        help="training script in --emit specs (default: train.py)",
+    )
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    from ddlprof.advisor.ranking import AdviseRequest, advise
+    from ddlprof.advisor.throughput import measured_model
+    from ddlprof.advisor.workloads import resolve_workload
+
+    if args.model is None and args.run is None:
+        raise DdlprofError("pass --model NAME (or --run RUN_DIR); e.g. ddlprof advise --model resnet50")
+    if args.top < 0:
+        raise DdlprofError(f"--top must be 0 (all) or more, got {args.top}")
+    if args.run is None and args.single_gpu_step_ms is None:
+        measured_model(args.model)  # an unknown name fails here, before its workload does
+    # a run's model may be unnamed: its workload needs --samples or --dataset (or a known --model)
+    workload = resolve_workload(args.model or "the run's model", args.samples, args.dataset, args.epochs)
+    request = AdviseRequest(
+        model=args.model,
+        workload=workload,
+        batch_per_gpu=args.batch_per_gpu,
+        run_dir=args.run,
+        single_gpu_step_ms=args.single_gpu_step_ms,
+        step_gpu=args.step_gpu,
+        precision=args.precision,
+        budget_usd=args.budget,
+        deadline_hours=args.deadline,
+        clouds=args.clouds,
+        regions=args.regions,
+        instances=args.instances,
+        spot=args.spot,
+        max_nodes=args.max_nodes,
+        checkpoint_interval_min=args.checkpoint_interval,
+        restart_min=args.restart_time,
+        unpublished_interruption_pct=args.spot_interruption_pct,
+        all_regions=args.all_regions,
+    )
+    advice = advise(request)
+    result = advice.to_dict(top=args.top or None)
+    for warning in advice.warnings:
+        print(f"ddlprof advise: warning: {warning}", file=sys.stderr)
+    if args.emit:
+        if not advice.met_constraints or not advice.options:
+            raise DdlprofError(
+                "no option meets the budget and deadline, so there is nothing to launch; run without --emit "
+                "to see how far over the cheapest options are"
+            )
+        spec = emit_torchrun if args.emit == "torchrun" else emit_skypilot
+        print(spec(result["options"][0], advice.basis.model, result["assumptions"]["workload"], args.script))
+    elif args.json:
+        print(json.dumps(result, indent=2))
+    elif args.csv:
+        write_csv(result["options"], sys.stdout)
+    else:
+        print_advice(result, explain=args.explain)
+    return 0
+
+
+# -- launch specs ---------------------------------------------------------------------------------
+
+#: Catalog GPU names -> SkyPilot accelerator names (``sky show-gpus``).
+SKYPILOT_ACCELERATORS = {
+    "V100-16GB": "V100",
+    "V100-32GB": "V100-32GB",
+    "A100-40GB": "A100",
+    "A100-80GB": "A100-80GB",
+}
+
+
+def _header(option: dict[str, Any], model: str, workload: dict[str, Any]) -> list[str]:
+    pricing = "spot" if option["spot"] else "on-demand"
+    return [
+        f"ddlprof advise: top option for {model}: {option['count']} x {option['instance_type']} "
+        f"({option['world_size']} x {option['gpu']}), {option['cloud']} {option['region']}, {pricing}",
+        f"predicted {option['hours']:,.1f} h and ${option['total_cost_usd']:,.2f} for "
+        f"{workload['total_samples']:,.0f} samples at batch {option['batch_per_gpu']} per GPU "
+        f"(step {option['step_ms']:.1f} ms, {option['step_source']})",
+    ]
+
+
+def emit_torchrun(option: dict[str, Any], model: str, workload: dict[str, Any], script: str) -> str:
+    """A torchrun command line for the option (run it on every instance)."""
+    nodes, gpus = option["count"], option["gpus_per_node"]
+    args = ["torchrun", f"--nnodes={nodes}", f"--nproc_per_node={gpus}"]
+    if nodes > 1:
+        args += ["--node_rank=$NODE_RANK", "--rdzv_backend=c10d", "--rdzv_endpoint=$MASTER_ADDR:29500"]
+        args += ["--rdzv_id=ddlprof-job"]
+    else:
+        args += ["--standalone"]
+    lines = [f"# {line}" for line in _header(option, model, workload)]
+    if nodes > 1:
+        lines.append(
+            f"# run on each of the {nodes} instances, with NODE_RANK=0..{nodes - 1} and MASTER_ADDR = the "
+            "address of instance 0"
+        )
+    command = " ".join(
+        a if a.startswith(("--node_rank=$", "--rdzv_endpoint=$")) else shlex.quote(a) for a in args
+    )
+    lines.append(f"{command} {shlex.quote(script)}")
+    return "\n".join(lines)
+
+
+def _yaml_string(text: str) -> str:
+    return json.dumps(text)  # a JSON string is a valid YAML flow scalar
+
+
+def emit_skypilot(option: dict[str, Any], model: str, workload: dict[str, Any], script: str) -> str:
+    """A SkyPilot task YAML for the option."""
+    accelerator = SKYPILOT_ACCELERATORS.get(option["gpu"], option["gpu"])
+    instance_type = option["instance_type"].split("+")[0]  # GCP N1 + attached GPUs: the host VM's type
+    run = (
+        "torchrun --nnodes=$SKYPILOT_NUM_NODES --nproc_per_node=$SKYPILOT_NUM_GPUS_PER_NODE "
+        '--node_rank=$SKYPILOT_NODE_RANK --master_addr=$(echo "$SKYPILOT_NODE_IPS" | head -n1) '
+        f"--master_port=29500 {shlex.quote(script)}"
+    )
+    accelerators = f"{accelerator}:{option['gpus_per_node']}"
+    lines = [f"# {line}" for line in _header(option, model, workload)]
+    lines += [
+        f"name: {_yaml_string('ddlprof-' + model)}",
+        f"num_nodes: {option['count']}",
+        "resources:",
+        f"  cloud: {option['cloud']}",
+        f"  region: {option['region']}",
+        f"  instance_type: {_yaml_string(instance_type)}",
+        f"  accelerators: {_yaml_string(accelerators)}",
+        f"  use_spot: {'true' if option['spot'] else 'false'}",
+        "workdir: .",
+        "run: |",
+        f"  {run}",
+    ]
+    return "\n".join(lines)
+
+
+# -- CSV and the table ----------------------------------------------------------------------------
+
+CSV_COLUMNS = (
+    "rank",
+    "cloud",
+    "instance_type",
+    "region",
+    "count",
+    "spot",
+    "gpu",
+    "gpus_per_node",
+    "world_size",
+    "batch_per_gpu",
+    "step_ms",
+    "step_source",
+    "throughput_samples_per_s",
+    "usd_per_instance_hour",
+    "price_date",
+    "compute_hours",
+    "hours",
+    "total_cost_usd",
+    "usd_per_million_samples",
+    "pareto",
+    "over_budget_usd",
+    "over_deadline_hours",
+    "other_regions",
+)
+
+
+def write_csv(options: list[dict[str, Any]], stream: Any) -> None:
+    writer = csv.DictWriter(stream, fieldnames=CSV_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for option in options:
+        writer.writerow(option)
+
+
+def print_advice(result: dict[str, Any], explain: bool = False) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console() if sys.stdout.isatty() else Console(width=200)
+    if not result["options"]:
+        console.print(f"[bold]{result['top_choice']}[/bold]", highlight=False)
+        _print_excluded(console, result["excluded"])
+        return
+    assumptions = result["assumptions"]
+    workload = assumptions["workload"]
+    step = assumptions["step_time"]
+    mape = step["validation"]["step_ms_mape_pct"]
+    met = result["met_constraints"]
+    title = (
+        f"ddlprof advise: {assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, "
+        f"{workload['total_samples']:,.0f} samples"
+    )
+    if not met:
+        title += ": no option meets the limits, the cheapest shown"
+    table = Table(title=title, title_justify="left")
+    for name, justify in (
+        ("#", "right"),
+        ("instance", "left"),
+        ("n", "right"),
+        ("region", "left"),
+        ("pricing", "left"),
+        ("GPUs", "left"),
+        ("step ms", "right"),
+        ("samples/s", "right"),
+        ("hours", "right"),
+        ("total $", "right"),
+        ("$/1M samples", "right"),
+        ("Pareto", "center"),
+        ("source", "left"),
+    ):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for option in result["options"]:
+        source = f"{_SOURCE[option['step_source']]}"
+        if option["step_source"] == "predicted":
+            source += f", CV {mape:.1f}%"
+        source += f"; price {option['price_date']}"
+        total = f"{option['total_cost_usd']:,.2f}"
+        if option.get("over_budget_usd") is not None:
+            total += f" (+{option['over_budget_usd']:,.2f})"
+        hours = f"{option['hours']:,.1f}"
+        if option.get("over_deadline_hours") is not None:
+            hours += f" (+{option['over_deadline_hours']:,.1f})"
+        pricing = "spot" if option["spot"] else "on-demand"
+        region = option["region"] + (f" +{option['other_regions']}" if option["other_regions"] else "")
+        table.add_row(
+            str(option["rank"]),
+            option["instance_type"],
+            str(option["count"]),
+            region,
+            pricing,
+            f"{option['world_size']} x {option['gpu']}",
+            f"{option['step_ms']:,.1f}",
+            f"{option['throughput_samples_per_s']:,.0f}",
+            hours,
+            total,
+            f"{option['usd_per_million_samples']:,.3f}",
+            "★" if option["pareto"] else "",
+            source,
+        )
+    console.print(table)
+    console.print(f"[bold]Top choice:[/bold] {result['top_choice']}", highlight=False)
+    spot = assumptions["spot"]
+    lines = [
+        f"workload: {workload['total_samples']:,.0f} samples = {workload['samples_per_epoch']:,} x "
+        f"{workload['epochs']:g} epoch(s); {workload['source']}",
+        f"step ms: {step['description']}; pred = {step['stall_model']} stall model, leave-one-model-out "
+        f"step error (CV) {mape:.1f}% ({step['validation']['models']} models on 2 x H200 in one host; the "
+        "roofline scaling to other GPUs, other world sizes and multi-instance jobs are not validated)",
+        f"prices: catalog snapshot {assumptions['catalog']['snapshot_date']} (each row's price date shown); "
+        "data transfer $0: every option is in one region",
+        f"spot: checkpoint every {spot['checkpoint_interval_min']:g} min, restart "
+        f"{spot['restart_min']:g} min; AWS interruption buckets read as a monthly chance of "
+        f"{', '.join(f'{k} -> {v:g}%' for k, v in spot['aws_buckets_pct'].items())}; "
+        f"{spot['unpublished_interruption_pct']:g}% a month assumed where none is published (GCP)",
+        f"memory: {assumptions['memory']['source']}; needs {assumptions['memory']['required_gb']} GB per GPU "
+        f"with {assumptions['memory']['allowance']}"
+        if assumptions["memory"]["required_gb"] is not None
+        else "memory: no estimate, GPU fit not checked",
+        "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions priced "
+        "higher (--all-regions)",
+    ]
+    for line in lines:
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+    excluded = result["excluded"]
+    if not explain:
+        if excluded:
+            console.print(
+                f"  {len(excluded)} group(s) of options excluded (no price, memory, deadline, budget, ...): "
+                "--explain lists them with the reasons",
+                highlight=False,
+            )
+        return
+    _print_excluded(console, excluded)
+
+
+def _print_excluded(console: Any, excluded: list[dict[str, Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="excluded options", title_justify="left")
+    for name in ("instance", "regions", "n", "pricing", "reason"):
+        table.add_column(name)
+    for item in excluded:
+        regions = item["regions"] if isinstance(item["regions"], str) else ", ".join(item["regions"])
+        counts = item["counts"] if isinstance(item["counts"], str) else ",".join(map(str, item["counts"]))
+        spot_values = item["spot"]
+        pricing = (
+            "all"
+            if isinstance(spot_values, str)
+            else "/".join("spot" if value else "on-demand" for value in spot_values)
+        )
+        table.add_row(item["instance_type"], regions, counts, pricing, item["reason"])
+    console.print(table)

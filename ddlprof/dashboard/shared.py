@@ -1,0 +1,61 @@
+"""What the pages share: Streamlit caches over ``data.py``, the runs directory, keyed tables.
+
+A run's summary is cached under its path and the signature of its files (names, sizes, modification
+times), so an unchanged run is summarised once per dashboard process and a run that is still being
+written (or re-run into a new directory) is summarised again when its files change. The local
+dataset is keyed on the database's modification time, the models' validation on the hash of their
+training rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from ddlprof.dashboard import data
+from ddlprof.profiler.errors import DdlprofError
+
+RUNS_KEY = "runs_dir"
+
+
+def runs_root() -> Path:
+    """The runs directory in the sidebar (``ddlprof dashboard --runs``, by default)."""
+    return Path(st.session_state.get(RUNS_KEY) or data.runs_dir()).expanduser()
+
+
+@st.cache_data(show_spinner=False, max_entries=20_000)
+def summary(path: str, signature: tuple) -> dict[str, Any]:
+    return data.load_summary(Path(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def detail(path: str, signature: tuple) -> dict[str, Any]:
+    return data.load_detail(Path(path))
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def store_rows(path: str, mtime_ns: int | None) -> dict[str, Any]:
+    return data.store_rows()
+
+
+@st.cache_data(show_spinner="Validating the stall models (leave-one-model-out)...", max_entries=8)
+def model_validation(training_sha256: str) -> dict[str, Any]:
+    return data.model_validation()
+
+
+def runs(root: Path) -> tuple[list[tuple[data.FoundRun, dict[str, Any]]], str | None]:
+    """Every run under ``root`` with its summary or error, and the runs directory's own error."""
+    try:
+        found = data.find_runs(root)
+    except DdlprofError as exc:
+        return [], str(exc)
+    return [(run, summary(str(run.path), run.signature)) for run in found], None
+
+
+def table(frame: Any, key: str, **options: Any) -> None:
+    """``st.dataframe`` inside a container with ``key``: tests find it by that key (``AppTest.get_by_key``,
+    or the ``st-key-<key>`` CSS class in a browser), which a dataframe's own key does not give."""
+    with st.container(key=key):
+        st.dataframe(frame, hide_index=True, **options)

@@ -1,0 +1,73 @@
+"""Compare page: measured runs side by side (breakdown, throughput).
+
+Everything compared is a *comparable* (``data.comparable``): a label, a kind ("run" here), where the
+numbers come from, the five categories in ms per step, throughput, and ``usd_per_hour``. The
+figures take comparables only, so instance options from the advisor can join the same charts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ddlprof.dashboard import data, figures, shared
+
+MS = st.column_config.NumberColumn(format="%.2f")
+
+
+def _runs(root: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The runs picked, by name, with their summaries."""
+    found, problem = shared.runs(root)
+    good = [(run, result["summary"]) for run, result in found if "summary" in result]
+    if problem:
+        st.warning(f"Runs directory: {problem}")
+    if not good:
+        st.info("No readable run to compare yet (see the Runs page).")
+        return []
+    names = [run.name for run, _ in good]
+    picked = st.multiselect("Runs", names, default=names[-2:], key="compare_runs")
+    by_name = dict(zip(names, (summary for _, summary in good), strict=True))
+    return [(name, by_name[name]) for name in picked]
+
+
+# ---- Instance options from the advisor: NOT BUILT YET (issue 6, "Compare by instance") --------------
+# Plug-in point. Once ddlprof.advisor.ranking exists, return the picked instance options here as
+# comparables of the same shape as data.comparable: kind "option", label the instance type (and
+# count, region, spot/on-demand), source naming the stall model with its validation error and the
+# catalog snapshot date, the predicted categories in ms, throughput, and usd_per_hour. Then draw,
+# for the items with a usd_per_hour, figures.cost_throughput_scatter (with the Pareto frontier) and
+# figures.cost_per_million_bars (both to be added to figures.py). The run charts below need no change.
+def _instance_options() -> list[dict[str, Any]]:
+    return []
+
+
+def render() -> None:
+    st.title("Compare")
+    runs = _runs(shared.runs_root())
+    items = [data.comparable(name, summary) for name, summary in runs] + _instance_options()
+    if not items:
+        if st.session_state.get("compare_runs") == []:
+            st.caption("Pick runs above.")
+        return
+    share = st.toggle("Show each category as a share of the step", key="compare_share")
+    st.plotly_chart(figures.breakdown_by_run(items, share=share), key="compare_breakdown")
+    st.plotly_chart(figures.throughput_bars(items), key="compare_throughput")
+    table = pd.DataFrame(items).drop(columns=["kind", "usd_per_hour"])
+    shared.table(
+        table,
+        column_config={k: MS for k in ("step_ms", *figures.LABELS)}
+        | {"throughput_samples_per_s": st.column_config.NumberColumn("samples/s", format="%.0f")},
+        key="compare_table",
+    )
+    if runs:
+        st.subheader("Per rank, side by side")
+        for column, (name, summary) in zip(st.columns(min(len(runs), 4)), runs[:4], strict=False):
+            column.caption(name)
+            column.plotly_chart(figures.breakdown_by_rank(summary), key=f"compare_ranks_{name}")
+        if len(runs) > 4:
+            st.caption(f"Per-rank charts for the first 4 of {len(runs)} runs.")
+
+
+render()

@@ -1,0 +1,580 @@
+"""``ddlprof advise``: price arithmetic, filters, Pareto sets (hypothesis), runs, launch specs, bad input,
+and the offline fast path (no torch, no refit on a fresh home)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import shlex
+import shutil
+import subprocess
+import sys
+import tarfile
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from ddlprof.advisor import ranking, throughput, workloads
+from ddlprof.advisor.advise_cli import emit_skypilot, emit_torchrun
+from ddlprof.advisor.catalog import DATA_DIR, load_catalog
+from ddlprof.advisor.ranking import AdviseRequest, advise, interruption_overhead, pareto_front
+from ddlprof.profiler.cli import main
+from ddlprof.profiler.errors import DdlprofError
+
+REPO = Path(__file__).resolve().parent.parent
+RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
+RESNET50 = workloads.resolve_workload("resnet50", None, None, None)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from ddlprof.models.registry import load_models
+
+    return load_models()
+
+
+def _advise(fitted, catalog=None, **kwargs) -> ranking.Advice:
+    kwargs.setdefault("model", "resnet50")
+    kwargs.setdefault("workload", RESNET50)
+    return advise(AdviseRequest(**kwargs), catalog=catalog, fitted=fitted)
+
+
+def _catalog_with(tmp_path: Path, instances: list[dict] = (), prices: list[dict] = ()) -> Path:
+    """A copy of the shipped catalog with extra (or replaced) instance and price rows."""
+    out = tmp_path / "catalog"
+    shutil.copytree(DATA_DIR, out)
+    for name, extra, key in (
+        ("instances.csv", instances, ("instance_type",)),
+        ("prices.csv", prices, ("instance_type", "region")),
+    ):
+        with (out / name).open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            header, rows = reader.fieldnames, list(reader)
+        replaced = {tuple(r[k] for k in key) for r in extra}
+        rows = [r for r in rows if tuple(r[k] for k in key) not in replaced] + [
+            {c: r.get(c, "") for c in header} for r in extra
+        ]
+        with (out / name).open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(rows)
+    return out
+
+
+# -- price arithmetic -------------------------------------------------------------------------------
+
+
+def test_interruption_overhead_by_hand():
+    got = interruption_overhead(100.0, 2, 10.0, checkpoint_interval_min=30, restart_min=10)
+    rate = -math.log(0.9) / 730  # per instance-hour for a 10% monthly chance
+    assert got["expected_interruptions"] == pytest.approx(2 * rate * 100)
+    assert got["hours_lost_per_interruption"] == pytest.approx((15 + 10) / 60)
+    assert got["overhead_hours"] == pytest.approx(2 * rate * 100 * 25 / 60)
+    assert interruption_overhead(100.0, 2, 0.0)["overhead_hours"] == 0
+    assert interruption_overhead(100.0, 4, 10.0)["overhead_hours"] == pytest.approx(2 * got["overhead_hours"])
+    with pytest.raises(DdlprofError):
+        interruption_overhead(1.0, 1, 100.0)
+
+
+def test_on_demand_and_spot_prices_add_up(fitted):
+    advice = _advise(fitted, all_regions=True)
+    total = RESNET50.total_samples
+    on_demand = [o for o in advice.options if not o.spot]
+    spot = [o for o in advice.options if o.spot]
+    assert on_demand and spot
+    for option in on_demand:
+        assert option.throughput_samples_per_s == pytest.approx(
+            option.world_size * option.batch_per_gpu * 1000 / option.step.step_ms
+        )
+        assert option.hours == pytest.approx(total / option.throughput_samples_per_s / 3600)
+        assert option.total_cost_usd == pytest.approx(
+            option.hours * option.price.on_demand_usd_per_hour * option.count
+        )
+        assert option.usd_per_million_samples == pytest.approx(option.total_cost_usd / total * 1e6)
+        assert option.interruption is None and option.data_transfer_usd == 0
+    for option in spot:  # GCP: no published bucket, the assumed 20% a month
+        assert option.interruption["assumed"] and option.interruption["monthly_pct"] == 20.0
+        expected = interruption_overhead(option.compute_hours, option.count, 20.0)["overhead_hours"]
+        assert option.hours == pytest.approx(option.compute_hours + expected)
+        assert option.total_cost_usd == pytest.approx(
+            option.hours * option.price.spot_usd_per_hour * option.count
+        )
+        assert option.hours > option.compute_hours
+
+
+def test_several_instances_and_an_aws_spot_bucket(fitted, tmp_path):
+    """A spot price and a Spot Instance Advisor bucket (as a refresh would add them) are priced with the
+    bucket's upper edge; n instances cost n x the price for the same hours, plus more interruptions."""
+    row = {
+        "cloud": "aws",
+        "instance_type": "p4d.24xlarge",
+        "region": "us-east-1",
+        "on_demand_usd_per_hour": "21.96",
+        "spot_usd_per_hour": "9.5",
+        "spot_interruption": "10-15%",
+        "source": "test fixture",
+        "source_date": "2026-08-26",
+    }
+    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
+    advice = _advise(fitted, catalog, instances=["p4d.24xlarge"], regions=["us-east-1"], all_regions=True)
+    by_key = {(o.count, o.spot): o for o in advice.options}
+    assert set(by_key) == {(n, s) for n in (1, 2, 3, 4) for s in (False, True)}
+    for count in (1, 2, 3, 4):
+        od, sp = by_key[(count, False)], by_key[(count, True)]
+        assert od.total_cost_usd == pytest.approx(od.hours * 21.96 * count)
+        assert sp.interruption["bucket"] == "10-15%" and sp.interruption["monthly_pct"] == 15.0
+        assert not sp.interruption["assumed"]
+        overhead = interruption_overhead(sp.compute_hours, count, 15.0)["overhead_hours"]
+        assert sp.total_cost_usd == pytest.approx((sp.compute_hours + overhead) * 9.5 * count)
+        assert sp.compute_hours == od.compute_hours and sp.total_cost_usd < od.total_cost_usd
+    one, two = by_key[(1, True)], by_key[(2, True)]
+    assert two.interruption["expected_interruptions"] / two.compute_hours == pytest.approx(
+        2 * one.interruption["expected_interruptions"] / one.compute_hours
+    )
+
+
+def test_batched_prediction_equals_model_predict(fitted):
+    """advise predicts all options in one batch, with the inputs of `ddlprof model predict --instance`."""
+    from ddlprof.models.predict import predict
+
+    advice = _advise(fitted, spot=False)
+    checked = 0
+    for option in advice.options:
+        if option.step.source != "predicted":
+            continue
+        expected = predict(
+            "resnet50", 32, option.gpus_per_node, option.count, instance=option.instance_type, fitted=fitted
+        )
+        assert option.step.step_ms == pytest.approx(expected["step_ms"], rel=1e-12)
+        checked += 1
+    assert checked >= 10 and any(o.count > 1 for o in advice.options)
+
+
+# -- filters ----------------------------------------------------------------------------------------
+
+
+def test_budget_and_deadline_filters(fitted):
+    advice = _advise(fitted, budget_usd=100, deadline_hours=30)
+    assert advice.met_constraints and advice.options
+    assert all(o.total_cost_usd <= 100 and o.hours <= 30 for o in advice.options)
+    kinds = {e["kind"] for e in advice.excluded}
+    assert {"budget", "deadline", "no_spot_price", "no_prices"} <= kinds
+    budget = next(e for e in advice.excluded if e["kind"] == "budget")
+    assert budget["over_min"] > 0 and "budget by $" in budget["reason"]
+    assert "within the $100 budget and the 30 h deadline" in advice.top_choice
+
+
+def test_no_option_meets_the_budget_shows_the_cheapest_with_how_far_over(fitted):
+    advice = _advise(fitted, budget_usd=1)
+    assert not advice.met_constraints
+    costs = [o.total_cost_usd for o in advice.options]
+    assert costs == sorted(costs)
+    assert all(o.over_budget_usd == pytest.approx(o.total_cost_usd - 1) for o in advice.options)
+    assert advice.top_choice.startswith("No option meets the $1 budget: the cheapest is")
+    data = advice.to_dict(top=3)
+    assert len(data["options"]) == 3 and all(o["over_budget_usd"] > 0 for o in data["options"])
+
+
+def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
+    """bert-base at batch 128: 16.4 GB estimated (shipped table), 19 GB with the allowance."""
+    estimate, how = throughput.shipped_memory_estimate("bert-base", 128)
+    assert estimate / 1e9 > 16 and "memory_estimates.csv" in how
+    workload = workloads.resolve_workload("bert-base", None, None, None)
+    advice = _advise(fitted, model="bert-base", workload=workload, batch_per_gpu=128)
+    assert advice.options and all(o.gpu_memory_gb >= 19 for o in advice.options)
+    memory = {e["instance_type"]: e["reason"] for e in advice.excluded if e["kind"] == "memory"}
+    for name in ("p3.2xlarge", "g4dn.xlarge", "n1-highmem-8+1xnvidia-tesla-v100"):
+        assert name in memory and ("V100-16GB has 16 GB" in memory[name] or "T4 has 16 GB" in memory[name])
+    assert "needs about 19.0 GB per GPU at batch 128" in memory["p3.2xlarge"]
+    assert "g5.xlarge" not in memory  # 24 GB A10G fits
+    assert any("outside the measured 32-64" in w for w in advice.warnings)
+
+
+def test_memory_requirement_and_interpolation():
+    assert ranking.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
+    low, _ = throughput.shipped_memory_estimate("resnet50", 32)
+    high, _ = throughput.shipped_memory_estimate("resnet50", 64)
+    mid, how = throughput.shipped_memory_estimate("resnet50", 48)
+    assert mid == pytest.approx((low + high) / 2) and "linear between batch 32 and 64" in how
+    beyond, how = throughput.shipped_memory_estimate("resnet50", 512)
+    assert "extrapolated linearly from batch 128 and 256" in how
+    assert beyond == pytest.approx(3 * _at(256) - 2 * _at(128))
+    assert throughput.shipped_memory_estimate("not-a-model", 32) is None
+
+
+def _at(batch: int) -> float:
+    return throughput.shipped_memory_estimate("resnet50", batch)[0]
+
+
+def test_memory_table_matches_its_provenance():
+    data = REPO / "ddlprof" / "models" / "data"
+    prov = json.loads((data / "memory_estimates.json").read_text())
+    assert hashlib.sha256((data / "memory_estimates.csv").read_bytes()).hexdigest() == prov["sha256"]
+    from ddlprof.models import dataset
+
+    rows = list(csv.DictReader((data / "memory_estimates.csv").open()))
+    assert {r["model"] for r in rows} == set(dataset.known_models())
+    for r in rows:
+        parts = sum(
+            int(r[f"{p}_bytes"])
+            for p in ("weights", "gradients", "ddp_buckets", "optimizer_state", "activations")
+        )
+        assert parts == int(r["total_bytes"])
+
+
+def test_cloud_region_spot_and_node_filters(fitted):
+    aws = _advise(fitted, clouds=["aws"], max_nodes=2)
+    assert (
+        aws.options and {o.cloud for o in aws.options} == {"aws"} and max(o.count for o in aws.options) == 2
+    )
+    assert not any(o.spot for o in aws.options)  # no AWS spot price in the shipped snapshot
+    assert any(e["reason"] == "no spot price in the catalog snapshot" for e in aws.excluded)
+    spot_only = _advise(fitted, spot=True)
+    assert spot_only.options and all(o.spot for o in spot_only.options)
+    no_spot = _advise(fitted, spot=False, regions=["us-central1", "us-east-1"], all_regions=True)
+    assert {o.region for o in no_spot.options} == {"us-central1", "us-east-1"}
+    assert not any(o.spot for o in no_spot.options)
+
+
+def test_best_region_keeps_one_row_per_instance_count_and_pricing(fitted):
+    every = _advise(fitted, all_regions=True)
+    best = _advise(fitted)
+    keys = [(o.instance_type, o.count, o.spot) for o in best.options]
+    assert len(keys) == len(set(keys))
+    assert len(every.options) == len(best.options) + sum(o.other_regions for o in best.options)
+    cheapest = {}
+    for o in every.options:
+        key = (o.instance_type, o.count, o.spot)
+        cheapest[key] = min(cheapest.get(key, math.inf), o.total_cost_usd)
+    assert all(o.total_cost_usd == cheapest[(o.instance_type, o.count, o.spot)] for o in best.options)
+    # the Pareto set is the same with or without the other regions (they cost more for the same time)
+    assert {(o.hours, o.total_cost_usd) for o in best.options if o.pareto} == {
+        (o.hours, o.total_cost_usd) for o in every.options if o.pareto
+    }
+
+
+def test_ranking_is_by_cost_per_sample_and_marks_pareto(fitted):
+    advice = _advise(fitted, budget_usd=100)
+    per_sample = [o.usd_per_million_samples for o in advice.options]
+    assert per_sample == sorted(per_sample)
+    assert advice.options[0].pareto  # the cheapest per sample is never beaten on cost
+    assert advice.top_choice.startswith(advice.options[0].label)
+
+
+# -- Pareto sets ------------------------------------------------------------------------------------
+
+
+def _dominates(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    return a[0] <= b[0] and a[1] <= b[1] and (a[0] < b[0] or a[1] < b[1])
+
+
+points = st.lists(
+    st.tuples(
+        st.one_of(st.integers(0, 6).map(float), st.floats(0, 1e6, allow_nan=False)),
+        st.one_of(st.integers(0, 6).map(float), st.floats(0, 1e6, allow_nan=False)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points)
+def test_no_pareto_option_is_dominated(pts):
+    front = pareto_front(pts)
+    for i, on in enumerate(front):
+        if on:
+            assert not any(_dominates(q, pts[i]) for q in pts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(points)
+def test_every_other_option_is_dominated_by_one_on_the_front(pts):
+    front = pareto_front(pts)
+    inside = [p for p, on in zip(pts, front, strict=True) if on]
+    assert bool(inside) == bool(pts)
+    for p, on in zip(pts, front, strict=True):
+        if not on:
+            assert any(_dominates(q, p) for q in inside)
+
+
+@settings(max_examples=100, deadline=None)
+@given(points, st.randoms(use_true_random=False))
+def test_pareto_front_ignores_order(pts, rnd):
+    order = list(range(len(pts)))
+    rnd.shuffle(order)
+    front = pareto_front(pts)
+    shuffled = pareto_front([pts[i] for i in order])
+    assert [front[i] for i in order] == shuffled
+
+
+# -- workloads --------------------------------------------------------------------------------------
+
+
+def test_workloads():
+    assert RESNET50.total_samples == 1_281_167 * 90 and RESNET50.dataset == "imagenet-1k"
+    bert = workloads.resolve_workload("bert-base", None, None, None)
+    assert bert.total_samples == 256_000_000 and "Devlin" in bert.source
+    assert workloads.parse_size("2.5M") == 2_500_000 and workloads.parse_size("50k") == 50_000
+    assert workloads.parse_size("1,281,167") == 1_281_167 and workloads.parse_size("many") is None
+    cifar = workloads.resolve_workload("resnet18", None, "cifar10", 200)
+    assert cifar.total_samples == 50_000 * 200
+    assert workloads.resolve_workload("resnet50", None, None, 10).total_samples == 1_281_167 * 10
+    assert workloads.resolve_workload("gpt2", "1M", None, None).total_samples == 1_000_000
+    with pytest.raises(DdlprofError, match="no default workload for gpt2: pass --samples"):
+        workloads.resolve_workload("gpt2", None, None, None)
+    with pytest.raises(DdlprofError, match="closest: imagenet-1k"):
+        workloads.resolve_workload("resnet50", None, "imagenet1", None)
+    assert workloads.default_workload("vit_b_16").note  # torchvision trains it for longer
+
+
+# -- a measured run ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def nvlink_run(tmp_path_factory) -> Path:
+    """The resnet50 run of the H200 dataset (2 x H200, one host, batch 64), without its traces."""
+    out = tmp_path_factory.mktemp("runs")
+    with tarfile.open(RUNS) as archive:
+        members = [
+            m
+            for m in archive.getmembers()
+            if m.name.startswith("runs/resnet50-nvlink/") and "/traces/" not in m.name
+        ]
+        archive.extractall(out, members=members, filter="data")
+    return out / "runs" / "resnet50-nvlink"
+
+
+def test_a_run_is_measured_where_it_ran_and_scaled_elsewhere(fitted, nvlink_run, tmp_path):
+    summary = json.loads((nvlink_run / "summary.json").read_text())
+    job = summary["job"]
+    h200 = {
+        "cloud": "aws",
+        "instance_type": "test.h200x2",
+        "gpu": "H200",
+        "gpu_count": "2",
+        "gpu_memory_gb": "141",
+        "vcpus": "32",
+        "ram_gb": "256",
+        "gpu_link": "NVLink 4",
+        "gpu_link_gbps": "900",
+        "network_gbps": "100",
+        "network_up_to": "false",
+        "efa": "false",
+        "source": "test fixture",
+        "source_date": "2026-08-26",
+    }
+    price = {
+        "cloud": "aws",
+        "instance_type": "test.h200x2",
+        "region": "us-east-1",
+        "on_demand_usd_per_hour": "10",
+        "source": "test fixture",
+        "source_date": "2026-08-26",
+    }
+    catalog = load_catalog(_catalog_with(tmp_path, instances=[h200], prices=[price]))
+    advice = _advise(
+        fitted, catalog, run_dir=nvlink_run, instances=["test.h200x2", "p4d.24xlarge"], spot=False
+    )
+    assert advice.basis.kind == "run" and advice.basis.batch_per_gpu == 64
+    by_key = {(o.instance_type, o.count): o for o in advice.options}
+    here = by_key[("test.h200x2", 1)]
+    assert here.step.source == "measured" and here.step.step_ms == pytest.approx(job["step_ms"])
+    assert here.throughput_samples_per_s == pytest.approx(2 * 64 * 1000 / job["step_ms"])
+    assert by_key[("test.h200x2", 2)].step.source == "predicted"
+    a100 = by_key[("p4d.24xlarge", 1)]
+    assert a100.step.source == "predicted" and a100.step.single_gpu_step_ms > here.step.single_gpu_step_ms
+    assert "measured: run" in advice.provenance(here)["step_ms"]
+    with pytest.raises(DdlprofError, match="the run used 64 per GPU"):
+        _advise(fitted, catalog, run_dir=nvlink_run, batch_per_gpu=32)
+
+
+def test_run_without_a_known_model_needs_a_workload(nvlink_run, capsys):
+    assert main(["advise", "--run", str(nvlink_run)]) == 2
+    assert "pass --samples N" in capsys.readouterr().err
+    assert main(["advise", "--run", str(nvlink_run), "--samples", "1M", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["assumptions"]["step_time"]["basis"] == "run"
+    assert any("FLOPs per sample not known" in w for w in data["warnings"])
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def _run(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    from contextlib import redirect_stderr
+
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(["advise", *args])
+        except SystemExit as exc:  # argparse's usage errors
+            code = exc.code
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--model", "resnet5O"], "unknown model 'resnet5O'; closest: resnet50"),
+        (["--model", "resnet50", "--clouds", "azur"], "unknown cloud 'azur'"),
+        (
+            ["--model", "resnet50", "--regions", "us-east-9"],
+            "unknown region 'us-east-9'; closest: us-east-2, us-east-1",
+        ),
+        (["--model", "resnet50", "--instances", "p4d.24xlarg"], "unknown instance type 'p4d.24xlarg'"),
+        (["--model", "resnet50", "--dataset", "imagenet-2k"], "unknown dataset 'imagenet-2k'"),
+        (["--model", "resnet50", "--budget", "-5"], "--budget must be positive"),
+        (["--model", "gpt2"], "no default workload for gpt2"),
+        (["--model", "resnet50", "--run", "/nonexistent/run"], "/nonexistent/run: no such directory"),
+        (["--budget", "100"], "pass --model NAME"),
+        (["--model", "resnet50", "--spot-interruption-pct", "100"], "--spot-interruption-pct must be"),
+        (["--model", "resnet50", "--checkpoint-interval", "-1"], "--checkpoint-interval must be 0 or more"),
+        (["--model", "resnet50", "--max-nodes", "0"], "--max-nodes must be at least 1"),
+        (["--model", "resnet50", "--json", "--csv"], "not allowed with argument --json"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, expected):
+    code, out, err = _run(*args)
+    assert code == 2, (out, err)
+    lines = [line for line in err.splitlines() if "warning:" not in line]
+    assert len(lines) == 1 and expected in lines[0], err
+    assert "Traceback" not in err
+
+
+def test_json_keys_and_csv(capsys):
+    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert {"options", "excluded", "assumptions"} <= set(data)
+    required = {
+        "cloud",
+        "instance_type",
+        "region",
+        "count",
+        "spot",
+        "gpu",
+        "step_ms",
+        "throughput_samples_per_s",
+        "hours",
+        "total_cost_usd",
+        "usd_per_million_samples",
+        "pareto",
+    }
+    assert data["options"] and all(required <= set(o) for o in data["options"])
+    assert len(data["options"]) <= 10
+    assumptions = data["assumptions"]
+    assert assumptions["spot"]["checkpoint_interval_min"] == 30 and assumptions["spot"]["restart_min"] == 10
+    assert assumptions["data_transfer_usd"] == 0 and "one region" in assumptions["data_transfer"]
+    assert assumptions["workload"]["total_samples"] == 1_281_167 * 90
+    assert "MAPE" in data["options"][0]["provenance"]["step_ms"]
+    assert "catalog snapshot" in data["options"][0]["provenance"]["price"]
+    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--csv", "--top", "0")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and len(rows) == data["counts"]["options"]
+    assert rows[0]["instance_type"] == data["options"][0]["instance_type"]
+
+
+def test_table_and_explain():
+    code, out, err = _run("--model", "resnet50", "--budget", "100", "--explain")
+    assert code == 0
+    assert (
+        "Top choice:" in out and "excluded options" in out and "no spot price in the catalog snapshot" in out
+    )
+    assert "CV 7.2%" in out and "price 20" in out
+    assert "catalog snapshot is" in err  # the stale-snapshot warning goes to stderr
+
+
+def test_every_option_excluded_says_so_and_why():
+    code, out, _ = _run("--model", "resnet50", "--clouds", "aws", "--spot")  # no AWS spot price shipped
+    assert code == 0
+    assert "No option is left to rank" in out and "no spot price in the catalog snapshot" in out
+
+
+def test_emit_torchrun_and_skypilot():
+    yaml = pytest.importorskip("yaml")
+    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--emit", "torchrun")
+    assert code == 0
+    command = [line for line in out.splitlines() if line and not line.startswith("#")]
+    assert len(command) == 1
+    argv = shlex.split(command[0])
+    assert argv[0] == "torchrun" and argv[-1] == "train.py"
+    assert "--nnodes=1" in argv and any(a.startswith("--nproc_per_node=") for a in argv)
+    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--emit", "skypilot", "--script", "t.py")
+    task = yaml.safe_load(out)
+    assert code == 0 and task["num_nodes"] == 1 and "t.py" in task["run"]
+    resources = task["resources"]
+    assert set(resources) >= {"cloud", "region", "accelerators", "use_spot", "instance_type"}
+    assert resources["accelerators"].endswith(":1") and isinstance(resources["use_spot"], bool)
+    code, out, err = _run("--model", "resnet50", "--budget", "1", "--emit", "torchrun")
+    assert code == 2 and "nothing to launch" in err and out == ""
+
+
+def test_emit_multi_node_specs():
+    yaml = pytest.importorskip("yaml")
+    option = {
+        "count": 2,
+        "gpus_per_node": 8,
+        "instance_type": "p4d.24xlarge",
+        "world_size": 16,
+        "gpu": "A100-40GB",
+        "cloud": "aws",
+        "region": "us-east-1",
+        "spot": True,
+        "hours": 5.0,
+        "total_cost_usd": 220.0,
+        "batch_per_gpu": 32,
+        "step_ms": 60.0,
+        "step_source": "predicted",
+    }
+    workload = {"total_samples": 1e6}
+    argv = shlex.split(emit_torchrun(option, "resnet50", workload, "train.py").splitlines()[-1])
+    assert "--nnodes=2" in argv and "--nproc_per_node=8" in argv and "--node_rank=$NODE_RANK" in argv
+    task = yaml.safe_load(emit_skypilot(option, "resnet50", workload, "train.py"))
+    assert task["num_nodes"] == 2 and task["resources"]["accelerators"] == "A100:8"
+    assert task["resources"]["use_spot"] is True
+
+
+def test_offline_path_imports_no_torch_and_does_not_refit(tmp_path):
+    """`ddlprof advise --model resnet50 --budget 100` on a fresh home: no torch, no scikit-learn (the
+    shipped fit is used, not refitted), no boto3 (no network). Its wall time: benchmarks/advise_time.py."""
+    code = (
+        "import sys, json, io, contextlib, time\n"
+        "start = time.perf_counter()\n"
+        "from ddlprof.profiler.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    rc = main(['advise', '--model', 'resnet50', '--budget', '100'])\n"
+        "print(json.dumps({'rc': rc, **{m: m in sys.modules for m in ('torch', 'sklearn', 'boto3')},"
+        " 'seconds': time.perf_counter() - start}))\n"
+    )
+    env = {"DDLPROF_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == {**result, "rc": 0, "torch": False, "sklearn": False, "boto3": False}
+    assert (tmp_path / "home" / "models" / "stall_models.json").exists()  # the shipped fit, copied
+
+
+def test_shipped_fit_equals_a_refit(monkeypatch):
+    from ddlprof.models import dataset, registry
+
+    shipped = registry.shipped_record()
+    assert shipped is not None
+    monkeypatch.setattr(dataset, "store_rows", lambda: (None, "no store"))
+    rows, info = dataset.training_rows()
+    assert shipped["stamp"] == registry.stamp(info["training_sha256"]), (
+        "ddlprof/models/data/stall_models.json is stale: run python benchmarks/build_shipped_models.py"
+    )
+    refit = registry.fit(save=False, training=(rows, info))
+    assert shipped["selected"] == refit.record["selected"]
+    for name, value in refit.record["learned"]["coef"].items():
+        assert shipped["learned"]["coef"][name] == pytest.approx(value, rel=1e-9, abs=1e-12)
+    for model in ("learned", "baseline"):
+        assert shipped["evaluation"]["targets"]["step_ms"][model]["mape_pct"] == pytest.approx(
+            refit.record["evaluation"]["targets"]["step_ms"][model]["mape_pct"]
+        )

@@ -1,0 +1,246 @@
+"""The dashboard's pages under Streamlit's AppTest: no exception, the expected widgets, and the
+numbers of the CLI (``ddlprof report --json``, ``ddlprof model evaluate --json``) for the same input."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+from conftest import REPO, ddlprof, summary
+from dashboard_runs import broken_runs, copy_run, real_run, straggler_run
+from streamlit.testing.v1 import AppTest
+
+from ddlprof.dashboard import data
+
+APP = str(REPO / "ddlprof" / "dashboard" / "app.py")
+
+
+@pytest.fixture(scope="module")
+def runs_root(tmp_path_factory):
+    """A runs directory: a real wrapped job, a copy of it two levels down (as ``ddlprof stalls``
+    places its variants), a hand-made straggler run with GPU counters, and two broken ones."""
+    root = tmp_path_factory.mktemp("runs")
+    real = real_run(root / "real")
+    copy_run(real, root / "sweep" / "one_node" / "r0", "sweep-r0")
+    straggler_run(root / "straggler")
+    broken = broken_runs(root)
+    return root, broken
+
+
+@pytest.fixture
+def app(monkeypatch):
+    def start(root, page: str | None = None) -> AppTest:
+        monkeypatch.setenv(data.RUNS_ENV, str(root))
+        at = AppTest.from_file(APP, default_timeout=120).run()
+        if page:
+            at.switch_page(f"views/{page}.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return start
+
+
+def _frame(at: AppTest, key: str):
+    """The data of the table the page shows under ``key`` (``shared.table``)."""
+    return at.get_by_key(key).dataframe[0].value
+
+
+def _titles(at: AppTest) -> list[str]:
+    return [t.value for t in at.title]
+
+
+def test_runs_page_lists_every_run_with_the_reports_numbers(runs_root, app):
+    root, broken = runs_root
+    at = app(root)
+    assert _titles(at) == ["Runs"]
+    assert at.sidebar.text_input(key="runs_dir").value == str(root)
+    table = _frame(at, "runs_table")
+    assert list(table["run"]) == ["real", "straggler", "sweep/one_node/r0"]
+    for name in ("real", "straggler"):
+        expected = summary(root / name, "--no-store")
+        row = table[table["run"] == name].iloc[0]
+        assert row["step_ms"] == expected["job"]["step_ms"]
+        assert row["throughput_samples_per_s"] == expected["job"]["throughput_samples_per_s"]
+        assert row["GPUs (ranks)"] == expected["world_size"] == 2 and row["nodes"] == 1
+    real = table[table["run"] == "real"].iloc[0]
+    assert real["model"] == "Sequential" and real["device"] == "cpu"
+    assert table[table["run"] == "straggler"].iloc[0]["stragglers"] == "1"
+    # the broken directories are listed with their errors; the good ones still show
+    errors = _frame(at, "broken_table")
+    assert sorted(errors["run"]) == sorted(broken)
+    for name, word in broken.items():
+        assert word in errors[errors["run"] == name].iloc[0]["error"]
+    assert "2 run directories could not be read" in [s.value for s in at.subheader]
+
+
+def test_runs_page_shows_one_run_in_detail(runs_root, app):
+    root, _ = runs_root
+    at = app(root)
+    assert at.selectbox(key="run").options == ["real", "straggler", "sweep/one_node/r0"]
+    expected = summary(root / "real", "--no-store")
+    at.selectbox(key="run").set_value("real").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["step time"] == f"{expected['job']['step_ms']:.2f} ms"
+    assert metrics["ranks"] == "2" and metrics["nodes"] == "1"
+    breakdown = _frame(at, "breakdown_table")
+    assert list(breakdown["rank"]) == ["0", "1", "job"]
+    assert list(breakdown["step_ms"]) == [r["step_ms"] for r in expected["ranks"]] + [
+        expected["job"]["step_ms"]
+    ]
+    for key in ("breakdown", "timeline"):
+        assert at.get_by_key(key).type == "plotly_chart"
+    assert any("No GPU counters" in c.value for c in at.caption)
+
+    at.selectbox(key="run").set_value("straggler").run()
+    assert not at.exception
+    expected = summary(root / "straggler", "--no-store")
+    assert [s["rank"] for s in expected["stragglers"]] == [1]
+    stragglers = _frame(at, "stragglers")
+    assert list(stragglers["rank"]) == [1] and list(stragglers["cause"]) == ["compute_ms"]
+    assert at.get_by_key("gpu_timeline").type == "plotly_chart"
+    gpus = _frame(at, "gpu_table")
+    assert list(gpus["gpu"]) == [0, 1]
+    assert list(gpus["util_pct median"]) == [g["util_pct"]["median"] for g in expected["gpus"]]
+
+
+def test_runs_page_shows_the_local_dataset(runs_root, app):
+    root, _ = runs_root
+    done = ddlprof("report", str(root / "real"))  # adds the run to $DDLPROF_HOME/dataset.sqlite
+    assert done.returncode == 0, done.stderr
+    at = app(root)
+    rows = _frame(at, "store_table")
+    assert len(rows) == 1
+    reported = summary(root / "real", "--no-store")
+    assert rows.iloc[0]["step_ms"] == reported["job"]["step_ms"]
+    assert rows.iloc[0]["model"] == "Sequential" and rows.iloc[0]["world_size"] == 2
+
+
+@pytest.mark.parametrize("kind", ["empty", "missing", "file"])
+def test_runs_page_without_runs_says_how_to_make_one(tmp_path, app, kind):
+    root = tmp_path / "runs"
+    if kind == "empty":
+        root.mkdir()
+    elif kind == "file":
+        root.write_text("not a directory")
+    at = app(root)
+    assert [c.value for c in at.code] == [data.EXAMPLE_COMMAND]
+    assert at.info and "No runs" in at.info[0].value
+    warnings = [w.value for w in at.warning]
+    if kind == "missing":
+        assert any("no such directory" in w for w in warnings)
+    elif kind == "file":
+        assert any("not a directory" in w for w in warnings)
+    else:
+        assert warnings == []
+    assert "Local dataset" in [s.value for s in at.subheader]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a directory whatever its mode")
+def test_runs_page_on_an_unreadable_directory(tmp_path, app):
+    root = tmp_path / "runs"
+    root.mkdir()
+    root.chmod(0)
+    try:
+        at = app(root)
+    finally:
+        root.chmod(0o755)
+    assert any("unreadable" in w.value for w in at.warning)
+
+
+def test_the_example_command_is_the_readmes():
+    assert data.EXAMPLE_COMMAND in (REPO / "README.md").read_text()
+
+
+def test_compare_page_puts_runs_side_by_side(runs_root, app):
+    root, _ = runs_root
+    at = app(root, "compare")
+    assert _titles(at) == ["Compare"]
+    picker = at.multiselect(key="compare_runs")
+    assert picker.options == ["real", "straggler", "sweep/one_node/r0"]
+    assert picker.value == ["straggler", "sweep/one_node/r0"]
+    picker.set_value(["real", "straggler"]).run()
+    assert not at.exception
+    table = _frame(at, "compare_table")
+    assert list(table["label"]) == ["real", "straggler"]
+    for name in ("real", "straggler"):
+        job = summary(root / name, "--no-store")["job"]
+        row = table[table["label"] == name].iloc[0]
+        for key in ("step_ms", "compute_ms", "interconnect_stall_ms", "throughput_samples_per_s"):
+            assert row[key] == job[key], key
+        assert row["source"] == f"measured: {root / name}"
+    for key in ("compare_breakdown", "compare_throughput", "compare_ranks_real", "compare_ranks_straggler"):
+        assert at.get_by_key(key).type == "plotly_chart"
+    at.toggle(key="compare_share").set_value(True).run()
+    assert not at.exception
+    at.multiselect(key="compare_runs").set_value([]).run()
+    assert not at.exception and "Pick runs above." in [c.value for c in at.caption]
+
+
+def test_compare_page_without_runs(tmp_path, app):
+    at = app(tmp_path, "compare")
+    assert "No readable run" in at.info[0].value
+
+
+def test_models_page_has_the_errors_of_model_evaluate(tmp_path, app):
+    done = ddlprof("model", "evaluate", "--json")
+    assert done.returncode == 0, done.stderr
+    expected = json.loads(done.stdout)
+    at = app(tmp_path, "models")
+    assert _titles(at) == ["Models"]
+    table = at.table[0].value
+    assert list(table.index) == list(expected["targets"])
+    for target, entry in expected["targets"].items():
+        row = table.loc[target]
+        assert row["rows"] == entry["rows"] and row["models"] == entry["models"]
+        if not entry["evaluable"]:
+            assert row["note"] == entry["reason"]
+            continue
+        for name in ("baseline", "learned"):
+            assert row[f"{name} MAE ms"] == pytest.approx(entry[name]["mae_ms"], rel=1e-12)
+            assert row[f"{name} max error ms"] == pytest.approx(entry[name]["max_abs_error_ms"], rel=1e-12)
+            if entry[name]["mape_pct"] is not None:
+                assert row[f"{name} MAPE %"] == pytest.approx(entry[name]["mape_pct"], rel=1e-12)
+        assert bool(row["learned better"]) == entry["learned_beats_baseline"]
+    step = expected["targets"]["step_ms"]
+    assert any(f"learned **{step['learned']['mape_pct']:.1f}%**" in m.value for m in at.markdown)
+    radio = at.radio(key="models_target")
+    assert radio.options == ["step time", "interconnect stall"]  # the network stall is not evaluable
+    assert at.get_by_key("models_scatter").type == "plotly_chart"
+    radio.set_value("interconnect_stall_ms").run()
+    assert not at.exception
+    rows = _frame(at, "models_rows")
+    assert len(rows) == expected["rows"] and "learned interconnect_stall_ms" in rows
+
+
+def test_dashboard_cli_refuses_a_port_in_use_in_one_line(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = ddlprof("dashboard", "--runs", str(tmp_path), "--port", str(port), timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert f"port {port} on 127.0.0.1 is in use" in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [(["--port", "70000"], "not a port number"), (["--host", "192.0.2.1"], "cannot listen there")],
+)
+def test_dashboard_cli_bad_address_in_one_line(tmp_path, args, words):
+    done = ddlprof("dashboard", "--runs", str(tmp_path), *args, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_html_report_draws_the_same_gpu_counters(runs_root, tmp_path):
+    """``ddlprof report --html`` and the Runs page share ``ddlprof/dashboard/figures.py``."""
+    root, _ = runs_root
+    html = tmp_path / "report.html"
+    done = ddlprof("report", "--no-store", "--html", str(html), str(root / "straggler"))
+    assert done.returncode == 0, done.stderr
+    text = html.read_text()
+    for title in ("GPU counters (NVML)", "utilisation %", "memory used MiB", "power W", "traffic MB"):
+        assert title in text, title

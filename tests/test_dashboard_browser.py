@@ -1,0 +1,222 @@
+"""``ddlprof dashboard`` in a real browser: the command serves a real run on a loopback port, Debian's
+chromium (driven by Playwright, headless) opens every page and checks its content, and screenshots
+are saved (to a temporary folder, and to ``$DDLPROF_SCREENSHOTS`` when set). The browser may only
+talk to the dashboard: any request off the loopback interface is blocked and fails the test.
+
+CI installs chromium (``.ci/run``); without /usr/bin/chromium this test is skipped, saying so.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from conftest import ddlprof, env, free_port, summary
+from dashboard_runs import broken_runs, copy_run, real_run
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+TIMEOUT_MS = 90_000
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(
+        not CHROMIUM.exists(),
+        reason="no /usr/bin/chromium: install Debian's chromium (apt-get install chromium, as .ci/run does)",
+    ),
+]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"ddlprof dashboard exited with {process.returncode}: {process.stdout.read()}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"the dashboard at {url} did not answer within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """``ddlprof dashboard`` on a free loopback port over a real run, a broken one, and a local dataset
+    with that run; yields (url, runs directory, the run's report)."""
+    root = tmp_path_factory.mktemp("runs")
+    home = tmp_path_factory.mktemp("home")
+    run = real_run(root / "real")
+    copy_run(run, root / "real-copy", "real-copy")  # a second run to compare
+    broken_runs(root)
+    environment = {**env(), "DDLPROF_HOME": str(home)}
+    done = ddlprof("report", str(run), env=environment)  # also adds it to the local dataset
+    assert done.returncode == 0, done.stderr
+    report = summary(run, "--no-store")
+    evaluation = ddlprof("model", "evaluate", "--json", env=environment)
+    assert evaluation.returncode == 0, evaluation.stderr
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ddlprof", "dashboard", "--runs", str(root), "--port", str(port)],
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, process)
+        yield {"url": url, "root": root, "report": report, "evaluation": json.loads(evaluation.stdout)}
+    finally:
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_FLAGS
+        )  # Playwright gives it a fresh --user-data-dir of its own
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser, served, tmp_path):
+    """A page that may reach the dashboard only; records anything else it tried."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, service_workers="block")
+    off_loopback: list[str] = []
+
+    def route(request_route):
+        host = urlparse(request_route.request.url).hostname
+        if request_route.request.url.startswith(("data:", "blob:")) or host in LOOPBACK:
+            request_route.continue_()
+        else:
+            off_loopback.append(request_route.request.url)
+            request_route.abort()
+
+    context.route("**/*", route)
+    page = context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    yield page
+    context.close()
+    assert off_loopback == [], f"the dashboard page tried to reach beyond loopback: {off_loopback}"
+
+
+def _screenshot(page, tmp_path: Path, name: str) -> Path:
+    path = tmp_path / "screenshots" / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Streamlit scrolls its main block, not the document: make the window as tall as the page
+    height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
+    page.wait_for_timeout(1000)  # plotly redraws at the new size
+    page.screenshot(path=str(path), full_page=True)
+    if os.environ.get("DDLPROF_SCREENSHOTS"):
+        keep = Path(os.environ["DDLPROF_SCREENSHOTS"])
+        keep.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, keep / path.name)
+    return path
+
+
+def _settled(page) -> None:
+    """Wait until the app has finished its run (Streamlit shows a status widget while running)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached")
+    page.wait_for_timeout(500)
+
+
+def test_runs_page(page, served, tmp_path):
+    page.goto(served["url"] + "/")
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    _settled(page)
+    step = f"{served['report']['job']['step_ms']:.2f} ms"
+    page.get_by_text(step, exact=True).wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert "2 run(s) under" in text and str(served["root"]) in text
+    assert "2 run directories could not be read" in text
+    assert "Where the step time goes" in page.content()  # the breakdown figure's title (SVG)
+    assert page.locator(".js-plotly-plot").count() >= 2  # breakdown and timeline
+    assert "No straggler" in text and "Local dataset" in text
+    assert f"Measured from {served['root'] / 'real-copy'}" in text  # the newest run, in detail
+    # the runs table and the local dataset are canvas grids: their size says they hold the rows
+    for key in ("runs_table", "broken_table", "store_table"):
+        assert page.locator(f".st-key-{key} [data-testid='stDataFrame']").count() == 1, key
+    shot = _screenshot(page, tmp_path, "runs")
+    assert shot.stat().st_size > 10_000
+
+
+def test_compare_page(page, served, tmp_path):
+    page.goto(served["url"] + "/compare")
+    page.get_by_role("heading", name="Compare", exact=True).wait_for()
+    _settled(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    picked = page.locator("[data-testid='stMultiSelect']").inner_text()
+    assert "real" in picked and "real-copy" in picked
+    content = page.content()
+    assert "Step time breakdown side by side" in content and "Throughput" in content
+    assert page.locator(".js-plotly-plot").count() == 4  # breakdown, throughput, each run per rank
+    _screenshot(page, tmp_path, "compare")
+
+
+def test_models_page(page, served, tmp_path):
+    page.goto(served["url"] + "/models")
+    page.get_by_role("heading", name="Models", exact=True).wait_for()
+    page.get_by_text("Cross-validation errors").wait_for()
+    _settled(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    table = page.locator("[data-testid='stTable'] table")
+    rows = {r.locator("th").first.inner_text().strip(): r for r in table.locator("tbody tr").all()}
+    assert list(rows) == ["step_ms", "interconnect_stall_ms", "network_stall_ms"]
+    cells = [c.strip() for c in rows["step_ms"].locator("td").all_inner_texts()]
+    step = served["evaluation"]["targets"]["step_ms"]
+    for name in ("baseline", "learned"):
+        assert f"{step[name]['mape_pct']:.2f}" in cells
+        assert f"{step[name]['mae_ms']:.2f}" in cells
+    assert "no multi-node data" in rows["network_stall_ms"].inner_text()
+    _screenshot(page, tmp_path, "models")
+
+
+def test_ctrl_c_stops_the_dashboard(served):
+    """Ctrl-C stops a dashboard cleanly: exit status 0, one line saying so, no traceback."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ddlprof", "dashboard", "--runs", str(served["root"]), "--port", str(port)],
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    _wait_healthy(f"http://127.0.0.1:{port}", process)
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output
+    assert "ddlprof dashboard: stopped" in output and "Traceback" not in output
