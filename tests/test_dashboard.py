@@ -244,3 +244,109 @@ def test_html_report_draws_the_same_gpu_counters(runs_root, tmp_path):
     text = html.read_text()
     for title in ("GPU counters (NVML)", "utilisation %", "memory used MiB", "power W", "traffic MB"):
         assert title in text, title
+
+
+def _advise_cli(*args: str) -> dict:
+    """``ddlprof advise --json`` with the same DDLPROF_HOME as the page (the autouse fixture's)."""
+    done = ddlprof("advise", *args, "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _advise_page(at: AppTest, budget: float | None = None, deadline: float | None = None) -> AppTest:
+    if budget is not None:
+        at.number_input(key="advisor_budget").set_value(budget)
+    if deadline is not None:
+        at.number_input(key="advisor_deadline").set_value(deadline)
+    at.button(key="advisor_submit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_advisor_page_has_the_advise_form(tmp_path, app):
+    at = app(tmp_path, "advisor")
+    assert _titles(at) == ["Advisor"]
+    model = at.selectbox(key="advisor_model")
+    assert model.value == "resnet50" and "bert-base" in model.options and "vit_b_16" in model.options
+    assert at.number_input(key="advisor_batch").value == 32
+    assert at.number_input(key="advisor_max_nodes").value == 4
+    assert at.number_input(key="advisor_budget").value is None
+    assert at.number_input(key="advisor_deadline").value is None
+    assert at.radio(key="advisor_spot").options == ["both", "spot only", "on-demand only"]
+    assert at.multiselect(key="advisor_clouds").value == ["aws", "gcp"]
+    regions = at.multiselect(key="advisor_regions")
+    assert regions.value == [] and "us-east-1" in regions.options and "us-central1" in regions.options
+    assert "Fill in the form" in at.info[0].value
+
+
+def test_advisor_page_ranks_as_the_cli_does(tmp_path, app):
+    expected = _advise_cli("--model", "resnet50", "--budget", "100")
+    at = _advise_page(app(tmp_path, "advisor"), budget=100.0)
+    table = _frame(at, "advisor_table")
+    options = expected["options"]
+    assert len(table) == len(options) > 3
+    for (_, row), option in zip(table.iterrows(), options, strict=True):
+        for key in ("rank", "instance_type", "region", "count", "spot", "pareto"):
+            assert row[key] == option[key], key
+        assert f"{row['total_cost_usd']:.2f}" == f"{option['total_cost_usd']:.2f}"
+        assert row["usd_per_million_samples"] == option["usd_per_million_samples"]
+    assert any(expected["top_choice"] in s.value for s in at.success)
+    for key in ("advisor_scatter", "advisor_cost_bars"):
+        assert at.get_by_key(key).type == "plotly_chart"
+    assert len(_frame(at, "advisor_excluded")) == len(expected["excluded"])
+    # the launch spec is --emit's for the same input
+    spec = ddlprof("advise", "--model", "resnet50", "--budget", "100", "--emit", "skypilot")
+    assert spec.returncode == 0, spec.stderr
+    assert [c.value for c in at.code] == [spec.stdout.rstrip("\n")]
+    assert at.get_by_key("advisor_torchrun") is not None and at.get_by_key("advisor_skypilot") is not None
+
+
+def test_advisor_page_filters_as_the_cli_does(tmp_path, app):
+    expected = _advise_cli(
+        "--model", "bert-base", "--clouds", "aws", "--no-spot", "--max-nodes", "2", "--batch-per-gpu", "64"
+    )
+    at = app(tmp_path, "advisor")
+    at.selectbox(key="advisor_model").set_value("bert-base")
+    at.multiselect(key="advisor_clouds").set_value(["aws"])
+    at.radio(key="advisor_spot").set_value("on-demand only")
+    at.number_input(key="advisor_max_nodes").set_value(2)
+    at.number_input(key="advisor_batch").set_value(64)
+    table = _frame(_advise_page(at), "advisor_table")
+    assert list(table["instance_type"]) == [o["instance_type"] for o in expected["options"]]
+    assert list(table["count"]) == [o["count"] for o in expected["options"]]
+    assert set(table["cloud"]) == {"aws"} and not table["spot"].any() and table["count"].max() <= 2
+
+
+def test_advisor_page_over_budget(tmp_path, app):
+    expected = _advise_cli("--model", "resnet50", "--budget", "1")
+    assert not expected["met_constraints"]
+    at = _advise_page(app(tmp_path, "advisor"), budget=1.0)
+    warnings = [w.value for w in at.warning]
+    assert any("No option meets the $1 budget" in w for w in warnings), warnings
+    assert expected["top_choice"] in warnings
+    table = _frame(at, "advisor_table")
+    assert list(table["over_budget_usd"][:3]) == [o["over_budget_usd"] for o in expected["options"][:3]]
+    with pytest.raises(KeyError):
+        at.get_by_key("advisor_torchrun")  # nothing to launch
+    assert not at.code
+
+
+def test_compare_page_shows_the_advisors_options(runs_root, app):
+    root, _ = runs_root
+    at = _advise_page(app(root, "advisor"), budget=100.0)
+    picked = at.multiselect(key="advisor_picked").value
+    assert len(picked) == 3
+    at.switch_page("views/compare.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = _frame(at, "compare_table")
+    options = table[table["kind"] == "option"]
+    assert list(options["label"]) == picked
+    expected = _advise_cli("--model", "resnet50", "--budget", "100")["options"][0]
+    top = options.iloc[0]
+    assert top["throughput_samples_per_s"] == expected["throughput_samples_per_s"]
+    assert top["step_ms"] == expected["step_ms"]
+    assert top["usd_per_hour"] == pytest.approx(expected["usd_per_instance_hour"] * expected["count"])
+    assert "stall model" in top["source"] and "catalog snapshot" in top["source"]
+    assert len(table[table["kind"] == "run"]) == 2  # the runs picked by default
+    for key in ("compare_scatter", "compare_cost_bars", "compare_breakdown"):
+        assert at.get_by_key(key).type == "plotly_chart"

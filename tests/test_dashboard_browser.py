@@ -88,7 +88,13 @@ def served(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_healthy(url, process)
-        yield {"url": url, "root": root, "report": report, "evaluation": json.loads(evaluation.stdout)}
+        yield {
+            "url": url,
+            "root": root,
+            "report": report,
+            "evaluation": json.loads(evaluation.stdout),
+            "env": environment,
+        }
     finally:
         process.send_signal(signal.SIGINT)  # Ctrl-C
         try:
@@ -203,6 +209,29 @@ def test_models_page(page, served, tmp_path):
         assert f"{step[name]['mae_ms']:.2f}" in cells
     assert "no multi-node data" in rows["network_stall_ms"].inner_text()
     _screenshot(page, tmp_path, "models")
+
+
+def test_advisor_page(page, served, tmp_path):
+    done = ddlprof("advise", "--model", "resnet50", "--json", env=served["env"])
+    assert done.returncode == 0, done.stderr
+    top = json.loads(done.stdout)["options"][0]
+    page.goto(served["url"] + "/advisor")
+    page.get_by_role("heading", name="Advisor", exact=True).wait_for()
+    page.get_by_text("Fill in the form").wait_for()
+    _settled(page)
+    page.get_by_role("button", name="Advise").click()  # the form's defaults: resnet50, batch 32, no limits
+    page.get_by_text("Top choice:").wait_for()
+    _settled(page)
+    page.locator(".js-plotly-plot").first.wait_for()
+    text = page.locator("[data-testid='stMain']").inner_text()
+    assert top["instance_type"] in text  # the top choice's sentence, and the launch spec
+    assert f'instance_type: "{top["instance_type"].split("+")[0]}"' in text
+    assert "torchrun command" in text and "SkyPilot task YAML" in text
+    assert page.locator(".st-key-advisor_table [data-testid='stDataFrame']").count() == 1
+    content = page.content()
+    assert "Throughput vs cost per hour" in content and "USD per 1M samples" in content
+    assert page.locator(".js-plotly-plot").count() == 2
+    _screenshot(page, tmp_path, "advisor")
 
 
 def test_ctrl_c_stops_the_dashboard(served):

@@ -159,51 +159,113 @@ def add_advise_command(commands: argparse._SubParsersAction, add_command: Callab
     )
 
 
-def run_advise(args: argparse.Namespace) -> int:
+#: ``advise_result``'s keywords: the flags of ``ddlprof advise`` that shape the advice (argparse's names).
+ADVISE_KEYWORDS = (
+    "model",
+    "run",
+    "single_gpu_step_ms",
+    "step_gpu",
+    "precision",
+    "batch_per_gpu",
+    "samples",
+    "dataset",
+    "epochs",
+    "budget",
+    "deadline",
+    "clouds",
+    "regions",
+    "instances",
+    "spot",
+    "max_nodes",
+    "checkpoint_interval",
+    "restart_time",
+    "spot_interruption_pct",
+    "all_regions",
+    "top",
+)
+
+
+def advise_result(
+    model: str | None = None,
+    *,
+    run: Path | None = None,
+    single_gpu_step_ms: float | None = None,
+    step_gpu: str | None = None,
+    precision: str | None = None,
+    batch_per_gpu: int | None = None,
+    samples: str | None = None,
+    dataset: str | None = None,
+    epochs: float | None = None,
+    budget: float | None = None,
+    deadline: float | None = None,
+    clouds: list[str] | None = None,
+    regions: list[str] | None = None,
+    instances: list[str] | None = None,
+    spot: bool | None = None,
+    max_nodes: int = 4,
+    checkpoint_interval: float = 30.0,
+    restart_time: float = 10.0,
+    spot_interruption_pct: float = 20.0,
+    all_regions: bool = False,
+    top: int = 10,
+) -> tuple[Any, dict[str, Any]]:
+    """``ddlprof advise`` with its flags as keywords: the ``Advice`` and its JSON (what ``--json`` prints).
+
+    The CLI and the dashboard's Advisor page both call this; a bad input is a ``DdlprofError``.
+    """
     from ddlprof.advisor.ranking import AdviseRequest, advise
     from ddlprof.advisor.throughput import measured_model
     from ddlprof.advisor.workloads import resolve_workload
 
-    if args.model is None and args.run is None:
+    if model is None and run is None:
         raise DdlprofError("pass --model NAME (or --run RUN_DIR); e.g. ddlprof advise --model resnet50")
-    if args.top < 0:
-        raise DdlprofError(f"--top must be 0 (all) or more, got {args.top}")
-    if args.run is None and args.single_gpu_step_ms is None:
-        measured_model(args.model)  # an unknown name fails here, before its workload does
+    if top < 0:
+        raise DdlprofError(f"--top must be 0 (all) or more, got {top}")
+    if run is None and single_gpu_step_ms is None:
+        measured_model(model)  # an unknown name fails here, before its workload does
     # a run's model may be unnamed: its workload needs --samples or --dataset (or a known --model)
-    workload = resolve_workload(args.model or "the run's model", args.samples, args.dataset, args.epochs)
+    workload = resolve_workload(model or "the run's model", samples, dataset, epochs)
     request = AdviseRequest(
-        model=args.model,
+        model=model,
         workload=workload,
-        batch_per_gpu=args.batch_per_gpu,
-        run_dir=args.run,
-        single_gpu_step_ms=args.single_gpu_step_ms,
-        step_gpu=args.step_gpu,
-        precision=args.precision,
-        budget_usd=args.budget,
-        deadline_hours=args.deadline,
-        clouds=args.clouds,
-        regions=args.regions,
-        instances=args.instances,
-        spot=args.spot,
-        max_nodes=args.max_nodes,
-        checkpoint_interval_min=args.checkpoint_interval,
-        restart_min=args.restart_time,
-        unpublished_interruption_pct=args.spot_interruption_pct,
-        all_regions=args.all_regions,
+        batch_per_gpu=batch_per_gpu,
+        run_dir=run,
+        single_gpu_step_ms=single_gpu_step_ms,
+        step_gpu=step_gpu,
+        precision=precision,
+        budget_usd=budget,
+        deadline_hours=deadline,
+        clouds=clouds,
+        regions=regions,
+        instances=instances,
+        spot=spot,
+        max_nodes=max_nodes,
+        checkpoint_interval_min=checkpoint_interval,
+        restart_min=restart_time,
+        unpublished_interruption_pct=spot_interruption_pct,
+        all_regions=all_regions,
     )
     advice = advise(request)
-    result = advice.to_dict(top=args.top or None)
+    return advice, advice.to_dict(top=top or None)
+
+
+def launch_spec(advice: Any, result: dict[str, Any], emit: str, script: str = "train.py") -> str:
+    """The ``--emit torchrun|skypilot`` spec of the top option of ``advise_result``'s answer."""
+    if not advice.met_constraints or not advice.options:
+        raise DdlprofError(
+            "no option meets the budget and deadline, so there is nothing to launch; run without --emit "
+            "to see how far over the cheapest options are"
+        )
+    spec = emit_torchrun if emit == "torchrun" else emit_skypilot
+    return spec(result["options"][0], advice.basis.model, result["assumptions"]["workload"], script)
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    advice, result = advise_result(**{key: getattr(args, key) for key in ADVISE_KEYWORDS})
     for warning in advice.warnings:
         print(f"ddlprof advise: warning: {warning}", file=sys.stderr)
     if args.emit:
-        if not advice.met_constraints or not advice.options:
-            raise DdlprofError(
-                "no option meets the budget and deadline, so there is nothing to launch; run without --emit "
-                "to see how far over the cheapest options are"
-            )
-        spec = emit_torchrun if args.emit == "torchrun" else emit_skypilot
-        print(spec(result["options"][0], advice.basis.model, result["assumptions"]["workload"], args.script))
+        print(launch_spec(advice, result, args.emit, args.script))
     elif args.json:
         print(json.dumps(result, indent=2))
     elif args.csv:

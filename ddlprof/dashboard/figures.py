@@ -191,3 +191,77 @@ def predicted_vs_measured(
         yaxis_title="predicted ms",
     )
     return figure
+
+
+def _priced(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [r for r in rows if r.get("usd_per_hour") and r.get("throughput_samples_per_s")]
+
+
+def pareto_flags(points: list[tuple[float, float]]) -> list[bool]:
+    """For (cost per hour, throughput) points: True where no other point is at most as dear and at least as
+    fast, and better in one of the two."""
+    return [
+        not any(
+            c <= cost and t >= speed and (c < cost or t > speed) for j, (c, t) in enumerate(points) if j != i
+        )
+        for i, (cost, speed) in enumerate(points)
+    ]
+
+
+def cost_throughput_scatter(rows: list[dict[str, Any]]) -> go.Figure:
+    """Throughput vs. cost per hour of the compared items that have a price, with the Pareto frontier
+    (no other item both cheaper per hour and faster) drawn as a line through its points."""
+    priced = _priced(rows)
+    figure = go.Figure()
+    points = [(float(r["usd_per_hour"]), float(r["throughput_samples_per_s"])) for r in priced]
+    flags = pareto_flags(points)
+    for kind, symbol in (("option", "circle"), ("run", "diamond")):
+        mine = [(r, p) for r, p in zip(priced, points, strict=True) if r.get("kind", "option") == kind]
+        if not mine:
+            continue
+        figure.add_scatter(
+            name="instance options" if kind == "option" else "runs",
+            x=[p[0] for _, p in mine],
+            y=[p[1] for _, p in mine],
+            mode="markers",
+            marker={"symbol": symbol, "size": 9, "color": "#4c78a8" if kind == "option" else "#f58518"},
+            text=[r["label"] for r, _ in mine],
+            customdata=[r.get("source", "") for r, _ in mine],
+            hovertemplate="%{text}<br>$%{x:.2f}/h, %{y:,.0f} samples/s<br>%{customdata}<extra></extra>",
+        )
+    front = sorted(p for p, flag in zip(points, flags, strict=True) if flag)
+    if front:
+        figure.add_scatter(
+            name="Pareto frontier",
+            x=[p[0] for p in front],
+            y=[p[1] for p in front],
+            mode="lines+markers",
+            line={"shape": "hv", "color": "#e45756"},
+            marker={"symbol": "star", "size": 12, "color": "#e45756"},
+            hoverinfo="skip",
+        )
+    figure.update_layout(
+        title="Throughput vs cost per hour, with the Pareto frontier",
+        xaxis_title="USD per hour (all instances)",
+        yaxis_title="samples / s",
+    )
+    return figure
+
+
+def cost_per_million_bars(rows: list[dict[str, Any]]) -> go.Figure:
+    """USD per 1M samples (cost per hour / samples per hour) of the compared items that have a price."""
+    priced = _priced(rows)
+    values = [
+        r.get("usd_per_million_samples") or r["usd_per_hour"] / (r["throughput_samples_per_s"] * 3600) * 1e6
+        for r in priced
+    ]
+    figure = go.Figure()
+    figure.add_bar(
+        x=[r["label"] for r in priced],
+        y=values,
+        marker_color="#54a24b",
+        customdata=[r.get("source", "") for r in priced],
+        hovertemplate="%{x}: $%{y:,.3f} per 1M samples<br>%{customdata}<extra></extra>",
+    )
+    figure.update_layout(title="USD per 1M samples", yaxis_title="USD per 1M samples")
+    return figure

@@ -18,6 +18,8 @@ from ddlprof.dashboard import data
 from ddlprof.profiler.errors import DdlprofError
 
 RUNS_KEY = "runs_dir"
+#: The instance options picked on the Advisor page (comparables), read by the Compare page.
+ADVISOR_OPTIONS_KEY = "advisor_options"
 
 
 def runs_root() -> Path:

@@ -1,8 +1,10 @@
-"""Compare page: measured runs side by side (breakdown, throughput).
+"""Compare page: measured runs and the Advisor page's instance options side by side (breakdown,
+throughput, and for the items with a price: throughput vs cost per hour with the Pareto frontier, and
+USD per 1M samples).
 
-Everything compared is a *comparable* (``data.comparable``): a label, a kind ("run" here), where the
-numbers come from, the five categories in ms per step, throughput, and ``usd_per_hour``. The
-figures take comparables only, so instance options from the advisor can join the same charts.
+Everything compared is a *comparable* (``data.comparable``): a label, a kind ("run" or "option"), where
+the numbers come from, the five categories in ms per step, throughput, and ``usd_per_hour``. The
+figures take comparables only, so runs and instance options share the same charts.
 """
 
 from __future__ import annotations
@@ -32,15 +34,15 @@ def _runs(root: Any) -> list[tuple[str, dict[str, Any]]]:
     return [(name, by_name[name]) for name in picked]
 
 
-# ---- Instance options from the advisor: NOT BUILT YET (issue 6, "Compare by instance") --------------
-# Plug-in point. Once ddlprof.advisor.ranking exists, return the picked instance options here as
-# comparables of the same shape as data.comparable: kind "option", label the instance type (and
-# count, region, spot/on-demand), source naming the stall model with its validation error and the
-# catalog snapshot date, the predicted categories in ms, throughput, and usd_per_hour. Then draw,
-# for the items with a usd_per_hour, figures.cost_throughput_scatter (with the Pareto frontier) and
-# figures.cost_per_million_bars (both to be added to figures.py). The run charts below need no change.
 def _instance_options() -> list[dict[str, Any]]:
-    return []
+    """The instance options picked on the Advisor page (``views/advisor.py``: ``option_comparable``),
+    kept in the session: kind "option", the predicted step split, throughput and ``usd_per_hour``."""
+    options = list(st.session_state.get(shared.ADVISOR_OPTIONS_KEY) or [])
+    if options:
+        st.caption(f"{len(options)} instance option(s) from the Advisor page.")
+    else:
+        st.caption("Instance options: rank them on the Advisor page to compare them here.")
+    return options
 
 
 def render() -> None:
@@ -54,11 +56,16 @@ def render() -> None:
     share = st.toggle("Show each category as a share of the step", key="compare_share")
     st.plotly_chart(figures.breakdown_by_run(items, share=share), key="compare_breakdown")
     st.plotly_chart(figures.throughput_bars(items), key="compare_throughput")
-    table = pd.DataFrame(items).drop(columns=["kind", "usd_per_hour"])
+    if any(item.get("usd_per_hour") for item in items):
+        left, right = st.columns(2)
+        left.plotly_chart(figures.cost_throughput_scatter(items), key="compare_scatter")
+        right.plotly_chart(figures.cost_per_million_bars(items), key="compare_cost_bars")
+    table = pd.DataFrame(items)
     shared.table(
         table,
         column_config={k: MS for k in ("step_ms", *figures.LABELS)}
-        | {"throughput_samples_per_s": st.column_config.NumberColumn("samples/s", format="%.0f")},
+        | {"throughput_samples_per_s": st.column_config.NumberColumn("samples/s", format="%.0f")}
+        | {"usd_per_hour": st.column_config.NumberColumn("USD/h", format="%.2f")},
         key="compare_table",
     )
     if runs:

@@ -1,0 +1,253 @@
+"""Advisor page: the ``ddlprof advise`` form, its ranked table and charts, and the launch spec.
+
+The page calls ``ddlprof.advisor.advise_cli.advise_result`` (what ``ddlprof advise`` calls) and
+``launch_spec`` (its ``--emit``), so the table holds the options of ``ddlprof advise --json`` for the
+same input. The options picked below are kept in ``st.session_state[OPTIONS_KEY]`` as comparables
+(``option_comparable``) for the Compare page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from ddlprof.dashboard import figures, shared
+from ddlprof.profiler.errors import DdlprofError
+
+#: Where the page keeps its last answer, and the options picked for the Compare page (comparables).
+RESULT_KEY = "advisor_result"
+OPTIONS_KEY = shared.ADVISOR_OPTIONS_KEY
+SPOT = {"both": None, "spot only": True, "on-demand only": False}
+CLOUDS = ("aws", "gcp")
+#: The columns of the ranked table: fields of ``ddlprof advise --json``'s options, unchanged.
+COLUMNS = (
+    "rank",
+    "cloud",
+    "instance_type",
+    "count",
+    "region",
+    "spot",
+    "gpu",
+    "world_size",
+    "step_ms",
+    "step_source",
+    "throughput_samples_per_s",
+    "hours",
+    "total_cost_usd",
+    "usd_per_million_samples",
+    "pareto",
+    "over_budget_usd",
+    "over_deadline_hours",
+    "usd_per_instance_hour",
+    "price_date",
+    "other_regions",
+)
+NUMBER = st.column_config.NumberColumn
+
+
+@st.cache_data(show_spinner=False)
+def _known_models() -> list[str]:
+    from ddlprof.models.dataset import known_models
+
+    return known_models()
+
+
+@st.cache_data(show_spinner=False, ttl=600)
+def _regions() -> list[str]:
+    from ddlprof.advisor.catalog import load_catalog
+
+    catalog = load_catalog()
+    return [region for cloud in CLOUDS for region in catalog.regions(cloud)]
+
+
+def option_label(option: dict[str, Any]) -> str:
+    pricing = "spot" if option["spot"] else "on-demand"
+    return f"{option['count']} x {option['instance_type']} {option['region']} {pricing}"
+
+
+def option_comparable(option: dict[str, Any], assumptions: dict[str, Any]) -> dict[str, Any]:
+    """An option of ``ddlprof advise --json`` as an item of the Compare page (``data.comparable``'s shape):
+    the predicted (or measured) step split into compute (the single-GPU step), interconnect and network
+    stalls, and the price of all its instances per hour."""
+    step = assumptions["step_time"]
+    if option["step_source"] == "predicted":
+        how = (
+            f"predicted: {step['stall_model']} stall model (leave-one-model-out step error "
+            f"{step['validation']['step_ms_mape_pct']:.1f}%)"
+        )
+    else:
+        how = f"measured: {step['description']}"
+    compute = option["single_gpu_step_ms"]
+    stalls = option["interconnect_stall_ms"] + option["network_stall_ms"]
+    return {
+        "label": option_label(option),
+        "kind": "option",
+        "source": f"{how}; prices: catalog snapshot {assumptions['catalog']['snapshot_date']} "
+        f"(price {option['price_date']})",
+        "step_ms": option["step_ms"],
+        "compute_ms": compute,
+        "data_stall_ms": None,
+        "interconnect_stall_ms": option["interconnect_stall_ms"],
+        "network_stall_ms": option["network_stall_ms"],
+        "other_ms": max(option["step_ms"] - compute - stalls, 0.0),
+        "throughput_samples_per_s": option["throughput_samples_per_s"],
+        "usd_per_hour": round(option["usd_per_instance_hour"] * option["count"], 6),
+        "usd_per_million_samples": option["usd_per_million_samples"],
+    }
+
+
+def _form() -> dict[str, Any] | None:
+    """The form; the keywords of ``advise_result`` when it was submitted."""
+    models = _known_models()
+    with st.form("advisor_form"):
+        left, middle, right = st.columns(3)
+        model = left.selectbox(
+            "Model",
+            models,
+            index=models.index("resnet50") if "resnet50" in models else 0,
+            accept_new_options=True,
+            key="advisor_model",
+            help="one of the measured models, or type another name",
+        )
+        batch = left.number_input("Batch per GPU", min_value=1, value=32, step=1, key="advisor_batch")
+        max_nodes = left.number_input("Max nodes", min_value=1, value=4, step=1, key="advisor_max_nodes")
+        budget = middle.number_input(
+            "Budget USD", min_value=0.0, value=None, step=10.0, key="advisor_budget", help="empty: none"
+        )
+        deadline = middle.number_input(
+            "Deadline hours", min_value=0.0, value=None, step=1.0, key="advisor_deadline", help="empty: none"
+        )
+        spot = middle.radio("Spot", list(SPOT), horizontal=True, key="advisor_spot")
+        clouds = right.multiselect("Clouds", CLOUDS, default=list(CLOUDS), key="advisor_clouds")
+        regions = right.multiselect("Regions", _regions(), key="advisor_regions", placeholder="all regions")
+        submitted = st.form_submit_button("Advise", type="primary", key="advisor_submit")
+    if not submitted:
+        return None
+    return {
+        "model": (model or "").strip() or None,
+        "batch_per_gpu": int(batch),
+        "budget": budget,
+        "deadline": deadline,
+        "clouds": list(clouds) or None,
+        "regions": list(regions) or None,
+        "spot": SPOT[spot],
+        "max_nodes": int(max_nodes),
+    }
+
+
+def _advise(keywords: dict[str, Any]) -> dict[str, Any]:
+    from ddlprof.advisor.advise_cli import advise_result, launch_spec
+
+    try:
+        advice, result = advise_result(**keywords)
+    except DdlprofError as exc:
+        return {"error": str(exc), "keywords": keywords}
+    specs = {}
+    for emit in ("torchrun", "skypilot"):
+        try:
+            specs[emit] = launch_spec(advice, result, emit)
+        except DdlprofError:
+            specs[emit] = None
+    return {"result": result, "specs": specs, "keywords": keywords}
+
+
+def _joined(values: Any) -> str:
+    """An excluded group's regions, counts or pricing ("all", or the list)."""
+    if isinstance(values, str):
+        return values
+    return ", ".join(("spot" if v else "on-demand") if isinstance(v, bool) else str(v) for v in values)
+
+
+def _show(answer: dict[str, Any]) -> None:
+    result = answer["result"]
+    options = result["options"]
+    for warning in result["warnings"]:
+        st.caption(f"warning: {warning}")
+    if not options:
+        st.session_state[OPTIONS_KEY] = []
+        st.warning(result["top_choice"])
+    elif not result["met_constraints"]:
+        st.warning(result["top_choice"])
+    else:
+        st.success(f"**Top choice:** {result['top_choice']}")
+    if options:
+        frame = pd.DataFrame(options)
+        frame = frame.reindex(columns=list(COLUMNS))
+        shared.table(
+            frame,
+            key="advisor_table",
+            column_config={
+                "total_cost_usd": NUMBER("total $", format="%.2f"),
+                "usd_per_million_samples": NUMBER("$/1M samples", format="%.3f"),
+                "throughput_samples_per_s": NUMBER("samples/s", format="%.0f"),
+                "hours": NUMBER(format="%.1f"),
+                "step_ms": NUMBER(format="%.1f"),
+                "pareto": st.column_config.CheckboxColumn("Pareto"),
+            },
+        )
+        assumptions = result["assumptions"]
+        step = assumptions["step_time"]
+        st.caption(
+            f"{assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, "
+            f"{assumptions['workload']['total_samples']:,.0f} samples ({assumptions['workload']['source']}); "
+            f"step times: {step['stall_model']} stall model, CV step error "
+            f"{step['validation']['step_ms_mape_pct']:.1f}%; prices: catalog snapshot "
+            f"{assumptions['catalog']['snapshot_date']}. Pareto: no other option is both faster and cheaper."
+        )
+        items = [option_comparable(o, assumptions) for o in options]
+        left, right = st.columns(2)
+        left.plotly_chart(figures.cost_throughput_scatter(items), key="advisor_scatter")
+        right.plotly_chart(figures.cost_per_million_bars(items), key="advisor_cost_bars")
+        labels = [item["label"] for item in items]
+        picked = st.multiselect(
+            "Options to compare (Compare page)", labels, default=labels[:3], key="advisor_picked"
+        )
+        st.session_state[OPTIONS_KEY] = [item for item in items if item["label"] in picked]
+        specs = answer["specs"]
+        if specs["torchrun"]:
+            st.subheader("Launch spec of the top option")
+            left, right = st.columns(2)
+            left.download_button(
+                "torchrun command", specs["torchrun"], file_name="launch.sh", key="advisor_torchrun"
+            )
+            right.download_button(
+                "SkyPilot task YAML", specs["skypilot"], file_name="task.yaml", key="advisor_skypilot"
+            )
+            st.code(specs["skypilot"], language="yaml")
+    excluded = result["excluded"]
+    with st.expander(f"Excluded options ({len(excluded)} groups) and why"):
+        rows = [
+            {
+                "instance_type": item["instance_type"],
+                "cloud": item["cloud"],
+                "regions": _joined(item["regions"]),
+                "counts": _joined(item["counts"]),
+                "spot": _joined(item["spot"]),
+                "reason": item["reason"],
+            }
+            for item in excluded
+        ]
+        shared.table(pd.DataFrame(rows), key="advisor_excluded")
+
+
+def render() -> None:
+    st.title("Advisor")
+    st.caption("Where to train a model and what it costs: `ddlprof advise`, ranked by USD per 1M samples.")
+    keywords = _form()
+    if keywords is not None:
+        with st.spinner("Ranking the options..."):
+            st.session_state[RESULT_KEY] = _advise(keywords)
+    answer = st.session_state.get(RESULT_KEY)
+    if answer is None:
+        st.info("Fill in the form and press **Advise**.")
+        return
+    if "error" in answer:
+        st.session_state[OPTIONS_KEY] = []
+        st.error(answer["error"])
+        return
+    _show(answer)
+
+
+render()
