@@ -160,7 +160,19 @@ def _two_nodes(tmp_path, outs: list[str], nproc: int = 1, *wrap_options: str) ->
         jobs.append(
             subprocess.Popen(cmd, env=node_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         )
-    assert [j.wait(timeout=180) for j in jobs] == [0, 0], [j.stderr.read() for j in jobs]
+    try:
+        codes = [j.wait(timeout=240) for j in jobs]
+    except subprocess.TimeoutExpired:
+        for job in jobs:
+            job.terminate()  # ddlprof wrap forwards SIGTERM to the job's process group
+        for job in jobs:
+            try:
+                job.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                job.kill()
+        tails = "\n".join(j.stderr.read()[-3000:] for j in jobs)
+        pytest.fail(f"2-node job did not finish in 240 s:\n{tails}")
+    assert codes == [0, 0], [j.stderr.read() for j in jobs]
     return jobs
 
 
