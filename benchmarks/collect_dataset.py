@@ -38,6 +38,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from ddp_train import build_model, synthetic_batch
 
+from ddlprof.collectors.probe import ring_factor
+
 CLASSES = 1000
 CUDA = torch.cuda.is_available()  # CPU (gloo) only to try the script out
 FIELDS = (
@@ -102,7 +104,7 @@ def allreduce_busbw(world: int, nbytes: int, iters: int) -> tuple[float, float]:
         dist.all_reduce(tensor)
     sync()
     seconds = (time.perf_counter() - started) / iters
-    return 2 * (world - 1) / world * nbytes / seconds / 1e9, seconds * 1e6
+    return ring_factor(world) * nbytes / seconds / 1e9, seconds * 1e6
 
 
 def provenance() -> dict[str, str]:

@@ -129,8 +129,7 @@ def dataset_basis(model: str, batch: int, precision: str | None = None) -> StepB
     from ddlprof.models import dataset
 
     name = measured_model(model)
-    row = dataset.model_rows(name).iloc[0]
-    features = {c: float(row[c]) for c in dataset.FEATURE_COLUMNS}
+    features = dataset.shipped_features(name)
     memory = shipped_memory_estimate(name, batch)
     return StepBasis(
         model=name,
@@ -279,8 +278,7 @@ def given_basis(
 
         result = macro_features(model, batch_per_gpu=batch)
         name = result["model"]
-        features = {c: float(result.get(c) or 0) for c in dataset.FEATURE_COLUMNS if c != "last_bucket_bytes"}
-        features["last_bucket_bytes"] = float(result["bucket_bytes"][-1]) if result["bucket_bytes"] else 0.0
+        features = {c: float(v or 0) for c, v in dataset.feature_columns(result).items()}
         total = result["memory_bytes"].get("total")
         memory = (
             (total, f"macro_features estimate ({result['source']}), batch {batch}") if total else (None, None)

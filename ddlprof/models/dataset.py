@@ -104,6 +104,20 @@ def model_rows(name: str) -> pd.DataFrame:
     return frame[frame["model"] == name].copy()
 
 
+def shipped_features(name: str) -> dict[str, float]:
+    """The feature columns of a measured model, as shipped (they do not depend on the batch)."""
+    row = model_rows(name).iloc[0]
+    return {c: float(row[c]) for c in FEATURE_COLUMNS}
+
+
+def feature_columns(result: dict[str, Any]) -> dict[str, Any]:
+    """The feature columns from a ``macro_features`` result: its own keys, and the last DDP
+    bucket's bytes (the bucket whose all-reduce is always exposed)."""
+    out = {c: result.get(c) for c in FEATURE_COLUMNS if c != "last_bucket_bytes"}
+    out["last_bucket_bytes"] = result["bucket_bytes"][-1] if result["bucket_bytes"] else 0
+    return out
+
+
 def transports() -> dict[str, dict[str, float]]:
     """Measured transports: name -> intra_busbw_gbps, latency_us (2 x H200, world size 2)."""
     return dict(provenance()["transports"])

@@ -37,15 +37,12 @@ def _features(name: str, batch_per_gpu: int) -> tuple[str, dict[str, Any], str]:
     zoo's one-line error with the closest names)."""
     measured = dataset.lookup_model(name)
     if measured is not None:
-        row = dataset.model_rows(measured).iloc[0]
-        features = {c: float(row[c]) for c in dataset.FEATURE_COLUMNS}
-        return measured, features, "shipped stall dataset (macro_features of the zoo model)"
+        shipped = dataset.shipped_features(measured)
+        return measured, shipped, "shipped stall dataset (macro_features of the zoo model)"
     from ddlprof.models.features import macro_features
 
     result = macro_features(name, batch_per_gpu=batch_per_gpu)
-    features = {c: result[c] for c in dataset.FEATURE_COLUMNS if c in result}
-    features["last_bucket_bytes"] = result["bucket_bytes"][-1] if result["bucket_bytes"] else 0
-    return result["model"], features, f"macro_features: {result['source']}"
+    return result["model"], dataset.feature_columns(result), f"macro_features: {result['source']}"
 
 
 def _reference_step(model: str, batch: int) -> tuple[float, str, list[str]]:
