@@ -37,46 +37,27 @@ DEFAULT_IMAGE_SIZE = 224
 
 _CUSTOM = re.compile(r"^(?P<path>.+\.py):(?P<factory>[A-Za-z_]\w*)$")
 
+# The sizes of the "large" BERT-family checkpoints (bert-large, roberta-large, vit-large).
+_LARGE = {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096}
+# What roberta-base's config changes from RobertaConfig's defaults (which are BERT's).
+_ROBERTA = {
+    "vocab_size": 50265,
+    "max_position_embeddings": 514,
+    "type_vocab_size": 1,
+    "layer_norm_eps": 1e-5,
+    "pad_token_id": 1,
+    "bos_token_id": 0,
+    "eos_token_id": 2,
+}
+
 # name -> (transformers config class, the hub checkpoint whose config it reproduces, config overrides).
 # Defaults of BertConfig, GPT2Config, DistilBertConfig and ViTConfig are those checkpoints already.
 _HF_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
     "bert-base": ("BertConfig", "bert-base-uncased", {}),
-    "bert-large": (
-        "BertConfig",
-        "bert-large-uncased",
-        {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
-    ),
+    "bert-large": ("BertConfig", "bert-large-uncased", _LARGE),
     "distilbert-base": ("DistilBertConfig", "distilbert-base-uncased", {}),
-    "roberta-base": (
-        "RobertaConfig",
-        "roberta-base",
-        {
-            "vocab_size": 50265,
-            "max_position_embeddings": 514,
-            "type_vocab_size": 1,
-            "layer_norm_eps": 1e-5,
-            "pad_token_id": 1,
-            "bos_token_id": 0,
-            "eos_token_id": 2,
-        },
-    ),
-    "roberta-large": (
-        "RobertaConfig",
-        "roberta-large",
-        {
-            "vocab_size": 50265,
-            "max_position_embeddings": 514,
-            "type_vocab_size": 1,
-            "layer_norm_eps": 1e-5,
-            "pad_token_id": 1,
-            "bos_token_id": 0,
-            "eos_token_id": 2,
-            "hidden_size": 1024,
-            "num_hidden_layers": 24,
-            "num_attention_heads": 16,
-            "intermediate_size": 4096,
-        },
-    ),
+    "roberta-base": ("RobertaConfig", "roberta-base", _ROBERTA),
+    "roberta-large": ("RobertaConfig", "roberta-large", {**_ROBERTA, **_LARGE}),
     "gpt2": ("GPT2Config", "gpt2", {}),
     "gpt2-medium": ("GPT2Config", "gpt2-medium", {"n_embd": 1024, "n_layer": 24, "n_head": 16}),
     "gpt2-large": ("GPT2Config", "gpt2-large", {"n_embd": 1280, "n_layer": 36, "n_head": 20}),
@@ -91,11 +72,7 @@ _HF_MODELS: dict[str, tuple[str, str, dict[str, Any]]] = {
         {"vocab_size": 32128, "d_model": 768, "d_kv": 64, "d_ff": 3072, "num_layers": 12, "num_heads": 12},
     ),
     "vit-base": ("ViTConfig", "google/vit-base-patch16-224", {}),
-    "vit-large": (
-        "ViTConfig",
-        "google/vit-large-patch16-224",
-        {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16, "intermediate_size": 4096},
-    ),
+    "vit-large": ("ViTConfig", "google/vit-large-patch16-224", _LARGE),
 }
 _HF_ALIASES = {checkpoint.lower(): name for name, (_, checkpoint, _) in _HF_MODELS.items()} | {
     "distilbert-base-uncased": "distilbert-base",
