@@ -34,6 +34,7 @@ class BucketTiming:
     device: Any = None  # the CUDA device of the bucket, None on the CPU
     ready_event: Any = None
     done_event: Any = None
+    done_host: float | None = None  # host clock when done_event was recorded
 
 
 def install(session: Session) -> None:
@@ -151,6 +152,7 @@ class CommTracker:
         guard = self.session.guard
 
         def after_finalize() -> None:
+            timing.done_host = time.perf_counter()
             timing.done_event = _record_event(stream)
 
         def before_finalize() -> None:
@@ -184,10 +186,54 @@ def _mark_done(timing: BucketTiming) -> None:
     timing.done = time.perf_counter()
 
 
-def resolve_buckets(buckets: list[BucketTiming], step_start: float, final: bool) -> dict[str, Any] | bool:
+class GpuClock:
+    """Puts CUDA event times on the host clock, without ever synchronising.
+
+    A GPU cannot run an event before the host has recorded it, so ``host time - event time`` (event
+    time from a reference event of the same device) is a lower bound of the clocks' offset, met
+    whenever the GPU had caught up with the host, which launch-bound steps do every step. The running
+    maximum is the offset. On a GPU that never catches up it stays low, which only makes the GPU look
+    further behind than it is: the exposed wait of such GPU-bound steps is unchanged by it.
+    """
+
+    def __init__(self) -> None:
+        self.reference: dict[Any, Any] = {}
+        self.offset_ms: dict[Any, float] = {}
+
+    def place(self, device: Any, pairs: list[tuple[Any, float]]) -> list[float]:
+        """Host-clock ms of each (event on ``device``, host seconds when it was recorded)."""
+        reference = self.reference.setdefault(device, pairs[0][0])
+        raw = [reference.elapsed_time(event) for event, _ in pairs]
+        bounds = [host * 1e3 - r for (_, host), r in zip(pairs, raw, strict=True)]
+        offset = self.offset_ms[device] = max(self.offset_ms.get(device, float("-inf")), *bounds)
+        return [r + offset for r in raw]
+
+
+def gpu_waits(last: BucketTiming, clock: GpuClock) -> tuple[float, float, float]:
+    """(exposed wire wait, GPU waiting on DDP's host-side finalize, GPU lag behind the host), in ms.
+
+    After the last bucket's hand-over (GPU time ``ready``) the compute stream goes on once the
+    all-reduces are done and the host has queued DDP's finalize (host time ``host_done``). Only the
+    part of that interval after both the hand-over and the host's finalize is waiting on the wire;
+    the rest is the GPU idling while the host finishes DDP's bookkeeping, which is not communication.
+    The lag is how far the GPU ran behind the host at the hand-over: near zero in launch-bound steps.
+    """
+    ready, done = clock.place(
+        last.device, [(last.ready_event, last.ready), (last.done_event, last.done_host)]
+    )
+    host_done = last.done_host * 1e3  # type: ignore[operator]
+    wire = max(0.0, done - max(ready, host_done))
+    finalize = max(0.0, min(done, host_done) - ready)
+    return wire, finalize, max(0.0, ready - last.ready * 1e3)
+
+
+def resolve_buckets(
+    buckets: list[BucketTiming], step_start: float, final: bool, clock: GpuClock | None = None
+) -> dict[str, Any] | bool:
     """The step's communication figures, or False while GPU events are still in flight.
 
-    GPU: exposed = from the last bucket's hand-over to the moment the compute stream may go on.
+    GPU: exposed = the part of the wait from the last bucket's hand-over to the moment the compute
+    stream may go on that is spent on the wire (see ``gpu_waits``).
     CPU: the host clock at each all-reduce's completion; the hooks of earlier buckets block
     backward itself, so their time is exposed too.
     """
@@ -196,14 +242,17 @@ def resolve_buckets(buckets: list[BucketTiming], step_start: float, final: bool)
     nbytes = sum(b.nbytes for b in buckets)
     hook_ms = sum(b.hook_s for b in buckets) * 1e3
     busy: float | None
+    extra: dict[str, float] = {}
     if buckets[0].device is not None:
         last = next((b for b in buckets if b.ready_event is not None), None)
         if last is None or last.done_event is None or not last.done_event.query():
             if final or last is None:
                 return {"buckets": len(buckets), "bytes": nbytes, "unresolved": True}
             return False
-        exposed = last.ready_event.elapsed_time(last.done_event)
-        busy, clock = None, "cuda"
+        exposed, finalize, lag = gpu_waits(last, clock or GpuClock())
+        interval = last.ready_event.elapsed_time(last.done_event)
+        extra = {"finalize_wait_ms": finalize, "gpu_lag_ms": lag, "handover_to_resume_ms": interval}
+        busy, clock_name = None, "cuda"
     else:
         if any(b.done is None for b in buckets):
             if final:
@@ -213,7 +262,7 @@ def resolve_buckets(buckets: list[BucketTiming], step_start: float, final: bool)
         done = max(b.done for b in buckets)  # type: ignore[type-var]
         exposed = (done - last.ready) * 1e3 + sum(b.hook_s for b in buckets if b is not last) * 1e3
         busy = sum(b.done - b.ready for b in buckets) * 1e3  # type: ignore[operator]
-        clock = "cpu"
+        clock_name = "cpu"
     per_bucket = [
         [b.index, b.nbytes, round((b.ready - step_start) * 1e3, 3),
          None if b.done is None else round((b.done - step_start) * 1e3, 3)]
@@ -225,6 +274,7 @@ def resolve_buckets(buckets: list[BucketTiming], step_start: float, final: bool)
         "exposed_ms": max(0.0, exposed),
         "busy_ms": busy,
         "hook_ms": hook_ms,
-        "clock": clock,
+        "clock": clock_name,
+        **extra,
         "per_bucket": per_bucket,
     }

@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddlprof.collectors.comm import resolve_buckets
+from ddlprof.collectors.comm import GpuClock, resolve_buckets
 from ddlprof.collectors.config import CollectorConfig, host_id
 from ddlprof.collectors.guard import Guard
 from ddlprof.collectors.records import RecordWriter, rank_file
@@ -63,6 +63,7 @@ class Session:
         self.closed = False
         self.unix_offset = time.time() - time.perf_counter()
         self.traces: Any = None
+        self.gpu_clock = GpuClock()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -161,7 +162,7 @@ class Session:
         while self.pending:
             step, state, end = self.pending[0]
             comm = (
-                self.guard.call("comm", resolve_buckets, state.buckets, state.start, final)
+                self.guard.call("comm", resolve_buckets, state.buckets, state.start, final, self.gpu_clock)
                 if self.ddp_seen
                 else None
             )

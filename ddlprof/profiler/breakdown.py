@@ -34,6 +34,14 @@ PROBE_SPLIT = (
     "multi-node run: exposed communication split by the start-of-job bandwidth probe (intra-node "
     "{intra}, all ranks {full}) with the ring all-reduce cost model"
 )
+LAUNCH_BOUND_LAG_MS = 10.0
+LAUNCH_BOUND = (
+    "launch-bound: when backward ends the GPU is only {lag:.1f} ms (median) behind the host, so part of "
+    "the measured wait on the wire hides under host work the GPU waits for anyway; in such runs on "
+    "2 x H200 the single-run figure was {bias} percentage points of the step above the differential "
+    "method's on average (BENCHMARKS.md): check it with `ddlprof stalls`"
+)
+LAUNCH_BOUND_BIAS_PP = "9.5"  # benchmarks/results/gpu-2xh200/attribution_compare.json, launch_bound_mae_pp
 NO_DDP = "no DistributedDataParallel module seen: no gradient communication to time"
 NO_FORWARD = "no DDP forward seen: loop overhead is not separated from compute"
 
@@ -88,8 +96,9 @@ def reasons(
     saw_forward: bool,
     collector_warnings: dict[str, str],
     probe: dict[str, Any] | None = None,
+    gpu_lag_ms: float | None = None,
 ) -> dict[str, str]:
-    """Why a category is null or zero, for the report's footnotes and summary.json."""
+    """Why a category is null, zero or less sure, for the report's footnotes and summary.json."""
     out: dict[str, str] = {}
     comm_reason = collector_warnings.get("comm")
     if comm_reason:
@@ -104,6 +113,11 @@ def reasons(
         out["interconnect_stall_ms"] = MULTI_NODE_SPLIT
     else:
         out["network_stall_ms"] = SINGLE_NODE
+    if gpu_lag_ms is not None and gpu_lag_ms < LAUNCH_BOUND_LAG_MS and not comm_reason:
+        caveat = LAUNCH_BOUND.format(lag=gpu_lag_ms, bias=LAUNCH_BOUND_BIAS_PP)
+        stalls = ("interconnect_stall_ms", "network_stall_ms") if multi_node else ("interconnect_stall_ms",)
+        for key in stalls:
+            out[key] = f"{out[key]}; {caveat}" if key in out else caveat
     if "data" in collector_warnings:
         out["data_stall_ms"] = f"data collector stopped: {collector_warnings['data']}"
     if not saw_forward:

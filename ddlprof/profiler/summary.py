@@ -121,6 +121,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     fewest = min(len(log.steps) for log in stepped.values())
     warmup = auto_warmup(fewest) if warmup is None else warmup
     rank_rows, excluded_traced, steady_counts, window = [], set(), [], [float("inf"), float("-inf")]
+    lags: list[float] = []
     for rank in sorted(stepped):
         log = stepped[rank]
         after_warmup = [s for s in log.steps if s["step"] > warmup]
@@ -133,6 +134,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             max(window[1], chosen[-1].get("end", window[1])),
         ]
         rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
+        lags += [s["comm"]["gpu_lag_ms"] for s in chosen if "gpu_lag_ms" in (s.get("comm") or {})]
         rank_rows.append(_rank_summary(log, rows))
 
     job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
@@ -156,6 +158,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     ]
     comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
     saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
+    gpu_lag_ms = round(statistics.median(lags), 3) if lags else None
     workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
     probe = next((log.probe for _, log in sorted(logs.items()) if log.probe and log.probe.get("full")), None)
 
@@ -176,7 +179,8 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             "steady_per_rank": min(steady_counts),
         },
         "job": job,
-        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off, probe),
+        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off, probe, gpu_lag_ms),
+        "gpu_lag_ms": gpu_lag_ms,
         "ranks": rank_rows,
         "stragglers": _stragglers(rank_rows),
         "missing_ranks": _missing(logs, world_size),
