@@ -28,6 +28,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -72,9 +73,10 @@ def device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if CUDA else torch.device("cpu")
 
 
-def time_steps(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], warmup: int, steps: int) -> float:
-    """Mean ms per optimizer step over ``steps`` steps, after ``warmup`` untimed ones."""
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+def training_step(
+    model: nn.Module, optimizer: torch.optim.Optimizer, batch: tuple[torch.Tensor, torch.Tensor]
+) -> Callable[[], None]:
+    """examples/ddp_train.py's step on a fixed batch: cross-entropy, backward, optimizer step."""
     loss_fn = nn.CrossEntropyLoss()
     inputs, labels = batch
 
@@ -83,6 +85,12 @@ def time_steps(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], warmu
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    return step
+
+
+def time_steps(model: nn.Module, batch: tuple[torch.Tensor, torch.Tensor], warmup: int, steps: int) -> float:
+    """Mean ms per optimizer step over ``steps`` steps, after ``warmup`` untimed ones."""
+    step = training_step(model, torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9), batch)
     for _ in range(warmup):
         step()
     sync()

@@ -1,21 +1,37 @@
 #!/usr/bin/env bash
-# Issue 3's validation runs on 2 x H200: a wrapped resnet50 run that traces 40 steps (for the
-# analyze-vs-HTA comparison on larger traces; the traces are copied flat into $OUT), then one wrapped
-# launch per model x batch x transport (benchmarks/validate_attribution.py run), model by model, until
-# a deadline keeps the whole inside one device call. The ground truth comes from gpu_dataset.sh.
-#   OUT=benchmarks/results/gpu-2xh200 bash benchmarks/gpu_attribution.sh
+# Issue 3's validation on one GPU host: one wrapped launch of benchmarks/attribution_inlaunch.py per
+# transport (NVLink, peer-to-peer off, sockets), every model x batch looped inside, ground truth and
+# attribution from the same launch; then `ddlprof stalls` itself on two configurations, to check that
+# the in-launch one-GPU blocks measure what its one_gpu variant measures. Run directories are packed
+# into $OUT (flat files only come back from the device).
+#   TRANSPORTS=nvlink,pcie OUT=benchmarks/results/gpu-2xh200 bash benchmarks/gpu_attribution.sh
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
-RUN=/tmp/resnet50-trace40
-python3 -m ddlprof wrap --trace-steps 5-44 --out $RUN -- torchrun --standalone --nproc_per_node=2 \
-  examples/ddp_train.py --model resnet50 --batch-size 64 --steps 50 --synthetic > "$OUT/resnet50-trace40.log" 2>&1
-echo "trace exit $?" >> "$OUT/resnet50-trace40.log"
-for f in $RUN/traces/*/*.json.gz; do cp "$f" "$OUT/trace40-$(basename "$f")"; done
-MODELS=resnet50,vgg16,bert-base,resnet18,densenet121,gpt2,mobilenet_v3_large,vit_b_16,resnet101,efficientnet_b0
-python3 benchmarks/validate_attribution.py run --models $MODELS --batch-sizes 32,64 \
-  --transports nvlink,socket,pcie --steps 25 --warmup 10 --run-timeout 60 --deadline-s "${DEADLINE:-480}" \
-  --out "$OUT/attribution_runs.jsonl" > "$OUT/attribution_runs.log" 2>&1
-echo "exit $?" >> "$OUT/attribution_runs.log"
+MODELS=${MODELS:-resnet50,resnet18,mobilenet_v3_large,densenet121,resnet101,efficientnet_b0,vgg16,bert-base,gpt2,vit_b_16}
+NPROC=${NPROC:-2}
+for transport in ${TRANSPORTS//,/ }; do
+  case $transport in
+    nvlink) env=() ;;
+    pcie) env=(NCCL_P2P_DISABLE=1) ;;
+    socket) env=(NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 NCCL_SOCKET_IFNAME=lo) ;;
+  esac
+  RUN=/tmp/attr-$transport
+  rm -rf "$RUN"
+  env "${env[@]}" python3 -m ddlprof wrap --trace-steps 0 --out "$RUN" -- torchrun --standalone \
+    --nproc_per_node="$NPROC" benchmarks/attribution_inlaunch.py --models "$MODELS" --batch-sizes 32,64 --steps "${STEPS:-20}" \
+    --transport "$transport" --deadline-s "${DEADLINE:-240}" --phases-out "$RUN/phases.json" \
+    > "$OUT/attribution_inlaunch_$transport.log" 2>&1
+  echo "exit $?" >> "$OUT/attribution_inlaunch_$transport.log"
+  tar -czf "$OUT/attribution_inlaunch_$transport.tgz" -C /tmp "attr-$transport"
+done
+if [ -n "${STALLS:-}" ]; then  # e.g. STALLS="resnet50:64 densenet121:32"
+  for config in $STALLS; do
+    python3 -m ddlprof stalls --steps 20 --warmup 5 --repeats 2 --json --out "/tmp/stalls-${config/:/-}" -- \
+      torchrun --standalone --nproc_per_node="$NPROC" examples/ddp_train.py --model "${config%%:*}" \
+      --batch-size "${config##*:}" --steps 60 --synthetic > "$OUT/stalls_${config/:/_}.json" 2> "$OUT/stalls_${config/:/_}.log"
+    echo "exit $?" >> "$OUT/stalls_${config/:/_}.log"
+  done
+fi

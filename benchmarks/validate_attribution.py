@@ -1,131 +1,200 @@
-"""Single-run attribution against differential ground truth (issue 3's validation).
+"""Single-run attribution against the differential ground truth (issue 3's validation).
 
-Ground truth is the differential method on step times measured without ddlprof by
-``benchmarks/collect_dataset.py`` (one launch per transport, models looped inside):
-interconnect stall = t(DDP on one node) - t(one GPU), network stall = t(full) - t(one node), as %
-of the full step, exactly the arithmetic of ``ddlprof stalls`` (which would need 2-3 launches per
-model and transport: more than the device budget holds for 10 models x 2 batch sizes x 3 transports).
+Both sides come from one wrapped launch of ``benchmarks/attribution_inlaunch.py`` (see its docstring):
+the ground truth is the arithmetic of ``ddlprof stalls`` on the timed blocks,
 
-``run`` launches ``ddlprof wrap`` of ``examples/ddp_train.py`` once per model x batch x transport
-and keeps ``ddlprof report --json`` of each (the single-run attribution); ``compare`` joins the two
-and prints the errors in percentage points.
+    interconnect stall = t(ddp2) - t(ddp1)     (all GPUs of the node minus ``ddlprof stalls``' one_gpu)
+    DDP's own cost     = t(ddp1) - t(plain)    (hooks, bucket copies, no wire)
 
-    python benchmarks/validate_attribution.py run --models resnet50,vgg16 --batch-sizes 32,64 \\
-        --transports nvlink,pcie,socket --out attribution_runs.jsonl
-    python benchmarks/validate_attribution.py compare attribution_runs.jsonl --dataset dataset.csv
+each in % of t(ddp2), and the single-run attribution is ``ddlprof report``'s summary of exactly the
+ddp2 blocks' steps, read from the run directory: their mean ``interconnect_stall_ms`` as % of the
+step. Network stall is zero on both sides on one node.
+
+Which step time: each block starts right after a synchronisation, so a GPU-bound model's host runs
+ahead of its GPU during the block (by up to 300 ms on the device), and the host-side ``step_ms`` of
+15 steps comes out up to 15% short of the GPU's period; in a long run the two agree. The comparison
+divides by the GPU's own period over the block, from the hand-over times on the GPU that the records
+hold (host time of the last bucket + ``gpu_lag_ms``), and also gives the host-side figure.
+
+    python benchmarks/validate_attribution.py compare RUN_NVLINK RUN_PCIE RUN_SOCKET \\
+        --json-out attribution_compare.json
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import dataclasses
 import json
-import os
 import statistics
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
-EXAMPLE = REPO / "examples" / "ddp_train.py"
-SOCKETS = {"NCCL_P2P_DISABLE": "1", "NCCL_SHM_DISABLE": "1", "NCCL_SOCKET_IFNAME": "lo"}
-TRANSPORTS = {"nvlink": {}, "pcie": {"NCCL_P2P_DISABLE": "1"}, "socket": SOCKETS}
+from ddlprof.profiler.rundir import Run, load_run
+from ddlprof.profiler.summary import summarize
+
 JOB_KEYS = ("step_ms", "compute_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
+LAUNCH_BOUND_LAG_MS = 10.0  # the GPU is this close behind the host at the hand-over: launch-bound
 
 
-def run_one(model: str, batch: int, transport: str, args: argparse.Namespace, out: Path) -> dict:
-    job = ["torchrun", "--standalone", f"--nproc_per_node={args.nproc}", str(EXAMPLE), "--model", model,
-           "--batch-size", str(batch), "--steps", str(args.steps), "--synthetic"]  # fmt: skip
-    wrap = [sys.executable, "-m", "ddlprof", "wrap", "--trace-steps", "0", "--out", str(out), "--", *job]
-    env = {**os.environ, **TRANSPORTS[transport]}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
-    row: dict = {"model": model, "batch_per_gpu": batch, "transport": transport}
-    started = time.monotonic()
-    done = subprocess.run(wrap, capture_output=True, text=True, env=env, timeout=args.run_timeout)
-    row["launch_s"] = round(time.monotonic() - started, 1)
-    if done.returncode != 0:
-        return {**row, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
-    report = subprocess.run(
-        [sys.executable, "-m", "ddlprof", "report", "--json", "--warmup", str(args.warmup), str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-    )
-    if report.returncode != 0:
-        return {**row, "error": report.stderr.strip()}
-    summary = json.loads(report.stdout)
-    return {**row, "job": {k: summary["job"][k] for k in JOB_KEYS}, "reasons": summary["reasons"]}
+def sliced(run: Run, ranges: list[tuple[int, int]]) -> Run:
+    """The run with only the steps inside ``ranges`` (inclusive step numbers) on every rank."""
+
+    def keep(step: dict[str, Any]) -> bool:
+        return any(first <= step["step"] <= last for first, last in ranges)
+
+    ranks = [dataclasses.replace(log, steps=[s for s in log.steps if keep(s)]) for log in run.ranks]
+    return dataclasses.replace(run, ranks=ranks)
 
 
-def run(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory() as tmp, args.out.open("a") as out:
-        for model in args.models.split(","):
-            for batch in map(int, args.batch_sizes.split(",")):
-                for transport in args.transports.split(","):
-                    if time.monotonic() - started > args.deadline_s:
-                        print("deadline reached", flush=True)
-                        return 0
-                    row = run_one(model, batch, transport, args, Path(tmp) / f"{model}-{batch}-{transport}")
-                    out.write(json.dumps(row) + "\n")
-                    out.flush()
-                    print(json.dumps(row), flush=True)
-    return 0
+def step_offset(run: Run, ranges: list[tuple[int, int]]) -> int:
+    """How far ddlprof's step numbers run ahead of the script's count (0, or 1 for launches made
+    before the script marked a step ahead of its first optimizer step, which the collectors count
+    as a step of its own). Every step of a ddp2 block holds one DDP forward; the untimed step before
+    it (the drain and barrier) holds none."""
+    steps = {s["step"]: s for s in run.ranks[0].steps}
+    for offset in (0, 1):
+        if all(steps.get(n + offset, {}).get("forwards") for a, b in ranges for n in range(a, b + 1)):
+            return offset
+    raise SystemExit(f"{run.path}: the ddp2 blocks' steps do not line up with the run's records")
 
 
-def truth(dataset: list[Path]) -> dict[tuple[str, int, str], dict]:
-    """Differential ground truth per (model, batch, transport) from collect_dataset.py rows."""
-    rows = [r for path in dataset for r in csv.DictReader(path.open()) if r["step_ms"]]
-    single = {
-        (r["model"], int(r["batch_per_gpu"])): float(r["step_ms"]) for r in rows if r["mode"] == "single"
-    }
-    out = {}
-    for r in rows:
-        key = (r["model"], int(r["batch_per_gpu"]))
-        if r["mode"] != "ddp" or key not in single or int(r["nodes"]) != 1:
-            continue
-        full = float(r["step_ms"])
-        out[(*key, r["transport"])] = {
-            "single_gpu_ms": single[key],
-            "ddp_ms": full,
-            "interconnect_pct": 100 * (full - single[key]) / full,
-            "network_pct": 0.0,
-        }
-    return out
+def handover_ms(step: dict[str, Any]) -> float | None:
+    """When the GPU reached the last bucket's hand-over, on the host clock (ms), if recorded."""
+    comm = step.get("comm") or {}
+    if comm.get("clock") != "cuda" or not comm.get("per_bucket") or "gpu_lag_ms" not in comm:
+        return None
+    return step["start"] * 1e3 + comm["per_bucket"][-1][2] + comm["gpu_lag_ms"]
 
 
-def compare(args: argparse.Namespace) -> int:
-    truths = truth(args.dataset)
-    rows = []
-    for line in (line for path in args.runs for line in path.read_text().splitlines()):
-        run = json.loads(line)
-        key = (run["model"], run["batch_per_gpu"], run["transport"])
-        if "error" in run or key not in truths:
-            continue
-        job, want = run["job"], truths[key]
-        got = 100 * job["interconnect_stall_ms"] / job["step_ms"]
-        rows.append({
-            "model": key[0], "batch_per_gpu": key[1], "transport": key[2],
-            "single_gpu_ms": round(want["single_gpu_ms"], 2), "ddp_ms": round(want["ddp_ms"], 2),
-            "wrapped_step_ms": round(job["step_ms"], 2),
-            "interconnect_truth_pct": round(want["interconnect_pct"], 2),
-            "interconnect_single_run_pct": round(got, 2),
-            "interconnect_error_pp": round(got - want["interconnect_pct"], 2),
-        })  # fmt: skip
+def gpu_side_pct(run: Run, ranges: list[tuple[int, int]]) -> tuple[float, float] | None:
+    """(mean exposed wire wait as % of the GPU's step period, that period in ms), mean of ranks."""
+    shares, rank_periods = [], []
+    for log in run.ranks:
+        steps = {s["step"]: s for s in log.steps}
+        exposed, periods = [], []
+        for first, last in ranges:
+            start, end = handover_ms(steps[first]), handover_ms(steps[last])
+            if start is None or end is None:
+                return None
+            periods.append((end - start) / (last - first))
+            exposed += [steps[n]["comm"]["exposed_ms"] for n in range(first + 1, last + 1)]
+        shares.append(100 * statistics.fmean(exposed) / statistics.fmean(periods))
+        rank_periods.append(statistics.fmean(periods))
+    return statistics.fmean(shares), statistics.fmean(rank_periods)
+
+
+def phase_ms(configs: list[dict[str, Any]], phase: str) -> list[float]:
+    """One block mean per repeat: the mean over ranks of each repeat's ms/step."""
+    by_repeat: dict[int, list[float]] = {}
+    for config in configs:
+        for block in config["blocks"]:
+            if block["phase"] == phase:
+                by_repeat.setdefault(block["repeat"], []).append(block["ms"])
+    return [statistics.fmean(values) for _, values in sorted(by_repeat.items())]
+
+
+def compare_one(run: Run, transport: str, per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+    """One model x batch: truth from every rank's blocks, attribution from the ddp2 steps."""
+    ddp2, ddp1, plain = (phase_ms(per_rank, p) for p in ("ddp2", "ddp1", "plain"))
+    t2, t1, t0 = (statistics.fmean(v) for v in (ddp2, ddp1, plain))
+    ranges = [(b["first_step"], b["last_step"]) for b in per_rank[0]["blocks"] if b["phase"] == "ddp2"]
+    offset = step_offset(run, ranges)
+    ranges = [(a + offset, b + offset) for a, b in ranges]
+    job = summarize([sliced(run, ranges)], warmup=0)["job"]
+    host_side = 100 * job["interconnect_stall_ms"] / job["step_ms"]
+    gpu_side = gpu_side_pct(run, ranges)
+    got = host_side if gpu_side is None else gpu_side[0]
+    truth = 100 * (t2 - t1) / t2
+    row = {
+        "model": per_rank[0]["model"], "batch_per_gpu": per_rank[0]["batch_per_gpu"], "transport": transport,
+        "plain_ms": round(t0, 3), "ddp1_ms": round(t1, 3), "ddp2_ms": round(t2, 3),
+        "ddp2_ms_repeats": [round(v, 3) for v in ddp2], "ddp1_ms_repeats": [round(v, 3) for v in ddp1],
+        "wrapped_step_ms": round(job["step_ms"], 3),
+        "gpu_period_ms": None if gpu_side is None else round(gpu_side[1], 3),
+        "interconnect_truth_pct": round(truth, 2),
+        "interconnect_single_run_pct": round(got, 2),
+        "interconnect_error_pp": round(got - truth, 2),
+        "interconnect_single_run_host_step_pct": round(host_side, 2),
+        "ddp2_spread_pct": round(100 * (max(ddp2) - min(ddp2)) / t2, 2),
+        "ddp_cpu_cost_truth_pct": round(100 * (t1 - t0) / t2, 2),
+        "gpu_lag_ms": gpu_lag(run, ranges),
+        "job": {k: None if job.get(k) is None else round(job[k], 3) for k in JOB_KEYS},
+    }  # fmt: skip
+    return row
+
+
+def gpu_lag(run: Run, ranges: list[tuple[int, int]]) -> float | None:
+    """Median lag of the GPU behind the host at the hand-over: near zero when launch-bound."""
+    lags = [
+        s["comm"]["gpu_lag_ms"]
+        for log in run.ranks
+        for s in log.steps
+        if any(a <= s["step"] <= b for a, b in ranges) and "gpu_lag_ms" in (s.get("comm") or {})
+    ]
+    return round(statistics.median(lags), 2) if lags else None
+
+
+def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
     errors = [abs(r["interconnect_error_pp"]) for r in rows]
-    summary = {
+    out: dict[str, Any] = {
         "configs": len(rows),
+        "models": len({r["model"] for r in rows}),
         "interconnect_mae_pp": round(statistics.fmean(errors), 2) if errors else None,
         "interconnect_worst_pp": max(errors, default=None),
         "network": "single-node configurations only: network stall is 0 by construction on both sides",
     }
-    for r in rows:
-        print(json.dumps(r))
+    for transport in sorted({r["transport"] for r in rows}):
+        part = [abs(r["interconnect_error_pp"]) for r in rows if r["transport"] == transport]
+        bias = [r["interconnect_error_pp"] for r in rows if r["transport"] == transport]
+        out[f"{transport}_mae_pp"] = round(statistics.fmean(part), 2)
+        out[f"{transport}_bias_pp"] = round(statistics.fmean(bias), 2)
+    periods = [abs(r["gpu_period_ms"] / r["ddp2_ms"] - 1) for r in rows if r["gpu_period_ms"]]
+    if periods:
+        out["gpu_period_vs_timed_median_pct"] = round(100 * statistics.median(periods), 2)
+        out["gpu_period_vs_timed_worst_pct"] = round(100 * max(periods), 2)
+    host = [abs(r["interconnect_single_run_host_step_pct"] - r["interconnect_truth_pct"]) for r in rows]
+    out["host_step_mae_pp"] = round(statistics.fmean(host), 2) if host else None
+    out["host_step_worst_pp"] = round(max(host), 2) if host else None
+    bound = [r for r in rows if r["gpu_lag_ms"] is not None and r["gpu_lag_ms"] < LAUNCH_BOUND_LAG_MS]
+    rest = [r for r in rows if r not in bound]
+    for name, part in (("launch_bound", bound), ("gpu_bound", rest)):
+        errors = [abs(r["interconnect_error_pp"]) for r in part]
+        out[f"{name}_configs"] = len(part)
+        out[f"{name}_mae_pp"] = round(statistics.fmean(errors), 2) if errors else None
+        out[f"{name}_worst_pp"] = max(errors, default=None)
+    return out
+
+
+def compare(args: argparse.Namespace) -> int:
+    rows, failed = [], []
+    for run_dir in args.runs:
+        run = load_run(run_dir)
+        ranks = [json.loads(path.read_text()) for path in sorted(run_dir.glob("phases.rank*.json"))]
+        if not ranks:
+            print(
+                f"{run_dir}: no phases.rank*.json (run attribution_inlaunch.py with --phases-out "
+                f"{run_dir}/phases.json)",
+                file=sys.stderr,
+            )
+            return 2
+        for index, config in enumerate(ranks[0]["configs"]):
+            per_rank = [r["configs"][index] for r in ranks]
+            if any("error" in c for c in per_rank):
+                failed.append(
+                    {
+                        "transport": ranks[0]["transport"],
+                        **{k: config.get(k) for k in ("model", "batch_per_gpu", "error")},
+                    }
+                )
+                continue
+            rows.append(compare_one(run, ranks[0]["transport"], per_rank))
+            print(json.dumps({k: v for k, v in rows[-1].items() if k != "job"}), flush=True)
+    summary = summary_of(rows)
     print(json.dumps(summary, indent=2))
     if args.json_out:
-        args.json_out.write_text(json.dumps({"rows": rows, "summary": summary}, indent=2) + "\n")
+        result = {"rows": rows, "failed": failed, "summary": summary}
+        args.json_out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 
 
@@ -134,24 +203,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", required=True)
-    runner = commands.add_parser("run", help="wrapped launches, one per model x batch x transport")
-    runner.add_argument("--models", default="resnet50")
-    runner.add_argument("--batch-sizes", default="32,64")
-    runner.add_argument("--transports", default="nvlink,pcie,socket")
-    runner.add_argument("--nproc", type=int, default=2)
-    runner.add_argument("--steps", type=int, default=30)
-    runner.add_argument("--warmup", type=int, default=10, help="steps report drops")
-    runner.add_argument("--run-timeout", type=float, default=180)
-    runner.add_argument("--deadline-s", type=float, default=1e9, help="start no launch after this")
-    runner.add_argument("--out", type=Path, required=True, help="JSON lines, appended to")
     checker = commands.add_parser("compare", help="errors against the differential ground truth")
-    checker.add_argument("runs", type=Path, nargs="+", help="the JSON lines of `run`")
     checker.add_argument(
-        "--dataset", type=Path, nargs="+", required=True, help="CSV files of collect_dataset.py"
+        "runs", type=Path, nargs="+", help="run directories of wrapped attribution_inlaunch.py launches"
     )
     checker.add_argument("--json-out", type=Path)
     args = parser.parse_args()
-    return run(args) if args.command == "run" else compare(args)
+    return compare(args)
 
 
 if __name__ == "__main__":
