@@ -12,10 +12,15 @@ the server for each browser session):
   ``--repeats``; the runs directory is still listed and every run's files stat'ed, so a changed run
   is summarised again.
 
+With ``--summaries-on-disk`` every copy first gets the ``summary.json`` that ``ddlprof wrap`` leaves
+in a run it made (not timed), so ``cold`` is a dashboard start on runs that were summarised
+before; without it no copy has one and the first render summarises (and leaves) them all.
+
 Each render must list every run with no error. Prints JSON (and writes it with ``--out``).
 
     python benchmarks/dashboard_runs_page.py --runs 100 --out benchmarks/results/cpu/dashboard_runs_page.json
     python benchmarks/dashboard_runs_page.py --runs 100 --steps 2000     # longer runs
+    python benchmarks/dashboard_runs_page.py --runs 100 --steps 2000 --summaries-on-disk
 """
 
 from __future__ import annotations
@@ -72,6 +77,19 @@ def make_runs(source: Path, root: Path, count: int) -> None:
         (run / "manifest.json").write_text(json.dumps({**manifest, "run_id": run.name}, indent=2))
 
 
+def write_summaries(root: Path) -> None:
+    """What ``ddlprof wrap`` leaves in each run it made: its summary.json (in another process, so
+    that the timed first render imports everything itself)."""
+    code = (
+        "import sys; from pathlib import Path\n"
+        "from ddlprof.profiler.rundir import load_run\n"
+        "from ddlprof.profiler.summary import summarize, write_summary_if_absent\n"
+        "for run in sorted(Path(sys.argv[1]).iterdir()):\n"
+        "    assert write_summary_if_absent(run, summarize([load_run(run)]))\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(root)], check=True)
+
+
 def render(at_factory, expected: int) -> float:
     start = time.perf_counter()
     at = at_factory().run()
@@ -93,6 +111,9 @@ def main() -> None:
         "--steps", type=int, default=30, help="steps of the source run made here (default: 30)"
     )
     parser.add_argument("--repeats", type=int, default=5, help="warm renders (default: 5)")
+    parser.add_argument(
+        "--summaries-on-disk", action="store_true", help="give every run its summary.json first (untimed)"
+    )
     parser.add_argument("--out", type=Path, help="also write the JSON here")
     args = parser.parse_args()
 
@@ -101,6 +122,8 @@ def main() -> None:
         source = args.source or make_source(workdir, args.steps)
         root = workdir / "runs"
         make_runs(source, root, args.runs)
+        if args.summaries_on_disk:
+            write_summaries(root)
         os.environ["DDLPROF_DASHBOARD_RUNS"] = str(root)
         os.environ["DDLPROF_HOME"] = str(workdir / "home")  # an empty local dataset
 
@@ -121,6 +144,7 @@ def main() -> None:
         "source": str(args.source)
         if args.source
         else f"a 2-rank gloo run of examples/ddp_train.py ({args.steps} steps)",
+        "summaries_on_disk": args.summaries_on_disk,
         "cold_s": round(cold, 3),
         "cold_cache_s": round(cold_cache, 3),
         "warm_median_s": round(statistics.median(warm), 3),

@@ -30,7 +30,6 @@ EXAMPLE_COMMAND = "ddlprof wrap torchrun --standalone --nproc_per_node=2 example
 #: How deep under the runs directory run directories are looked for (``ddlprof stalls`` puts its
 #: variants at ``OUT/<variant>/r<k>``, three levels down).
 MAX_DEPTH = 3
-_RUN_PARTS = ("nodes", "ranks", "gpu")
 
 
 def runs_dir() -> Path:
@@ -51,22 +50,9 @@ class FoundRun:
 
 def signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     """(relative name, size, mtime in ns) of the manifest and every file a summary reads."""
-    entries = []
-    for folder in (path, *(path / part for part in _RUN_PARTS)):
-        try:
-            with os.scandir(folder) as it:
-                for entry in it:
-                    if folder == path and entry.name != MANIFEST:
-                        continue
-                    try:
-                        info = entry.stat()
-                    except OSError:
-                        continue
-                    if entry.is_file():
-                        entries.append((os.path.relpath(entry.path, path), info.st_size, info.st_mtime_ns))
-        except OSError:
-            continue
-    return tuple(sorted(entries))
+    from ddlprof.profiler.rundir import source_files
+
+    return tuple(source_files(path))
 
 
 def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[FoundRun]:
@@ -100,12 +86,22 @@ def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[FoundRun]:
 
 
 def load_summary(path: Path) -> dict[str, Any]:
-    """``{"summary": ...}`` as ``ddlprof report`` computes it, or ``{"error": "one line"}``."""
+    """``{"summary": ...}`` as ``ddlprof report`` computes it, or ``{"error": "one line"}``.
+
+    A run's ``summary.json`` is used when it is still what the summary would be (see
+    ``cached_summary``), so that a long run is read once, not at every dashboard start; a run that
+    has none gets one.
+    """
     from ddlprof.profiler.rundir import load_run
-    from ddlprof.profiler.summary import summarize
+    from ddlprof.profiler.summary import cached_summary, summarize, write_summary_if_absent
 
     try:
-        return {"summary": summarize([load_run(path)])}
+        cached = cached_summary(path)
+        if cached is not None:
+            return {"summary": cached}
+        summary = summarize([load_run(path)])
+        write_summary_if_absent(path, summary)
+        return {"summary": summary}
     except DdlprofError as exc:
         return {"error": " ".join(str(exc).split())}
     except Exception as exc:  # a run directory no one foresaw: listed with its error, never fatal

@@ -27,8 +27,29 @@ from ddlprof.profiler.errors import DdlprofError
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "ddlprof.run"
 SCHEMA_VERSION = 1
+SOURCE_PARTS = ("nodes", "ranks", "gpu")  # the folders whose files a summary is computed from
 _RANK_FILE = re.compile(r"^rank-(\d+)\.jsonl$")
 _NODE_RANK_FLAGS = ("--node_rank", "--node-rank")
+
+
+def source_files(path: Path) -> list[tuple[str, int, int]]:
+    """(relative name, size, mtime in ns) of the manifest and of every file a summary reads."""
+    entries = []
+    for folder in (path, *(path / part for part in SOURCE_PARTS)):
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    if folder == path and entry.name != MANIFEST:
+                        continue
+                    try:
+                        info = entry.stat()
+                    except OSError:
+                        continue
+                    if entry.is_file():
+                        entries.append((os.path.relpath(entry.path, path), info.st_size, info.st_mtime_ns))
+        except OSError:
+            continue
+    return sorted(entries)
 
 
 def job_key(command: list[str]) -> list[str]:

@@ -8,6 +8,8 @@ holds (schema: ``summary.schema.json`` beside this file).
 
 from __future__ import annotations
 
+import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import ddlprof
 from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.gpu_counters import load_samples, steady_counters
-from ddlprof.profiler.rundir import RankLog, Run
+from ddlprof.profiler.rundir import RankLog, Run, source_files
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1
@@ -119,6 +121,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     multi_node = _is_multi_node(runs, logs)
 
     fewest = min(len(log.steps) for log in stepped.values())
+    warmup_auto = warmup is None
     warmup = auto_warmup(fewest) if warmup is None else warmup
     rank_rows, excluded_traced, steady_counts, window = [], set(), [], [float("inf"), float("-inf")]
     lags: list[float] = []
@@ -175,6 +178,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         "steps": {
             "recorded": max(len(log.steps) for log in stepped.values()),
             "warmup_dropped": warmup,
+            "warmup_auto": warmup_auto,
             "traced_excluded": sorted(excluded_traced),
             "steady_per_rank": min(steady_counts),
         },
@@ -262,3 +266,44 @@ def one_line(summary: dict[str, Any]) -> str:
 
 def summary_path(run: Path) -> Path:
     return run / "summary.json"
+
+
+def cached_summary(run: Path) -> dict[str, Any] | None:
+    """``run``'s summary.json when it is what ``summarize([run])`` would give now, else None.
+
+    That is: written by this ddlprof version with this schema, for exactly this one run directory,
+    with the automatic warm-up, and newer than every file it was computed from (a rank that wrote
+    more steps since, or a node that joined, makes it stale).
+    """
+    path = summary_path(run)
+    try:
+        written = path.stat().st_mtime_ns
+        summary = json.loads(path.read_text(encoding="utf-8"))
+        (only,) = summary["runs"]
+        current = (
+            Path(only).resolve() == run.resolve()
+            and summary["schema_version"] == SCHEMA_VERSION
+            and summary["ddlprof_version"] == ddlprof.__version__
+            and summary["steps"]["warmup_auto"] is True
+        )
+    except (OSError, ValueError, TypeError, KeyError):  # unreadable, or not a summary of ours
+        return None
+    if not current:
+        return None
+    newest = max((mtime for _, _, mtime in source_files(run)), default=0)
+    return summary if written >= newest else None
+
+
+def write_summary_if_absent(run: Path, summary: dict[str, Any]) -> bool:
+    """Leave ``summary`` as ``run``'s summary.json for later readers, unless there is one already (a
+    ``ddlprof report`` with its own options is never overwritten) or the directory is read-only."""
+    path = summary_path(run)
+    tmp = run / f".summary.json.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        os.link(tmp, path)  # create-if-absent with the full content, atomically
+    except OSError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    return True

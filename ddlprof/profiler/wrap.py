@@ -188,10 +188,12 @@ def _start_sampler(run_dir: Path, node: dict[str, Any], enabled: bool, interval_
 
 def _print_summary(run_dir: Path) -> None:
     """One line at the end of the job; a run that cannot be summarised still names its directory."""
-    from ddlprof.profiler.summary import one_line, summarize
+    from ddlprof.profiler.summary import one_line, summarize, write_summary_if_absent
 
     try:
-        line = one_line(summarize([rundir.load_run(run_dir)]))
+        summary = summarize([rundir.load_run(run_dir)])
+        line = one_line(summary)
+        write_summary_if_absent(run_dir, summary)  # so the dashboard need not read the ranks again
     except DdlprofError as exc:
         line = str(exc)
     except Exception as exc:  # the job has finished; never turn its exit status into a traceback
