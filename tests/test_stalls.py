@@ -52,11 +52,28 @@ def test_single_node_variants_and_arithmetic(tmp_path):
     medians = sorted(100 * j["interconnect_stall_ms"] / j["step_ms"] for j in reports)
     assert single["interconnect_stall_pct"] == pytest.approx(sum(medians) / 2)
     assert single["network_stall_pct"] == 0.0
+    _assert_training_row(result, out / "one_node" / "r1", one_gpu["step_ms"])
+
+
+def _assert_training_row(result: dict, full_run, single_gpu_step_ms: float) -> None:
+    """The full job's last run is in the local dataset with the one-GPU step, usable for training,
+    and a later plain ``ddlprof report`` of the same run keeps that step (the reports above did)."""
+    from ddlprof.models import store
+    from ddlprof.models.dataset import training_rows
+
+    assert result["dataset"]["stored"] is True and result["dataset"]["run"] == str(full_run)
+    rows = store.load_rows()
+    row = rows[rows["run_dir"] == str(full_run.resolve())].iloc[0]
+    assert row["single_gpu_step_ms"] == pytest.approx(single_gpu_step_ms)
+    assert row["inter_busbw_gbps"] > 0  # the probe ran on this multi-GPU job
+    _, info = training_rows()
+    assert info["store_rows_used"] >= 1
 
 
 def test_emulated_nodes_give_a_network_stall(tmp_path):
     result, out = _stalls(tmp_path, "--emulate-nodes", "2", "--repeats", "1")
     full = summary(out / "full" / "r0", "--warmup", "2")
+    _assert_training_row(result, out / "full" / "r0", result["variants"]["one_gpu"]["step_ms"])
     assert full["nodes"] == 2 and full["hosts"] == ["emulated-node0", "emulated-node1"]
     assert (
         result["variants"]["one_node"]["repeats_ms"] and summary(out / "one_node" / "r0")["world_size"] == 1

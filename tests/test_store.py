@@ -146,7 +146,7 @@ def test_reporting_twice_keeps_one_row_equal_to_the_summary(tmp_path, home):
     assert (row["world_size"], row["nodes"], row["gpus_per_node"]) == (4, 2, 2)
     assert row["batch_per_gpu"] == 32
     assert row["model"] == "ResNet" and row["transport"] == ""
-    for key in store.UNKNOWN_TO_A_RUN:  # what a single run cannot know
+    for key in (*store.UNKNOWN_TO_A_RUN, *store.MEASURED_BESIDE):  # what a single run cannot know
         assert row[key] is None, key
     assert (row["intra_busbw_gbps"], row["inter_busbw_gbps"], row["latency_us"]) == (250.5, 3.3, 20.0)
     for key in ("num_layers", "num_grad_tensors", "num_params", "grad_bytes", "num_buckets"):
@@ -223,6 +223,24 @@ def test_newer_schema_and_corrupt_database_in_process(tmp_path, home):
     assert not store.record_run(summary, [run], on_error=reasons.append)
     with pytest.raises(store.StoreError, match="unreadable dataset"):
         store.load_rows()
+
+
+def test_a_database_of_the_first_schema_gets_the_new_column(tmp_path, home):
+    run = _run_dir(tmp_path)
+    _, summary = _report(run, "--no-store")
+    first = [(name, kind) for name, kind in store._COLUMNS if name not in store._ADDED]
+    home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(home / store.DATABASE) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version (version) VALUES (1)")
+        conn.execute(f"CREATE TABLE runs ({', '.join(f'{n} {k}' for n, k in first)})")
+    assert store.load_rows()["single_gpu_step_ms"].isna().all()  # read before any write: no error
+    assert store.record_run(summary, [run], measured={"single_gpu_step_ms": 30.5})
+    assert store.load_rows().iloc[0]["single_gpu_step_ms"] == 30.5
+    with sqlite3.connect(home / store.DATABASE) as conn:
+        assert conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0] == store.SCHEMA_VERSION
+    assert store.record_run(summary, [run])  # reported again: the measured step stays
+    assert store.load_rows().iloc[0]["single_gpu_step_ms"] == 30.5
 
 
 def test_single_node_cpu_run_row(tmp_path):

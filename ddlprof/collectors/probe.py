@@ -1,10 +1,11 @@
-"""A short bandwidth probe at the start of a multi-node job, for the interconnect/network split.
+"""A short bandwidth probe at the start of a multi-GPU job: the interconnect/network split, and
+the bandwidth that makes a reported run a row the stall models can learn from.
 
 Right after the first DDP module is built (a collective point every rank reaches), the ranks learn
 which of them share a machine; in a multi-node job they time all-reduces among the ranks of each
 node (the interconnect) and among all ranks (what the job's own all-reduce crosses), and record
-the bus bandwidth and latency of each. Single-node jobs stop after the first exchange. It takes a
-fraction of a second and every rank runs the same collectives in the same order.
+the bus bandwidth and latency of each. On one node the two are the same all-reduce, timed once.
+It takes a fraction of a second and every rank runs the same collectives in the same order.
 """
 
 from __future__ import annotations
@@ -70,7 +71,10 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
     nodes = sorted(set(hosts), key=hosts.index)
     record: dict[str, Any] = {"type": "probe", "nodes": len(nodes), "world_size": world}
     if len(nodes) == 1:
-        record["skipped"] = "single node"
+        record["local_size"] = world
+        record["intra"] = record["full"] = _measure(dist, device, None, world)
+        dist.barrier()
+        record["seconds"] = round(time.perf_counter() - started, 3)
         return record
     groups = [dist.new_group([r for r in range(world) if hosts[r] == node]) for node in nodes]
     local = groups[nodes.index(hosts[dist.get_rank()])]

@@ -19,8 +19,9 @@ order, then ``source`` ("reported") and the rest of the runs table.
     batch_per_gpu         samples per rank per steady step (the lowest rank's throughput x step time)
     transport             always "": one run cannot tell NVLink from PCIe or the kind of network
     gpus_per_node, nodes, world_size
-    single_gpu_step_ms    always null: the step time on one GPU takes a differential run
-                          (``ddlprof stalls``); one wrapped run cannot know it
+    single_gpu_step_ms    null from ``ddlprof report``: one wrapped run cannot know the step time on
+                          one GPU; the row ``ddlprof stalls`` adds for its full job has it (the
+                          median of its one-GPU variant), so the stall models can learn from it
     step_ms               the job's steady DDP step time (summary ``job.step_ms``)
     intra_busbw_gbps      bandwidth probe among the GPUs of one node, ``inter_busbw_gbps`` among all
                           ranks (bounded by the network), ``latency_us`` the intra-node latency: the
@@ -56,7 +57,7 @@ from typing import Any
 HOME_ENV = "DDLPROF_HOME"
 NO_STORE_ENV = "DDLPROF_NO_STORE"
 DATABASE = "dataset.sqlite"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: single_gpu_step_ms (what ddlprof stalls measures beside its full job)
 
 # (column, SQL type) of the runs table, in order.
 _COLUMNS: tuple[tuple[str, str], ...] = (
@@ -104,7 +105,10 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("reported_unix", "REAL"),
     ("job_json", "TEXT"),
     ("workload_json", "TEXT"),
+    ("single_gpu_step_ms", "REAL"),
 )
+#: Columns later schema versions added, and the version that added each: older databases get them.
+_ADDED = {"single_gpu_step_ms": 2}
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _WORKLOAD = (
     "num_layers",
@@ -142,8 +146,10 @@ DATASET_COLUMNS = (
     "single_gpu_step_ms_ranks",
     "step_ms_ranks",
 )
-# Always null in rows from reported runs (transport is "" instead).
-UNKNOWN_TO_A_RUN = ("single_gpu_step_ms", "single_gpu_step_ms_ranks", "flops_per_sample", "precision")
+# Columns ``ddlprof stalls`` measures beside a run (null from a plain report; kept when the run is
+# reported again), and columns always null in rows from reported runs (transport is "" instead).
+MEASURED_BESIDE = ("single_gpu_step_ms",)
+UNKNOWN_TO_A_RUN = ("single_gpu_step_ms_ranks", "flops_per_sample", "precision")
 
 
 class StoreError(Exception):
@@ -175,28 +181,44 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
                 raise StoreError(f"written by a newer ddlprof (dataset schema {found}); upgrade ddlprof")
             columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
-            if found is None:
+            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
+            for name, kind in _COLUMNS:
+                if name not in have and name in _ADDED:  # a database of an older ddlprof
+                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            if found is None or found < SCHEMA_VERSION:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         yield conn
 
 
 def record_run(
-    summary: dict[str, Any], run_dirs: list[Path], on_error: Callable[[str], None] | None = None
+    summary: dict[str, Any],
+    run_dirs: list[Path],
+    on_error: Callable[[str], None] | None = None,
+    measured: dict[str, Any] | None = None,
 ) -> bool:
     """Add the reported run to the local dataset, or replace its row; False when it cannot be written.
 
     ``on_error`` gets the reason in a few words (the report turns it into one warning line).
+    ``measured`` fills columns one run cannot know: ``ddlprof stalls`` gives ``single_gpu_step_ms``
+    from its one-GPU variant, which makes the row one the stall models can learn from.
     """
     where = "ddlprof home"
     try:
         path = database_path()
         where = str(path)
-        row = run_row(summary, run_dirs)
+        row = {**run_row(summary, run_dirs), **(measured or {})}
         path.parent.mkdir(parents=True, exist_ok=True)
         with _connect(path) as conn, conn:
             names = ", ".join(COLUMNS)
             marks = ", ".join("?" for _ in COLUMNS)
-            conn.execute(f"INSERT OR REPLACE INTO runs ({names}) VALUES ({marks})", [row[c] for c in COLUMNS])
+            # a later plain report of the same run keeps what ddlprof stalls measured beside it
+            kept = [f"{c} = COALESCE(excluded.{c}, runs.{c})" for c in COLUMNS if c in MEASURED_BESIDE]
+            fresh = [f"{c} = excluded.{c}" for c in COLUMNS if c not in MEASURED_BESIDE and c != "run_key"]
+            conn.execute(
+                f"INSERT INTO runs ({names}) VALUES ({marks}) "
+                f"ON CONFLICT(run_key) DO UPDATE SET {', '.join(kept + fresh)}",
+                [row[c] for c in COLUMNS],
+            )
         return True
     except (sqlite3.Error, OSError, StoreError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -224,8 +246,8 @@ def load_rows() -> Any:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY reported_unix DESC", conn)
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         raise StoreError(f"{path}: unreadable dataset ({exc})") from None
-    for column in UNKNOWN_TO_A_RUN:
-        frame[column] = None
+    for column in (*UNKNOWN_TO_A_RUN, *(c for c in MEASURED_BESIDE if c not in frame)):
+        frame[column] = None  # (a database no ddlprof stalls wrote to since it was made may lack it)
     frame["latency_us"] = frame["intra_latency_us"]
     frame["source"] = "reported"
     frame["transport"] = frame["transport"].fillna("")
@@ -283,6 +305,7 @@ def run_row(summary: dict[str, Any], run_dirs: list[Path]) -> dict[str, Any]:
         "ddlprof_version": summary.get("ddlprof_version"),
         "job_json": json.dumps(job, sort_keys=True),
         "workload_json": json.dumps(workload, sort_keys=True) if workload else None,
+        "single_gpu_step_ms": None,  # one run cannot know it; ddlprof stalls passes it as measured
     }
 
 

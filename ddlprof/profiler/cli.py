@@ -470,7 +470,10 @@ and take the differences:
 
   interconnect stall = t(one node) - t(one GPU)      network stall = t(full) - t(one node)
 
-Each variant is an ordinary ddlprof run under --out; the result goes to OUT/stalls.json.
+Each variant is an ordinary ddlprof run under --out; the result goes to OUT/stalls.json. The full
+job's last run is added to the local dataset ($DDLPROF_HOME/dataset.sqlite) with the one-GPU step
+time beside it, so `ddlprof model fit` learns from your own models and hardware (DDLPROF_NO_STORE=1
+skips it).
 
 examples:
   ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50

@@ -290,7 +290,28 @@ def run_stalls(
             "out": str(out),
         }
     )
+    result["dataset"] = _record_training_row(out, variants[-1].name, repeats, warmup, result)
     import json
 
     write_atomic(out / "stalls.json", json.dumps(result, indent=2) + "\n")
     return result
+
+
+def _record_training_row(
+    out: Path, full: str, repeats: int, warmup: int, result: dict[str, Any]
+) -> dict[str, Any]:
+    """Add the full job's last run to the local dataset with the one-GPU step time beside it: a row
+    the stall models learn from (``ddlprof model fit``), which a plain report cannot give."""
+    from ddlprof.models import store
+
+    single = result["variants"].get("one_gpu", {}).get("step_ms")
+    run_dir = out / full / f"r{repeats - 1}"
+    if single is None or result["variants"].get(full, {}).get("step_ms") is None:
+        return {"stored": False, "reason": "the one-GPU or the full variant did not run"}
+    if store.disabled():
+        return {"stored": False, "reason": f"{store.NO_STORE_ENV} is set"}
+    reasons: list[str] = []
+    summary = summarize([load_run(run_dir)], warmup=warmup)
+    if store.record_run(summary, [run_dir], on_error=reasons.append, measured={"single_gpu_step_ms": single}):
+        return {"stored": True, "database": str(store.database_path()), "run": str(run_dir)}
+    return {"stored": False, "reason": reasons[0] if reasons else "not written"}

@@ -153,6 +153,12 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
             f"{_pct(single['interconnect_stall_pct'])}, network {_pct(single['network_stall_pct'])} "
             "of the step"
         )
+    dataset = result.get("dataset") or {}
+    if dataset.get("stored"):
+        where = f"{dataset['run']} to the local dataset {dataset['database']}"
+        console.print(f"added {where}, with the one-GPU step time: `ddlprof model fit` learns from it")
+    elif dataset.get("reason"):
+        console.print(f"[dim]not added to the local dataset: {dataset['reason']}[/dim]")
 
 
 _ANALYSIS_COLUMNS = {
