@@ -183,6 +183,9 @@ def main() -> int:
     parser.add_argument("--transport", required=True, help="label: nvlink, pcie, socket, ...")
     parser.add_argument("--nodes", type=int, default=1, help="emulated nodes in this launch (a label)")
     parser.add_argument("--single-gpu", action="store_true", help="also measure each model without DDP")
+    parser.add_argument(
+        "--no-ddp", action="store_true", help="only the models without DDP (one-GPU times of a GPU type)"
+    )
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--steps", type=int, default=15)
     parser.add_argument("--bucket-cap-mb", type=float, default=25.0)
@@ -210,7 +213,7 @@ def main() -> int:
         writer = csv.DictWriter(file, FIELDS, extrasaction="ignore")
         if new:
             writer.writeheader()
-    modes = (["single"] if args.single_gpu else []) + ["ddp"]
+    modes = (["single"] if args.single_gpu or args.no_ddp else []) + ([] if args.no_ddp else ["ddp"])
     for name in args.models.split(","):
         for batch_size in map(int, args.batch_sizes.split(",")):
             if not all_agree(time.monotonic() - started < args.deadline_s):

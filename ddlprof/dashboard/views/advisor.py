@@ -194,7 +194,9 @@ def _show(answer: dict[str, Any]) -> None:
             f"{assumptions['workload']['total_samples']:,.0f} samples ({assumptions['workload']['source']}); "
             f"step times: {step['stall_model']} stall model, CV step error "
             f"{step['validation']['step_ms_mape_pct']:.1f}%; prices: catalog snapshot "
-            f"{assumptions['catalog']['snapshot_date']}. Pareto: no other option is both faster and cheaper."
+            f"{assumptions['catalog']['snapshot_date']}. Pareto (table, as `ddlprof advise` marks it): no "
+            "other option takes fewer hours for less total cost. The chart's frontier is per hour "
+            "(throughput against cost per hour), so it can hold other options than the table's."
         )
         items = [option_comparable(o, assumptions) for o in options]
         left, right = st.columns(2)
