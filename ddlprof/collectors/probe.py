@@ -25,6 +25,22 @@ def ring_factor(n: int) -> float:
     return 2 * (n - 1) / n
 
 
+def _allocate(device: Any) -> tuple[Any, Any]:
+    """The probe's two messages; allocated before any timing so that a rank short of memory can say
+    so while every rank still reaches the same collectives."""
+    import torch
+
+    return torch.ones(LARGE // 4, device=device), torch.ones(SMALL // 4, device=device)
+
+
+def _everyone_has(dist: Any, device: Any, mine: bool) -> bool:
+    import torch
+
+    flag = torch.tensor([1 if mine else 0], dtype=torch.int64, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
+
+
 def _time_allreduce(dist: Any, tensor: Any, group: Any) -> float:
     import torch
 
@@ -40,13 +56,11 @@ def _time_allreduce(dist: Any, tensor: Any, group: Any) -> float:
     return (time.perf_counter() - start) / TIMED
 
 
-def _measure(dist: Any, device: Any, group: Any, size: int) -> dict[str, float]:
+def _measure(dist: Any, buffers: tuple[Any, Any], group: Any, size: int) -> dict[str, float]:
     """Bus bandwidth (GB/s) from the large message, latency (us) from the small one."""
-    import torch
-
     factor = ring_factor(size)
-    large = _time_allreduce(dist, torch.ones(LARGE // 4, device=device), group)
-    small = _time_allreduce(dist, torch.ones(SMALL // 4, device=device), group)
+    large = _time_allreduce(dist, buffers[0], group)
+    small = _time_allreduce(dist, buffers[1], group)
     busbw = factor * LARGE / large / 1e9
     latency = max(0.0, small - factor * SMALL / (busbw * 1e9))
     return {"busbw_gbps": round(busbw, 3), "latency_us": round(latency * 1e6, 1), "ranks": size}
@@ -70,9 +84,17 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
     hosts = [int(t.item()) for t in everyone]
     nodes = sorted(set(hosts), key=hosts.index)
     record: dict[str, Any] = {"type": "probe", "nodes": len(nodes), "world_size": world}
+    try:
+        buffers: tuple[Any, Any] | None = _allocate(device)
+    except (RuntimeError, MemoryError):  # out of memory on this rank: no rank times anything
+        buffers = None
+    everyone = _everyone_has(dist, device, buffers is not None)
+    if buffers is None or not everyone:
+        record["skipped"] = f"a rank could not allocate the probe's {(LARGE + SMALL) >> 20} MiB"
+        return record
     if len(nodes) == 1:
         record["local_size"] = world
-        record["intra"] = record["full"] = _measure(dist, device, None, world)
+        record["intra"] = record["full"] = _measure(dist, buffers, None, world)
         dist.barrier()
         record["seconds"] = round(time.perf_counter() - started, 3)
         return record
@@ -82,8 +104,8 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
     record["local_size"] = local_size
     # Every rank runs the same collectives in the same order: ranks alone on their node time nothing
     # intra-node, but every local group still reaches the world all-reduce together.
-    record["intra"] = _measure(dist, device, local, local_size) if local_size > 1 else None
-    record["full"] = _measure(dist, device, None, world)
+    record["intra"] = _measure(dist, buffers, local, local_size) if local_size > 1 else None
+    record["full"] = _measure(dist, buffers, None, world)
     dist.barrier()
     # Free the node group's communicator (NCCL buffers) now rather than holding it for the whole job.
     dist.destroy_process_group(local)
