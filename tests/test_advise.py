@@ -20,10 +20,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddlprof.advisor import ranking, throughput, workloads
+from ddlprof.advisor import ranking, workloads
 from ddlprof.advisor.advise_cli import emit_skypilot, emit_torchrun
 from ddlprof.advisor.catalog import DATA_DIR, load_catalog
 from ddlprof.advisor.ranking import AdviseRequest, advise, interruption_overhead, pareto_front
+from ddlprof.models import memory as memory_table
 from ddlprof.profiler.cli import main
 from ddlprof.profiler.errors import DdlprofError
 
@@ -183,7 +184,7 @@ def test_no_option_meets_the_budget_shows_the_cheapest_with_how_far_over(fitted)
 
 def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
     """bert-base at batch 128: 16.4 GB estimated (shipped table), 19 GB with the allowance."""
-    estimate, how = throughput.shipped_memory_estimate("bert-base", 128)
+    estimate, how = memory_table.shipped_memory_estimate("bert-base", 128)
     assert estimate / 1e9 > 16 and "memory_estimates.csv" in how
     workload = workloads.resolve_workload("bert-base", None, None, None)
     advice = _advise(fitted, model="bert-base", workload=workload, batch_per_gpu=128)
@@ -198,18 +199,18 @@ def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
 
 def test_memory_requirement_and_interpolation():
     assert ranking.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
-    low, _ = throughput.shipped_memory_estimate("resnet50", 32)
-    high, _ = throughput.shipped_memory_estimate("resnet50", 64)
-    mid, how = throughput.shipped_memory_estimate("resnet50", 48)
+    low, _ = memory_table.shipped_memory_estimate("resnet50", 32)
+    high, _ = memory_table.shipped_memory_estimate("resnet50", 64)
+    mid, how = memory_table.shipped_memory_estimate("resnet50", 48)
     assert mid == pytest.approx((low + high) / 2) and "linear between batch 32 and 64" in how
-    beyond, how = throughput.shipped_memory_estimate("resnet50", 512)
+    beyond, how = memory_table.shipped_memory_estimate("resnet50", 512)
     assert "extrapolated linearly from batch 128 and 256" in how
     assert beyond == pytest.approx(3 * _at(256) - 2 * _at(128))
-    assert throughput.shipped_memory_estimate("not-a-model", 32) is None
+    assert memory_table.shipped_memory_estimate("not-a-model", 32) is None
 
 
 def _at(batch: int) -> float:
-    return throughput.shipped_memory_estimate("resnet50", batch)[0]
+    return memory_table.shipped_memory_estimate("resnet50", batch)[0]
 
 
 def test_memory_table_matches_its_provenance():

@@ -27,60 +27,16 @@ another model.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import functools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from ddlprof.advisor.catalog import Instance
+from ddlprof.models.memory import shipped_memory_estimate
 from ddlprof.profiler.errors import DdlprofError
-
-MEMORY_CSV = "data/memory_estimates.csv"
-
-
-# -- memory estimates shipped for the dataset's models ----------------------------------------------
-
-
-@functools.cache
-def _memory_table() -> dict[str, list[tuple[int, float]]]:
-    text = resources.files("ddlprof.models").joinpath(MEMORY_CSV).read_text("utf-8")
-    table: dict[str, list[tuple[int, float]]] = {}
-    for row in csv.DictReader(text.splitlines()):
-        table.setdefault(row["model"], []).append((int(row["batch_per_gpu"]), float(row["total_bytes"])))
-    return {model: sorted(points) for model, points in table.items()}
-
-
-def shipped_memory_estimate(model: str, batch: int) -> tuple[float, str] | None:
-    """(bytes, how) for a model of the shipped table at ``batch``: as estimated, or linear between
-    (beyond) the nearest estimated batches (every part is constant or linear in the batch)."""
-    try:
-        points = _memory_table().get(model)
-    except (OSError, KeyError, ValueError):
-        return None
-    if not points:
-        return None
-    source = "macro_features estimate shipped in ddlprof/models/data/memory_estimates.csv"
-    for b, total in points:
-        if b == batch:
-            return total, f"{source}, batch {batch}"
-    if len(points) == 1:
-        return None
-    below = [p for p in points if p[0] < batch]
-    above = [p for p in points if p[0] > batch]
-    if below and above:
-        (b0, t0), (b1, t1), how = below[-1], above[0], "linear between"
-    elif above:  # below the smallest estimated batch
-        (b0, t0), (b1, t1), how = points[0], points[1], "extrapolated linearly from"
-    else:  # above the largest
-        (b0, t0), (b1, t1), how = points[-2], points[-1], "extrapolated linearly from"
-    value = t0 + (t1 - t0) * (batch - b0) / (b1 - b0)
-    return value, f"{source}, {how} batch {b0} and {b1}"
-
 
 # -- what the step times are built from -------------------------------------------------------------
 

@@ -6,7 +6,9 @@ computed from its name, which imports torch), the batch per GPU, GPUs per node a
 either the measured single-GPU step time or a GPU type. With a GPU type, the single-GPU step of a
 measured model is the dataset's H200 step (interpolated between batch 32 and 64) scaled by
 ``ddlprof.models.gpus.scale_compute_ms`` at the precision its dominant ops run at in fp32 training
-under PyTorch's defaults (TF32 convolutions, fp32 matmuls; ``--precision`` overrides), and the
+under PyTorch's defaults (TF32 convolutions, fp32 matmuls; ``--precision`` overrides), split into
+compute- and memory-bound parts by the roofline (its FLOPs against the bytes a step moves,
+``ddlprof.models.memory.bytes_moved_per_step``), and the
 intra-node bandwidth defaults from the GPU's NVLink or PCIe generation, calibrated on the
 bandwidth measured between the two H200s.
 
@@ -23,6 +25,7 @@ import pandas as pd
 
 from ddlprof.models import dataset
 from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
+from ddlprof.models.memory import bytes_moved_per_step
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
 from ddlprof.profiler.errors import DdlprofError
@@ -131,7 +134,10 @@ def _single_step(
     if spec.gpu == ref_gpu.gpu:
         sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms)"
         return reference, chosen
-    scaled = scale_compute_ms(reference, ref_gpu.gpu, spec.gpu, chosen)
+    flops = dataset.shipped_features(name).get("flops_per_sample")
+    moved = bytes_moved_per_step(name, batch)
+    split = {"flops_per_sample": flops, "batch": batch, "bytes_per_step": moved} if flops and moved else {}
+    scaled = scale_compute_ms(reference, ref_gpu.gpu, spec.gpu, chosen, **split)
     sources["single_gpu_step_ms"] = (
         f"{how} ({reference:.3f} ms), scaled to {spec.gpu} at {chosen} ({scaled['method']}, "
         f"{scaled['compute_fraction']:.0%} compute-bound)"
