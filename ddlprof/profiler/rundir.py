@@ -7,7 +7,7 @@
                            ``probe``, ``trace``, ``warning`` and a final ``end`` record
     gpu/<host>.csv         NVML samples, one file per host
     traces/<run>/          Kineto traces in torch-tb-profiler's layout
-    summary.json           written by ``ddlprof report``
+    summary.json           written by ``ddlprof report``; left by ``ddlprof wrap`` (the dashboard's cache)
 
 Several nodes may share one directory (``--out`` on a shared file system): the first node creates
 the manifest, the others join a manifest for the same command.
