@@ -177,8 +177,8 @@ def _wait_all(procs: list[subprocess.Popen], deadline: float) -> list[int]:
 
 
 def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
-    """The run's steady-state job breakdown (``ddlprof report``'s ``job``)."""
-    return summarize([load_run(run_dir)], warmup=warmup)["job"]
+    """The run's steady-state summary (``ddlprof report``'s, with the variant's warm-up)."""
+    return summarize([load_run(run_dir)], warmup=warmup)
 
 
 def single_run_attribution(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -253,6 +253,7 @@ def run_stalls(
     variants = plan(launched, emulate_nodes, emulate_pcie, free_port())
     times: dict[str, list[float]] = {}
     jobs: dict[str, list[dict[str, Any]]] = {}
+    last: dict[str, tuple[Path, dict[str, Any]]] = {}  # each variant's last measured run and summary
     failures: dict[str, str] = {}
     with Progress(transient=True) as progress:
         task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
@@ -269,7 +270,9 @@ def run_stalls(
                     )
                     try:
                         if error is None:
-                            job = measure(run_dir, warmup)
+                            summary = measure(run_dir, warmup)
+                            last[variant.name] = (run_dir, summary)
+                            job = summary["job"]
                             times.setdefault(variant.name, []).append(job["step_ms"])
                             jobs.setdefault(variant.name, []).append(job)
                     except DdlprofError as exc:
@@ -290,28 +293,25 @@ def run_stalls(
             "out": str(out),
         }
     )
-    result["dataset"] = _record_training_row(out, variants[-1].name, repeats, warmup, result)
+    single = result["variants"].get("one_gpu", {}).get("step_ms")
+    result["dataset"] = _record_training_row(last.get(variants[-1].name), single)
     import json
 
     write_atomic(out / "stalls.json", json.dumps(result, indent=2) + "\n")
     return result
 
 
-def _record_training_row(
-    out: Path, full: str, repeats: int, warmup: int, result: dict[str, Any]
-) -> dict[str, Any]:
-    """Add the full job's last run to the local dataset with the one-GPU step time beside it: a row
-    the stall models learn from (``ddlprof model fit``), which a plain report cannot give."""
+def _record_training_row(full: tuple[Path, dict[str, Any]] | None, single: float | None) -> dict[str, Any]:
+    """Add the full job's last measured run to the local dataset with the one-GPU step time beside
+    it: a row the stall models learn from (``ddlprof model fit``), which a plain report cannot give."""
     from ddlprof.models import store
 
-    single = result["variants"].get("one_gpu", {}).get("step_ms")
-    run_dir = out / full / f"r{repeats - 1}"
-    if single is None or result["variants"].get(full, {}).get("step_ms") is None:
+    if single is None or full is None:
         return {"stored": False, "reason": "the one-GPU or the full variant did not run"}
     if store.disabled():
         return {"stored": False, "reason": f"{store.NO_STORE_ENV} is set"}
+    run_dir, summary = full
     reasons: list[str] = []
-    summary = summarize([load_run(run_dir)], warmup=warmup)
     if store.record_run(summary, [run_dir], on_error=reasons.append, measured={"single_gpu_step_ms": single}):
         return {"stored": True, "database": str(store.database_path()), "run": str(run_dir)}
     return {"stored": False, "reason": reasons[0] if reasons else "not written"}
