@@ -88,8 +88,8 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
         buffers: tuple[Any, Any] | None = _allocate(device)
     except (RuntimeError, MemoryError):  # out of memory on this rank: no rank times anything
         buffers = None
-    everyone = _everyone_has(dist, device, buffers is not None)
-    if buffers is None or not everyone:
+    all_allocated = _everyone_has(dist, device, buffers is not None)
+    if buffers is None or not all_allocated:
         record["skipped"] = f"a rank could not allocate the probe's {(LARGE + SMALL) >> 20} MiB"
         return record
     if len(nodes) == 1:

@@ -107,8 +107,6 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("workload_json", "TEXT"),
     ("single_gpu_step_ms", "REAL"),
 )
-#: Columns later schema versions added, and the version that added each: older databases get them.
-_ADDED = {"single_gpu_step_ms": 2}
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _WORKLOAD = (
     "num_layers",
@@ -183,7 +181,7 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
             have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
             for name, kind in _COLUMNS:
-                if name not in have and name in _ADDED:  # a database of an older ddlprof
+                if name not in have:  # a column a later schema added, in a database of an older ddlprof
                     conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
             if found is None or found < SCHEMA_VERSION:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))

@@ -68,7 +68,7 @@ def job_key(command: list[str]) -> list[str]:
     return key
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any], *, exclusive: bool = False) -> bool:
+def write_json_atomic(path: Path, data: dict[str, Any], *, exclusive: bool = False) -> bool:
     """Write via a temporary file; with ``exclusive`` return False instead of replacing a file.
 
     The temporary file of an exclusive write lives beside the directory, not in it, so that another
@@ -101,7 +101,7 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty and not a ddlprof run; choose a new directory")
-    joined = not _write_json_atomic(out / MANIFEST, manifest, exclusive=True)
+    joined = not write_json_atomic(out / MANIFEST, manifest, exclusive=True)
     if joined:
         existing = read_manifest(out)
         if not (multi_node and existing.get("job_key") == manifest["job_key"]):
@@ -115,7 +115,7 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
 
 def write_node(out: Path, node: dict[str, Any]) -> Path:
     path = out / "nodes" / f"{node['node_id']}.json"
-    _write_json_atomic(path, node)
+    write_json_atomic(path, node)
     return path
 
 

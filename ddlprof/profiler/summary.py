@@ -9,7 +9,6 @@ holds (schema: ``summary.schema.json`` beside this file).
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -19,7 +18,7 @@ import ddlprof
 from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.gpu_counters import load_samples, steady_counters
-from ddlprof.profiler.rundir import RankLog, Run, source_files
+from ddlprof.profiler.rundir import RankLog, Run, source_files, write_json_atomic
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1
@@ -296,14 +295,8 @@ def cached_summary(run: Path) -> dict[str, Any] | None:
 
 def write_summary_if_absent(run: Path, summary: dict[str, Any]) -> bool:
     """Leave ``summary`` as ``run``'s summary.json for later readers, unless there is one already (a
-    ``ddlprof report`` with its own options is never overwritten) or the directory is read-only."""
-    path = summary_path(run)
-    tmp = run / f".summary.json.{os.getpid()}.tmp"
+    ``ddlprof report`` with its own options is never overwritten) or it cannot be written."""
     try:
-        tmp.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        os.link(tmp, path)  # create-if-absent with the full content, atomically
+        return write_json_atomic(summary_path(run), summary, exclusive=True)
     except OSError:
         return False
-    finally:
-        tmp.unlink(missing_ok=True)
-    return True
