@@ -98,6 +98,7 @@ class CommTracker:
         if not (module.training and torch.is_grad_enabled()):
             return
         session = self.session
+        session.on_step_work()
         session.guard.call("steps", session.on_forward, batch_size(args) or batch_size(kwargs))
         if not self.hooked and not self.user_hook and session.guard.active("comm"):
             self.hooked = True

@@ -23,6 +23,7 @@ def install(session: Session) -> None:
 
     @functools.wraps(original)
     def __next__(self: Any) -> Any:
+        session.on_step_work()
         start = time.perf_counter()
         batch = original(self)
         end = time.perf_counter()

@@ -109,6 +109,14 @@ class Session:
         if samples:
             state.samples_loader += samples
 
+    def on_step_work(self) -> None:
+        """The loop starts work of the step (a DataLoader ``next()``, a DDP forward), outside any
+        profiler range: where a trace window's boundary that is due runs (see ``traces.py``)."""
+        traces = self.traces
+        due = traces is not None and traces.due is not None and self.guard.active("traces")
+        if due and self.guard.call("traces", traces.next_step_began):
+            self.state.after_trace_export = True
+
     def on_forward(self, samples: int | None) -> None:
         state = self.state
         if state.first_forward is None:
@@ -139,7 +147,7 @@ class Session:
             finished.samples_manual = int(samples)
         if self.traces is not None:
             finished.traced = self.traces.covers(self.step)
-            exported = self.guard.call("traces", self.traces.after_step, self.step)
+            exported = self.guard.call("traces", self.traces.step_ended, self.step, self.manual_steps)
             self.state.after_trace_export = bool(exported)
         self.pending.append((self.step, finished, now))
         self._flush(final=False)

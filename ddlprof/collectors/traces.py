@@ -1,7 +1,12 @@
 """GPU timeline windows: torch.profiler (Kineto) records the steps named by --trace-steps.
 
 The profiler starts at the boundary before a window and stops at its last step, so each window holds
-whole steps marked ``ProfilerStep#N`` with ddlprof's step numbers. Files go to
+whole steps marked ``ProfilerStep#N`` with ddlprof's step numbers. A step ends inside the optimizer's
+own ``Optimizer.step#...`` profiler range (torch runs step hooks within it); a ``ProfilerStep#N`` opened
+or closed there would straddle that range, and Kineto then books every GPU kernel of the window to the
+first step (TensorBoard lists it twice, the other steps have no GPU time). So the profiler's boundary
+moves to the next step's first event outside any range (its first ``next()`` on a DataLoader or its
+first DDP forward), and only where a step has neither happens at the optimizer step. Files go to
 ``traces/<run>/<host>_<rank>.<first step>.pt.trace.json.gz``: the layout torch-tb-profiler reads
 (``tensorboard --logdir RUN/traces``), and a file Perfetto opens as it is.
 """
@@ -24,12 +29,26 @@ class TraceWindows:
         self.windows = list(windows)
         self.profiler: Any = None
         self.window: tuple[int, int] | None = None
+        self.due: int | None = None  # a step that ended inside the optimizer, its boundary not yet run
 
     def covers(self, step: int) -> bool:
         return any(lo <= step <= hi for lo, hi in self.windows)
 
-    def after_step(self, step: int) -> bool:
-        """Called at the end of ``step``; returns True when it exported a trace (a slow boundary)."""
+    def step_ended(self, step: int, top_level: bool) -> bool:
+        """At the end of ``step``: the boundary runs now when the caller is outside every profiler
+        range (``mark_step``), else at ``next_step_began``. True when a trace was exported here."""
+        exported = self.next_step_began() if self.due is not None else False  # never two boundaries due
+        self.due = step
+        return (self.next_step_began() if top_level else False) or exported
+
+    def next_step_began(self) -> bool:
+        """Run a boundary that is due; True when it exported a trace (a slow boundary)."""
+        if self.due is None:
+            return False
+        step, self.due = self.due, None
+        return self._boundary(step)
+
+    def _boundary(self, step: int) -> bool:
         if self.profiler is None:
             upcoming = next((w for w in self.windows if w[0] == step + 1), None)
             if upcoming is not None:
@@ -73,7 +92,12 @@ class TraceWindows:
         rank = session.rank if session.rank is not None else int(os.environ.get("RANK", 0))
         path = os.path.join(folder, f"{host_id()}_{rank}.{window[0]}.pt.trace.json.gz")
         started = time.perf_counter()
-        profiler.export_chrome_trace(path)
+        raw = f"{path}.{os.getpid()}.json"
+        profiler.export_chrome_trace(raw)
+        try:
+            write_without_gpu_step_marks(raw, path)
+        finally:
+            os.remove(raw)
         session.write_record(
             {
                 "type": "trace",
@@ -82,3 +106,28 @@ class TraceWindows:
                 "export_s": time.perf_counter() - started,
             }
         )
+
+
+def write_without_gpu_step_marks(raw: str, path: str) -> None:
+    """Gzip Kineto's trace ``raw`` into ``path``, less the GPU-side copies of ``ProfilerStep#N``.
+
+    Kineto mirrors every step marker onto the GPU timeline as a ``gpu_user_annotation``, and
+    torch-tb-profiler (0.4.3, no longer developed) counts those as steps of their own, so TensorBoard
+    would list every step twice. The CPU markers, which every tool reads, stay. Written by hand: no
+    profiler option leaves out only these spans.
+    """
+    import gzip
+    import json
+
+    with open(raw, encoding="utf-8") as f:
+        trace = json.load(f)
+    trace["traceEvents"] = [event for event in trace.get("traceEvents", []) if not _gpu_step_mark(event)]
+    part = f"{path}.part"
+    with gzip.open(part, "wt", encoding="utf-8", compresslevel=6) as f:
+        json.dump(trace, f)
+    os.replace(part, path)
+
+
+def _gpu_step_mark(event: dict) -> bool:
+    name = str(event.get("name", ""))
+    return event.get("cat") == "gpu_user_annotation" and name.startswith("ProfilerStep#")
