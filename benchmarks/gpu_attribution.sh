@@ -5,6 +5,8 @@
 # the in-launch one-GPU blocks measure what its one_gpu variant measures. Run directories are packed
 # into $OUT (flat files only come back from the device).
 #   TRANSPORTS=nvlink,pcie OUT=benchmarks/results/gpu-2xh200 bash benchmarks/gpu_attribution.sh
+# MODELS, BATCHES (32,64), STEPS (20), REPEATS (2), DEADLINE (240 s a transport), SAMPLE_INTERVAL
+# (NVML, 0.5 s) and TAG (a suffix for the file names) change what it runs.
 set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
@@ -18,14 +20,14 @@ for transport in ${TRANSPORTS//,/ }; do
     pcie) env=(NCCL_P2P_DISABLE=1) ;;
     socket) env=(NCCL_P2P_DISABLE=1 NCCL_SHM_DISABLE=1 NCCL_SOCKET_IFNAME=lo) ;;
   esac
-  RUN=/tmp/attr-$transport
+  RUN=/tmp/attr-$transport${TAG:-}
   rm -rf "$RUN"
-  env "${env[@]}" python3 -m ddlprof wrap --trace-steps 0 --out "$RUN" -- torchrun --standalone \
-    --nproc_per_node="$NPROC" benchmarks/attribution_inlaunch.py --models "$MODELS" --batch-sizes 32,64 --steps "${STEPS:-20}" \
+  env "${env[@]}" python3 -m ddlprof wrap --trace-steps 0 --gpu-sample-interval "${SAMPLE_INTERVAL:-0.5}" --out "$RUN" -- torchrun --standalone \
+    --nproc_per_node="$NPROC" benchmarks/attribution_inlaunch.py --models "$MODELS" --batch-sizes "${BATCHES:-32,64}" --steps "${STEPS:-20}" --repeats "${REPEATS:-2}" \
     --transport "$transport" --deadline-s "${DEADLINE:-240}" --phases-out "$RUN/phases.json" \
-    > "$OUT/attribution_inlaunch_$transport.log" 2>&1
-  echo "exit $?" >> "$OUT/attribution_inlaunch_$transport.log"
-  tar -czf "$OUT/attribution_inlaunch_$transport.tgz" -C /tmp "attr-$transport"
+    > "$OUT/attribution_inlaunch_$transport${TAG:-}.log" 2>&1
+  echo "exit $?" >> "$OUT/attribution_inlaunch_$transport${TAG:-}.log"
+  tar -czf "$OUT/attribution_inlaunch_$transport${TAG:-}.tgz" -C /tmp "attr-$transport${TAG:-}"
 done
 if [ -n "${STALLS:-}" ]; then  # e.g. STALLS="resnet50:64 densenet121:32"
   for config in $STALLS; do

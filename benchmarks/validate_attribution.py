@@ -18,6 +18,13 @@ hold (host time of the last bucket + ``gpu_lag_ms``), and also gives the host-si
 
     python benchmarks/validate_attribution.py compare RUN_NVLINK RUN_PCIE RUN_SOCKET \\
         --json-out attribution_compare.json
+
+A candidate correction for launch-bound configurations (GPU < 10 ms behind the host at the hand-over),
+not in ``ddlprof report``: a GPU that idles waiting for its host hides the wire wait in that idle time,
+so the stall is at most ``max(0, wait - idle)``, idle = (1 - NVML utilisation) x period, utilisation
+the mean of the run's NVML samples inside the ddp2 blocks (rank r on GPU r, as the script places
+them; samples in a block's first 1/6 s, which NVML's utilisation window may reach back before, left
+out). Its columns are ``interconnect_idle_corrected_pct`` and the summary's ``idle_corrected_*``.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ddlprof.profiler.gpu_counters import load_samples
 from ddlprof.profiler.rundir import Run, load_run
 from ddlprof.profiler.summary import summarize
 
@@ -94,7 +102,27 @@ def phase_ms(configs: list[dict[str, Any]], phase: str) -> list[float]:
     return [statistics.fmean(values) for _, values in sorted(by_repeat.items())]
 
 
-def compare_one(run: Run, transport: str, per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+NVML_WINDOW_S = 1 / 6  # NVML's utilisation covers up to this long before a sample on these GPUs
+
+
+def block_utilisation(samples: Any, per_rank: list[dict[str, Any]]) -> float | None:
+    """Mean NVML GPU utilisation (0-1) over the ddp2 blocks, each rank's on its own GPU."""
+    if samples is None:
+        return None
+    values: list[float] = []
+    for rank, config in enumerate(per_rank):
+        gpu = samples[samples["gpu"] == rank]
+        for block in config["blocks"]:
+            if block["phase"] == "ddp2":
+                start, end = block["unix"]
+                inside = gpu[(gpu["unix"] >= start + NVML_WINDOW_S) & (gpu["unix"] <= end)]
+                values += [float(v) for v in inside["util_pct"].dropna()]
+    return statistics.fmean(values) / 100 if values else None
+
+
+def compare_one(
+    run: Run, transport: str, per_rank: list[dict[str, Any]], samples: Any = None
+) -> dict[str, Any]:
     """One model x batch: truth from every rank's blocks, attribution from the ddp2 steps."""
     ddp2, ddp1, plain = (phase_ms(per_rank, p) for p in ("ddp2", "ddp1", "plain"))
     t2, t1, t0 = (statistics.fmean(v) for v in (ddp2, ddp1, plain))
@@ -106,6 +134,11 @@ def compare_one(run: Run, transport: str, per_rank: list[dict[str, Any]]) -> dic
     gpu_side = gpu_side_pct(run, ranges)
     got = host_side if gpu_side is None else gpu_side[0]
     truth = 100 * (t2 - t1) / t2
+    lag = gpu_lag(run, ranges)
+    util = block_utilisation(samples, per_rank)
+    corrected = got
+    if lag is not None and lag < LAUNCH_BOUND_LAG_MS and util is not None:
+        corrected = max(0.0, got - 100 * (1 - util))  # wait - idle, both as % of the GPU's period
     row = {
         "model": per_rank[0]["model"], "batch_per_gpu": per_rank[0]["batch_per_gpu"], "transport": transport,
         "plain_ms": round(t0, 3), "ddp1_ms": round(t1, 3), "ddp2_ms": round(t2, 3),
@@ -118,7 +151,10 @@ def compare_one(run: Run, transport: str, per_rank: list[dict[str, Any]]) -> dic
         "interconnect_single_run_host_step_pct": round(host_side, 2),
         "ddp2_spread_pct": round(100 * (max(ddp2) - min(ddp2)) / t2, 2),
         "ddp_cpu_cost_truth_pct": round(100 * (t1 - t0) / t2, 2),
-        "gpu_lag_ms": gpu_lag(run, ranges),
+        "gpu_lag_ms": lag,
+        "nvml_util_pct": None if util is None else round(100 * util, 1),
+        "interconnect_idle_corrected_pct": round(corrected, 2),
+        "idle_corrected_error_pp": round(corrected - truth, 2),
         "job": {k: None if job.get(k) is None else round(job[k], 3) for k in JOB_KEYS},
     }  # fmt: skip
     return row
@@ -163,6 +199,11 @@ def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{name}_configs"] = len(part)
         out[f"{name}_mae_pp"] = round(statistics.fmean(errors), 2) if errors else None
         out[f"{name}_worst_pp"] = max(errors, default=None)
+    for name, part in (("idle_corrected", rows), ("idle_corrected_launch_bound", bound)):
+        errors = [abs(r["idle_corrected_error_pp"]) for r in part]
+        out[f"{name}_mae_pp"] = round(statistics.fmean(errors), 2) if errors else None
+        out[f"{name}_worst_pp"] = max(errors, default=None)
+    out["launch_bound_with_nvml_samples"] = sum(r["nvml_util_pct"] is not None for r in bound)
     return out
 
 
@@ -170,6 +211,7 @@ def compare(args: argparse.Namespace) -> int:
     rows, failed = [], []
     for run_dir in args.runs:
         run = load_run(run_dir)
+        samples = load_samples([run_dir])
         ranks = [json.loads(path.read_text()) for path in sorted(run_dir.glob("phases.rank*.json"))]
         if not ranks:
             print(
@@ -188,7 +230,7 @@ def compare(args: argparse.Namespace) -> int:
                     }
                 )
                 continue
-            rows.append(compare_one(run, ranks[0]["transport"], per_rank))
+            rows.append(compare_one(run, ranks[0]["transport"], per_rank, samples))
             print(json.dumps({k: v for k, v in rows[-1].items() if k != "job"}), flush=True)
     summary = summary_of(rows)
     print(json.dumps(summary, indent=2))
