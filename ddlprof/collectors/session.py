@@ -113,8 +113,9 @@ class Session:
         """The loop starts work of the step (a DataLoader ``next()``, a DDP forward), outside any
         profiler range: where a trace window's boundary that is due runs (see ``traces.py``)."""
         traces = self.traces
-        due = traces is not None and traces.due is not None and self.guard.active("traces")
-        if due and self.guard.call("traces", traces.next_step_began):
+        if traces is None or traces.due is None:
+            return  # the common case, on every next() and forward: nothing due
+        if self.guard.call("traces", traces.next_step_began):
             self.state.after_trace_export = True
 
     def on_forward(self, samples: int | None) -> None:

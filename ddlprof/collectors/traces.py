@@ -37,7 +37,7 @@ class TraceWindows:
     def step_ended(self, step: int, top_level: bool) -> bool:
         """At the end of ``step``: the boundary runs now when the caller is outside every profiler
         range (``mark_step``), else at ``next_step_began``. True when a trace was exported here."""
-        exported = self.next_step_began() if self.due is not None else False  # never two boundaries due
+        exported = self.next_step_began()  # one still due (a step with no DataLoader or DDP forward)
         self.due = step
         return (self.next_step_began() if top_level else False) or exported
 
