@@ -142,6 +142,14 @@ def test_html_report_and_summary_schema(tmp_path):
     assert written["steps"]["warmup_dropped"] == 2 and written["steps"]["steady_per_rank"] == 8
 
 
+def test_html_into_a_missing_folder_is_one_line_and_leaves_no_temporary_file(tmp_path):
+    run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
+    done = ddlprof("report", "--no-store", "--html", str(tmp_path / "missing" / "r.html"), str(run))
+    _one_line_error(done, "r.html", "cannot write")
+    assert json.loads((run / "summary.json").read_text())["job"]["step_ms"] == 10.0  # written before
+    assert not [p for p in run.parent.rglob("*.tmp")]
+
+
 def test_report_does_not_import_torch(tmp_path):
     run = _run_dir(tmp_path, {0: [_rank(0, world=1), *[_step(n) for n in range(1, 5)]]})
     code = (

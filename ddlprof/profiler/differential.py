@@ -24,7 +24,7 @@ from typing import Any
 
 from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import load_run
+from ddlprof.profiler.rundir import load_run, write_atomic
 from ddlprof.profiler.summary import summarize
 from ddlprof.profiler.wrap import wrap_command
 
@@ -244,8 +244,6 @@ def run_stalls(
 ) -> dict[str, Any]:
     """Run the variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
     from rich.progress import Progress
-
-    from ddlprof.profiler.report import write_atomic
 
     if out.exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty; choose a new directory")

@@ -3,24 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import load_run
+from ddlprof.profiler.rundir import load_run, write_atomic
 from ddlprof.profiler.summary import summarize, summary_path
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` in one step, so a failure never leaves half a file behind."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise DdlprofError(f"{path}: cannot write ({exc.strerror})") from None
 
 
 def _record(summary: dict, paths: list[Path]) -> Path | None:

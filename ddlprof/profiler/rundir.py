@@ -68,27 +68,33 @@ def job_key(command: list[str]) -> list[str]:
     return key
 
 
-def write_json_atomic(path: Path, data: dict[str, Any], *, exclusive: bool = False) -> bool:
-    """Write via a temporary file; with ``exclusive`` return False instead of replacing a file.
+def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
+    """Write via a temporary file, so a failure never leaves half a file behind; with ``exclusive``
+    return False instead of replacing a file that exists.
 
     The temporary file of an exclusive write lives beside the directory, not in it, so that another
     node looking at a fresh run directory never sees a half-made run.
     """
     folder = path.parent.parent if exclusive else path.parent
     tmp = folder / f".{path.parent.name}.{path.name}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     try:
-        if exclusive:
-            try:
-                os.link(tmp, path)  # atomic create-if-absent with the full content
-            except FileExistsError:
-                return False
-        else:
+        tmp.write_text(text, encoding="utf-8")
+        if not exclusive:
             os.replace(tmp, path)
             return True
+        try:
+            os.link(tmp, path)  # atomic create-if-absent with the full content
+        except FileExistsError:
+            return False
+        return True
+    except OSError as exc:
+        raise DdlprofError(f"{path}: cannot write ({exc.strerror})") from None
     finally:
         tmp.unlink(missing_ok=True)
-    return True
+
+
+def json_text(data: dict[str, Any]) -> str:
+    return json.dumps(data, indent=2) + "\n"
 
 
 def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> bool:
@@ -101,7 +107,7 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
     out.mkdir(parents=True, exist_ok=True)
     if not (out / MANIFEST).exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty and not a ddlprof run; choose a new directory")
-    joined = not write_json_atomic(out / MANIFEST, manifest, exclusive=True)
+    joined = not write_atomic(out / MANIFEST, json_text(manifest), exclusive=True)
     if joined:
         existing = read_manifest(out)
         if not (multi_node and existing.get("job_key") == manifest["job_key"]):
@@ -115,7 +121,7 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
 
 def write_node(out: Path, node: dict[str, Any]) -> Path:
     path = out / "nodes" / f"{node['node_id']}.json"
-    write_json_atomic(path, node)
+    write_atomic(path, json_text(node))
     return path
 
 

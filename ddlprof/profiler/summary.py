@@ -18,7 +18,7 @@ import ddlprof
 from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
 from ddlprof.profiler.errors import DdlprofError
 from ddlprof.profiler.gpu_counters import load_samples, steady_counters
-from ddlprof.profiler.rundir import RankLog, Run, source_files, write_json_atomic
+from ddlprof.profiler.rundir import RankLog, Run, json_text, source_files, write_atomic
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1
@@ -297,6 +297,6 @@ def write_summary_if_absent(run: Path, summary: dict[str, Any]) -> bool:
     """Leave ``summary`` as ``run``'s summary.json for later readers, unless there is one already (a
     ``ddlprof report`` with its own options is never overwritten) or it cannot be written."""
     try:
-        return write_json_atomic(summary_path(run), summary, exclusive=True)
-    except OSError:
+        return write_atomic(summary_path(run), json_text(summary), exclusive=True)
+    except DdlprofError:
         return False

@@ -161,7 +161,10 @@ def wrap(
                 node["gpu_sampling"] = {"enabled": False, "reason": f"sampler stopped: {sampler.error}"}
     node["end_unix"] = time.time()
     node["exit_code"] = exit_code
-    rundir.write_node(run_dir, node)
+    try:
+        rundir.write_node(run_dir, node)
+    except DdlprofError as exc:  # the job has run: its exit code still passes through
+        print(f"ddlprof: warning: {exc}; the node's end is not recorded", file=sys.stderr)
     _print_summary(run_dir)
     return exit_like(exit_code)
 
