@@ -19,6 +19,11 @@ hold (host time of the last bucket + ``gpu_lag_ms``), and also gives the host-si
     python benchmarks/validate_attribution.py compare RUN_NVLINK RUN_PCIE RUN_SOCKET \\
         --json-out attribution_compare.json
 
+How far the ground truth itself reproduces: ``launches`` takes two such comparisons and, for every
+configuration in both, how much the truth (and the single-run figure) moved between the launches:
+
+    python benchmarks/validate_attribution.py launches attribution_compare.json attribution_compare_b32.json
+
 A candidate correction for launch-bound configurations (GPU < 10 ms behind the host at the hand-over),
 not in ``ddlprof report``: a GPU that idles waiting for its host hides the wire wait in that idle time,
 so the stall is at most ``max(0, wait - idle)``, idle = (1 - NVML utilisation) x period, utilisation
@@ -240,6 +245,29 @@ def compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def launches(args: argparse.Namespace) -> int:
+    """The same configurations in two launches: how much each side moved, in percentage points."""
+    first, second = (
+        {(r["model"], r["batch_per_gpu"], r["transport"]): r for r in json.loads(path.read_text())["rows"]}
+        for path in (args.first, args.second)
+    )
+    shared = sorted(first.keys() & second.keys())
+    if not shared:
+        print(f"{args.first} and {args.second} have no configuration in common", file=sys.stderr)
+        return 2
+    out: dict[str, Any] = {"configs": len(shared)}
+    for side in ("interconnect_truth_pct", "interconnect_single_run_pct"):
+        moved = [round(second[k][side] - first[k][side], 2) for k in shared]
+        out[side] = {
+            "mean_abs_change_pp": round(statistics.fmean(abs(m) for m in moved), 2),
+            "median_abs_change_pp": round(statistics.median(abs(m) for m in moved), 2),
+            "worst_abs_change_pp": max(abs(m) for m in moved),
+            "changes_pp": {"/".join(map(str, k)): m for k, m in zip(shared, moved, strict=True)},
+        }
+    print(json.dumps(out, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -250,8 +278,13 @@ def main() -> int:
         "runs", type=Path, nargs="+", help="run directories of wrapped attribution_inlaunch.py launches"
     )
     checker.add_argument("--json-out", type=Path)
+    checker.set_defaults(run=compare)
+    again = commands.add_parser("launches", help="how far the same configurations moved between launches")
+    again.add_argument("first", type=Path, help="a --json-out of compare")
+    again.add_argument("second", type=Path, help="a --json-out of compare, from another launch")
+    again.set_defaults(run=launches)
     args = parser.parse_args()
-    return compare(args)
+    return args.run(args)
 
 
 if __name__ == "__main__":

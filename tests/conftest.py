@@ -22,6 +22,8 @@ def env() -> dict[str, str]:
     out = dict(os.environ)
     out["PATH"] = f"{BIN}{os.pathsep}{out.get('PATH', '')}"
     out["OMP_NUM_THREADS"] = "1"
+    # a rank that aborts (CI once saw torch 2.13 + gloo abort at exit) prints every thread's stack
+    out["PYTHONFAULTHANDLER"] = "1"
     out.pop("DDLPROF_RUN_DIR", None)
     return out
 
