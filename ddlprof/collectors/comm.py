@@ -3,16 +3,23 @@ much of it the step waits for after backward has finished (the exposed, non-over
 
 DDP calls a comm hook once per gradient bucket as soon as the bucket is ready. We time the hook
 the user registered (wrapping it, never replacing it), or, when there is none, DDP's default
-``allreduce_hook`` registered just before the first forward. Every bucket's launch is taken from the
-host clock. On GPUs the exposed part comes from two CUDA events on the compute stream (the last
+all-reduce (``mean_allreduce``) registered just before the first forward. Every bucket's launch is
+taken from the host clock. On GPUs the exposed part comes from two CUDA events on the compute stream (the last
 bucket's hand-over, and the point after DDP's finalize where the stream may go on), read at a later
 step so the CPU never waits; per-bucket completion on GPUs is in the trace windows. On CPU (gloo)
 each bucket's completion comes from the host clock, which is exact there.
+
+On CPU that completion is a Python callback that the backend (gloo) runs on its own thread. A
+Python object that such a thread still has to release when the interpreter finalizes aborts the
+process ("terminate called without an active exception"), so the callbacks are counted and the
+session lets them go before exit (``BucketCallbacks``); the default hook is torch's
+``allreduce_hook`` with our callback as its only one.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import time
 import weakref
 from dataclasses import dataclass
@@ -35,6 +42,7 @@ class BucketTiming:
     ready_event: Any = None
     done_event: Any = None
     done_host: float | None = None  # host clock when done_event was recorded
+    result: Any = None  # the CPU callback's future, released on this thread rather than gloo's
 
 
 def install(session: Session) -> None:
@@ -105,21 +113,20 @@ class CommTracker:
             session.guard.call("comm", self._register_default_hook, module)
 
     def _register_default_hook(self, ddp: Any) -> None:
-        from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+        self.register(ddp, ddp.process_group, self.wrap(mean_allreduce, unwrap=True))
 
-        self.register(ddp, ddp.process_group, self.wrap(allreduce_hook))
-
-    def wrap(self, hook: Any) -> Any:
+    def wrap(self, hook: Any, unwrap: bool = False) -> Any:
+        """``hook`` timed; ``unwrap``: its future holds a list whose first tensor is the result."""
         guard = self.session.guard
 
         @functools.wraps(hook)
         def timed_hook(state: object, bucket: Any) -> Any:
             timing = guard.call("comm", self._begin, bucket) if guard.active("comm") else None
             future = hook(state, bucket)
-            if timing is None:
-                return future
-            timed = guard.call("comm", self._end, timing, future)
-            return future if timed is None else timed
+            timed = None if timing is None else guard.call("comm", self._end, timing, future, unwrap)
+            if timed is not None:
+                return timed
+            return future.then(_first) if unwrap else future
 
         return timed_hook
 
@@ -161,18 +168,54 @@ class CommTracker:
 
         engine.queue_callback(lambda: guard.call("comm", before_finalize))
 
-    def _end(self, timing: BucketTiming, future: Any) -> Any:
+    def _end(self, timing: BucketTiming, future: Any, unwrap: bool) -> Any:
         timing.hook_s = time.perf_counter() - timing.ready
-        if timing.device is not None:
-            return future  # GPU: timed by the events above, the future is left as it is
+        if timing.device is not None:  # GPU: timed by the events above
+            return future.then(_first) if unwrap else future
         guard = self.session.guard
 
         def on_done(done: Any) -> Any:
             value = done.value()  # re-raises a failed all-reduce exactly as without ddlprof
             guard.call("comm", _mark_done, timing)
-            return value
+            return value[0] if unwrap else value
 
-        return future.then(on_done)
+        timing.result = future.then(self.session.callbacks.track(on_done))
+        return timing.result
+
+
+def mean_allreduce(process_group, bucket):  # no annotations: DDP checks them as real types
+    """torch's ``allreduce_hook`` (the mean of the bucket over the group) without its own ``then``."""
+    import torch.distributed as dist
+
+    group = process_group if process_group is not None else dist.group.WORLD
+    tensor = bucket.buffer().div_(group.size())
+    return dist.all_reduce(tensor, group=group, async_op=True).get_future()
+
+
+def _first(done: Any) -> Any:
+    return done.value()[0]
+
+
+class BucketCallbacks:
+    """The completion callbacks handed to the backend's threads that those threads still hold."""
+
+    def __init__(self) -> None:
+        self.held: set[int] = set()  # set.add/discard are atomic under the GIL, from any thread
+        self.ids = itertools.count()
+
+    def track(self, callback: Any) -> Any:
+        key = next(self.ids)
+        self.held.add(key)
+        # not at exit: weakref's own exit handler runs before the session's and would empty the set
+        weakref.finalize(callback, self.held.discard, key).atexit = False
+        return callback
+
+    def settle(self, timeout_s: float = 1.0) -> bool:
+        """Wait, with the GIL free, until the backend's threads let every callback go."""
+        deadline = time.perf_counter() + timeout_s
+        while self.held and time.perf_counter() < deadline:
+            time.sleep(0.001)
+        return not self.held
 
 
 def _record_event(stream: Any) -> Any:

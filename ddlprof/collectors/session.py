@@ -16,7 +16,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddlprof.collectors.comm import GpuClock, resolve_buckets
+from ddlprof.collectors.comm import BucketCallbacks, GpuClock, resolve_buckets
 from ddlprof.collectors.config import CollectorConfig, host_id
 from ddlprof.collectors.guard import Guard
 from ddlprof.collectors.records import RecordWriter, rank_file
@@ -64,6 +64,7 @@ class Session:
         self.unix_offset = time.time() - time.perf_counter()
         self.traces: Any = None
         self.gpu_clock = GpuClock()
+        self.callbacks = BucketCallbacks()
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -85,7 +86,8 @@ class Session:
             self.guard.fail(name, "forked child process", quiet=True)
 
     def close(self) -> None:
-        """At interpreter exit: settle GPU timings, finish a trace window, write the end record."""
+        """At interpreter exit: settle GPU timings, finish a trace window, write the end record, and let
+        the backend's threads release our completion callbacks while the interpreter can still take them."""
         if self.closed:
             return
         self.closed = True
@@ -98,6 +100,7 @@ class Session:
             self._write_workload()
             self._write({"type": "end", "steps": self.step, "unix": time.time()})
             self.guard.call("records", self.writer.close)
+        self.callbacks.settle()
 
     # -- events from the collectors --------------------------------------------------------------
 
