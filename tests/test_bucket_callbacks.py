@@ -14,6 +14,7 @@ import threading
 import time
 
 import torch
+from conftest import REPO, env, torchrun
 
 from ddlprof.collectors.comm import BucketCallbacks
 
@@ -58,3 +59,17 @@ def test_a_callback_still_held_at_exit_is_still_counted_by_the_exit_handlers(tmp
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "held at exit: 1"
+
+
+def test_a_gloo_job_whose_callback_is_busy_at_exit_exits_cleanly_after_settle():
+    # without the settle this script aborts ("terminate called without an active exception"):
+    # benchmarks/results/cpu/gloo_exit_abort.txt
+    done = subprocess.run(
+        [*torchrun(2), str(REPO / "benchmarks" / "gloo_exit_abort.py"), "--settle"],
+        capture_output=True,
+        text=True,
+        env=env(),
+        timeout=240,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "terminate called" not in done.stderr
