@@ -176,6 +176,10 @@ def gpu_lag(run: Run, ranges: list[tuple[int, int]]) -> float | None:
     return round(statistics.median(lags), 2) if lags else None
 
 
+def _rounded(statistic: Any, values: list[float]) -> float | None:
+    return round(statistic(values), 2) if values else None
+
+
 def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
     errors = [abs(r["interconnect_error_pp"]) for r in rows]
     out: dict[str, Any] = {
@@ -183,6 +187,10 @@ def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "models": len({r["model"] for r in rows}),
         "interconnect_mae_pp": round(statistics.fmean(errors), 2) if errors else None,
         "interconnect_worst_pp": max(errors, default=None),
+        "interconnect_bias_pp": _rounded(statistics.fmean, [r["interconnect_error_pp"] for r in rows]),
+        "single_run_over": sum(r["interconnect_error_pp"] > 0 for r in rows),
+        "truth_mean_pct": _rounded(statistics.fmean, [r["interconnect_truth_pct"] for r in rows]),
+        "ddp2_spread_median_pct": _rounded(statistics.median, [r["ddp2_spread_pct"] for r in rows]),
         "network": "single-node configurations only: network stall is 0 by construction on both sides",
     }
     for transport in sorted({r["transport"] for r in rows}):
@@ -209,6 +217,7 @@ def summary_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
         out[f"{name}_mae_pp"] = round(statistics.fmean(errors), 2) if errors else None
         out[f"{name}_worst_pp"] = max(errors, default=None)
     out["launch_bound_with_nvml_samples"] = sum(r["nvml_util_pct"] is not None for r in bound)
+    out["idle_corrected_to_zero"] = sum(r["interconnect_idle_corrected_pct"] == 0 for r in bound)
     return out
 
 
