@@ -307,3 +307,13 @@ def test_evaluate_cli_table(home):
     done = ddlprof("model", "evaluate", env=_home_env(home))
     assert done.returncode == 0, done.stderr
     assert "leave-one-model-out" in done.stdout and "not" in done.stdout.lower()
+
+
+def test_a_fit_that_cannot_be_saved_says_so_and_is_still_used(home):
+    blocked = home / "models" / registry.FILE_NAME
+    blocked.mkdir(parents=True)  # a directory where the file should go
+    fitted = registry.fit()
+    assert fitted.refitted and fitted.models
+    assert len(fitted.notes) == 1 and fitted.notes[0].startswith("fitted models not saved")
+    assert "cannot write" in fitted.notes[0]
+    assert [p.name for p in blocked.parent.iterdir()] == [registry.FILE_NAME]  # no temporary file left

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import resources
@@ -31,6 +30,8 @@ from ddlprof.models.baseline import AnalyticalBaseline
 from ddlprof.models.dataset import training_rows
 from ddlprof.models.learned import LearnedStallModel
 from ddlprof.models.stall_models import StallModel
+from ddlprof.profiler.errors import DdlprofError
+from ddlprof.profiler.rundir import json_text, write_atomic
 
 HOME_ENV = "DDLPROF_HOME"
 FILE_NAME = "stall_models.json"
@@ -94,14 +95,16 @@ def _read(path: Path) -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
-def _write(path: Path, record: dict[str, Any]) -> None:
-    """Atomically: a reader sees the old file or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(
-        "w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8"
-    ) as tmp:
-        tmp.write(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp.name, path)
+def _save(path: Path, record: dict[str, Any]) -> str | None:
+    """Write the fit (atomically); the note saying why when it cannot be saved."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json_text(record))
+    except OSError as exc:
+        return f"fitted models not saved to {path}: {exc.strerror or exc}"
+    except DdlprofError as exc:
+        return f"fitted models not saved: {exc}"
+    return None
 
 
 def fit(save: bool = True, training: tuple[Any, dict[str, Any]] | None = None) -> Fitted:
@@ -126,13 +129,8 @@ def fit(save: bool = True, training: tuple[Any, dict[str, Any]] | None = None) -
         "evaluation": evaluation,
     }
     path = models_path()
-    notes = []
-    if save:
-        try:
-            _write(path, record)
-        except OSError as exc:
-            notes.append(f"fitted models not saved to {path}: {exc.strerror or exc}")
-    return Fitted(models, record, path, refitted=True, notes=notes)
+    note = _save(path, record) if save else None
+    return Fitted(models, record, path, refitted=True, notes=[note] if note else [])
 
 
 def shipped_record() -> dict[str, Any] | None:
@@ -162,12 +160,8 @@ def load_models() -> Fitted:
         except (KeyError, TypeError, ValueError):
             pass
         else:
-            notes = []
-            try:
-                _write(path, shipped)
-            except OSError as exc:
-                notes.append(f"fitted models not saved to {path}: {exc.strerror or exc}")
-            return Fitted(models, shipped, path, refitted=False, notes=notes)
+            note = _save(path, shipped)
+            return Fitted(models, shipped, path, refitted=False, notes=[note] if note else [])
     fitted = fit(training=(rows, info))
     fitted.notes.insert(0, f"fitted models {why} at {path}: refitted from the training rows")
     return fitted

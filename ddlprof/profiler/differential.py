@@ -24,7 +24,7 @@ from typing import Any
 
 from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import load_run, write_atomic
+from ddlprof.profiler.rundir import json_text, load_run, write_atomic
 from ddlprof.profiler.summary import summarize
 from ddlprof.profiler.wrap import wrap_command
 
@@ -293,9 +293,7 @@ def run_stalls(
     )
     single = result["variants"].get("one_gpu", {}).get("step_ms")
     result["dataset"] = _record_training_row(last.get(variants[-1].name), single)
-    import json
-
-    write_atomic(out / "stalls.json", json.dumps(result, indent=2) + "\n")
+    write_atomic(out / "stalls.json", json_text(result))
     return result
 
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
 from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import load_run, write_atomic
+from ddlprof.profiler.rundir import json_text, load_run, write_atomic
 from ddlprof.profiler.summary import summarize, summary_path
 
 
@@ -33,7 +32,7 @@ def report(
 ) -> int:
     runs = [load_run(path) for path in paths]
     summary = summarize(runs, warmup=warmup)
-    text = json.dumps(summary, indent=2) + "\n"
+    text = json_text(summary)
     written = [summary_path(runs[0].path)]
     try:
         write_atomic(written[0], text)
