@@ -223,9 +223,26 @@ def main() -> int:
             f"(loss {loss.item() * args.accumulate:.3f})",
             flush=True,
         )
-    dist.barrier()  # torch 2.13 + gloo can abort at exit when a rank destroys the group early
-    dist.destroy_process_group()
+    leave_process_group(device)
     return args.exit_code
+
+
+_HELD_TO_EXIT: list[dist.Work] = []
+
+
+def leave_process_group(device: torch.device) -> None:
+    """Wait for every rank, then destroy the process group, with no gloo thread left to take the GIL.
+
+    Not ``dist.barrier()``: torch 2.13's gloo barrier holds the work in flight when it starts (the last
+    gradient all-reduce) and its thread releases that work after the barrier, taking the GIL for a
+    Python object the all-reduce captured during backward; a rank that is shutting down by then aborts
+    ("terminate called without an active exception"; see benchmarks/gloo_thread_gil.py). An all-reduce
+    holds no other work, and held here until exit it is released by the main thread, not by gloo's.
+    """
+    work = dist.all_reduce(torch.zeros(1, device=device), async_op=True)
+    work.wait()
+    _HELD_TO_EXIT.append(work)
+    dist.destroy_process_group()
 
 
 if __name__ == "__main__":

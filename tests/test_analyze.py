@@ -34,7 +34,8 @@ with profile(schedule=schedule(wait=1, warmup=1, active=3, repeat=1), on_trace_r
         opt.step()
         opt.zero_grad()
         p.step()
-dist.barrier()
+sync = dist.all_reduce(torch.zeros(1), async_op=True)  # not a barrier: see examples/ddp_train.py
+sync.wait()
 dist.destroy_process_group()
 """
 

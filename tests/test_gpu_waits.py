@@ -76,7 +76,7 @@ def test_the_offset_is_the_tightest_lower_bound_seen() -> None:
 def test_resolve_buckets_reports_the_wire_as_exposed_and_keeps_the_raw_interval() -> None:
     clock = calibrated()
     step = last_bucket(ready_host=1_000.0, ready_gpu=1_000.0, done_host=1_006.0, done_gpu=1_009.0)
-    comm = resolve_buckets([step], step_start=0.99, final=False, clock=clock)
+    comm = resolve_buckets([step], [], step_start=0.99, final=False, clock=clock)
     assert isinstance(comm, dict)
     assert comm["exposed_ms"] == pytest.approx(3.0)
     assert comm["finalize_wait_ms"] == pytest.approx(6.0)

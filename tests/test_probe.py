@@ -30,7 +30,7 @@ def _worker(rank: int, store_file: str, out: str, failing_rank: int | None) -> N
 
         probe._allocate = out_of_memory
     ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
-    record = probe.run_probe(ddp)
+    record = probe.run_probe(ddp, [])
     after = torch.tensor([rank + 1.0])
     dist.all_reduce(after)  # the job's next collective: both ranks reach it
     Path(out, f"rank{rank}.json").write_text(json.dumps({"record": record, "after": after.item()}))

@@ -86,3 +86,32 @@ def test_probe_split_follows_the_ring_model():
     assert interconnect_share(None, [1]) is None and interconnect_share(probe, []) is None
     slower_network = {**probe, "full": {"busbw_gbps": 1.0, "latency_us": 0.0, "ranks": 4}}
     assert interconnect_share(slower_network, [100_000_000]) < interconnect_share(probe, [100_000_000])
+
+
+def test_host_clock_communication_is_each_backward_wait_plus_the_hooks():
+    from ddlprof.collectors.comm import BackwardWait, BucketTiming, resolve_buckets
+
+    waits = [BackwardWait(1.000, synced=1.004), BackwardWait(2.000, synced=2.001)]
+    # DDP's own all-reduce (no hook timed): its bucket sizes, once per backward
+    comm = resolve_buckets([], waits, step_start=0.5, final=False, bucket_sizes=[100, 50])
+    assert comm["exposed_ms"] == pytest.approx(5.0) and comm["clock"] == "cpu"
+    assert comm["buckets"] == 4 and comm["bytes"] == 300
+    assert comm["per_bucket"][:2] == [[0, 100, None, None], [1, 50, None, None]]
+    # a timed hook that held backward up for 40 ms adds to the wait
+    hook = BucketTiming(index=0, nbytes=64, ready=0.9, hook_s=0.040)
+    comm = resolve_buckets([hook], waits[:1], step_start=0.5, final=False, bucket_sizes=[100])
+    assert comm["exposed_ms"] == pytest.approx(44.0) and comm["per_bucket"] == [[0, 64, 400.0, None]]
+    # a finalize that never ran (or a hook without any backward wait) leaves the step unresolved
+    assert resolve_buckets([], [BackwardWait(1.0)], 0.5, final=False)["unresolved"]
+    assert resolve_buckets([hook], [], 0.5, final=False)["unresolved"]
+    # no backward in the step: nothing to wait for
+    assert resolve_buckets([], [], 0.5, final=False)["exposed_ms"] == 0.0
+
+
+def test_the_tensor_backward_reaches_first_in_a_forward_output():
+    from ddlprof.collectors.comm import _first_grad_tensor
+
+    frozen, live = torch.zeros(2), torch.zeros(2, requires_grad=True)
+    assert _first_grad_tensor(live) is live and _first_grad_tensor(frozen) is None
+    assert _first_grad_tensor((frozen, {"aux": 3, "logits": [live]})) is live
+    assert _first_grad_tensor("text") is None and _first_grad_tensor({"n": 1}) is None

@@ -1,27 +1,31 @@
-"""DDP gradient communication: when each bucket's all-reduce is launched and completes, and how
-much of it the step waits for after backward has finished (the exposed, non-overlapped part).
+"""DDP gradient communication: when each bucket's all-reduce is launched, and how much of it the
+step waits for after backward has finished (the exposed, non-overlapped part).
 
-DDP calls a comm hook once per gradient bucket as soon as the bucket is ready. We time the hook
-the user registered (wrapping it, never replacing it), or, when there is none, DDP's default
-all-reduce (``mean_allreduce``) registered just before the first forward. Every bucket's launch is
-taken from the host clock. On GPUs the exposed part comes from two CUDA events on the compute stream (the last
-bucket's hand-over, and the point after DDP's finalize where the stream may go on), read at a later
-step so the CPU never waits; per-bucket completion on GPUs is in the trace windows. On CPU (gloo)
-each bucket's completion comes from the host clock, which is exact there.
+One rule shapes it: ddlprof runs no Python on a backend's own threads. A Python callback there, or a
+Python object one of them releases, takes the GIL on that thread, and a thread that waits for the GIL
+while the interpreter finalizes aborts the process ("terminate called without an active exception").
 
-On CPU that completion is a Python callback that the backend (gloo) runs on its own thread. A
-Python object that such a thread still has to release when the interpreter finalizes aborts the
-process ("terminate called without an active exception"), so the callbacks are counted and the
-session lets them go before exit (``BucketCallbacks``); the default hook is torch's
-``allreduce_hook`` with our callback as its only one.
+NCCL (GPUs) completes a collective's future on the thread that launched it, so a comm hook's Python
+runs on the training thread. We time the hook the user registered (wrapping it, never replacing it),
+or, when there is none, register DDP's default mean all-reduce (``mean_allreduce``) just before the
+first forward. The exposed part comes from two CUDA events on the compute stream (the last bucket's
+hand-over, and the point after DDP's finalize where the stream may go on), read at a later step so the
+CPU never waits; per-bucket completion on GPUs is in the trace windows.
+
+Gloo (CPU) completes futures on its own threads, so there we register no hook and add no callback:
+DDP's own C++ all-reduce runs as it would without ddlprof. The exposed part is the host time from the
+end of backward to the end of DDP's finalize, which waits for every bucket (``BackwardWait``); both
+are taken on the training thread by the autograd engine's final callbacks, queued from a hook on the
+DDP output's gradient. A hook the user registered is still wrapped, for its launches and for the time
+it holds backward up.
 """
 
 from __future__ import annotations
 
 import functools
-import itertools
 import time
 import weakref
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,12 +41,19 @@ class BucketTiming:
     nbytes: int
     ready: float
     hook_s: float = 0.0
-    done: float | None = None
     device: Any = None  # the CUDA device of the bucket, None on the CPU
     ready_event: Any = None
     done_event: Any = None
     done_host: float | None = None  # host clock when done_event was recorded
-    result: Any = None  # the CPU callback's future, released on this thread rather than gloo's
+
+
+@dataclass(slots=True)
+class BackwardWait:
+    """One backward pass on a backend that completes on its own threads: host clock at its end, and
+    after DDP's finalize, which returns once every bucket's all-reduce is done."""
+
+    backward_end: float
+    synced: float | None = None
 
 
 def install(session: Session) -> None:
@@ -76,16 +87,18 @@ def install(session: Session) -> None:
 
 
 class CommTracker:
-    """Attached to one DDP instance: counts its forwards and times its gradient buckets."""
+    """Attached to one DDP instance: counts its forwards and times its gradient communication."""
 
     def __init__(self, session: Session, ddp: Any, register: Any) -> None:
         self.session = session
         self.ddp = weakref.ref(ddp)
         self.register = register
         self.user_hook = False
-        self.hooked = False
+        self.inline: bool | None = None  # the backend completes on the launching thread; None: not known yet
+        self.backward_watched = False
         ddp._ddlprof_comm = self
         ddp.register_forward_pre_hook(self.before_forward, with_kwargs=True)
+        ddp.register_forward_hook(self.after_forward)
         session.ddp_seen = True
         if session.ddp is None:
             session.ddp = weakref.ref(ddp)
@@ -96,7 +109,7 @@ class CommTracker:
 
         guard = self.session.guard
         if guard.active("probe"):
-            record = guard.call("probe", run_probe, ddp)
+            record = guard.call("probe", run_probe, ddp, self.session.probe_tensors)
             if record is not None:
                 self.session.write_record(record)
 
@@ -108,9 +121,15 @@ class CommTracker:
         session = self.session
         session.on_step_work()
         session.guard.call("steps", session.on_forward, batch_size(args) or batch_size(kwargs))
-        if not self.hooked and not self.user_hook and session.guard.active("comm"):
-            self.hooked = True
-            session.guard.call("comm", self._register_default_hook, module)
+        self.backward_watched = False  # a new forward: any backward of an earlier one is over
+        if self.inline is None and session.guard.active("comm"):
+            self.inline = bool(session.guard.call("comm", completes_on_caller, module))
+            if self.inline and not self.user_hook:
+                session.guard.call("comm", self._register_default_hook, module)
+
+    def after_forward(self, module: Any, args: Any, output: Any) -> None:
+        if self.inline is False and module.training and self.session.guard.active("comm"):
+            self.session.guard.call("comm", self._watch_backward, output)
 
     def _register_default_hook(self, ddp: Any) -> None:
         self.register(ddp, ddp.process_group, self.wrap(mean_allreduce, unwrap=True))
@@ -123,9 +142,8 @@ class CommTracker:
         def timed_hook(state: object, bucket: Any) -> Any:
             timing = guard.call("comm", self._begin, bucket) if guard.active("comm") else None
             future = hook(state, bucket)
-            timed = None if timing is None else guard.call("comm", self._end, timing, future, unwrap)
-            if timed is not None:
-                return timed
+            if timing is not None:
+                timing.hook_s = time.perf_counter() - timing.ready
             return future.then(_first) if unwrap else future
 
         return timed_hook
@@ -133,15 +151,14 @@ class CommTracker:
     def _begin(self, bucket: Any) -> BucketTiming:
         buffer = bucket.buffer()
         timing = BucketTiming(bucket.index(), buffer.numel() * buffer.element_size(), time.perf_counter())
-        if buffer.is_cuda and bucket.is_last():
-            import torch
+        if self.inline and buffer.is_cuda:
+            timing.device = buffer.device
+            if bucket.is_last():
+                import torch
 
-            timing.device = buffer.device
-            stream = torch.cuda.current_stream(buffer.device)
-            timing.ready_event = _record_event(stream)
-            self._record_after_ddp_finalize(timing, stream)
-        elif buffer.is_cuda:
-            timing.device = buffer.device
+                stream = torch.cuda.current_stream(buffer.device)
+                timing.ready_event = _record_event(stream)
+                self._record_after_ddp_finalize(timing, stream)
         self.session.state.buckets.append(timing)
         return timing
 
@@ -154,33 +171,78 @@ class CommTracker:
         all-reduce future's own callback would be simpler but costs ~2 ms a step on H200 (see
         benchmarks/comm_hook_cost.py), while events on the compute stream cost nothing measurable.
         """
-        from torch.autograd import Variable
-
-        engine = Variable._execution_engine
-        guard = self.session.guard
 
         def after_finalize() -> None:
             timing.done_host = time.perf_counter()
             timing.done_event = _record_event(stream)
 
+        self._around_ddp_finalize(None, after_finalize)
+
+    def _watch_backward(self, output: Any) -> None:
+        tensor = _first_grad_tensor(output)
+        if tensor is not None:
+            tensor.register_hook(self._backward_began)
+
+    def _backward_began(self, grad: Any) -> None:
+        """A hook on the gradient of the DDP output: the first moment of its backward pass, long
+        before DDP queues its finalize. Returns None, so the gradient is unchanged."""
+        if not self.backward_watched:
+            self.backward_watched = True
+            self.session.guard.call("comm", self._time_backward)
+
+    def _time_backward(self) -> None:
+        state = self.session.state
+        wait = BackwardWait(0.0)
+
+        def backward_ended() -> None:
+            wait.backward_end = time.perf_counter()
+            state.waits.append(wait)
+
+        def finalized() -> None:
+            wait.synced = time.perf_counter()
+
+        self._around_ddp_finalize(backward_ended, finalized)
+
+    def _around_ddp_finalize(self, before: Any, after: Any) -> None:
+        """Run ``before`` ahead of DDP's finalize and ``after`` once it has returned, on the thread that
+        runs backward: the engine runs its final callbacks in order, and one queued from a final
+        callback runs after those queued already, DDP's finalize among them."""
+        from torch.autograd import Variable
+
+        engine = Variable._execution_engine
+        guard = self.session.guard
+
         def before_finalize() -> None:
-            engine.queue_callback(lambda: guard.call("comm", after_finalize))
+            if before is not None:
+                before()
+            engine.queue_callback(lambda: guard.call("comm", after))
 
         engine.queue_callback(lambda: guard.call("comm", before_finalize))
 
-    def _end(self, timing: BucketTiming, future: Any, unwrap: bool) -> Any:
-        timing.hook_s = time.perf_counter() - timing.ready
-        if timing.device is not None:  # GPU: timed by the events above
-            return future.then(_first) if unwrap else future
-        guard = self.session.guard
 
-        def on_done(done: Any) -> Any:
-            value = done.value()  # re-raises a failed all-reduce exactly as without ddlprof
-            guard.call("comm", _mark_done, timing)
-            return value[0] if unwrap else value
+def completes_on_caller(ddp: Any) -> bool:
+    """NCCL on CUDA tensors completes a collective's future on the launching thread; gloo (and any
+    other backend) on threads of its own."""
+    import torch.distributed as dist
 
-        timing.result = future.then(self.session.callbacks.track(on_done))
-        return timing.result
+    parameter = next(ddp.module.parameters(), None)
+    return "nccl" in str(dist.get_backend(ddp.process_group)) and parameter is not None and parameter.is_cuda
+
+
+def _first_grad_tensor(output: Any) -> Any:
+    """The first tensor in a forward's output (a tensor, or tuples, lists and mappings of them,
+    transformers' ModelOutput among them) that backward will reach, or None."""
+    import torch
+
+    if isinstance(output, torch.Tensor):
+        return output if output.requires_grad else None
+    items = output.values() if isinstance(output, Mapping) else output
+    if isinstance(items, (tuple, list)) or isinstance(output, Mapping):
+        for item in items:
+            found = _first_grad_tensor(item)
+            if found is not None:
+                return found
+    return None
 
 
 def mean_allreduce(process_group, bucket):  # no annotations: DDP checks them as real types
@@ -196,38 +258,12 @@ def _first(done: Any) -> Any:
     return done.value()[0]
 
 
-class BucketCallbacks:
-    """The completion callbacks handed to the backend's threads that those threads still hold."""
-
-    def __init__(self) -> None:
-        self.held: set[int] = set()  # set.add/discard are atomic under the GIL, from any thread
-        self.ids = itertools.count()
-
-    def track(self, callback: Any) -> Any:
-        key = next(self.ids)
-        self.held.add(key)
-        # not at exit: weakref's own exit handler runs before the session's and would empty the set
-        weakref.finalize(callback, self.held.discard, key).atexit = False
-        return callback
-
-    def settle(self, timeout_s: float = 1.0) -> bool:
-        """Wait, with the GIL free, until the backend's threads let every callback go."""
-        deadline = time.perf_counter() + timeout_s
-        while self.held and time.perf_counter() < deadline:
-            time.sleep(0.001)
-        return not self.held
-
-
 def _record_event(stream: Any) -> Any:
     import torch
 
     event = torch.cuda.Event(enable_timing=True)
     event.record(stream)
     return event
-
-
-def _mark_done(timing: BucketTiming) -> None:
-    timing.done = time.perf_counter()
 
 
 class GpuClock:
@@ -272,53 +308,70 @@ def gpu_waits(last: BucketTiming, clock: GpuClock) -> tuple[float, float, float]
 
 
 def resolve_buckets(
-    buckets: list[BucketTiming], step_start: float, final: bool, clock: GpuClock | None = None
+    buckets: list[BucketTiming],
+    waits: list[BackwardWait],
+    step_start: float,
+    final: bool,
+    clock: GpuClock | None = None,
+    bucket_sizes: list[int] | None = None,
 ) -> dict[str, Any] | bool:
     """The step's communication figures, or False while GPU events are still in flight.
 
     GPU: exposed = the part of the wait from the last bucket's hand-over to the moment the compute
     stream may go on that is spent on the wire (see ``gpu_waits``).
-    CPU: the host clock at each all-reduce's completion; the hooks of earlier buckets block
-    backward itself, so their time is exposed too.
+    CPU: exposed = each backward's wait for DDP's finalize, plus the time timed hooks held backward
+    up. ``bucket_sizes`` (DDP's) stand in for the buckets when no hook was timed.
     """
-    if not buckets:
-        return {"buckets": 0, "bytes": 0, "exposed_ms": 0.0, "busy_ms": 0.0, "hook_ms": 0.0, "clock": None}
+    if buckets and buckets[0].device is not None:
+        return _gpu_comm(buckets, step_start, final, clock or GpuClock())
+    return _host_comm(buckets, waits, step_start, bucket_sizes)
+
+
+def _per_bucket(buckets: list[BucketTiming], step_start: float) -> list[list[Any]]:
+    """[index, bytes, launch ms into the step, completion ms (None: in the trace windows)] per bucket."""
+    return [[b.index, b.nbytes, round((b.ready - step_start) * 1e3, 3), None] for b in buckets]
+
+
+def _gpu_comm(
+    buckets: list[BucketTiming], step_start: float, final: bool, clock: GpuClock
+) -> dict[str, Any] | bool:
     nbytes = sum(b.nbytes for b in buckets)
-    hook_ms = sum(b.hook_s for b in buckets) * 1e3
-    busy: float | None
-    extra: dict[str, float] = {}
-    if buckets[0].device is not None:
-        last = next((b for b in buckets if b.ready_event is not None), None)
-        if last is None or last.done_event is None or not last.done_event.query():
-            if final or last is None:
-                return {"buckets": len(buckets), "bytes": nbytes, "unresolved": True}
-            return False
-        exposed, finalize, lag = gpu_waits(last, clock or GpuClock())
-        interval = last.ready_event.elapsed_time(last.done_event)
-        extra = {"finalize_wait_ms": finalize, "gpu_lag_ms": lag, "handover_to_resume_ms": interval}
-        busy, clock_name = None, "cuda"
-    else:
-        if any(b.done is None for b in buckets):
-            if final:
-                return {"buckets": len(buckets), "bytes": nbytes, "unresolved": True}
-            return False
-        last = max(buckets, key=lambda b: b.ready)
-        done = max(b.done for b in buckets)  # type: ignore[type-var]
-        exposed = (done - last.ready) * 1e3 + sum(b.hook_s for b in buckets if b is not last) * 1e3
-        busy = sum(b.done - b.ready for b in buckets) * 1e3  # type: ignore[operator]
-        clock_name = "cpu"
-    per_bucket = [
-        [b.index, b.nbytes, round((b.ready - step_start) * 1e3, 3),
-         None if b.done is None else round((b.done - step_start) * 1e3, 3)]
-        for b in buckets
-    ]  # fmt: skip
+    last = next((b for b in buckets if b.ready_event is not None), None)
+    if last is None or last.done_event is None or not last.done_event.query():
+        if final or last is None:
+            return {"buckets": len(buckets), "bytes": nbytes, "unresolved": True}
+        return False
+    exposed, finalize, lag = gpu_waits(last, clock)
     return {
         "buckets": len(buckets),
         "bytes": nbytes,
         "exposed_ms": max(0.0, exposed),
-        "busy_ms": busy,
+        "hook_ms": sum(b.hook_s for b in buckets) * 1e3,
+        "clock": "cuda",
+        "finalize_wait_ms": finalize,
+        "gpu_lag_ms": lag,
+        "handover_to_resume_ms": last.ready_event.elapsed_time(last.done_event),
+        "per_bucket": _per_bucket(buckets, step_start),
+    }
+
+
+def _host_comm(
+    buckets: list[BucketTiming], waits: list[BackwardWait], step_start: float, bucket_sizes: list[int] | None
+) -> dict[str, Any]:
+    if buckets or not bucket_sizes:
+        per_bucket = _per_bucket(buckets, step_start)
+    else:  # DDP's own C++ all-reduce: every bucket, once per backward
+        per_bucket = [[i, size, None, None] for _ in waits for i, size in enumerate(bucket_sizes)]
+    nbytes = sum(row[1] for row in per_bucket)
+    if any(w.synced is None for w in waits) or (buckets and not waits):
+        return {"buckets": len(per_bucket), "bytes": nbytes, "unresolved": True}
+    hook_ms = sum(b.hook_s for b in buckets) * 1e3
+    waited_ms = sum(w.synced - w.backward_end for w in waits) * 1e3  # type: ignore[operator]
+    return {
+        "buckets": len(per_bucket),
+        "bytes": nbytes,
+        "exposed_ms": max(0.0, waited_ms + hook_ms),
         "hook_ms": hook_ms,
-        "clock": clock_name,
-        **extra,
+        "clock": "cpu" if waits else None,
         "per_bucket": per_bucket,
     }

@@ -6,6 +6,11 @@ which of them share a machine; in a multi-node job they time all-reduces among t
 node (the interconnect) and among all ranks (what the job's own all-reduce crosses), and record
 the bus bandwidth and latency of each. On one node the two are the same all-reduce, timed once.
 It takes a fraction of a second and every rank runs the same collectives in the same order.
+
+Every collective's work goes into ``keep``, which the session holds until the first step has ended.
+A work that the backend's thread releases last releases its tensors there, and a tensor that Python
+has seen takes the GIL to do so, which aborts a job that exits at that moment (see ``comm.py``); held
+by the session, the works and their tensors (33 MiB) are released on the training thread.
 """
 
 from __future__ import annotations
@@ -33,40 +38,46 @@ def _allocate(device: Any) -> tuple[Any, Any]:
     return torch.ones(LARGE // 4, device=device), torch.ones(SMALL // 4, device=device)
 
 
-def _everyone_has(dist: Any, device: Any, mine: bool) -> bool:
+def _wait(work: Any, keep: list[Any]) -> None:
+    """Wait for a collective launched with ``async_op=True``, as its synchronous form would, and keep it."""
+    work.wait()
+    keep.append(work)
+
+
+def _everyone_has(dist: Any, device: Any, mine: bool, keep: list[Any]) -> bool:
     import torch
 
     flag = torch.tensor([1 if mine else 0], dtype=torch.int64, device=device)
-    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    _wait(dist.all_reduce(flag, op=dist.ReduceOp.MIN, async_op=True), keep)
     return bool(flag.item())
 
 
-def _time_allreduce(dist: Any, tensor: Any, group: Any) -> float:
+def _time_allreduce(dist: Any, tensor: Any, group: Any, keep: list[Any]) -> float:
     import torch
 
     for _ in range(WARMUP):
-        dist.all_reduce(tensor, group=group)
+        _wait(dist.all_reduce(tensor, group=group, async_op=True), keep)
     if tensor.is_cuda:
         torch.cuda.synchronize(tensor.device)
     start = time.perf_counter()
     for _ in range(TIMED):
-        dist.all_reduce(tensor, group=group)
+        _wait(dist.all_reduce(tensor, group=group, async_op=True), keep)
     if tensor.is_cuda:
         torch.cuda.synchronize(tensor.device)
     return (time.perf_counter() - start) / TIMED
 
 
-def _measure(dist: Any, buffers: tuple[Any, Any], group: Any, size: int) -> dict[str, float]:
+def _measure(dist: Any, buffers: tuple[Any, Any], group: Any, size: int, keep: list[Any]) -> dict[str, float]:
     """Bus bandwidth (GB/s) from the large message, latency (us) from the small one."""
     factor = ring_factor(size)
-    large = _time_allreduce(dist, buffers[0], group)
-    small = _time_allreduce(dist, buffers[1], group)
+    large = _time_allreduce(dist, buffers[0], group, keep)
+    small = _time_allreduce(dist, buffers[1], group, keep)
     busbw = factor * LARGE / large / 1e9
     latency = max(0.0, small - factor * SMALL / (busbw * 1e9))
     return {"busbw_gbps": round(busbw, 3), "latency_us": round(latency * 1e6, 1), "ranks": size}
 
 
-def run_probe(ddp: Any) -> dict[str, Any] | None:
+def run_probe(ddp: Any, keep: list[Any]) -> dict[str, Any] | None:
     """The probe record, or None when there is nothing to probe (no process group, one rank)."""
     import torch
     import torch.distributed as dist
@@ -80,7 +91,7 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
     world = dist.get_world_size()
     mine = torch.tensor([zlib.crc32(host_id().encode())], dtype=torch.int64, device=device)
     everyone = [torch.zeros_like(mine) for _ in range(world)]
-    dist.all_gather(everyone, mine)
+    _wait(dist.all_gather(everyone, mine, async_op=True), keep)
     hosts = [int(t.item()) for t in everyone]
     nodes = sorted(set(hosts), key=hosts.index)
     record: dict[str, Any] = {"type": "probe", "nodes": len(nodes), "world_size": world}
@@ -88,13 +99,13 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
         buffers: tuple[Any, Any] | None = _allocate(device)
     except (RuntimeError, MemoryError):  # out of memory on this rank: no rank times anything
         buffers = None
-    all_allocated = _everyone_has(dist, device, buffers is not None)
+    all_allocated = _everyone_has(dist, device, buffers is not None, keep)
     if buffers is None or not all_allocated:
         record["skipped"] = f"a rank could not allocate the probe's {(LARGE + SMALL) >> 20} MiB"
         return record
     if len(nodes) == 1:
         record["local_size"] = world
-        record["intra"] = record["full"] = _measure(dist, buffers, None, world)
+        record["intra"] = record["full"] = _measure(dist, buffers, None, world, keep)
         dist.barrier()
         record["seconds"] = round(time.perf_counter() - started, 3)
         return record
@@ -104,8 +115,8 @@ def run_probe(ddp: Any) -> dict[str, Any] | None:
     record["local_size"] = local_size
     # Every rank runs the same collectives in the same order: ranks alone on their node time nothing
     # intra-node, but every local group still reaches the world all-reduce together.
-    record["intra"] = _measure(dist, buffers, local, local_size) if local_size > 1 else None
-    record["full"] = _measure(dist, buffers, None, world)
+    record["intra"] = _measure(dist, buffers, local, local_size, keep) if local_size > 1 else None
+    record["full"] = _measure(dist, buffers, None, world, keep)
     dist.barrier()
     # Free the node group's communicator (NCCL buffers) now rather than holding it for the whole job.
     dist.destroy_process_group(local)

@@ -16,10 +16,11 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ddlprof.collectors.comm import BucketCallbacks, GpuClock, resolve_buckets
+from ddlprof.collectors.comm import GpuClock, resolve_buckets
 from ddlprof.collectors.config import CollectorConfig, host_id
 from ddlprof.collectors.guard import Guard
 from ddlprof.collectors.records import RecordWriter, rank_file
+from ddlprof.collectors.workload import ddp_bucket_sizes
 
 SCHEMA_VERSION = 1
 WORKLOAD_AFTER_STEP = 3  # DDP rebuilds its buckets during the first iterations; read them after.
@@ -38,6 +39,7 @@ class StepState:
     samples_loader: int = 0
     samples_manual: int | None = None
     buckets: list[Any] = field(default_factory=list)
+    waits: list[Any] = field(default_factory=list)  # comm.BackwardWait, on backends that complete off-thread
     traced: bool = False
     after_trace_export: bool = False
 
@@ -64,7 +66,7 @@ class Session:
         self.unix_offset = time.time() - time.perf_counter()
         self.traces: Any = None
         self.gpu_clock = GpuClock()
-        self.callbacks = BucketCallbacks()
+        self.probe_tensors: list[Any] = []  # the probe's, until the first step ends (see probe.py)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -86,8 +88,7 @@ class Session:
             self.guard.fail(name, "forked child process", quiet=True)
 
     def close(self) -> None:
-        """At interpreter exit: settle GPU timings, finish a trace window, write the end record, and let
-        the backend's threads release our completion callbacks while the interpreter can still take them."""
+        """At interpreter exit: settle GPU timings, finish a trace window, write the end record."""
         if self.closed:
             return
         self.closed = True
@@ -100,7 +101,6 @@ class Session:
             self._write_workload()
             self._write({"type": "end", "steps": self.step, "unix": time.time()})
             self.guard.call("records", self.writer.close)
-        self.callbacks.settle()
 
     # -- events from the collectors --------------------------------------------------------------
 
@@ -154,6 +154,7 @@ class Session:
             exported = self.guard.call("traces", self.traces.step_ended, self.step, self.manual_steps)
             self.state.after_trace_export = bool(exported)
         self.pending.append((self.step, finished, now))
+        self.probe_tensors.clear()
         self._flush(final=False)
         if self.step == WORKLOAD_AFTER_STEP:
             self._write_workload()
@@ -173,15 +174,17 @@ class Session:
     def _flush(self, final: bool) -> None:
         while self.pending:
             step, state, end = self.pending[0]
-            comm = (
-                self.guard.call("comm", resolve_buckets, state.buckets, state.start, final, self.gpu_clock)
-                if self.ddp_seen
-                else None
-            )
+            comm = self.guard.call("comm", self._resolve_comm, state, final) if self.ddp_seen else None
             if comm is False:
                 return  # GPU timings not there yet: try again at the next boundary
             self.pending.popleft()
             self._write(self._step_record(step, state, end, comm or None))
+
+    def _resolve_comm(self, state: StepState, final: bool) -> dict | bool:
+        sizes = None
+        if state.waits and not state.buckets and self.ddp is not None and (ddp := self.ddp()) is not None:
+            sizes = ddp_bucket_sizes(ddp)
+        return resolve_buckets(state.buckets, state.waits, state.start, final, self.gpu_clock, sizes)
 
     def _step_record(self, step: int, state: StepState, end: float, comm: dict | None) -> dict:
         if state.samples_manual is not None:

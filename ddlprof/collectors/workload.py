@@ -11,6 +11,16 @@ def _int_list(text: Any) -> list[int] | None:
     return None
 
 
+def _bucket_sizes(logging_data: dict[str, Any]) -> list[int] | None:
+    # After the first iterations DDP rebuilds its buckets in gradient-ready order; prefer those.
+    return _int_list(logging_data.get("rebuilt_bucket_sizes")) or _int_list(logging_data.get("bucket_sizes"))
+
+
+def ddp_bucket_sizes(ddp: Any) -> list[int] | None:
+    """DDP's gradient bucket sizes in bytes, in launch order."""
+    return _bucket_sizes(ddp._get_ddp_logging_data())
+
+
 def ddp_facts(ddp: Any) -> dict[str, Any]:
     module = ddp.module
     params = list(module.parameters())
@@ -24,8 +34,7 @@ def ddp_facts(ddp: Any) -> dict[str, Any]:
         "grad_bytes": sum(p.numel() * p.element_size() for p in grads),
     }
     logging_data = ddp._get_ddp_logging_data()
-    # After the first iterations DDP rebuilds its buckets in gradient-ready order; prefer those.
-    sizes = _int_list(logging_data.get("rebuilt_bucket_sizes")) or _int_list(logging_data.get("bucket_sizes"))
+    sizes = _bucket_sizes(logging_data)
     facts.update(
         {
             "bucket_cap_bytes": logging_data.get("bucket_cap_bytes"),
