@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import jsonschema
 import pytest
@@ -182,3 +183,32 @@ def test_gpu_counters_over_the_steady_window(tmp_path):
     assert "util 94%" in ddlprof("report", str(run)).stdout
     ddlprof("report", "--html", str(tmp_path / "r.html"), str(run))
     assert "GPU counters (NVML)" in (tmp_path / "r.html").read_text()
+
+
+def _join_after(barrier, out: str, results) -> None:
+    from ddlprof.profiler.rundir import MANIFEST_SCHEMA, create_or_join
+
+    manifest = {"schema": MANIFEST_SCHEMA, "schema_version": 1, "run_id": "r", "job_key": ["t.py"]}
+    barrier.wait()
+    try:
+        results.put(create_or_join(Path(out), manifest, multi_node=True))
+    except Exception as exc:  # reported to the test
+        results.put(str(exc))
+
+
+def test_nodes_starting_together_all_create_or_join_one_run_directory(tmp_path):
+    """The nodes of one job (emulated nodes on one machine, or a shared file system) make the run
+    directory at the same moment: one creates it, every other joins, none calls it foreign."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    for attempt in range(60):
+        out = tmp_path / f"run{attempt}"
+        barrier, results = context.Barrier(4), context.Queue()
+        nodes = [context.Process(target=_join_after, args=(barrier, str(out), results)) for _ in range(4)]
+        for node in nodes:
+            node.start()
+        outcomes = [results.get(timeout=30) for _ in nodes]
+        for node in nodes:
+            node.join()
+        assert sorted(outcomes, key=str) == [False, True, True, True], outcomes

@@ -105,7 +105,10 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
     if out.exists() and not out.is_dir():
         raise DdlprofError(f"--out {out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    if not (out / MANIFEST).exists() and any(out.iterdir()):
+    # One listing, not two looks: another node of this job links the manifest before it adds anything
+    # else, so a listing that holds anything holds the manifest too, whenever it is taken.
+    entries = os.listdir(out)
+    if entries and MANIFEST not in entries:
         raise DdlprofError(f"--out {out}: not empty and not a ddlprof run; choose a new directory")
     joined = not write_atomic(out / MANIFEST, json_text(manifest), exclusive=True)
     if joined:
