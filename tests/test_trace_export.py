@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 
-from ddlprof.collectors.traces import write_without_gpu_step_marks
+import torch
+from torch.profiler import ProfilerActivity
+
+from ddlprof.collectors.traces import TEARDOWN_CUPTI, activities, write_without_gpu_step_marks
 
 
 def test_gpu_copies_of_step_markers_are_left_out(tmp_path):
@@ -24,3 +28,26 @@ def test_gpu_copies_of_step_markers_are_left_out(tmp_path):
     assert trace["traceEvents"] == [events[0], events[2], events[3]]
     assert trace["deviceProperties"] == [{"id": 0}] and trace["schemaVersion"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host_0.6.pt.trace.json.gz", "raw.json"]
+
+
+def _gpu_job(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+
+
+def test_a_gpu_window_asks_kineto_to_release_cupti(monkeypatch):
+    """Kineto keeps CUPTI attached after a window unless TEARDOWN_CUPTI=1, which slowed every later
+    step by ~20% on 1 x H100 (issue 12); a CPU-only window leaves the variable alone."""
+    monkeypatch.delenv(TEARDOWN_CUPTI, raising=False)
+    assert activities() == [ProfilerActivity.CPU]
+    assert TEARDOWN_CUPTI not in os.environ
+    _gpu_job(monkeypatch)
+    assert activities() == [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    assert os.environ[TEARDOWN_CUPTI] == "1"
+
+
+def test_the_jobs_own_cupti_setting_wins(monkeypatch):
+    monkeypatch.setenv(TEARDOWN_CUPTI, "0")  # as torch sets it where CUDA graphs need CUPTI kept
+    _gpu_job(monkeypatch)
+    activities()
+    assert os.environ[TEARDOWN_CUPTI] == "0"

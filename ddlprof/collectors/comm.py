@@ -114,6 +114,11 @@ class CommTracker:
                 self.session.write_record(record)
 
     def before_forward(self, module: Any, args: Any, kwargs: Any) -> None:
+        started = time.perf_counter_ns()
+        self._before_forward(module, args, kwargs)
+        self.session.count_own(started)
+
+    def _before_forward(self, module: Any, args: Any, kwargs: Any) -> None:
         import torch
 
         if not (module.training and torch.is_grad_enabled()):
@@ -129,22 +134,31 @@ class CommTracker:
 
     def after_forward(self, module: Any, args: Any, output: Any) -> None:
         if self.inline is False and module.training and self.session.guard.active("comm"):
+            started = time.perf_counter_ns()
             self.session.guard.call("comm", self._watch_backward, output)
+            self.session.count_own(started)
 
     def _register_default_hook(self, ddp: Any) -> None:
         self.register(ddp, ddp.process_group, self.wrap(mean_allreduce, unwrap=True))
 
     def wrap(self, hook: Any, unwrap: bool = False) -> Any:
-        """``hook`` timed; ``unwrap``: its future holds a list whose first tensor is the result."""
-        guard = self.session.guard
+        """``hook`` timed; ``unwrap``: its future holds a list whose first tensor is the result, and
+        the hook is ddlprof's own (DDP's default all-reduce, registered by us), so its host time counts
+        as ddlprof's; a user's hook's does not."""
+        session, guard = self.session, self.session.guard
 
         @functools.wraps(hook)
         def timed_hook(state: object, bucket: Any) -> Any:
+            entered = time.perf_counter_ns()
             timing = guard.call("comm", self._begin, bucket) if guard.active("comm") else None
+            called = time.perf_counter_ns()
             future = hook(state, bucket)
+            returned = time.perf_counter_ns()
             if timing is not None:
-                timing.hook_s = time.perf_counter() - timing.ready
-            return future.then(_first) if unwrap else future
+                timing.hook_s = returned / 1e9 - timing.ready
+            result = future.then(_first) if unwrap else future
+            session.count_own(entered, user_ns=0 if unwrap else returned - called)
+            return result
 
         return timed_hook
 
@@ -187,8 +201,10 @@ class CommTracker:
         """A hook on the gradient of the DDP output: the first moment of its backward pass, long
         before DDP queues its finalize. Returns None, so the gradient is unchanged."""
         if not self.backward_watched:
+            started = time.perf_counter_ns()
             self.backward_watched = True
             self.session.guard.call("comm", self._time_backward)
+            self.session.count_own(started)
 
     def _time_backward(self) -> None:
         state = self.session.state
@@ -210,14 +226,19 @@ class CommTracker:
         from torch.autograd import Variable
 
         engine = Variable._execution_engine
-        guard = self.session.guard
+        session, guard = self.session, self.session.guard
+
+        def counted(callback: Any) -> None:
+            started = time.perf_counter_ns()
+            guard.call("comm", callback)
+            session.count_own(started)
 
         def before_finalize() -> None:
             if before is not None:
                 before()
-            engine.queue_callback(lambda: guard.call("comm", after))
+            engine.queue_callback(lambda: counted(after))
 
-        engine.queue_callback(lambda: guard.call("comm", before_finalize))
+        engine.queue_callback(lambda: counted(before_finalize))
 
 
 def completes_on_caller(ddp: Any) -> bool:

@@ -23,12 +23,14 @@ def install(session: Session) -> None:
 
     @functools.wraps(original)
     def __next__(self: Any) -> Any:
+        entered = time.perf_counter_ns()
         session.on_step_work()
-        start = time.perf_counter()
+        start = time.perf_counter_ns()
         batch = original(self)
-        end = time.perf_counter()
+        end = time.perf_counter_ns()
         if session.guard.active("data"):
-            session.guard.call("data", _on_batch, session, start, end, batch)
+            session.guard.call("data", _on_batch, session, start / 1e9, end / 1e9, batch)
+        session.count_own(entered, user_ns=end - start)
         return batch
 
     _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]

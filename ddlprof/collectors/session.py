@@ -42,6 +42,7 @@ class StepState:
     waits: list[Any] = field(default_factory=list)  # comm.BackwardWait, on backends that complete off-thread
     traced: bool = False
     after_trace_export: bool = False
+    own_ns: int = 0  # host time spent inside ddlprof's hooks and callbacks during the step
 
 
 class Session:
@@ -67,6 +68,7 @@ class Session:
         self.traces: Any = None
         self.gpu_clock = GpuClock()
         self.probe_tensors: list[Any] = []  # the probe's, until the first step ends (see probe.py)
+        self.bucket_sizes: list[int] | None = None  # DDP's, once it has rebuilt its buckets
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -93,7 +95,7 @@ class Session:
             return
         self.closed = True
         if self.traces is not None:
-            self.guard.call("traces", self.traces.finish)
+            self.guard.call("traces", self.traces.finish, True)
         if self.pending:
             self.guard.call("comm", _synchronize_cuda)
             self._flush(final=True)
@@ -103,6 +105,12 @@ class Session:
             self.guard.call("records", self.writer.close)
 
     # -- events from the collectors --------------------------------------------------------------
+
+    def count_own(self, started_ns: int, user_ns: int = 0) -> None:
+        """Book the host time since ``started_ns``, less ``user_ns`` spent in the user's own code, as
+        ddlprof's own (the step's ``own_ms``): every hook and callback ddlprof puts into the job does
+        this, so that each run states what the collectors cost it."""
+        self.state.own_ns += time.perf_counter_ns() - started_ns - user_ns
 
     def on_batch(self, start: float, end: float, samples: int | None) -> None:
         state = self.state
@@ -140,8 +148,10 @@ class Session:
         self.end_step()
 
     def mark_step(self, samples: int | None) -> None:
+        started = time.perf_counter_ns()
         self.manual_steps = True
         self.guard.call("steps", self.end_step, samples)
+        self.count_own(started)
 
     def end_step(self, samples: int | None = None) -> None:
         now = time.perf_counter()
@@ -182,9 +192,20 @@ class Session:
 
     def _resolve_comm(self, state: StepState, final: bool) -> dict | bool:
         sizes = None
-        if state.waits and not state.buckets and self.ddp is not None and (ddp := self.ddp()) is not None:
-            sizes = ddp_bucket_sizes(ddp)
+        if state.waits and not state.buckets:
+            sizes = self._bucket_sizes()
         return resolve_buckets(state.buckets, state.waits, state.start, final, self.gpu_clock, sizes)
+
+    def _bucket_sizes(self) -> list[int] | None:
+        """DDP's bucket sizes, read from its logging data (tens of us in a busy step) until it has
+        rebuilt its buckets, which it does once, early: after WORKLOAD_AFTER_STEP they are kept."""
+        if self.bucket_sizes is not None:
+            return self.bucket_sizes
+        ddp = self.ddp() if self.ddp is not None else None
+        sizes = ddp_bucket_sizes(ddp) if ddp is not None else None
+        if self.step > WORKLOAD_AFTER_STEP:
+            self.bucket_sizes = sizes
+        return sizes
 
     def _step_record(self, step: int, state: StepState, end: float, comm: dict | None) -> dict:
         if state.samples_manual is not None:
@@ -208,6 +229,7 @@ class Session:
             "samples": samples,
             "comm": comm,
             "traced": state.traced or state.after_trace_export,
+            "own_ms": round(state.own_ns / 1e6, 4),
         }
 
     def _write(self, record: dict) -> None:

@@ -9,6 +9,11 @@ moves to the next step's first event outside any range (its first ``next()`` on 
 first DDP forward), and only where a step has neither happens at the optimizer step. Files go to
 ``traces/<run>/<host>_<rank>.<first step>.pt.trace.json.gz``: the layout torch-tb-profiler reads
 (``tensorboard --logdir RUN/traces``), and a file Perfetto opens as it is.
+
+Kineto keeps CUPTI attached after the profiler stops unless ``TEARDOWN_CUPTI=1``, and an attached
+CUPTI slowed every later step of a bf16 resnet50 loop on 1 x H100 by about 20% (BENCHMARKS.md,
+issue 12), so a window that traces the GPU sets it, unless the job set it already (torch itself sets
+0 where CUDA graphs need CUPTI kept).
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ddlprof.collectors.config import host_id
+
+TEARDOWN_CUPTI = "TEARDOWN_CUPTI"
 
 if TYPE_CHECKING:
     from ddlprof.collectors.session import Session
@@ -30,6 +37,7 @@ class TraceWindows:
         self.profiler: Any = None
         self.window: tuple[int, int] | None = None
         self.due: int | None = None  # a step that ended inside the optimizer, its boundary not yet run
+        self.start_s = 0.0  # how long the running window's profiler took to start
 
     def covers(self, step: int) -> bool:
         return any(lo <= step <= hi for lo, hi in self.windows)
@@ -62,28 +70,27 @@ class TraceWindows:
         return True
 
     def _start(self, window: tuple[int, int]) -> None:
-        import torch
-        from torch.profiler import ProfilerAction, ProfilerActivity, profile
+        from torch.profiler import ProfilerAction, profile
 
-        activities = [ProfilerActivity.CPU]
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            activities.append(ProfilerActivity.CUDA)
         self.window = window
         # A schedule (always RECORD: the window's bounds are ours) makes torch mark ProfilerStep#N.
-        options: dict = {"activities": activities, "schedule": lambda _step: ProfilerAction.RECORD}
+        options: dict = {"activities": activities(), "schedule": lambda _step: ProfilerAction.RECORD}
         try:  # keep events across our per-step profiler.step() calls (and no warning about it)
             self.profiler = profile(**options, acc_events=True)
         except TypeError:  # torch before acc_events
             self.profiler = profile(**options)
         self.profiler.step_num = window[0]  # ProfilerStep#N carries ddlprof's step number
+        started = time.perf_counter()
         self.profiler.start()
+        self.start_s = time.perf_counter() - started
 
-    def finish(self) -> None:
+    def finish(self, at_exit: bool = False) -> None:
         """Stop a running window and export it (also at exit, when the job ends inside a window)."""
         if self.profiler is None or self.window is None:
             return
         profiler, window = self.profiler, self.window
         self.profiler = self.window = None
+        stopping = time.perf_counter()
         profiler.stop()
         session = self.session
         run_dir = os.path.abspath(session.config.run_dir)
@@ -103,9 +110,25 @@ class TraceWindows:
                 "type": "trace",
                 "steps": list(window),
                 "file": os.path.relpath(path, run_dir),
-                "export_s": time.perf_counter() - started,
+                "start_s": round(self.start_s, 4),
+                "stop_s": round(started - stopping, 4),
+                "export_s": round(time.perf_counter() - started, 4),
+                "at_exit": at_exit,
             }
         )
+
+
+def activities() -> list[Any]:
+    """What a window records: the CPU, and the GPU when the job uses one. For the GPU, Kineto is asked
+    to release CUPTI when the window ends (see the module's docstring); a value the job set wins."""
+    import torch
+    from torch.profiler import ProfilerActivity
+
+    chosen = [ProfilerActivity.CPU]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        chosen.append(ProfilerActivity.CUDA)
+        os.environ.setdefault(TEARDOWN_CUPTI, "1")
+    return chosen
 
 
 def write_without_gpu_step_marks(raw: str, path: str) -> None:

@@ -68,6 +68,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             f"GPU {gpu['gpu']} on {gpu['host']} (median of {gpu['samples']} NVML samples): "
             + ", ".join(_counter(gpu, key, label) for key, label in _COUNTERS if gpu.get(key))
         )
+    if cost := own_cost_line(summary.get("ddlprof_overhead")):
+        console.print(cost)
     for straggler in summary["stragglers"]:
         console.print(
             f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
@@ -193,3 +195,18 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
     console.print(table)
     for warning in result["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")
+
+
+def own_cost_line(cost: dict[str, Any] | None) -> str | None:
+    """What ddlprof says it cost the job, as Nsight Systems and torch.profiler state theirs."""
+    if not cost or cost.get("own_ms_per_step") is None:
+        return None
+    parts = [f"ddlprof itself: {1e3 * cost['own_ms_per_step']:.0f} us of host time per step in its hooks"]
+    if cost.get("own_pct_of_step") is not None:
+        parts[0] += f" ({cost['own_pct_of_step']:.2f}% of the step)"
+    if cost.get("trace_window_s") is not None:
+        windows = cost.get("trace_windows") or 1
+        parts.append(f"trace window{'s' if windows > 1 else ''} {cost['trace_window_s']:.1f} s once")
+    if cost.get("probe_s") is not None:
+        parts.append(f"bandwidth probe {cost['probe_s']:.2f} s once")
+    return "; ".join(parts)

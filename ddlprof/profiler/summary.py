@@ -124,6 +124,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     warmup = auto_warmup(fewest) if warmup is None else warmup
     rank_rows, excluded_traced, steady_counts, window = [], set(), [], [float("inf"), float("-inf")]
     lags: list[float] = []
+    costs = []
     for rank in sorted(stepped):
         log = stepped[rank]
         after_warmup = [s for s in log.steps if s["step"] > warmup]
@@ -138,6 +139,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
         lags += [s["comm"]["gpu_lag_ms"] for s in chosen if "gpu_lag_ms" in (s.get("comm") or {})]
         rank_rows.append(_rank_summary(log, rows))
+        costs.append(_own_cost(log, chosen))
 
     job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
     throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
@@ -201,6 +203,47 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         ],
         "exit_codes": {str(n.get("node_id")): n.get("exit_code") for r in runs for n in r.nodes},
         "gpus": steady_counters(load_samples([r.path for r in runs]), *window),
+        "ddlprof_overhead": _job_cost(costs, logs),
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _own_cost(log: RankLog, steady: list[dict[str, Any]]) -> dict[str, float | None]:
+    """What ddlprof says it cost one rank: host time in its hooks per steady step, and the trace
+    windows' one-off cost (the traced steps' time above the steady median step, plus any export that
+    ran at exit, after the last step)."""
+    own = [v for s in steady if (v := _number(s.get("own_ms"))) is not None]
+    median_step = statistics.median(s["step_ms"] for s in steady) if steady else None
+    window_s = None
+    if log.traces and median_step is not None:
+        excess = sum(max(0.0, s["step_ms"] - median_step) for s in log.steps if s.get("traced")) / 1e3
+        at_exit = sum(_number(t.get("export_s")) or 0.0 for t in log.traces if t.get("at_exit") is True)
+        window_s = excess + at_exit
+    return {
+        "own_ms": statistics.mean(own) if own else None,
+        "step_ms": statistics.mean(s["step_ms"] for s in steady) if steady else None,
+        "trace_window_s": window_s,
+    }
+
+
+def _job_cost(costs: list[dict[str, float | None]], logs: dict[int, RankLog]) -> dict[str, Any]:
+    """The job's figures: the mean rank's own time per step, the costliest rank's trace windows (the
+    ranks wait for each other at every all-reduce), and the bandwidth probe's seconds."""
+    own = [c["own_ms"] for c in costs if c["own_ms"] is not None]
+    step = [c["step_ms"] for c in costs if c["own_ms"] is not None and c["step_ms"]]
+    windows = [c["trace_window_s"] for c in costs if c["trace_window_s"] is not None]
+    probe = [v for log in logs.values() if log.probe and (v := _number(log.probe.get("seconds"))) is not None]
+    own_ms = statistics.mean(own) if own else None
+    pct = 100 * own_ms / statistics.mean(step) if own_ms is not None and step else None
+    return {
+        "own_ms_per_step": round(own_ms, 4) if own_ms is not None else None,
+        "own_pct_of_step": round(pct, 3) if pct is not None else None,
+        "trace_window_s": round(max(windows), 3) if windows else None,
+        "trace_windows": max((len(log.traces) for log in logs.values()), default=0),
+        "probe_s": round(max(probe), 3) if probe else None,
     }
 
 

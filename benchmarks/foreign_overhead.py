@@ -1,0 +1,179 @@
+"""What ``ddlprof wrap`` costs jobs written outside this project, each timed by its own clock.
+
+Launches the foreign jobs in ``benchmarks/foreign/`` (a plain torchvision DDP loop with a DataLoader,
+a Hugging Face ``Trainer`` job, a PyTorch Lightning job) unwrapped and under ``ddlprof wrap``, in
+rounds: every round runs each variant of a job once, in a shuffled order, so that drift of the
+machine hits every variant alike. Each job writes its own steady-state ms per step (from step 20 to
+the end, both after ``torch.cuda.synchronize()``) and the time before that (where a trace window's
+one-off cost lands). The ratio of a round is wrapped / unwrapped of the same round; the figure is the
+median over the rounds. What ddlprof says it cost itself (the ``own_ms`` of its step records, the
+trace window's cost) is read from each wrapped run directory beside it.
+
+    python benchmarks/foreign_overhead.py --jobs plain,hf,lightning --rounds 5 --out results.json
+    python benchmarks/foreign_overhead.py --jobs plain --variants unwrapped,bootstrap,steps,default
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+FOREIGN = REPO / "benchmarks" / "foreign"
+JOBS = {
+    "plain": ["plain_loop.py"],
+    "plain_gpu_resident": ["plain_loop.py", "--gpu-resident"],
+    "hf": ["hf_trainer.py"],
+    "lightning": ["lightning_job.py"],
+}
+_ALL_OFF = ["--disable", "data", "--disable", "comm", "--disable", "traces", "--disable", "workload"]
+VARIANTS: dict[str, list[str] | None] = {
+    "unwrapped": None,
+    "default": [],
+    "no_sampling": ["--no-gpu-sampling"],
+    "trace0": ["--trace-steps", "0"],
+    # bisection: each adds one piece to the one before
+    "bootstrap": ["--no-gpu-sampling", "--trace-steps", "0", "--no-probe", "--disable", "steps", *_ALL_OFF],
+    "steps": ["--no-gpu-sampling", "--trace-steps", "0", "--no-probe", *_ALL_OFF],
+    "steps_comm": [
+        "--no-gpu-sampling",
+        "--trace-steps",
+        "0",
+        "--no-probe",
+        "--disable",
+        "data",
+        "--disable",
+        "traces",
+    ],
+    "collectors": ["--no-gpu-sampling", "--trace-steps", "0"],
+    # the cause found (issue 12): Kineto left CUPTI attached after the window; 0 keeps it so again
+    "cupti_kept": [],
+}
+VARIANT_ENV = {"cupti_kept": {"TEARDOWN_CUPTI": "0"}}
+
+
+def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: str) -> dict:
+    figures = work / f"{tag}.json"
+    script, *extra = JOBS[job]
+    extra += ["--steps", str(args.steps), *args.job_args.split()]
+    command = ["torchrun", "--standalone", f"--nproc_per_node={args.nproc}", str(FOREIGN / script), *extra]
+    options = VARIANTS[variant]
+    run_dir = work / f"{tag}-run"
+    if options is not None:
+        command = [sys.executable, "-m", "ddlprof", "wrap", *options, "--out", str(run_dir), "--", *command]
+    env = {**os.environ, "STEPTIMER_OUT": str(figures), **VARIANT_ENV.get(variant, {})}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    started = time.perf_counter()
+    # A session of its own, so that a launch past its time is ended with every process it started.
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)  # fmt: skip
+    try:
+        stdout, stderr = proc.communicate(timeout=args.launch_timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise SystemExit(f"{job}/{variant}: no end after {args.launch_timeout} s") from None
+    wall = time.perf_counter() - started
+    if proc.returncode != 0 or not figures.exists():
+        raise SystemExit(f"{job}/{variant} failed ({proc.returncode}):\n{(stderr or stdout)[-2000:]}")
+    result = json.loads(figures.read_text())
+    result.pop("step_ms", None) if not args.keep_step_ms else None
+    result.update({"variant": variant, "launch_wall_s": round(wall, 2)})
+    if options is not None:
+        result["ddlprof"] = own_figures(run_dir)
+    return result
+
+
+def own_figures(run_dir: Path) -> dict:
+    """What the run directory says ddlprof cost (empty when the build records none)."""
+    try:
+        from ddlprof.profiler.rundir import load_run
+        from ddlprof.profiler.summary import summarize
+
+        summary = summarize([load_run(run_dir)])
+    except Exception as exc:  # a benchmark of an older build must still finish
+        return {"error": f"{type(exc).__name__}: {exc}"}
+    return summary.get("ddlprof_overhead") or {}
+
+
+def summarise(launches: list[dict]) -> dict:
+    out: dict = {}
+    for job in sorted({r["job_key"] for r in launches}):
+        rows = [r for r in launches if r["job_key"] == job]
+        base = {r["round"]: r["ms_per_step"] for r in rows if r["variant"] == "unwrapped"}
+        per: dict = {}
+        for variant in dict.fromkeys(r["variant"] for r in rows):
+            mine = [r for r in rows if r["variant"] == variant]
+            ratios = [r["ms_per_step"] / base[r["round"]] for r in mine if r["round"] in base]
+            per[variant] = {
+                "ms_per_step": [round(r["ms_per_step"], 3) for r in mine],
+                "median_ms_per_step": round(statistics.median(r["ms_per_step"] for r in mine), 3),
+                "ratios": [round(x, 4) for x in ratios],
+                "median_ratio": round(statistics.median(ratios), 4) if ratios else None,
+                "before_steady_s": [round(r["first_step_to_warmup_s"], 3) for r in mine],
+            }
+        out[job] = per
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--jobs", default="plain,hf,lightning", help=f"comma list of {', '.join(JOBS)}")
+    parser.add_argument(
+        "--variants", default="unwrapped,default", help=f"comma list of {', '.join(VARIANTS)}"
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=120)
+    parser.add_argument("--nproc", type=int, default=1)
+    parser.add_argument("--job-args", default="", help="more arguments for every job (e.g. '--tiny')")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--launch-timeout", type=float, default=300)
+    parser.add_argument(
+        "--keep-step-ms", action="store_true", help="keep every step's host time in the output"
+    )
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    jobs, variants = args.jobs.split(","), args.variants.split(",")
+    for name, known in ((jobs, JOBS), (variants, VARIANTS)):
+        if unknown := [n for n in name if n not in known]:
+            parser.error(f"unknown: {', '.join(unknown)}")
+    order = random.Random(args.seed)
+    launches: list[dict] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for round_ in range(args.rounds):
+            for job in jobs:
+                for variant in order.sample(variants, len(variants)):
+                    tag = f"{job}-{variant}-{round_}"
+                    result = launch(job, variant, args, work, tag)
+                    result.update({"job_key": job, "round": round_})
+                    launches.append(result)
+                    print(f"{tag}: {result['ms_per_step']:.3f} ms/step, {result['launch_wall_s']} s launch",
+                          flush=True)  # fmt: skip
+                    args.out.write_text(json.dumps({"launches": launches}, indent=1))
+    report = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "nproc": args.nproc,
+        "steps": args.steps,
+        "summary": summarise(launches),
+        "launches": launches,
+    }
+    args.out.write_text(json.dumps(report, indent=1))
+    print(json.dumps(report["summary"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
