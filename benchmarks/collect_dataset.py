@@ -39,7 +39,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "examples"))
 from ddp_train import build_model, synthetic_batch
 
-from ddlprof.collectors.probe import ring_factor
+from ddlprof.runs.breakdown import ring_factor
 
 CLASSES = 1000
 CUDA = torch.cuda.is_available()  # CPU (gloo) only to try the script out

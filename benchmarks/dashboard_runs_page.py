@@ -82,8 +82,8 @@ def write_summaries(root: Path) -> None:
     that the timed first render imports everything itself)."""
     code = (
         "import sys; from pathlib import Path\n"
-        "from ddlprof.profiler.rundir import load_run\n"
-        "from ddlprof.profiler.summary import summarize, write_summary_if_absent\n"
+        "from ddlprof.runs.rundir import load_run\n"
+        "from ddlprof.runs.summary import summarize, write_summary_if_absent\n"
         "for run in sorted(Path(sys.argv[1]).iterdir()):\n"
         "    assert write_summary_if_absent(run, summarize([load_run(run)]))\n"
     )

@@ -97,8 +97,8 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
 def own_figures(run_dir: Path) -> dict:
     """What the run directory says ddlprof cost (empty when the build records none)."""
     try:
-        from ddlprof.profiler.rundir import load_run
-        from ddlprof.profiler.summary import summarize
+        from ddlprof.runs.rundir import load_run
+        from ddlprof.runs.summary import summarize
 
         summary = summarize([load_run(run_dir)])
     except Exception as exc:  # a benchmark of an older build must still finish

@@ -42,9 +42,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ddlprof.profiler.gpu_counters import load_samples
-from ddlprof.profiler.rundir import Run, load_run
-from ddlprof.profiler.summary import summarize
+from ddlprof.runs.gpu_counters import load_samples
+from ddlprof.runs.rundir import Run, load_run
+from ddlprof.runs.summary import summarize
 
 JOB_KEYS = ("step_ms", "compute_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 LAUNCH_BOUND_LAG_MS = 10.0  # the GPU is this close behind the host at the hand-over: launch-bound

@@ -24,9 +24,9 @@ from ddlprof.advisor import ranking, workloads
 from ddlprof.advisor.advise_cli import emit_skypilot, emit_torchrun
 from ddlprof.advisor.catalog import DATA_DIR, load_catalog
 from ddlprof.advisor.ranking import AdviseRequest, advise, interruption_overhead, pareto_front
+from ddlprof.errors import DdlprofError
 from ddlprof.models import memory as memory_table
 from ddlprof.profiler.cli import main
-from ddlprof.profiler.errors import DdlprofError
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 from conftest import ddlprof, env, torchrun
 
-from ddlprof.profiler import intervals
+from ddlprof.runs import intervals
 
 PROFILED = """
 import os, time, torch, torch.distributed as dist

@@ -22,7 +22,7 @@ from ddlprof.advisor.catalog import (
     SPOT_BUCKETS,
     load_catalog,
 )
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 REPO = Path(__file__).resolve().parent.parent
 

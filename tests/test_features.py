@@ -14,6 +14,7 @@ from conftest import EXAMPLE, ddlprof
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from ddlprof.errors import DdlprofError
 from ddlprof.models import zoo
 from ddlprof.models.features import (
     FEATURE_KEYS,
@@ -23,7 +24,6 @@ from ddlprof.models.features import (
     macro_features,
     sum_outputs,
 )
-from ddlprof.profiler.errors import DdlprofError
 
 
 @pytest.fixture(scope="module")

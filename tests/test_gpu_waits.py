@@ -85,7 +85,7 @@ def test_resolve_buckets_reports_the_wire_as_exposed_and_keeps_the_raw_interval(
 
 
 def test_launch_bound_runs_get_a_footnote_on_the_stall_they_may_overstate() -> None:
-    from ddlprof.profiler.breakdown import reasons
+    from ddlprof.runs.breakdown import reasons
 
     launch_bound = reasons(False, ["timed"], True, {}, gpu_lag_ms=3.2)
     assert "launch-bound" in launch_bound["interconnect_stall_ms"]

@@ -13,8 +13,8 @@ from importlib import resources
 
 import pytest
 
+from ddlprof.errors import DdlprofError
 from ddlprof.models import gpus
-from ddlprof.profiler.errors import DdlprofError
 
 REQUIRED = [
     "K80",

@@ -40,8 +40,8 @@ from ddlprof.advisor.catalog import (
 )
 from ddlprof.advisor.gcp import GcpFetcher, canonical
 from ddlprof.advisor.refresh import fmt, median, refresh
+from ddlprof.errors import DdlprofError
 from ddlprof.profiler.cli import main
-from ddlprof.profiler.errors import DdlprofError
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED = Path(__file__).resolve().parent / "data" / "refresh"

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 from conftest import REPO, ddlprof
 
-SCHEMA = json.loads((REPO / "ddlprof" / "profiler" / "summary.schema.json").read_text())
+SCHEMA = json.loads((REPO / "ddlprof" / "runs" / "summary.schema.json").read_text())
 
 
 def _one_line_error(done, *words: str) -> None:
@@ -186,7 +186,7 @@ def test_gpu_counters_over_the_steady_window(tmp_path):
 
 
 def _join_after(barrier, out: str, results) -> None:
-    from ddlprof.profiler.rundir import MANIFEST_SCHEMA, create_or_join
+    from ddlprof.runs.rundir import MANIFEST_SCHEMA, create_or_join
 
     manifest = {"schema": MANIFEST_SCHEMA, "schema_version": 1, "run_id": "r", "job_key": ["t.py"]}
     barrier.wait()

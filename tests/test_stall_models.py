@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 from conftest import REPO, ddlprof, env
 
+from ddlprof.errors import DdlprofError
 from ddlprof.models import dataset, registry
 from ddlprof.models.evaluate import TARGET_STEP_MAPE_PCT, evaluate
 from ddlprof.models.learned import FEATURES, LearnedStallModel
 from ddlprof.models.predict import predict
 from ddlprof.models.stall_models import components, fit_models
-from ddlprof.profiler.errors import DdlprofError
 
 # Fastest first: a falling bandwidth must never give a lower prediction.
 BANDWIDTHS = (2000.0, 296.87, 100.0, 27.92, 4.06, 1.0, 0.25)

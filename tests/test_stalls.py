@@ -58,8 +58,8 @@ def test_single_node_variants_and_arithmetic(tmp_path):
 def _assert_training_row(result: dict, full_run, single_gpu_step_ms: float) -> None:
     """The full job's last run is in the local dataset with the one-GPU step, usable for training,
     and a later plain ``ddlprof report`` of the same run keeps that step (the reports above did)."""
-    from ddlprof.models import store
     from ddlprof.models.dataset import training_rows
+    from ddlprof.runs import store
 
     assert result["dataset"]["stored"] is True and result["dataset"]["run"] == str(full_run)
     rows = store.load_rows()

@@ -10,7 +10,7 @@ import sqlite3
 import pytest
 from conftest import REPO, ddlprof, env
 
-from ddlprof.models import store
+from ddlprof.runs import store
 
 WORKLOAD = {
     "type": "workload",
@@ -244,8 +244,8 @@ def test_a_database_of_the_first_schema_gets_the_new_column(tmp_path, home):
 
 
 def test_single_node_cpu_run_row(tmp_path):
-    from ddlprof.profiler.rundir import load_run
-    from ddlprof.profiler.summary import summarize
+    from ddlprof.runs.rundir import load_run
+    from ddlprof.runs.summary import summarize
 
     run = tmp_path / "cpu"
     (run / "ranks").mkdir(parents=True)

@@ -11,8 +11,8 @@ from conftest import ddlprof
 from dashboard_runs import real_run
 
 from ddlprof.dashboard import data
-from ddlprof.profiler.rundir import load_run
-from ddlprof.profiler.summary import cached_summary, summarize, summary_path, write_summary_if_absent
+from ddlprof.runs.rundir import load_run
+from ddlprof.runs.summary import cached_summary, summarize, summary_path, write_summary_if_absent
 
 
 @pytest.fixture(scope="module")

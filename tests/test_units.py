@@ -7,9 +7,9 @@ import torch
 
 from ddlprof.collectors.batches import batch_size
 from ddlprof.collectors.config import TraceStepsError, parse_trace_steps
-from ddlprof.profiler.breakdown import step_categories
-from ddlprof.profiler.rundir import job_key
 from ddlprof.profiler.wrap import launcher_of, max_nodes, script_name
+from ddlprof.runs.breakdown import step_categories
+from ddlprof.runs.rundir import job_key
 
 
 def test_trace_steps():
@@ -63,7 +63,7 @@ def test_step_breakdown_single_and_multi_node():
 
 
 def test_probe_split_follows_the_ring_model():
-    from ddlprof.profiler.breakdown import interconnect_share
+    from ddlprof.runs.breakdown import interconnect_share
 
     probe = {
         "intra": {"busbw_gbps": 100.0, "latency_us": 0.0, "ranks": 2},

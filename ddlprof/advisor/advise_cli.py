@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 ADVISE_HELP = """\
 Rank every way to train a model on AWS and GCP: instance type x number of instances x region x

@@ -37,7 +37,7 @@ from typing import Any
 
 from ddlprof.advisor.catalog import Instance, _closest
 from ddlprof.advisor.refresh import Fetched, Progress, RefreshError, aggregate_missing, decimal, fmt, median
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 PRICING_REGION = "us-east-1"  # the Price List Query API answers in us-east-1 (also eu-central-1, ap-south-1)
 SPOT_PRODUCT = "Linux/UNIX"

@@ -9,7 +9,7 @@ Three files in one snapshot directory:
 - ``catalog.json``: the snapshot date, the sources, what is covered and what is missing and why.
 
 An empty cell means "not established", never zero. Loading validates every row and turns a
-malformed or partial file into a :class:`~ddlprof.profiler.errors.DdlprofError` that names the file
+malformed or partial file into a :class:`~ddlprof.errors.DdlprofError` that names the file
 and the line. Plain ``csv`` keeps the import light: offline commands never import torch or pandas.
 
 Which snapshot is used (:func:`catalog_source`): ``$DDLPROF_CATALOG_DIR`` when set; else the user's
@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 CATALOG_DIR_ENV = "DDLPROF_CATALOG_DIR"
@@ -258,7 +258,7 @@ def _closest(name: str, candidates: Iterable[str]) -> str:
 
 def user_catalog_dir() -> Path:
     """Where ``ddlprof catalog refresh`` writes by default: ``$DDLPROF_HOME/catalog``."""
-    from ddlprof.models.store import home  # light (sqlite3 only); imported here to keep this module lean
+    from ddlprof.runs.store import home  # light (sqlite3 only); imported here to keep this module lean
 
     return home() / USER_CATALOG
 

@@ -44,7 +44,7 @@ from ddlprof.advisor.throughput import (
     run_basis,
 )
 from ddlprof.advisor.workloads import Workload
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 DEFAULT_BATCH_PER_GPU = 32
 DEFAULT_MAX_NODES = 4

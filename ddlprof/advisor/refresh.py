@@ -51,7 +51,7 @@ from ddlprof.advisor.catalog import (
     load_catalog,
     user_catalog_dir,
 )
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 Progress = Callable[[str], None]
 

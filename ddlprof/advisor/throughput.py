@@ -35,8 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.advisor.catalog import Instance
+from ddlprof.errors import DdlprofError
 from ddlprof.models.memory import shipped_memory_estimate
-from ddlprof.profiler.errors import DdlprofError
 
 # -- what the step times are built from -------------------------------------------------------------
 
@@ -101,7 +101,7 @@ def dataset_basis(model: str, batch: int, precision: str | None = None) -> StepB
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
     """The run's summary.json (as ``ddlprof report`` wrote it), else summarised now (not written)."""
-    from ddlprof.profiler.summary import SCHEMA, summarize, summary_path
+    from ddlprof.runs.summary import SCHEMA, summarize, summary_path
 
     path = summary_path(run_dir)
     if path.is_file():
@@ -118,7 +118,7 @@ def _run_summary(run_dir: Path) -> dict[str, Any]:
         ):
             return summary
         raise DdlprofError(f"{path}: not a ddlprof summary; run `ddlprof report {run_dir}` again")
-    from ddlprof.profiler.rundir import load_run
+    from ddlprof.runs.rundir import load_run
 
     return summarize([load_run(run_dir)])
 
@@ -127,7 +127,7 @@ def run_basis(run_dir: Path, model: str | None, batch: int | None, precision: st
     """A wrapped run: its measured step, its single-GPU step and GPU, its DDP workload features."""
     from ddlprof.models import dataset
     from ddlprof.models.gpus import get_gpu
-    from ddlprof.models.store import run_row
+    from ddlprof.runs.store import run_row
 
     summary = _run_summary(run_dir)
     row = run_row(summary, [run_dir])

@@ -26,7 +26,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 IMAGENET_1K = 1_281_167
 

@@ -20,14 +20,10 @@ import zlib
 from typing import Any
 
 from ddlprof.collectors.config import host_id
+from ddlprof.runs.breakdown import ring_factor
 
 SMALL, LARGE = 1 << 20, 32 << 20  # bytes: latency-bound and bandwidth-bound messages
 WARMUP, TIMED = 2, 3
-
-
-def ring_factor(n: int) -> float:
-    """Bytes a ring all-reduce moves per byte of buffer, per rank: 2(n-1)/n (also the report's model)."""
-    return 2 * (n - 1) / n
 
 
 def _allocate(device: Any) -> tuple[Any, Any]:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof.dashboard.data import DEFAULT_RUNS, RUNS_ENV
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 APP = Path(__file__).resolve().with_name("app.py")
 DEFAULT_PORT = 8501

@@ -5,9 +5,9 @@ benchmark and the tests call them directly.
 
 - runs: every directory under the runs directory that holds a ``manifest.json`` (a run directory
   of ``ddlprof wrap``; the variants of ``ddlprof stalls`` sit two levels further down), summarised
-  by :func:`ddlprof.profiler.summary.summarize`, exactly as ``ddlprof report`` does. A directory
+  by :func:`ddlprof.runs.summary.summarize`, exactly as ``ddlprof report`` does. A directory
   that cannot be read or summarised is kept with its one-line error.
-- the local dataset: ``ddlprof.models.store.load_rows`` (what every ``ddlprof report`` added).
+- the local dataset: ``ddlprof.runs.store.load_rows`` (what every ``ddlprof report`` added).
 - the stall models' validation: ``ddlprof.models.evaluate`` on ``training_rows()``, exactly as
   ``ddlprof model evaluate`` does.
 """
@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ddlprof.profiler.breakdown import CATEGORIES
-from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import MANIFEST
+from ddlprof.errors import DdlprofError
+from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.rundir import MANIFEST
 
 RUNS_ENV = "DDLPROF_DASHBOARD_RUNS"
 DEFAULT_RUNS = "ddlprof-runs"
@@ -50,7 +50,7 @@ class FoundRun:
 
 def signature(path: Path) -> tuple[tuple[str, int, int], ...]:
     """(relative name, size, mtime in ns) of the manifest and every file a summary reads."""
-    from ddlprof.profiler.rundir import source_files
+    from ddlprof.runs.rundir import source_files
 
     return tuple(source_files(path))
 
@@ -92,8 +92,8 @@ def load_summary(path: Path) -> dict[str, Any]:
     ``cached_summary``), so that a long run is read once, not at every dashboard start; a run that
     has none gets one.
     """
-    from ddlprof.profiler.rundir import load_run
-    from ddlprof.profiler.summary import cached_summary, summarize, write_summary_if_absent
+    from ddlprof.runs.rundir import load_run
+    from ddlprof.runs.summary import cached_summary, summarize, write_summary_if_absent
 
     try:
         cached = cached_summary(path)
@@ -110,9 +110,9 @@ def load_summary(path: Path) -> dict[str, Any]:
 
 def load_detail(path: Path) -> dict[str, Any]:
     """The per-step rows (for the timeline) and the NVML samples (None without ``gpu/*.csv``)."""
-    from ddlprof.profiler.gpu_counters import load_samples
-    from ddlprof.profiler.rundir import load_run
-    from ddlprof.profiler.summary import step_rows
+    from ddlprof.runs.gpu_counters import load_samples
+    from ddlprof.runs.rundir import load_run
+    from ddlprof.runs.summary import step_rows
 
     return {"steps": step_rows([load_run(path)]), "samples": load_samples([path])}
 
@@ -180,7 +180,7 @@ STORE_COLUMNS = (
 
 def store_state() -> tuple[str, int | None]:
     """The local dataset's path and modification time (None when absent): the cache key."""
-    from ddlprof.models.store import database_path
+    from ddlprof.runs.store import database_path
 
     path = database_path()
     try:
@@ -191,7 +191,7 @@ def store_state() -> tuple[str, int | None]:
 
 def store_rows() -> dict[str, Any]:
     """The local dataset's rows (``store.load_rows``) in the dashboard's columns, or its error."""
-    from ddlprof.models.store import StoreError, load_rows
+    from ddlprof.runs.store import StoreError, load_rows
 
     try:
         frame = load_rows()

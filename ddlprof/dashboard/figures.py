@@ -9,7 +9,7 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ddlprof.profiler.breakdown import CATEGORIES
+from ddlprof.runs.breakdown import CATEGORIES
 
 LABELS = {
     "compute_ms": "compute",

@@ -15,7 +15,7 @@ from typing import Any
 import streamlit as st
 
 from ddlprof.dashboard import data
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 RUNS_KEY = "runs_dir"
 #: The instance options picked on the Advisor page (comparables), read by the Compare page.

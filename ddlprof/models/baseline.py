@@ -3,7 +3,7 @@
 For one communicator of ``n`` ranks with bus bandwidth B (GB/s, as nccl-tests and the probe report
 it) and small-message latency L (us per all-reduce), each gradient bucket of b bytes takes
 
-    t(b) = L + 2(n-1)/n * b / B                      (``ddlprof.collectors.probe.ring_factor``)
+    t(b) = L + 2(n-1)/n * b / B                      (``ddlprof.runs.breakdown.ring_factor``)
 
 and all buckets together ``comm_ms`` = num_buckets * L + 2(n-1)/n * grad_bytes / B. DDP launches a
 bucket's all-reduce as soon as its gradients are ready, so communication runs under the backward
@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ddlprof.collectors.probe import ring_factor
+from ddlprof.runs.breakdown import ring_factor
 
 #: Share of the single-GPU step that the backward pass takes, the window communication can hide in.
 OVERLAP_FRACTION = 2 / 3

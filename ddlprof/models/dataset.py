@@ -8,7 +8,7 @@ model's macro features. ``data/stall_dataset.json`` says where every number come
 
 Only world size 2 on one node was measured: every row has ``nodes`` = 1 and ``network_stall_ms`` = 0.
 
-Rows of runs the user reported (``ddlprof.models.store``, when present) join the training set when
+Rows of runs the user reported (``ddlprof.runs.store``, when present) join the training set when
 they have what the models need (the single-GPU step time above all, which one wrapped run cannot
 know); :func:`training_rows` says how many were used and why the others were not.
 
@@ -26,7 +26,7 @@ from typing import Any
 
 import pandas as pd
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 DATA_CSV = "data/stall_dataset.csv"
 DATA_JSON = "data/stall_dataset.json"
@@ -124,10 +124,10 @@ def transports() -> dict[str, dict[str, float]]:
 
 
 def store_rows() -> tuple[pd.DataFrame | None, str]:
-    """Reported runs from ``ddlprof.models.store`` (None if there is no store module or it fails),
+    """Reported runs from ``ddlprof.runs.store`` (None if there is no store module or it fails),
     and a note for the user."""
     try:
-        from ddlprof.models import store
+        from ddlprof.runs import store
     except ImportError:
         return None, "no local store of reported runs in this ddlprof"
     try:

@@ -26,8 +26,8 @@ from torch import nn
 from torch._subclasses.fake_tensor import FakeTensorMode
 from torch.utils.flop_counter import FlopCounterMode, conv_flop_count
 
+from ddlprof.errors import DdlprofError
 from ddlprof.models.zoo import DEFAULT_SEQ_LEN, InputSpec, ResolvedModel, infer_input, resolve
-from ddlprof.profiler.errors import DdlprofError
 
 MIB = 1024 * 1024
 DEFAULT_BUCKET_CAP_MB = 25.0

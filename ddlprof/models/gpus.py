@@ -27,7 +27,7 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 #: Precision names accepted by :func:`scale_compute_ms`, and the table columns that give their peak,
 #: first choice first. A GPU without the first column falls back to the next (noted in the result):

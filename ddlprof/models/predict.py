@@ -23,12 +23,12 @@ from typing import Any
 
 import pandas as pd
 
+from ddlprof.errors import DdlprofError
 from ddlprof.models import dataset
 from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
 from ddlprof.models.memory import bytes_moved_per_step
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
-from ddlprof.profiler.errors import DdlprofError
 
 MEASURED_BATCHES = (32, 64)
 MEASURED_WORLD_SIZE = 2

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof import __version__
+from ddlprof.errors import DdlprofError
 from ddlprof.models.baseline import AnalyticalBaseline
 from ddlprof.models.dataset import training_rows
 from ddlprof.models.learned import LearnedStallModel
 from ddlprof.models.stall_models import StallModel
-from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import json_text, write_atomic
+from ddlprof.runs.rundir import json_text, write_atomic
 
 HOME_ENV = "DDLPROF_HOME"
 FILE_NAME = "stall_models.json"

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 DEFAULT_SEQ_LEN = 128
 MAX_SEQ_LEN = 512

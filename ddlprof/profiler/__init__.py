@@ -1,1 +1,2 @@
-"""The offline side: CLI, wrapping jobs, run directories, merging ranks, the stall breakdown, reports."""
+"""The offline side: wrapping and launching jobs, emulated nodes and links, differential runs, trace
+analysis, reports."""

@@ -14,7 +14,7 @@ from ddlprof.advisor.advise_cli import add_advise_command, run_advise
 from ddlprof.advisor.cli import add_catalog_command, run_catalog
 from ddlprof.collectors.config import COLLECTORS
 from ddlprof.dashboard.cli import add_dashboard_command, run_dashboard
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 WRAP_HELP = """\
 Profile an unmodified training job. The collectors load in every training process (never in

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.collectors.config import STOP_AFTER
-from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import json_text, load_run, write_atomic
-from ddlprof.profiler.summary import summarize
+from ddlprof.errors import DdlprofError
 from ddlprof.profiler.wrap import wrap_command
+from ddlprof.runs.rundir import json_text, load_run, write_atomic
+from ddlprof.runs.summary import summarize
 
 SCHEMA = "ddlprof.stalls"
 SCHEMA_VERSION = 1
@@ -300,7 +300,7 @@ def run_stalls(
 def _record_training_row(full: tuple[Path, dict[str, Any]] | None, single: float | None) -> dict[str, Any]:
     """Add the full job's last measured run to the local dataset with the one-GPU step time beside
     it: a row the stall models learn from (``ddlprof model fit``), which a plain report cannot give."""
-    from ddlprof.models import store
+    from ddlprof.runs import store
 
     if single is None or full is None:
         return {"stored": False, "reason": "the one-GPU or the full variant did not run"}

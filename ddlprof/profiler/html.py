@@ -9,9 +9,9 @@ from typing import Any
 import plotly.io as pio
 
 from ddlprof.dashboard.figures import breakdown_by_rank, gpu_timeline, step_timeline
-from ddlprof.profiler.gpu_counters import load_samples
-from ddlprof.profiler.rundir import Run
-from ddlprof.profiler.summary import step_rows
+from ddlprof.runs.gpu_counters import load_samples
+from ddlprof.runs.rundir import Run
+from ddlprof.runs.summary import step_rows
 
 
 def html_report(summary: dict[str, Any], runs: list[Run]) -> str:

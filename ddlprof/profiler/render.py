@@ -7,7 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ddlprof.profiler.breakdown import CATEGORIES
+from ddlprof.runs.breakdown import CATEGORIES
 
 _HEADERS = {
     "step_ms": "step",

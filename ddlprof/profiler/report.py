@@ -5,14 +5,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.rundir import json_text, load_run, write_atomic
-from ddlprof.profiler.summary import summarize, summary_path
+from ddlprof.errors import DdlprofError
+from ddlprof.runs.rundir import json_text, load_run, write_atomic
+from ddlprof.runs.summary import summarize, summary_path
 
 
 def _record(summary: dict, paths: list[Path]) -> Path | None:
-    """Add the run to the local dataset (``ddlprof/models/store.py``); never fails the report."""
-    from ddlprof.models import store
+    """Add the run to the local dataset (``ddlprof/runs/store.py``); never fails the report."""
+    from ddlprof.runs import store
 
     if store.disabled():
         return None

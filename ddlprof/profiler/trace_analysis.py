@@ -31,10 +31,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ddlprof.profiler import intervals
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 from ddlprof.profiler.kineto import Trace, read
-from ddlprof.profiler.summary import slower_than_median
+from ddlprof.runs import intervals
+from ddlprof.runs.summary import slower_than_median
 
 SCHEMA = "ddlprof.analysis"
 KEYS = (

@@ -18,9 +18,9 @@ from typing import Any
 
 import ddlprof
 from ddlprof.collectors import config
-from ddlprof.profiler import rundir
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 from ddlprof.profiler.launch import CommandNotFound, check_command, exit_like, run_command, signals_held
+from ddlprof.runs import rundir
 
 INJECT_DIR = str(Path(__file__).resolve().parent.parent / "collectors" / "inject")
 _RECORDED_ENV = re.compile(r"^(NCCL_|CUDA_VISIBLE_DEVICES$|OMP_NUM_THREADS$|TORCH_|GLOO_|MASTER_|NVIDIA_)")
@@ -191,7 +191,7 @@ def _start_sampler(run_dir: Path, node: dict[str, Any], enabled: bool, interval_
 
 def _print_summary(run_dir: Path) -> None:
     """One line at the end of the job; a run that cannot be summarised still names its directory."""
-    from ddlprof.profiler.summary import one_line, summarize, write_summary_if_absent
+    from ddlprof.runs.summary import one_line, summarize, write_summary_if_absent
 
     try:
         summary = summarize([rundir.load_run(run_dir)])

@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ddlprof.dashboard import figures, shared
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 #: Where the page keeps its last answer, and the options picked for the Compare page (comparables).
 RESULT_KEY = "advisor_result"

@@ -9,7 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from ddlprof.dashboard import data, figures, shared
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 MS = st.column_config.NumberColumn(format="%.2f")
 RATE = st.column_config.NumberColumn(format="%.0f")

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import ddlprof
-from ddlprof.profiler.breakdown import CATEGORIES, reasons, step_categories
-from ddlprof.profiler.errors import DdlprofError
-from ddlprof.profiler.gpu_counters import load_samples, steady_counters
-from ddlprof.profiler.rundir import RankLog, Run, json_text, source_files, write_atomic
+from ddlprof.errors import DdlprofError
+from ddlprof.runs.breakdown import CATEGORIES, reasons, step_categories
+from ddlprof.runs.gpu_counters import load_samples, steady_counters
+from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1

@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from ddlprof.collectors.probe import ring_factor
-
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 SINGLE_NODE = "single node: no traffic between machines"
 MULTI_NODE_SPLIT = (
@@ -46,6 +44,12 @@ LAUNCH_BOUND = (
 LAUNCH_BOUND_BIAS_PP = "9 to 13"
 NO_DDP = "no DistributedDataParallel module seen: no gradient communication to time"
 NO_FORWARD = "no DDP forward seen: loop overhead is not separated from compute"
+
+
+def ring_factor(n: int) -> float:
+    """Bytes a ring all-reduce moves per byte of buffer, per rank: 2(n-1)/n (the probe turns its timings
+    into bus bandwidth with it, the split below turns them back into time)."""
+    return 2 * (n - 1) / n
 
 
 def _ring_ms(stats: dict[str, Any], bucket_bytes: list[int]) -> float:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ddlprof.profiler.errors import DdlprofError
+from ddlprof.errors import DdlprofError
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "ddlprof.run"
