@@ -236,7 +236,7 @@ def test_dashboard_cli_bad_address_in_one_line(tmp_path, args, words):
 
 
 def test_html_report_draws_the_same_gpu_counters(runs_root, tmp_path):
-    """``ddlprof report --html`` and the Runs page share ``ddlprof/dashboard/figures.py``."""
+    """``ddlprof report --html`` and the Runs page share ``ddlprof/figures.py``."""
     root, _ = runs_root
     html = tmp_path / "report.html"
     done = ddlprof("report", "--no-store", "--html", str(html), str(root / "straggler"))

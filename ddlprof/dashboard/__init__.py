@@ -1,1 +1,2 @@
-"""Streamlit dashboard; the plotly figures here are shared with ``ddlprof report --html``."""
+"""Streamlit dashboard: Runs, Compare, Advisor and Models pages over the same functions as the CLI, with the
+plotly figures of ``ddlprof.figures`` (shared with ``ddlprof report --html``)."""

@@ -8,7 +8,7 @@ from typing import Any
 
 import plotly.io as pio
 
-from ddlprof.dashboard.figures import breakdown_by_rank, gpu_timeline, step_timeline
+from ddlprof.figures import breakdown_by_rank, gpu_timeline, step_timeline
 from ddlprof.runs.gpu_counters import load_samples
 from ddlprof.runs.rundir import Run
 from ddlprof.runs.summary import step_rows

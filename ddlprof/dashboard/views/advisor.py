@@ -13,7 +13,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ddlprof.dashboard import figures, shared
+from ddlprof import figures
+from ddlprof.dashboard import shared
 from ddlprof.errors import DdlprofError
 
 #: Where the page keeps its last answer, and the options picked for the Compare page (comparables).

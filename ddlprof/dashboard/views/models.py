@@ -6,7 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from ddlprof.dashboard import data, figures, shared
+from ddlprof import figures
+from ddlprof.dashboard import data, shared
 
 MS = st.column_config.NumberColumn(format="%.2f")
 TARGET_LABELS = {

@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ddlprof.dashboard import data, figures, shared
+from ddlprof import figures
+from ddlprof.dashboard import data, shared
 from ddlprof.errors import DdlprofError
 
 MS = st.column_config.NumberColumn(format="%.2f")
