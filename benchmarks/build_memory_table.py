@@ -73,7 +73,7 @@ def build(models: list[str], batches: tuple[int, ...]) -> tuple[pd.DataFrame, di
         "(as the stall dataset was measured, examples/ddp_train.py)",
         "not_included": "the CUDA context, cuDNN/cuBLAS workspaces, the caching allocator's "
         "fragmentation, temporary buffers of the forward and backward passes: the advisor adds an "
-        "explicit allowance (ddlprof.advisor.ranking)",
+        "explicit allowance (ddlprof.advisor.filters)",
         "model_heads": "bert-base and gpt2 are the zoo's bare BertModel/GPT2Model; the measured "
         "classifiers add a 768 x 1000 head (about 3 MB of weights, 12 MB with gradients, buckets and "
         "momentum), not counted here",

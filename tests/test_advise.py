@@ -20,10 +20,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddlprof.advisor import ranking, workloads
-from ddlprof.advisor.advise_cli import emit_skypilot, emit_torchrun
+from ddlprof.advisor import filters, workloads
 from ddlprof.advisor.catalog import DATA_DIR, load_catalog
-from ddlprof.advisor.ranking import AdviseRequest, advise, interruption_overhead, pareto_front
+from ddlprof.advisor.options import Advice, AdviseRequest
+from ddlprof.advisor.pareto import pareto_front
+from ddlprof.advisor.ranking import advise
+from ddlprof.advisor.render import emit_skypilot, emit_torchrun
+from ddlprof.advisor.spot import interruption_overhead
 from ddlprof.errors import DdlprofError
 from ddlprof.models import memory as memory_table
 from ddlprof.profiler.cli import main
@@ -40,7 +43,7 @@ def fitted():
     return load_models()
 
 
-def _advise(fitted, catalog=None, **kwargs) -> ranking.Advice:
+def _advise(fitted, catalog=None, **kwargs) -> Advice:
     kwargs.setdefault("model", "resnet50")
     kwargs.setdefault("workload", RESNET50)
     return advise(AdviseRequest(**kwargs), catalog=catalog, fitted=fitted)
@@ -150,7 +153,7 @@ def test_batched_prediction_equals_model_predict(fitted):
         if option.step.source != "predicted":
             continue
         expected = predict(
-            "resnet50", 32, option.gpus_per_node, option.count, instance=option.instance_type, fitted=fitted
+            "resnet50", 32, option.gpus_per_node, option.count, instance=option.instance, fitted=fitted
         )
         assert option.step.step_ms == pytest.approx(expected["step_ms"], rel=1e-12)
         checked += 1
@@ -198,7 +201,7 @@ def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
 
 
 def test_memory_requirement_and_interpolation():
-    assert ranking.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
+    assert filters.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
     low, _ = memory_table.shipped_memory_estimate("resnet50", 32)
     high, _ = memory_table.shipped_memory_estimate("resnet50", 64)
     mid, how = memory_table.shipped_memory_estimate("resnet50", 48)

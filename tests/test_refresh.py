@@ -28,8 +28,6 @@ import botocore.session
 import pytest
 from botocore.stub import ANY, Stubber
 
-from ddlprof.advisor import refresh as refresh_module
-from ddlprof.advisor.aws import AwsFetcher, parse_network
 from ddlprof.advisor.catalog import (
     CATALOG_DIR_ENV,
     DATA_DIR,
@@ -38,8 +36,11 @@ from ddlprof.advisor.catalog import (
     load_catalog,
     user_catalog_dir,
 )
-from ddlprof.advisor.gcp import GcpFetcher, canonical
-from ddlprof.advisor.refresh import fmt, median, refresh
+from ddlprof.advisor.catalog import refresh as refresh_module
+from ddlprof.advisor.catalog.aws import AwsFetcher, parse_network
+from ddlprof.advisor.catalog.fetch import Fetched, fmt, median
+from ddlprof.advisor.catalog.gcp import GcpFetcher, canonical
+from ddlprof.advisor.catalog.refresh import refresh
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.cli import main
 
@@ -411,7 +412,7 @@ class _FakeFetcher:
         ]
         source = {"id": "aws-fake", "cloud": "aws", "url": "https://example.invalid/test", "what": "test"}
         source |= {"date": now.date().isoformat(), "date_kind": "fetched"}
-        return refresh_module.Fetched(cloud="aws", regions=regions[:1], prices=rows, sources=[source])
+        return Fetched(cloud="aws", regions=regions[:1], prices=rows, sources=[source])
 
 
 def test_a_failed_check_or_swap_leaves_the_old_snapshot(old, monkeypatch):
@@ -483,7 +484,7 @@ def test_refuse_a_target_with_other_files_and_a_partial_snapshot(tmp_path):
 
 def test_aws_cli_in_process_and_unknown_region(old, monkeypatch, capsys):
     stubs = AwsStubs().add_all()
-    monkeypatch.setattr("ddlprof.advisor.aws.boto3_clients", lambda: stubs)
+    monkeypatch.setattr("ddlprof.advisor.catalog.aws.boto3_clients", lambda: stubs)
     with stubs:
         rc = main(["catalog", "refresh", "aws", "--regions", "us-east-1,eu-west-1", "--out", str(old)])
     out = capsys.readouterr()

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 from conftest import REPO, ddlprof, env
 
+from ddlprof.advisor.catalog import load_catalog
 from ddlprof.errors import DdlprofError
 from ddlprof.models import dataset, registry
 from ddlprof.models.evaluate import TARGET_STEP_MAPE_PCT, evaluate
@@ -210,16 +211,16 @@ def test_predict_outside_the_data_warns_and_bad_input_is_one_line(fitted):
     with pytest.raises(DdlprofError, match="intra-node bandwidth"):
         predict("resnet50", 32, 2, 1, single_gpu_step_ms=10.0, fitted=fitted)
     with pytest.raises(DdlprofError, match=r"p5\.48xlarge has 8 x H100"):
-        predict("resnet50", 32, 16, 1, instance="p5.48xlarge", fitted=fitted)
+        predict("resnet50", 32, 16, 1, instance=load_catalog().instance("p5.48xlarge"), fitted=fitted)
 
 
 def test_predict_from_an_instance(fitted):
     """The catalog gives the GPU type and, across nodes, the network as the inter-node bandwidth."""
-    two = predict("resnet50", 32, 8, 2, instance="p4d.24xlarge", fitted=fitted)
+    two = predict("resnet50", 32, 8, 2, instance=load_catalog().instance("p4d.24xlarge"), fitted=fitted)
     assert two["inputs"]["gpu"] == "A100-40GB" and two["inputs"]["instance"] == "p4d.24xlarge"
     assert two["inputs"]["inter_busbw_gbps"] == pytest.approx(400 / 8)  # 400 Gbit/s EFA
     assert "instance catalog" in two["inputs"]["sources"]["inter_busbw_gbps"]
-    slow = predict("resnet50", 32, 4, 2, instance="g4dn.12xlarge", fitted=fitted)
+    slow = predict("resnet50", 32, 4, 2, instance=load_catalog().instance("g4dn.12xlarge"), fitted=fitted)
     assert slow["inputs"]["inter_busbw_gbps"] == pytest.approx(50 / 8)
     assert slow["network_stall_ms"] > 0
 

@@ -1,5 +1,5 @@
 """``ddlprof catalog list|show|refresh``: browse the instance and price catalog (offline, no torch), and
-refresh its prices from the clouds' APIs (:mod:`ddlprof.advisor.refresh`)."""
+refresh its prices from the clouds' APIs (:mod:`ddlprof.advisor.catalog.refresh`)."""
 
 from __future__ import annotations
 
@@ -137,7 +137,7 @@ def add_catalog_command(
 
 def run_catalog(args: argparse.Namespace) -> int:
     if args.catalog_command == "refresh":
-        from ddlprof.advisor.refresh import run_refresh
+        from ddlprof.advisor.catalog.refresh import run_refresh
 
         return run_refresh(args)
 

@@ -19,7 +19,7 @@ else is an extrapolation of the ring model through the fitted coefficients, and 
 from __future__ import annotations
 
 import difflib
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -32,6 +32,17 @@ from ddlprof.models.stall_models import components
 
 MEASURED_BATCHES = (32, 64)
 MEASURED_WORLD_SIZE = 2
+
+
+class InstanceHardware(Protocol):
+    """What a prediction reads of a cloud instance type (``--instance``): the advisor's catalog entry,
+    which the caller looks up, so that the models never read the cloud catalog."""
+
+    instance_type: str
+    gpu: str
+    gpu_count: int
+    network_gbps: float | None
+    network_up_to: bool | None
 
 
 def _features(name: str, batch_per_gpu: int) -> tuple[str, dict[str, Any], str]:
@@ -206,21 +217,18 @@ def _links(
 
 
 def _from_instance(
-    name: str,
+    item: InstanceHardware,
     gpu: str | None,
     single_gpu_step_ms: float | None,
     gpus_per_node: int,
     nodes: int,
     inter: float | None,
 ) -> tuple[str | None, float | None, dict[str, Any]]:
-    """The GPU type and, for multi-node jobs, the inter-node bandwidth from the instance catalog.
+    """The GPU type and, for multi-node jobs, the inter-node bandwidth of the instance type.
 
     The network's all-reduce bus bandwidth is taken as the instance's quoted link rate in bytes
     (Gbit/s / 8): on the testbed NCCL's socket transport reached about that (4.1 GB/s on loopback,
     3.3 GB/s over a ~26 Gbit/s path); EFA/GPUDirect can beat it, TCP on a busy link falls short."""
-    from ddlprof.advisor.catalog import load_catalog
-
-    item = load_catalog().instance(name)
     facts: dict[str, Any] = {"instance": item.instance_type, "warnings": [], "sources": {}, "derived": {}}
     if gpus_per_node > item.gpu_count:
         raise DdlprofError(
@@ -256,10 +264,11 @@ def predict(
     inter_busbw_gbps: float | None = None,
     precision: str | None = None,
     use: str = "auto",
-    instance: str | None = None,
+    instance: InstanceHardware | None = None,
     fitted: Fitted | None = None,
 ) -> dict[str, Any]:
-    """The prediction, as ``ddlprof model predict --json`` prints it."""
+    """The prediction, as ``ddlprof model predict --json`` prints it. ``instance``: the catalog entry of
+    ``--instance``, whose GPU type and network stand in for ``gpu`` and ``inter_busbw_gbps``."""
     instance_facts: dict[str, Any] = {}
     if instance is not None:
         gpu, inter_busbw_gbps, instance_facts = _from_instance(

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
-from ddlprof.advisor.advise_cli import add_advise_command, run_advise
 from ddlprof.advisor.cli import add_catalog_command, run_catalog
+from ddlprof.advisor.render import add_advise_command, run_advise
 from ddlprof.collectors.config import COLLECTORS
 from ddlprof.dashboard.cli import add_dashboard_command, run_dashboard
 from ddlprof.errors import DdlprofError
@@ -430,6 +430,11 @@ def _run_model_predict(args: argparse.Namespace) -> int:
     from ddlprof.models.predict import predict
     from ddlprof.models.render import print_prediction
 
+    instance = None
+    if args.instance is not None:
+        from ddlprof.advisor.catalog import load_catalog
+
+        instance = load_catalog().instance(args.instance)
     result = predict(
         args.model,
         batch_per_gpu=args.batch_per_gpu,
@@ -441,7 +446,7 @@ def _run_model_predict(args: argparse.Namespace) -> int:
         inter_busbw_gbps=args.inter_busbw_gbps,
         precision=args.precision,
         use=args.use,
-        instance=args.instance,
+        instance=instance,
     )
     return _show(result, args.json, print_prediction)
 

@@ -1,6 +1,6 @@
 """Advisor page: the ``ddlprof advise`` form, its ranked table and charts, and the launch spec.
 
-The page calls ``ddlprof.advisor.advise_cli.advise_result`` (what ``ddlprof advise`` calls) and
+The page calls ``ddlprof.advisor.ranking.advise_result`` (what ``ddlprof advise`` calls) and
 ``launch_spec`` (its ``--emit``), so the table holds the options of ``ddlprof advise --json`` for the
 same input. The options picked below are kept in ``st.session_state[OPTIONS_KEY]`` as comparables
 (``option_comparable``) for the Compare page.
@@ -139,7 +139,8 @@ def _form() -> dict[str, Any] | None:
 
 
 def _advise(keywords: dict[str, Any]) -> dict[str, Any]:
-    from ddlprof.advisor.advise_cli import advise_result, launch_spec
+    from ddlprof.advisor.ranking import advise_result
+    from ddlprof.advisor.render import launch_spec
 
     try:
         advice, result = advise_result(**keywords)

@@ -14,7 +14,11 @@ and the line. Plain ``csv`` keeps the import light: offline commands never impor
 
 Which snapshot is used (:func:`catalog_source`): ``$DDLPROF_CATALOG_DIR`` when set; else the user's
 snapshot that ``ddlprof catalog refresh`` writes (``$DDLPROF_HOME/catalog``, default
-``~/.ddlprof/catalog``) when it exists; else the one shipped in ``ddlprof/advisor/data``.
+``~/.ddlprof/catalog``) when it exists; else the one shipped in ``ddlprof/advisor/catalog/data``.
+
+The rest of this package fetches new figures: one fetcher per cloud (``aws``, ``gcp``), what they hand
+over (``fetch``), and ``refresh``, which merges and installs a new snapshot. Nothing here decides
+where to train: that is the advisor's ranking.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 CATALOG_DIR_ENV = "DDLPROF_CATALOG_DIR"
 USER_CATALOG = "catalog"  # the refreshed snapshot's directory name in $DDLPROF_HOME
 FILES = ("instances.csv", "prices.csv", "catalog.json")
-GPU_SPECS = Path(__file__).resolve().parent.parent / "models" / "data" / "gpu_specs.csv"
+GPU_SPECS = Path(__file__).resolve().parents[2] / "models" / "data" / "gpu_specs.csv"
 
 CLOUDS = ("aws", "gcp")
 SPOT_BUCKETS = ("<5%", "5-10%", "10-15%", "15-20%", ">20%")

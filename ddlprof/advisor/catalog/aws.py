@@ -36,7 +36,15 @@ from decimal import Decimal
 from typing import Any
 
 from ddlprof.advisor.catalog import Instance, _closest
-from ddlprof.advisor.refresh import Fetched, Progress, RefreshError, aggregate_missing, decimal, fmt, median
+from ddlprof.advisor.catalog.fetch import (
+    Fetched,
+    Progress,
+    RefreshError,
+    aggregate_missing,
+    decimal,
+    fmt,
+    median,
+)
 from ddlprof.errors import DdlprofError
 
 PRICING_REGION = "us-east-1"  # the Price List Query API answers in us-east-1 (also eu-central-1, ap-south-1)

@@ -40,7 +40,7 @@ from decimal import ROUND_HALF_EVEN, Decimal
 
 from ddlprof import __version__
 from ddlprof.advisor.catalog import Instance, _closest
-from ddlprof.advisor.refresh import Fetched, Progress, RefreshError, aggregate_missing, fmt
+from ddlprof.advisor.catalog.fetch import Fetched, Progress, RefreshError, aggregate_missing, fmt
 from ddlprof.errors import DdlprofError
 
 SERVICE_ID = "6F81-5844-456A"  # Compute Engine

@@ -185,70 +185,6 @@ ADVISE_KEYWORDS = (
 )
 
 
-def advise_result(
-    model: str | None = None,
-    *,
-    run: Path | None = None,
-    single_gpu_step_ms: float | None = None,
-    step_gpu: str | None = None,
-    precision: str | None = None,
-    batch_per_gpu: int | None = None,
-    samples: str | None = None,
-    dataset: str | None = None,
-    epochs: float | None = None,
-    budget: float | None = None,
-    deadline: float | None = None,
-    clouds: list[str] | None = None,
-    regions: list[str] | None = None,
-    instances: list[str] | None = None,
-    spot: bool | None = None,
-    max_nodes: int = 4,
-    checkpoint_interval: float = 30.0,
-    restart_time: float = 10.0,
-    spot_interruption_pct: float = 20.0,
-    all_regions: bool = False,
-    top: int = 10,
-) -> tuple[Any, dict[str, Any]]:
-    """``ddlprof advise`` with its flags as keywords: the ``Advice`` and its JSON (what ``--json`` prints).
-
-    The CLI and the dashboard's Advisor page both call this; a bad input is a ``DdlprofError``.
-    """
-    from ddlprof.advisor.ranking import AdviseRequest, advise
-    from ddlprof.advisor.throughput import measured_model
-    from ddlprof.advisor.workloads import resolve_workload
-
-    if model is None and run is None:
-        raise DdlprofError("pass --model NAME (or --run RUN_DIR); e.g. ddlprof advise --model resnet50")
-    if top < 0:
-        raise DdlprofError(f"--top must be 0 (all) or more, got {top}")
-    if run is None and single_gpu_step_ms is None:
-        measured_model(model)  # an unknown name fails here, before its workload does
-    # a run's model may be unnamed: its workload needs --samples or --dataset (or a known --model)
-    workload = resolve_workload(model or "the run's model", samples, dataset, epochs)
-    request = AdviseRequest(
-        model=model,
-        workload=workload,
-        batch_per_gpu=batch_per_gpu,
-        run_dir=run,
-        single_gpu_step_ms=single_gpu_step_ms,
-        step_gpu=step_gpu,
-        precision=precision,
-        budget_usd=budget,
-        deadline_hours=deadline,
-        clouds=clouds,
-        regions=regions,
-        instances=instances,
-        spot=spot,
-        max_nodes=max_nodes,
-        checkpoint_interval_min=checkpoint_interval,
-        restart_min=restart_time,
-        unpublished_interruption_pct=spot_interruption_pct,
-        all_regions=all_regions,
-    )
-    advice = advise(request)
-    return advice, advice.to_dict(top=top or None)
-
-
 def launch_spec(advice: Any, result: dict[str, Any], emit: str, script: str = "train.py") -> str:
     """The ``--emit torchrun|skypilot`` spec of the top option of ``advise_result``'s answer."""
     if not advice.met_constraints or not advice.options:
@@ -261,6 +197,8 @@ def launch_spec(advice: Any, result: dict[str, Any], emit: str, script: str = "t
 
 
 def run_advise(args: argparse.Namespace) -> int:
+    from ddlprof.advisor.ranking import advise_result
+
     advice, result = advise_result(**{key: getattr(args, key) for key in ADVISE_KEYWORDS})
     for warning in advice.warnings:
         print(f"ddlprof advise: warning: {warning}", file=sys.stderr)

@@ -1,0 +1,176 @@
+"""What ``ddlprof advise`` says about its answer: where each step time comes from, every assumption
+made, the warnings, and the top choice in one sentence."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ddlprof.advisor.catalog import Catalog
+from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
+from ddlprof.advisor.options import Advice, AdviseRequest
+from ddlprof.advisor.spot import BUCKET_PCT
+from ddlprof.advisor.throughput import StepBasis
+from ddlprof.advisor.workloads import Workload
+
+MEASURED_BATCHES = (32, 64)
+
+
+def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
+    cv = fitted.cv(fitted.selected)
+    single = (
+        "the single-GPU step measured on one H200"
+        if basis.kind == "dataset"
+        else f"the single-GPU step of {basis.description}"
+    )
+    return {
+        "predicted": f"predicted: {fitted.selected} stall model (leave-one-model-out step MAPE "
+        f"{cv['step_ms_mape_pct']:.1f}%, {cv['models']} models, world size 2 on one node only) on {single}, "
+        "scaled to the GPU by roofline ratios",
+        "measured": f"measured: {basis.description}",
+    }
+
+
+def assumptions(
+    request: AdviseRequest,
+    basis: StepBasis,
+    workload: Workload,
+    catalog: Catalog,
+    fitted: Any,
+    required_gb: float | None,
+) -> dict[str, Any]:
+    cv = fitted.cv(fitted.selected)
+    return {
+        "model": basis.model,
+        "workload": workload.to_dict(),
+        "batch_per_gpu": basis.batch_per_gpu,
+        "step_time": {
+            "basis": basis.kind,
+            "description": basis.description,
+            "stall_model": fitted.selected,
+            "validation": {
+                "step_ms_mape_pct": cv["step_ms_mape_pct"],
+                "method": cv["method"],
+                "models": cv["models"],
+                "rows": cv["rows"],
+            },
+            "gpus_per_node": "every GPU of the instance",
+            "intra_node_bandwidth": "from the GPU type's NVLink or PCIe generation, calibrated on the "
+            "measured H200 pair (as `ddlprof model predict --instance`)",
+            "inter_node_bandwidth": "the catalog's network Gbit/s / 8 taken as the all-reduce bus bandwidth "
+            "(EFA/GPUDirect can beat it, TCP on a busy link falls short; 'up to' rates are bursts)",
+            "extrapolation": "trained on world size 2 in one host: other world sizes and every "
+            "multi-instance option are extrapolations of the stall model, not validated",
+            "precision": basis.precision or "the dataset's per-model choice (tf32 CNNs, fp32 transformers)",
+        },
+        "throughput": "world size x batch per GPU x 1000 / step_ms",
+        "hours": "samples x epochs / throughput / 3600, plus the expected interruption overhead for spot",
+        "total_cost": "hours x USD per instance-hour x instances + data transfer",
+        "data_transfer_usd": 0,
+        "data_transfer": "0: every option runs in one region of one cloud; moving the dataset into the "
+        "region, storage and egress are not priced",
+        "spot": {
+            "checkpoint_interval_min": request.checkpoint_interval_min,
+            "restart_min": request.restart_min,
+            "lost_per_interruption": "half a checkpoint interval of work + the restart, all instances billed",
+            "expected_interruptions": "instances x (-ln(1 - monthly chance) / 730 h) x compute hours "
+            "(first order)",
+            "aws_buckets_pct": BUCKET_PCT,
+            "aws_buckets_meaning": "Spot Instance Advisor 'frequency of interruption' (trailing month), "
+            "read as the chance that one instance is interrupted within a month; the bucket's upper edge, "
+            "30% for '>20%'",
+            "unpublished_interruption_pct": request.unpublished_interruption_pct,
+            "unpublished_meaning": "assumed for options without a bucket (GCP publishes no interruption "
+            "rate)",
+        },
+        "memory": {
+            "estimate_gb": None if basis.memory_bytes is None else round(basis.memory_bytes / 1e9, 3),
+            "source": basis.memory_source or "none: memory fit not checked",
+            "required_gb": None if required_gb is None else round(required_gb, 3),
+            "allowance": f"+{MEMORY_FRAGMENTATION:.0%} allocator fragmentation, +{MEMORY_CONTEXT_GB:g} GB "
+            "CUDA context and library workspaces",
+        },
+        "catalog": {
+            "snapshot_date": catalog.snapshot_date.isoformat(),
+            "age_days": catalog.snapshot_age_days(),
+            "directory": str(catalog.data_dir),
+            # shipped, refreshed by `ddlprof catalog refresh`, or $DDLPROF_CATALOG_DIR
+            "origin": getattr(catalog, "origin", None),
+        },
+        "ranking": "USD per 1M samples, lowest first; Pareto: not beaten in both hours and total cost"
+        + (
+            ""
+            if request.all_regions
+            else "; one row per instance type, count and pricing: its best region (the others cost more "
+            "for the same time; other_regions counts them, --all-regions lists them)"
+        ),
+        "filters": {
+            "budget_usd": request.budget_usd,
+            "deadline_hours": request.deadline_hours,
+            "clouds": list(request.clouds) if request.clouds else ["aws", "gcp"],
+            "regions": list(request.regions) if request.regions else "all",
+            "instances": list(request.instances) if request.instances else "all",
+            "spot": {None: "both", True: "spot only", False: "on-demand only"}[request.spot],
+            "max_nodes": request.max_nodes,
+        },
+        "notes": basis.notes,
+    }
+
+
+def advice_warnings(basis: StepBasis, catalog: Catalog, workload: Workload) -> list[str]:
+    out = [*basis.notes]
+    if workload.note:
+        out.append(workload.note)
+    stale = catalog.staleness_warning()
+    if stale:
+        out.append(stale)
+    low, high = MEASURED_BATCHES
+    if not low <= basis.batch_per_gpu <= high:
+        out.append(
+            f"batch per GPU {basis.batch_per_gpu} outside the measured {low}-{high}: step times are "
+            "extrapolated"
+        )
+    if basis.memory_bytes is None:
+        out.append("no memory estimate for this model: GPU memory fit not checked")
+    return out
+
+
+def format_hours(hours: float) -> str:
+    """'3.2 h', or minutes under an hour."""
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.1f} h"
+
+
+def explain_top(advice: Advice) -> str:
+    """The top choice in one sentence."""
+    if not advice.options:
+        return "No option is left to rank: every one was excluded, for the reasons listed."
+    top = advice.options[0]
+    request = advice.request
+    limits = []
+    if request.budget_usd is not None:
+        limits.append(f"the ${request.budget_usd:,.0f} budget")
+    if request.deadline_hours is not None:
+        limits.append(f"the {request.deadline_hours:g} h deadline")
+    within = " and ".join(limits)
+    samples = f"{advice.workload.total_samples:,.0f} samples"
+    if not advice.met_constraints:
+        over = []
+        if top.over_budget_usd is not None:
+            over.append(f"${top.over_budget_usd:,.2f} over budget")
+        if top.over_deadline_hours is not None:
+            over.append(f"{format_hours(top.over_deadline_hours)} over the deadline")
+        return (
+            f"No option meets {within}: the cheapest is {top.label}, ${top.total_cost_usd:,.2f} for the "
+            f"{samples} in {format_hours(top.hours)} ({', '.join(over)})."
+        )
+    fastest = min(advice.options, key=lambda o: o.hours)
+    tail = (
+        "; it is also the fastest"
+        if fastest is top
+        else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
+        f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
+    )
+    return (
+        f"{top.label} has the lowest cost per sample (${top.usd_per_million_samples:,.2f} per 1M "
+        f"samples) of the {len(advice.options)} options{' within ' + within if within else ''}: "
+        f"${top.total_cost_usd:,.2f} for the {samples} in {format_hours(top.hours)}{tail}."
+    )

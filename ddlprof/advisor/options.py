@@ -1,0 +1,173 @@
+"""What ``ddlprof advise`` is asked (:class:`AdviseRequest`) and what it answers: the priced options
+(:class:`Option`) and the :class:`Advice` that ranks them, with their JSON form."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ddlprof.advisor.catalog import Instance, Price
+from ddlprof.advisor.spot import CHECKPOINT_INTERVAL_MIN, RESTART_MIN, UNPUBLISHED_INTERRUPTION_PCT
+from ddlprof.advisor.throughput import StepBasis, StepEstimate
+from ddlprof.advisor.workloads import Workload
+
+DEFAULT_MAX_NODES = 4
+
+
+@dataclass
+class AdviseRequest:
+    """What ``ddlprof advise`` was asked (its flags, checked)."""
+
+    model: str | None
+    workload: Workload
+    batch_per_gpu: int | None = None  # None: the default (or the run's)
+    run_dir: Path | None = None
+    single_gpu_step_ms: float | None = None
+    step_gpu: str | None = None
+    precision: str | None = None
+    budget_usd: float | None = None
+    deadline_hours: float | None = None
+    clouds: Sequence[str] | None = None
+    regions: Sequence[str] | None = None
+    instances: Sequence[str] | None = None
+    spot: bool | None = None  # None: both; True: spot only; False: on-demand only
+    max_nodes: int = DEFAULT_MAX_NODES
+    checkpoint_interval_min: float = CHECKPOINT_INTERVAL_MIN
+    restart_min: float = RESTART_MIN
+    unpublished_interruption_pct: float = UNPUBLISHED_INTERRUPTION_PCT
+    all_regions: bool = False  # False: one option per (instance type, count, pricing), its best region
+
+
+@dataclass
+class Option:
+    """One way to run the job, priced."""
+
+    cloud: str
+    instance_type: str
+    region: str
+    count: int
+    spot: bool
+    gpu: str
+    gpus_per_node: int
+    gpu_memory_gb: float
+    batch_per_gpu: int
+    step: StepEstimate
+    price: Price
+    usd_per_instance_hour: float
+    throughput_samples_per_s: float
+    compute_hours: float
+    interruption: dict[str, Any] | None
+    hours: float
+    total_cost_usd: float
+    usd_per_million_samples: float
+    memory_required_gb: float | None
+    data_transfer_usd: float = 0.0
+    pareto: bool = False
+    over_budget_usd: float | None = None
+    over_deadline_hours: float | None = None
+    other_regions: int = 0  # regions of the same instance, count and pricing left out (not --all-regions)
+    instance: Instance | None = field(default=None, repr=False)
+
+    @property
+    def world_size(self) -> int:
+        return self.gpus_per_node * self.count
+
+    @property
+    def label(self) -> str:
+        pricing = "spot" if self.spot else "on-demand"
+        gpus = f"{self.world_size} x {self.gpu}"
+        return f"{self.count} x {self.instance_type} ({gpus}) in {self.region}, {pricing}"
+
+    def to_dict(self, provenance: dict[str, str]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "cloud": self.cloud,
+            "instance_type": self.instance_type,
+            "region": self.region,
+            "count": self.count,
+            "spot": self.spot,
+            "gpu": self.gpu,
+            "gpus_per_node": self.gpus_per_node,
+            "world_size": self.world_size,
+            "gpu_memory_gb": self.gpu_memory_gb,
+            "batch_per_gpu": self.batch_per_gpu,
+            "step_ms": round(self.step.step_ms, 3),
+            "step_source": self.step.source,
+            "single_gpu_step_ms": round(self.step.single_gpu_step_ms, 3),
+            "interconnect_stall_ms": round(self.step.interconnect_stall_ms, 3),
+            "network_stall_ms": round(self.step.network_stall_ms, 3),
+            "inter_busbw_gbps": self.step.inter_busbw_gbps,
+            "throughput_samples_per_s": round(self.throughput_samples_per_s, 2),
+            "usd_per_instance_hour": self.usd_per_instance_hour,
+            "price_date": self.price.source_date.isoformat() if self.price.source_date else None,
+            "compute_hours": round(self.compute_hours, 4),
+            "interruption": _rounded(self.interruption) if self.interruption else None,
+            "hours": round(self.hours, 4),
+            "data_transfer_usd": self.data_transfer_usd,
+            "total_cost_usd": round(self.total_cost_usd, 2),
+            "usd_per_million_samples": round(self.usd_per_million_samples, 4),
+            "memory_required_gb": None
+            if self.memory_required_gb is None
+            else round(self.memory_required_gb, 2),
+            "pareto": self.pareto,
+            "other_regions": self.other_regions,
+            "provenance": provenance,
+        }
+        if self.over_budget_usd is not None:
+            out["over_budget_usd"] = round(self.over_budget_usd, 2)
+        if self.over_deadline_hours is not None:
+            out["over_deadline_hours"] = round(self.over_deadline_hours, 3)
+        return out
+
+
+def _rounded(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
+
+
+@dataclass
+class Advice:
+    """Ranked options, the excluded ones with reasons, and every assumption made."""
+
+    options: list[Option]
+    excluded: list[dict[str, Any]]
+    assumptions: dict[str, Any]
+    met_constraints: bool
+    top_choice: str
+    warnings: list[str]
+    basis: StepBasis
+    workload: Workload
+    request: AdviseRequest
+    step_provenance: dict[str, str]
+    catalog_date: str
+    candidates: int
+
+    def provenance(self, option: Option) -> dict[str, str]:
+        price = option.price
+        dated = price.source_date.isoformat() if price.source_date else "undated"
+        kind = "spot" if option.spot else "on-demand"
+        out = {
+            "step_ms": self.step_provenance[option.step.source],
+            "price": f"catalog snapshot {self.catalog_date}: {kind} price {price.source} ({dated})",
+            "gpu": f"catalog snapshot {self.catalog_date}: instances.csv",
+        }
+        if option.interruption is not None:
+            out["interruption"] = option.interruption["source"]
+        return out
+
+    def to_dict(self, top: int | None = None) -> dict[str, Any]:
+        shown = self.options if not top else self.options[:top]
+        return {
+            "options": [{"rank": i + 1, **o.to_dict(self.provenance(o))} for i, o in enumerate(shown)],
+            "excluded": self.excluded,
+            "assumptions": self.assumptions,
+            "met_constraints": self.met_constraints,
+            "top_choice": self.top_choice,
+            "warnings": self.warnings,
+            "counts": {
+                "options": len(self.options) if self.met_constraints else 0,
+                "shown": len(shown),
+                "candidates_before_budget_and_deadline": self.candidates,
+                "excluded_groups": len(self.excluded),
+            },
+        }
