@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 COMMAND = ["advise", "--model", "resnet50", "--budget", "100"]
 CHECK = (
     "import sys, io, json, contextlib\n"
-    "from ddlprof.profiler.cli import main\n"
+    "from ddlprof.cli import main\n"
     "with contextlib.redirect_stdout(io.StringIO()):\n"
     f"    rc = main({COMMAND!r})\n"
     "print(json.dumps({**{m: m in sys.modules for m in ('torch', 'sklearn', 'boto3')}, 'exit_code': rc}))\n"

@@ -1,3 +1,3 @@
-from ddlprof.profiler.cli import main
+from ddlprof.cli import main
 
 raise SystemExit(main())

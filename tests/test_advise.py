@@ -27,9 +27,9 @@ from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.ranking import advise
 from ddlprof.advisor.render import emit_skypilot, emit_torchrun
 from ddlprof.advisor.spot import interruption_overhead
+from ddlprof.cli import main
 from ddlprof.errors import DdlprofError
 from ddlprof.models import memory as memory_table
-from ddlprof.profiler.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
@@ -550,7 +550,7 @@ def test_offline_path_imports_no_torch_and_does_not_refit(tmp_path):
     code = (
         "import sys, json, io, contextlib, time\n"
         "start = time.perf_counter()\n"
-        "from ddlprof.profiler.cli import main\n"
+        "from ddlprof.cli import main\n"
         "with contextlib.redirect_stdout(io.StringIO()):\n"
         "    rc = main(['advise', '--model', 'resnet50', '--budget', '100'])\n"
         "print(json.dumps({'rc': rc, **{m: m in sys.modules for m in ('torch', 'sklearn', 'boto3')},"

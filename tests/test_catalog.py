@@ -335,7 +335,7 @@ def test_table_output_and_staleness_warning(copy_dir):
 def test_catalog_commands_do_not_import_torch():
     code = (
         "import sys\n"
-        "from ddlprof.profiler.cli import main\n"
+        "from ddlprof.cli import main\n"
         "rc = main(['catalog', 'list', '--json'])\n"
         "rc = rc or main(['catalog', 'show', 'p5.48xlarge'])\n"
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'pandas'))\n"

@@ -251,7 +251,7 @@ def test_cli_json_keys():
 
 def test_cli_help_does_not_import_torch():
     code = (
-        "import sys; from ddlprof.profiler.cli import main\n"
+        "import sys; from ddlprof.cli import main\n"
         "for argv in (['model', '--help'], ['model', 'features', '--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit as exit:\n        assert exit.code == 0\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

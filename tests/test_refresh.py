@@ -41,8 +41,8 @@ from ddlprof.advisor.catalog.aws import AwsFetcher, parse_network
 from ddlprof.advisor.catalog.fetch import Fetched, fmt, median
 from ddlprof.advisor.catalog.gcp import GcpFetcher, canonical
 from ddlprof.advisor.catalog.refresh import refresh
+from ddlprof.cli import main
 from ddlprof.errors import DdlprofError
-from ddlprof.profiler.cli import main
 
 REPO = Path(__file__).resolve().parent.parent
 RECORDED = Path(__file__).resolve().parent / "data" / "refresh"

@@ -154,7 +154,7 @@ def test_html_into_a_missing_folder_is_one_line_and_leaves_no_temporary_file(tmp
 def test_report_does_not_import_torch(tmp_path):
     run = _run_dir(tmp_path, {0: [_rank(0, world=1), *[_step(n) for n in range(1, 5)]]})
     code = (
-        "import sys; from ddlprof.profiler.cli import main; rc = main(['report', '--json', sys.argv[1]]); "
+        "import sys; from ddlprof.cli import main; rc = main(['report', '--json', sys.argv[1]]); "
         "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)"
     )
     import subprocess

@@ -276,7 +276,7 @@ def test_cli_needs_no_torch(home):
     model (and predict reads the saved JSON without scikit-learn)."""
     code = """
 import contextlib, io, sys
-from ddlprof.profiler.cli import main
+from ddlprof.cli import main
 with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):
     main(["model", "--help"])
 assert "torch" not in sys.modules, "model --help imported torch"
@@ -292,7 +292,7 @@ print("ok")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
     predict_code = """
 import contextlib, io, sys
-from ddlprof.profiler.cli import main
+from ddlprof.cli import main
 with contextlib.redirect_stdout(io.StringIO()):
     assert main(["model", "predict", "--model", "gpt2", "--batch-per-gpu", "64", "--gpus-per-node", "2",
                  "--gpu", "H100"]) == 0

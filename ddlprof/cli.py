@@ -10,10 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
-from ddlprof.advisor.cli import add_catalog_command, run_catalog
+from ddlprof.advisor.catalog.browse import add_catalog_command, run_catalog
 from ddlprof.advisor.render import add_advise_command, run_advise
 from ddlprof.collectors.config import COLLECTORS
-from ddlprof.dashboard.cli import add_dashboard_command, run_dashboard
+from ddlprof.dashboard.serve import add_dashboard_command, run_dashboard
 from ddlprof.errors import DdlprofError
 
 WRAP_HELP = """\
