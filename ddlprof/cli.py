@@ -1,5 +1,15 @@
-"""The ``ddlprof`` command. Sub-commands import their heavy parts only when they run, so that the
-offline commands start fast and never import torch."""
+"""The ``ddlprof`` command line: for each command an ``add_<command>`` (its flags and help) and a
+``run_<command>`` (checks the flags, calls the part of ddlprof that does the work, prints), listed in
+``COMMANDS``; ``main`` runs one and turns a ``DdlprofError`` into one line and an exit code.
+
+Deferred imports, the one rule of this module: it is imported and its whole parser is built at every
+start, for every command and every ``--help``. So at module level it imports only the standard
+library and the light names the parser needs (the version, the collectors' names, the default runs
+directory, the error type), and each ``run_<command>`` imports the parts it runs in its first lines.
+The offline commands (``report``, ``advise``, ``model``, ``catalog``) then start fast and never
+import torch, and ``--help`` imports none of torch, streamlit, plotly, scikit-learn or boto3
+(``tests/test_layering.py`` checks ``advise --help``).
+"""
 
 from __future__ import annotations
 
@@ -10,40 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ddlprof import __version__
-from ddlprof.advisor.catalog.browse import add_catalog_command, run_catalog
-from ddlprof.advisor.render import add_advise_command, run_advise
 from ddlprof.collectors.config import COLLECTORS
-from ddlprof.dashboard.serve import add_dashboard_command, run_dashboard
+from ddlprof.dashboard.data import DEFAULT_RUNS
 from ddlprof.errors import DdlprofError
-
-WRAP_HELP = """\
-Profile an unmodified training job. The collectors load in every training process (never in
-torchrun's agent) and record each step: data-loader wait, DDP gradient communication, a few
-steps of GPU timeline, and GPU counters. The job's output, exit code and signals pass through.
-
-examples:
-  ddlprof wrap torchrun --nproc_per_node=2 examples/ddp_train.py
-  ddlprof wrap --out runs/r50 --trace-steps 20-22 -- python -m torch.distributed.run --nproc_per_node=8 t.py
-  ddlprof wrap python train.py --epochs 1
-
-multi-node: run `ddlprof wrap torchrun --nnodes=N ...` on every node; with a shared --out the
-ranks land in one run directory, otherwise `ddlprof report DIR1 DIR2 ...` merges them.
-"""
-
-REPORT_HELP = """\
-Merge the ranks (and nodes) of a run, drop warm-up and traced steps, and show where the step time
-went per rank and for the job. The categories add up to the step time:
-compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + other_ms = step_ms.
-Writes summary.json into the (first) run directory, and adds the run to the local dataset
-(SQLite in $DDLPROF_HOME, default ~/.ddlprof: one row per run, replaced when the run is reported
-again) that the stall models learn from; --no-store or DDLPROF_NO_STORE=1 skips that.
-
-examples:
-  ddlprof report ddlprof-runs/20261123T101500Z-train
-  ddlprof report --json RUN | jq .job
-  ddlprof report --html report.html RUN
-  ddlprof report node0-run node1-run     # a multi-node job profiled into separate directories
-"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -74,11 +53,26 @@ def _show(result: dict, as_json: bool, table: Callable[[dict], None]) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ddlprof", description="Distributed deep-learning profiler and cloud cost advisor.")
-    parser.add_argument("--version", action="version", version=f"ddlprof {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+# -- wrap ------------------------------------------------------------------------------------------
 
+
+WRAP_HELP = """\
+Profile an unmodified training job. The collectors load in every training process (never in
+torchrun's agent) and record each step: data-loader wait, DDP gradient communication, a few
+steps of GPU timeline, and GPU counters. The job's output, exit code and signals pass through.
+
+examples:
+  ddlprof wrap torchrun --nproc_per_node=2 examples/ddp_train.py
+  ddlprof wrap --out runs/r50 --trace-steps 20-22 -- python -m torch.distributed.run --nproc_per_node=8 t.py
+  ddlprof wrap python train.py --epochs 1
+
+multi-node: run `ddlprof wrap torchrun --nnodes=N ...` on every node; with a shared --out the
+ranks land in one run directory, otherwise `ddlprof report DIR1 DIR2 ...` merges them.
+"""
+
+
+def add_wrap(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof wrap [options] COMMAND ...``"""
     wrap = _add_command(
         commands, "wrap", "profile a training job (torchrun, python -m ..., python train.py)", WRAP_HELP
     )
@@ -124,6 +118,41 @@ def build_parser() -> argparse.ArgumentParser:
         help="the command to run (put -- before it when it could be mistaken for an option)",
     )
 
+
+def run_wrap(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.wrap import wrap
+
+    job = _job(args)
+    if args.gpu_sample_interval <= 0:
+        raise DdlprofError("--gpu-sample-interval must be positive")
+    disabled = [*args.disable, *(["probe"] if args.no_probe else [])]
+    return wrap(job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, disabled)
+
+
+# -- stalls ----------------------------------------------------------------------------------------
+
+
+STALLS_HELP = """\
+The differential method, automated: with the per-GPU batch fixed, run the job for a few steady
+steps on one GPU, on all GPUs of one node, and as launched (or as K emulated nodes on this host),
+and take the differences:
+
+  interconnect stall = t(one node) - t(one GPU)      network stall = t(full) - t(one node)
+
+Each variant is an ordinary ddlprof run under --out; the result goes to OUT/stalls.json. The full
+job's last run is added to the local dataset ($DDLPROF_HOME/dataset.sqlite) with the one-GPU step
+time beside it, so `ddlprof model fit` learns from your own models and hardware (DDLPROF_NO_STORE=1
+skips it).
+
+examples:
+  ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50
+  ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
+  ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
+"""
+
+
+def add_stalls(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof stalls [options] -- COMMAND ...``"""
     stalls = _add_command(
         commands, "stalls", "interconnect and network stalls by differential runs", STALLS_HELP
     )
@@ -157,6 +186,44 @@ def build_parser() -> argparse.ArgumentParser:
     stalls.add_argument("--json", action="store_true", help="print stalls.json to stdout instead of a table")
     stalls.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the torchrun command")
 
+
+def run_stalls(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.differential import run_stalls
+    from ddlprof.profiler.render import print_stalls
+    from ddlprof.profiler.wrap import default_out
+
+    job = _job(args)
+    if not job:
+        raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
+    if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
+        raise DdlprofError("--steps and --repeats must be at least 1, --warmup at least 0")
+    if args.emulate_nodes is not None and args.emulate_nodes < 1:
+        raise DdlprofError("--emulate-nodes must be at least 1")
+    out = args.out or default_out(["stalls"])
+    result = run_stalls(
+        job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout
+    )
+    return _show(result, args.json, print_stalls)
+
+
+# -- analyze ---------------------------------------------------------------------------------------
+
+
+ANALYZE_HELP = """\
+The step breakdown from Kineto traces written by any torch.profiler run (tensorboard_trace_handler
+output: one .json or .json.gz file per rank), with no ddlprof wrap involved. Per rank and per step
+(ProfilerStep#N): compute, exposed communication, memory copies and idle time on the device
+timeline (they add up to the step), data-loader time where the trace shows it, the share of
+communication overlapped with compute, and straggler ranks. Files are streamed, never loaded whole.
+
+examples:
+  ddlprof analyze ./log/resnet50                  # a tensorboard_trace_handler directory
+  ddlprof analyze --json rank0.pt.trace.json.gz rank1.pt.trace.json.gz
+"""
+
+
+def add_analyze(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof analyze TRACE_DIR_OR_FILE ...``"""
     analyze = _add_command(
         commands,
         "analyze",
@@ -166,6 +233,35 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("traces", nargs="+", type=Path, metavar="TRACE_DIR_OR_FILE")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON instead of a table")
 
+
+def run_analyze(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.render import print_analysis
+    from ddlprof.profiler.trace_analysis import analyze
+
+    return _show(analyze(args.traces), args.json, print_analysis)
+
+
+# -- report ----------------------------------------------------------------------------------------
+
+
+REPORT_HELP = """\
+Merge the ranks (and nodes) of a run, drop warm-up and traced steps, and show where the step time
+went per rank and for the job. The categories add up to the step time:
+compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + other_ms = step_ms.
+Writes summary.json into the (first) run directory, and adds the run to the local dataset
+(SQLite in $DDLPROF_HOME, default ~/.ddlprof: one row per run, replaced when the run is reported
+again) that the stall models learn from; --no-store or DDLPROF_NO_STORE=1 skips that.
+
+examples:
+  ddlprof report ddlprof-runs/20261123T101500Z-train
+  ddlprof report --json RUN | jq .job
+  ddlprof report --html report.html RUN
+  ddlprof report node0-run node1-run     # a multi-node job profiled into separate directories
+"""
+
+
+def add_report(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof report RUN_DIR ...``"""
     report = _add_command(
         commands, "report", "where the step time went, per rank and for the job", REPORT_HELP
     )
@@ -184,11 +280,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not add the run to the local dataset in $DDLPROF_HOME (default ~/.ddlprof)",
     )
 
-    _add_model_commands(commands)
-    add_catalog_command(commands, _add_command)
-    add_advise_command(commands, _add_command)
-    add_dashboard_command(commands, _add_command)
-    return parser
+
+def run_report(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.report import report
+
+    if args.warmup is not None and args.warmup < 0:
+        raise DdlprofError("--warmup must be 0 or more")
+    return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup, store=not args.no_store)
+
+
+# -- model -----------------------------------------------------------------------------------------
 
 
 MODEL_HELP = """\
@@ -202,6 +303,7 @@ examples:
   ddlprof model evaluate
   ddlprof model predict --model resnet50 --batch-per-gpu 32 --gpus-per-node 2 --gpu H200
 """
+
 
 MODEL_FEATURES_HELP = """\
 The macro features of a model, in seconds, from shapes alone: the model is built on PyTorch's meta
@@ -251,6 +353,7 @@ examples:
   ddlprof model fit --json | jq .learned.coef
 """
 
+
 MODEL_EVALUATE_HELP = """\
 Leave-one-model-out cross-validation (every model's rows held out in turn, the learned model
 refitted on the rest): per target, the baseline's and the learned model's mean absolute percentage
@@ -261,6 +364,7 @@ examples:
   ddlprof model evaluate
   ddlprof model evaluate --json | jq .targets.step_ms
 """
+
 
 MODEL_PREDICT_HELP = """\
 Predict a DDP job's step time, interconnect stall and network stall without running it:
@@ -288,7 +392,7 @@ examples:
 """
 
 
-def _add_model_commands(commands: argparse._SubParsersAction) -> None:
+def add_model(commands: argparse._SubParsersAction) -> None:
     """``ddlprof model SUB-COMMAND``: features, fit, evaluate, predict."""
     model = _add_command(commands, "model", "DNN macro features and the stall models", MODEL_HELP)
     model_commands = model.add_subparsers(
@@ -397,7 +501,7 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
     )
 
 
-def _run_model(args: argparse.Namespace) -> int:
+def run_model(args: argparse.Namespace) -> int:
     handlers = {
         "features": _run_model_features,
         "fit": _run_model_fit,
@@ -468,100 +572,440 @@ def _run_model_features(args: argparse.Namespace) -> int:
     return _show(result, args.json, print_features)
 
 
-STALLS_HELP = """\
-The differential method, automated: with the per-GPU batch fixed, run the job for a few steady
-steps on one GPU, on all GPUs of one node, and as launched (or as K emulated nodes on this host),
-and take the differences:
+# -- catalog ---------------------------------------------------------------------------------------
 
-  interconnect stall = t(one node) - t(one GPU)      network stall = t(full) - t(one node)
 
-Each variant is an ordinary ddlprof run under --out; the result goes to OUT/stalls.json. The full
-job's last run is added to the local dataset ($DDLPROF_HOME/dataset.sqlite) with the one-GPU step
-time beside it, so `ddlprof model fit` learns from your own models and hardware (DDLPROF_NO_STORE=1
-skips it).
+CATALOG_HELP = """\
+The cloud instance and price catalog that `ddlprof advise` ranks: GPU instance types of AWS and
+GCP (GPUs, memory, intra-node GPU link, network, EFA) and their on-demand and spot prices per
+region, in USD per hour. It is a dated snapshot of public figures: every price carries its source
+and date, and a figure that could not be established is empty (never guessed). A warning goes to
+stderr when the snapshot is older than 30 days.
 
 examples:
-  ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50
-  ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
-  ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
+  ddlprof catalog list
+  ddlprof catalog list --cloud gcp --gpu A100-80GB
+  ddlprof catalog show p4d.24xlarge
+  ddlprof catalog show a2-highgpu-8g --region us-central1 --json | jq .prices
+  ddlprof catalog refresh aws          # current prices into ~/.ddlprof/catalog (needs AWS credentials)
+
+The snapshot in use: $DDLPROF_CATALOG_DIR when set (a directory with instances.csv, prices.csv,
+catalog.json); else the one `ddlprof catalog refresh` wrote to $DDLPROF_HOME/catalog (default
+~/.ddlprof/catalog), when there is one; else the one shipped with ddlprof. list and show say which.
 """
 
 
-ANALYZE_HELP = """\
-The step breakdown from Kineto traces written by any torch.profiler run (tensorboard_trace_handler
-output: one .json or .json.gz file per rank), with no ddlprof wrap involved. Per rank and per step
-(ProfilerStep#N): compute, exposed communication, memory copies and idle time on the device
-timeline (they add up to the step), data-loader time where the trace shows it, the share of
-communication overlapped with compute, and straggler ranks. Files are streamed, never loaded whole.
+LIST_HELP = """\
+One row per instance type: GPUs, GPU memory, vCPUs, host memory, the link between the GPUs of one
+instance (NVLink/NVSwitch generation or PCIe, with GB/s per GPU), network Gbit/s ("up to" marks
+burst bandwidth), EFA, the on-demand and spot price range over the regions priced in the snapshot,
+and how many regions that is.
 
 examples:
-  ddlprof analyze ./log/resnet50                  # a tensorboard_trace_handler directory
-  ddlprof analyze --json rank0.pt.trace.json.gz rank1.pt.trace.json.gz
+  ddlprof catalog list
+  ddlprof catalog list --cloud aws --gpu H100
+  ddlprof catalog list --json | jq '.instances[] | select(.gpu_count == 8) | .instance_type'
 """
 
 
-def _run_analyze(args: argparse.Namespace) -> int:
-    from ddlprof.profiler.render import print_analysis
-    from ddlprof.profiler.trace_analysis import analyze
+SHOW_HELP = """\
+The specs of one instance type and its prices in every region of the snapshot (or in --region),
+each with the source it was taken from and that source's date.
 
-    return _show(analyze(args.traces), args.json, print_analysis)
-
-
-def _run_wrap(args: argparse.Namespace) -> int:
-    from ddlprof.profiler.wrap import wrap
-
-    job = _job(args)
-    if args.gpu_sample_interval <= 0:
-        raise DdlprofError("--gpu-sample-interval must be positive")
-    disabled = [*args.disable, *(["probe"] if args.no_probe else [])]
-    return wrap(job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, disabled)
+examples:
+  ddlprof catalog show g5.12xlarge
+  ddlprof catalog show p5.48xlarge --region us-east-1
+  ddlprof catalog show a3-highgpu-8g --json
+"""
 
 
-def _run_stalls(args: argparse.Namespace) -> int:
-    from ddlprof.profiler.differential import run_stalls
-    from ddlprof.profiler.render import print_stalls
-    from ddlprof.profiler.wrap import default_out
+REFRESH_HELP = """\
+Fetch current prices from a cloud's own API and write a new catalog snapshot (default:
+$DDLPROF_HOME/catalog, i.e. ~/.ddlprof/catalog, which list, show and advise then use). Instance types
+and machine shapes stay as the snapshot has them; the other cloud's rows are kept unchanged.
 
-    job = _job(args)
-    if not job:
-        raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
-    if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
-        raise DdlprofError("--steps and --repeats must be at least 1, --warmup at least 0")
-    if args.emulate_nodes is not None and args.emulate_nodes < 1:
-        raise DdlprofError("--emulate-nodes must be at least 1")
-    out = args.out or default_out(["stalls"])
-    result = run_stalls(
-        job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout
+  aws  boto3 with your usual AWS credentials: on-demand prices from the Price List API
+       (pricing.get_products), spot prices from ec2.describe_spot_price_history (per region: the
+       median over its availability zones), and vCPUs, memory, network and EFA from
+       ec2.describe_instance_types. Needs pricing:GetProducts, ec2:DescribeSpotPriceHistory and
+       ec2:DescribeInstanceTypes.
+  gcp  the Cloud Billing Catalog API (Compute Engine, service 6F81-5844-456A) with an API key
+       (GOOGLE_API_KEY or --api-key): on-demand and spot prices as the sum of each machine's vCPU,
+       memory, GPU (and bundled local SSD) SKUs.
+
+The new files are checked like any catalog before they replace the old ones in one step; a refresh
+that fails (no credentials, no network, an API error or a bad answer) writes nothing. Every price
+gets the API call it came from as its source and the refresh day as its date.
+
+examples:
+  ddlprof catalog refresh aws
+  ddlprof catalog refresh aws --regions us-east-1,us-west-2 --dry-run
+  GOOGLE_API_KEY=... ddlprof catalog refresh gcp
+  ddlprof catalog refresh gcp --out /shared/ddlprof-catalog   # then DDLPROF_CATALOG_DIR=/shared/...
+"""
+
+
+def add_catalog(commands: argparse._SubParsersAction) -> None:
+    """Register ``ddlprof catalog`` (sub-commands list, show and refresh) on ``commands``."""
+    catalog = _add_command(
+        commands, "catalog", "the cloud instance and price catalog (list, show, refresh)", CATALOG_HELP
     )
-    return _show(result, args.json, print_stalls)
+    sub = catalog.add_subparsers(
+        dest="catalog_command", metavar="CATALOG_COMMAND", parser_class=_Parser, required=True
+    )
+    listing = _add_command(
+        sub, "list", "instance types with GPUs, links, network and price ranges", LIST_HELP
+    )
+    listing.add_argument("--cloud", metavar="CLOUD", help="only this cloud: aws or gcp")
+    listing.add_argument("--gpu", metavar="GPU", help="only this GPU model, e.g. A100-40GB, H100, T4, L4")
+    listing.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    show = _add_command(sub, "show", "one instance type: specs and per-region prices with sources", SHOW_HELP)
+    show.add_argument(
+        "instance", metavar="INSTANCE", help="an instance type, e.g. p4d.24xlarge or a2-highgpu-8g"
+    )
+    show.add_argument("--region", metavar="REGION", help="only this region, e.g. us-east-1 or us-central1")
+    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    refresh = _add_command(
+        sub, "refresh", "fetch current prices from the AWS or GCP API into a new snapshot", REFRESH_HELP
+    )
+    refresh.add_argument("cloud", metavar="CLOUD", help="aws or gcp")
+    refresh.add_argument(
+        "--regions",
+        metavar="R1,R2",
+        help="only these regions (default: the cloud's regions in the current snapshot); rows of other "
+        "regions are kept as they are",
+    )
+    refresh.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="snapshot directory to write (default: $DDLPROF_HOME/catalog); its current snapshot, if any, "
+        "is the one refreshed",
+    )
+    refresh.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="fetch and check the new snapshot, show the changes, write nothing",
+    )
+    refresh.add_argument(
+        "--api-key",
+        metavar="KEY",
+        help="gcp: Google API key (default: $GOOGLE_API_KEY, which keeps it out of ps)",
+    )
+    refresh.add_argument(
+        "--endpoint",
+        metavar="URL",
+        help="gcp: Cloud Billing API base URL (default: https://cloudbilling.googleapis.com)",
+    )
+    refresh.add_argument("--json", action="store_true", help="print a JSON summary instead of text")
 
 
-def _run_report(args: argparse.Namespace) -> int:
-    from ddlprof.profiler.report import report
+def run_catalog(args: argparse.Namespace) -> int:
+    if args.catalog_command == "refresh":
+        from ddlprof.advisor.catalog.refresh import fetcher_for, print_summary, progress_printer, refresh
 
-    if args.warmup is not None and args.warmup < 0:
-        raise DdlprofError("--warmup must be 0 or more")
-    return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup, store=not args.no_store)
+        regions = [r for r in (args.regions or "").split(",") if r.strip()] or None
+        fetcher = fetcher_for(args.cloud, args.api_key, args.endpoint)
+        summary = refresh(
+            fetcher, regions=regions, out=args.out, dry_run=args.dry_run, progress=progress_printer()
+        )
+        return _show(summary, args.json, print_summary)
+
+    from ddlprof.advisor.catalog import load_catalog
+    from ddlprof.advisor.catalog.browse import details, listing, print_snapshot_line
+
+    catalog = load_catalog()
+    # Look everything up first: bad input is one error line, without the staleness warning.
+    if args.catalog_command == "list":
+        result, render = listing(catalog, args.cloud, args.gpu)
+    else:
+        result, render = details(catalog, args.instance, args.region)
+    warning = catalog.staleness_warning()
+    if warning:
+        print(f"ddlprof catalog: warning: {warning}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        render()
+        print_snapshot_line(catalog)
+    return 0
+
+
+# -- advise ----------------------------------------------------------------------------------------
+
+
+ADVISE_HELP = """\
+Rank every way to train a model on AWS and GCP: instance type x number of instances x region x
+on-demand or spot, by cost per throughput (USD per 1M samples), within a budget and a deadline.
+For each option: the step time (predicted by the stall models for the 20 measured models, or
+measured from --run), throughput, hours to finish the workload, total cost (hours x price x
+instances, plus the expected cost of spot interruptions), and where each number comes from
+(measured / predicted with its validation error / catalog snapshot date). Pareto-optimal options
+(no other option is both faster and cheaper) are marked. Offline: no network, no GPU, no torch.
+
+workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
+(1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
+pre-training (1M steps x 256 sequences) for bert-base; other models need --samples.
+
+spot: AWS Spot Instance Advisor buckets when the catalog has them; GCP publishes no interruption
+rate, so --spot-interruption-pct (default 20% per instance per month) is assumed and shown. Each
+interruption loses half a --checkpoint-interval of work plus a --restart-time.
+
+examples:
+  ddlprof advise --model resnet50 --budget 100
+  ddlprof advise --model bert-base --deadline 72 --clouds aws --no-spot
+  ddlprof advise --model vit_b_16 --batch-per-gpu 64 --dataset imagenet-1k --epochs 300 --json
+  ddlprof advise --model resnet50 --regions us-east-1,us-central1 --max-nodes 2 --explain
+  ddlprof advise --model resnet50 --budget 100 --emit skypilot > task.yaml
+  ddlprof advise --run ddlprof-runs/20261123T101500Z-train --model resnet50 --csv
+  ddlprof advise --model my_net.py:build --single-gpu-step-ms 41 --step-gpu A10G --samples 2M
+"""
+
+
+def _names(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def add_advise(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof advise [options]``."""
+    advise = _add_command(
+        commands, "advise", "rank instances, regions and spot options by cost per throughput", ADVISE_HELP
+    )
+    what = advise.add_argument_group("model and measurements")
+    what.add_argument(
+        "--model", metavar="NAME", help="one of the 20 measured models (resnet50, bert-base, ...)"
+    )
+    what.add_argument(
+        "--run",
+        type=Path,
+        metavar="RUN_DIR",
+        help="a ddlprof run of the job: its measured step time (and its GPU, batch and DDP features)",
+    )
+    what.add_argument(
+        "--single-gpu-step-ms",
+        type=float,
+        metavar="MS",
+        help="your measured step time on one GPU (with --step-gpu); other models' features import torch",
+    )
+    what.add_argument("--step-gpu", metavar="GPU", help="the GPU --single-gpu-step-ms was measured on")
+    what.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16", "bf16"),
+        help="math the step runs at, for scaling between GPUs (default: the dataset's choice per model)",
+    )
+    what.add_argument(
+        "--batch-per-gpu",
+        type=int,
+        metavar="B",
+        help="samples per GPU per step (default: 32, or the run's; the data covers 32-64)",
+    )
+
+    work = advise.add_argument_group("workload")
+    size = work.add_mutually_exclusive_group()
+    size.add_argument("--samples", metavar="N", help="samples per epoch (1281167, 50k, 2.5M)")
+    size.add_argument(
+        "--dataset", metavar="NAME|SIZE", help="imagenet-1k, cifar-10, cifar-100, mnist, coco-2017, or a size"
+    )
+    work.add_argument("--epochs", type=float, metavar="E", help="epochs (default: the model's, else 1)")
+
+    limits = advise.add_argument_group("filters")
+    limits.add_argument("--budget", type=float, metavar="USD", help="most the whole run may cost")
+    limits.add_argument("--deadline", type=float, metavar="HOURS", help="longest the whole run may take")
+    limits.add_argument("--clouds", type=_names, metavar="aws,gcp", help="clouds to consider (default: both)")
+    limits.add_argument("--regions", type=_names, metavar="R1,R2", help="regions to consider (default: all)")
+    limits.add_argument(
+        "--instances", type=_names, metavar="T1,T2", help="instance types to consider (default: all)"
+    )
+    limits.add_argument(
+        "--spot",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="--spot: spot options only; --no-spot: on-demand only (default: both)",
+    )
+    limits.add_argument(
+        "--max-nodes", type=int, default=4, metavar="N", help="most instances per option (default: 4)"
+    )
+
+    spot = advise.add_argument_group("spot interruptions")
+    spot.add_argument(
+        "--checkpoint-interval",
+        type=float,
+        default=30.0,
+        metavar="MIN",
+        help="minutes between checkpoints; half of it is lost per interruption (default: 30)",
+    )
+    spot.add_argument(
+        "--restart-time", type=float, default=10.0, metavar="MIN", help="minutes to restart (default: 10)"
+    )
+    spot.add_argument(
+        "--spot-interruption-pct",
+        type=float,
+        default=20.0,
+        metavar="PCT",
+        help="monthly chance an instance is interrupted, where the catalog has no bucket (GCP; default: 20)",
+    )
+
+    out = advise.add_argument_group("output")
+    out.add_argument("--top", type=int, default=10, metavar="N", help="options shown (default: 10; 0: all)")
+    out.add_argument(
+        "--all-regions",
+        action="store_true",
+        help="one row per region (default: each instance type, count and pricing in its best region)",
+    )
+    fmt = out.add_mutually_exclusive_group()
+    fmt.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"options": [...], "excluded": [...], "assumptions": {...}}',
+    )
+    fmt.add_argument("--csv", action="store_true", help="print the options as CSV")
+    fmt.add_argument(
+        "--emit",
+        choices=("torchrun", "skypilot"),
+        help="print a launch spec for the top option: a torchrun command line or a SkyPilot task YAML",
+    )
+    out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
+    out.add_argument(
+        "--script",
+        default="train.py",
+        metavar="PATH",
+        help="training script in --emit specs (default: train.py)",
+    )
+
+
+#: ``advise_result``'s keywords: the flags of ``ddlprof advise`` that shape the advice (argparse's names).
+ADVISE_KEYWORDS = (
+    "model",
+    "run",
+    "single_gpu_step_ms",
+    "step_gpu",
+    "precision",
+    "batch_per_gpu",
+    "samples",
+    "dataset",
+    "epochs",
+    "budget",
+    "deadline",
+    "clouds",
+    "regions",
+    "instances",
+    "spot",
+    "max_nodes",
+    "checkpoint_interval",
+    "restart_time",
+    "spot_interruption_pct",
+    "all_regions",
+    "top",
+)
+
+
+def run_advise(args: argparse.Namespace) -> int:
+    from ddlprof.advisor.ranking import advise_result
+    from ddlprof.advisor.render import launch_spec, print_advice, write_csv
+
+    advice, result = advise_result(**{key: getattr(args, key) for key in ADVISE_KEYWORDS})
+    for warning in advice.warnings:
+        print(f"ddlprof advise: warning: {warning}", file=sys.stderr)
+    if args.emit:
+        print(launch_spec(advice, result, args.emit, args.script))
+    elif args.json:
+        print(json.dumps(result, indent=2))
+    elif args.csv:
+        write_csv(result["options"], sys.stdout)
+    else:
+        print_advice(result, explain=args.explain)
+    return 0
+
+
+# -- dashboard -------------------------------------------------------------------------------------
+
+
+DASHBOARD_HELP = """\
+A Streamlit app in the browser, next to the CLI and the HTML report and using the same functions:
+  Runs      the runs under --runs (and the local dataset of reported runs) with model, GPUs, nodes,
+            step time and throughput; one run's breakdown per rank, step-time timeline, stragglers
+            and GPU counters over time (the summary of `ddlprof report`)
+  Compare   runs side by side: breakdown and throughput
+  Models    the stall models' leave-one-model-out predictions against the measured step time and
+            stalls, and their errors (the numbers of `ddlprof model evaluate`)
+It listens on 127.0.0.1 only unless --host says otherwise, and makes no network call of its own
+(no usage statistics). Ctrl-C stops it.
+
+examples:
+  ddlprof dashboard                              # ./ddlprof-runs, http://127.0.0.1:8501
+  ddlprof dashboard --runs ~/runs --port 8600
+"""
+
+
+DEFAULT_PORT = 8501
+
+
+def add_dashboard(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof dashboard [--runs DIR] [--port P] [--host ADDRESS]``."""
+    parser = _add_command(
+        commands, "dashboard", "runs, comparisons and the stall models in the browser", DASHBOARD_HELP
+    )
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        default=Path(DEFAULT_RUNS),
+        metavar="DIR",
+        help="the directory holding run directories (default: ./ddlprof-runs)",
+    )
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, metavar="P", help=f"port (default: {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        metavar="ADDRESS",
+        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)",
+    )
+
+
+def run_dashboard(args: argparse.Namespace) -> int:
+    from ddlprof.dashboard.serve import serve
+
+    return serve(args.runs, args.host, args.port)
+
+
+# -- the command tree ------------------------------------------------------------------------------
+
+
+#: Every command, in the order ``ddlprof --help`` lists them: (add_<command>, run_<command>).
+COMMANDS: dict[
+    str, tuple[Callable[[argparse._SubParsersAction], None], Callable[[argparse.Namespace], int]]
+] = {
+    "wrap": (add_wrap, run_wrap),
+    "stalls": (add_stalls, run_stalls),
+    "analyze": (add_analyze, run_analyze),
+    "report": (add_report, run_report),
+    "model": (add_model, run_model),
+    "catalog": (add_catalog, run_catalog),
+    "advise": (add_advise, run_advise),
+    "dashboard": (add_dashboard, run_dashboard),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="ddlprof", description="Distributed deep-learning profiler and cloud cost advisor.")
+    parser.add_argument("--version", action="version", version=f"ddlprof {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for add, _ in COMMANDS.values():
+        add(commands)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handlers = {
-        "wrap": _run_wrap,
-        "stalls": _run_stalls,
-        "analyze": _run_analyze,
-        "report": _run_report,
-        "model": _run_model,
-        "catalog": run_catalog,
-        "advise": run_advise,
-        "dashboard": run_dashboard,
-    }
     if args.command is None:
         parser.print_help()
         return 2
     try:
-        return handlers[args.command](args)
+        return COMMANDS[args.command][1](args)
     except DdlprofError as exc:
         print(f"ddlprof {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

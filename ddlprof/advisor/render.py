@@ -1,188 +1,22 @@
-"""``ddlprof advise``: where to train a model and what it will cost, ranked by cost per throughput.
-
-The command's flags and its output (a rich table, ``--json``, ``--csv``, ``--explain``, and a launch
-spec with ``--emit torchrun|skypilot``); the ranking itself is ``ddlprof.advisor.ranking``. Importing
-this module imports nothing heavy: the parser is built at every ``ddlprof`` start.
+"""What ``ddlprof advise`` prints: the ranked options as a rich table (with ``--explain``, the excluded
+ones and why), as CSV (``--csv``), and the top option as a launch spec (``--emit torchrun|skypilot``).
+``--json`` is ``Advice.to_dict``; the advice itself is :func:`ddlprof.advisor.ranking.advise_result`.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shlex
 import sys
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from ddlprof.errors import DdlprofError
 
-ADVISE_HELP = """\
-Rank every way to train a model on AWS and GCP: instance type x number of instances x region x
-on-demand or spot, by cost per throughput (USD per 1M samples), within a budget and a deadline.
-For each option: the step time (predicted by the stall models for the 20 measured models, or
-measured from --run), throughput, hours to finish the workload, total cost (hours x price x
-instances, plus the expected cost of spot interruptions), and where each number comes from
-(measured / predicted with its validation error / catalog snapshot date). Pareto-optimal options
-(no other option is both faster and cheaper) are marked. Offline: no network, no GPU, no torch.
-
-workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
-(1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
-pre-training (1M steps x 256 sequences) for bert-base; other models need --samples.
-
-spot: AWS Spot Instance Advisor buckets when the catalog has them; GCP publishes no interruption
-rate, so --spot-interruption-pct (default 20% per instance per month) is assumed and shown. Each
-interruption loses half a --checkpoint-interval of work plus a --restart-time.
-
-examples:
-  ddlprof advise --model resnet50 --budget 100
-  ddlprof advise --model bert-base --deadline 72 --clouds aws --no-spot
-  ddlprof advise --model vit_b_16 --batch-per-gpu 64 --dataset imagenet-1k --epochs 300 --json
-  ddlprof advise --model resnet50 --regions us-east-1,us-central1 --max-nodes 2 --explain
-  ddlprof advise --model resnet50 --budget 100 --emit skypilot > task.yaml
-  ddlprof advise --run ddlprof-runs/20261123T101500Z-train --model resnet50 --csv
-  ddlprof advise --model my_net.py:build --single-gpu-step-ms 41 --step-gpu A10G --samples 2M
-"""
-
 _SOURCE = {"predicted": "pred", "measured": "measured"}
 
 
-def _names(text: str) -> list[str]:
-    return [part.strip() for part in text.split(",") if part.strip()]
-
-
-def add_advise_command(commands: argparse._SubParsersAction, add_command: Callable[..., Any]) -> None:
-    """Register ``ddlprof advise`` (``add_command`` is the CLI's helper that adds a sub-command)."""
-    advise = add_command(
-        commands, "advise", "rank instances, regions and spot options by cost per throughput", ADVISE_HELP
-    )
-    what = advise.add_argument_group("model and measurements")
-    what.add_argument(
-        "--model", metavar="NAME", help="one of the 20 measured models (resnet50, bert-base, ...)"
-    )
-    what.add_argument(
-        "--run",
-        type=Path,
-        metavar="RUN_DIR",
-        help="a ddlprof run of the job: its measured step time (and its GPU, batch and DDP features)",
-    )
-    what.add_argument(
-        "--single-gpu-step-ms",
-        type=float,
-        metavar="MS",
-        help="your measured step time on one GPU (with --step-gpu); other models' features import torch",
-    )
-    what.add_argument("--step-gpu", metavar="GPU", help="the GPU --single-gpu-step-ms was measured on")
-    what.add_argument(
-        "--precision",
-        choices=("fp32", "tf32", "fp16", "bf16"),
-        help="math the step runs at, for scaling between GPUs (default: the dataset's choice per model)",
-    )
-    what.add_argument(
-        "--batch-per-gpu",
-        type=int,
-        metavar="B",
-        help="samples per GPU per step (default: 32, or the run's; the data covers 32-64)",
-    )
-
-    work = advise.add_argument_group("workload")
-    size = work.add_mutually_exclusive_group()
-    size.add_argument("--samples", metavar="N", help="samples per epoch (1281167, 50k, 2.5M)")
-    size.add_argument(
-        "--dataset", metavar="NAME|SIZE", help="imagenet-1k, cifar-10, cifar-100, mnist, coco-2017, or a size"
-    )
-    work.add_argument("--epochs", type=float, metavar="E", help="epochs (default: the model's, else 1)")
-
-    limits = advise.add_argument_group("filters")
-    limits.add_argument("--budget", type=float, metavar="USD", help="most the whole run may cost")
-    limits.add_argument("--deadline", type=float, metavar="HOURS", help="longest the whole run may take")
-    limits.add_argument("--clouds", type=_names, metavar="aws,gcp", help="clouds to consider (default: both)")
-    limits.add_argument("--regions", type=_names, metavar="R1,R2", help="regions to consider (default: all)")
-    limits.add_argument(
-        "--instances", type=_names, metavar="T1,T2", help="instance types to consider (default: all)"
-    )
-    limits.add_argument(
-        "--spot",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="--spot: spot options only; --no-spot: on-demand only (default: both)",
-    )
-    limits.add_argument(
-        "--max-nodes", type=int, default=4, metavar="N", help="most instances per option (default: 4)"
-    )
-
-    spot = advise.add_argument_group("spot interruptions")
-    spot.add_argument(
-        "--checkpoint-interval",
-        type=float,
-        default=30.0,
-        metavar="MIN",
-        help="minutes between checkpoints; half of it is lost per interruption (default: 30)",
-    )
-    spot.add_argument(
-        "--restart-time", type=float, default=10.0, metavar="MIN", help="minutes to restart (default: 10)"
-    )
-    spot.add_argument(
-        "--spot-interruption-pct",
-        type=float,
-        default=20.0,
-        metavar="PCT",
-        help="monthly chance an instance is interrupted, where the catalog has no bucket (GCP; default: 20)",
-    )
-
-    out = advise.add_argument_group("output")
-    out.add_argument("--top", type=int, default=10, metavar="N", help="options shown (default: 10; 0: all)")
-    out.add_argument(
-        "--all-regions",
-        action="store_true",
-        help="one row per region (default: each instance type, count and pricing in its best region)",
-    )
-    fmt = out.add_mutually_exclusive_group()
-    fmt.add_argument(
-        "--json",
-        action="store_true",
-        help='print {"options": [...], "excluded": [...], "assumptions": {...}}',
-    )
-    fmt.add_argument("--csv", action="store_true", help="print the options as CSV")
-    fmt.add_argument(
-        "--emit",
-        choices=("torchrun", "skypilot"),
-        help="print a launch spec for the top option: a torchrun command line or a SkyPilot task YAML",
-    )
-    out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
-    out.add_argument(
-        "--script",
-        default="train.py",
-        metavar="PATH",
-        help="training script in --emit specs (default: train.py)",
-    )
-
-
-#: ``advise_result``'s keywords: the flags of ``ddlprof advise`` that shape the advice (argparse's names).
-ADVISE_KEYWORDS = (
-    "model",
-    "run",
-    "single_gpu_step_ms",
-    "step_gpu",
-    "precision",
-    "batch_per_gpu",
-    "samples",
-    "dataset",
-    "epochs",
-    "budget",
-    "deadline",
-    "clouds",
-    "regions",
-    "instances",
-    "spot",
-    "max_nodes",
-    "checkpoint_interval",
-    "restart_time",
-    "spot_interruption_pct",
-    "all_regions",
-    "top",
-)
+# -- launch specs ---------------------------------------------------------------------------------
 
 
 def launch_spec(advice: Any, result: dict[str, Any], emit: str, script: str = "train.py") -> str:
@@ -195,25 +29,6 @@ def launch_spec(advice: Any, result: dict[str, Any], emit: str, script: str = "t
     spec = emit_torchrun if emit == "torchrun" else emit_skypilot
     return spec(result["options"][0], advice.basis.model, result["assumptions"]["workload"], script)
 
-
-def run_advise(args: argparse.Namespace) -> int:
-    from ddlprof.advisor.ranking import advise_result
-
-    advice, result = advise_result(**{key: getattr(args, key) for key in ADVISE_KEYWORDS})
-    for warning in advice.warnings:
-        print(f"ddlprof advise: warning: {warning}", file=sys.stderr)
-    if args.emit:
-        print(launch_spec(advice, result, args.emit, args.script))
-    elif args.json:
-        print(json.dumps(result, indent=2))
-    elif args.csv:
-        write_csv(result["options"], sys.stdout)
-    else:
-        print_advice(result, explain=args.explain)
-    return 0
-
-
-# -- launch specs ---------------------------------------------------------------------------------
 
 #: Catalog GPU names -> SkyPilot accelerator names (``sky show-gpus``).
 SKYPILOT_ACCELERATORS = {

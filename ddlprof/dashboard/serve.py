@@ -8,7 +8,6 @@ is passed on to Streamlit, which stops cleanly.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import importlib.util
 import os
@@ -16,58 +15,13 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
-from ddlprof.dashboard.data import DEFAULT_RUNS, RUNS_ENV
+from ddlprof.dashboard.data import RUNS_ENV
 from ddlprof.errors import DdlprofError
 
 APP = Path(__file__).resolve().with_name("app.py")
-DEFAULT_PORT = 8501
 _ANY = ("0.0.0.0", "::", "")  # listening on every address
-
-DASHBOARD_HELP = """\
-A Streamlit app in the browser, next to the CLI and the HTML report and using the same functions:
-  Runs      the runs under --runs (and the local dataset of reported runs) with model, GPUs, nodes,
-            step time and throughput; one run's breakdown per rank, step-time timeline, stragglers
-            and GPU counters over time (the summary of `ddlprof report`)
-  Compare   runs side by side: breakdown and throughput
-  Models    the stall models' leave-one-model-out predictions against the measured step time and
-            stalls, and their errors (the numbers of `ddlprof model evaluate`)
-It listens on 127.0.0.1 only unless --host says otherwise, and makes no network call of its own
-(no usage statistics). Ctrl-C stops it.
-
-examples:
-  ddlprof dashboard                              # ./ddlprof-runs, http://127.0.0.1:8501
-  ddlprof dashboard --runs ~/runs --port 8600
-"""
-
-
-def add_dashboard_command(
-    commands: argparse._SubParsersAction,
-    add_command: Callable[[argparse._SubParsersAction, str, str, str], argparse.ArgumentParser],
-) -> argparse.ArgumentParser:
-    """Register ``ddlprof dashboard`` on ``commands``."""
-    parser = add_command(
-        commands, "dashboard", "runs, comparisons and the stall models in the browser", DASHBOARD_HELP
-    )
-    parser.add_argument(
-        "--runs",
-        type=Path,
-        default=Path(DEFAULT_RUNS),
-        metavar="DIR",
-        help="the directory holding run directories (default: ./ddlprof-runs)",
-    )
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, metavar="P", help=f"port (default: {DEFAULT_PORT})"
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        metavar="ADDRESS",
-        help="address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)",
-    )
-    return parser
 
 
 def check_port(host: str, port: int) -> None:
@@ -138,19 +92,20 @@ def streamlit_command(runs: Path, host: str, port: int) -> list[str]:
     ]
 
 
-def run_dashboard(args: argparse.Namespace) -> int:
+def serve(runs: Path, host: str, port: int) -> int:
+    """``ddlprof dashboard``: Streamlit on ``host:port`` over ``runs`` until Ctrl-C or SIGTERM."""
     if importlib.util.find_spec("streamlit") is None:
         raise DdlprofError("streamlit is not installed; pip install streamlit (or reinstall ddlprof)")
-    check_port(args.host, args.port)
-    runs = args.runs.expanduser().resolve()
+    check_port(host, port)
+    runs = runs.expanduser().resolve()
     if not runs.exists():
         print(f"ddlprof dashboard: note: {runs} does not exist yet; the Runs page says how to make a run")
     elif not runs.is_dir():
         print(f"ddlprof dashboard: note: {runs} is not a directory; pick the runs directory in the sidebar")
     env = {**os.environ, RUNS_ENV: str(runs)}
-    print(f"ddlprof dashboard: {runs} at {url(args.host, args.port)} (Ctrl-C stops it)", flush=True)
+    print(f"ddlprof dashboard: {runs} at {url(host, port)} (Ctrl-C stops it)", flush=True)
     # A session of its own: Ctrl-C reaches this process only, which passes it on once.
-    child = subprocess.Popen(streamlit_command(runs, args.host, args.port), env=env, start_new_session=True)
+    child = subprocess.Popen(streamlit_command(runs, host, port), env=env, start_new_session=True)
     stopping: list[int] = []
 
     def forward(signum: int, _frame: object) -> None:

@@ -22,7 +22,6 @@ the snapshot in use and installs the result.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import csv
 import io
@@ -48,7 +47,9 @@ from ddlprof.advisor.catalog import (
     load_catalog,
     user_catalog_dir,
 )
+from ddlprof.advisor.catalog.aws import AwsFetcher
 from ddlprof.advisor.catalog.fetch import Fetched, Fetcher, Progress, RefreshError
+from ddlprof.advisor.catalog.gcp import GcpFetcher
 from ddlprof.errors import DdlprofError
 
 # -- the target and the base snapshot ---------------------------------------------------------------
@@ -448,7 +449,8 @@ def _same(a: Path, b: Path) -> bool:
 # -- the command ------------------------------------------------------------------------------------
 
 
-def _progress() -> Progress:
+def progress_printer() -> Progress:
+    """Progress lines on stderr when it is a terminal, else nothing."""
     if not sys.stderr.isatty():
         return lambda _message: None
 
@@ -458,32 +460,19 @@ def _progress() -> Progress:
     return show
 
 
-def run_refresh(args: argparse.Namespace) -> int:
-    cloud = args.cloud.strip().lower()
-    if cloud not in CLOUDS:
-        raise DdlprofError(
-            f"unknown cloud {args.cloud!r}{_closest(cloud, CLOUDS)}; known: {', '.join(CLOUDS)}"
-        )
-    regions = [r for r in (args.regions or "").split(",") if r.strip()] or None
-    if cloud == "aws":
-        if args.api_key or args.endpoint:
+def fetcher_for(cloud: str, api_key: str | None = None, endpoint: str | None = None) -> Fetcher:
+    """The fetcher of ``cloud`` (``--api-key`` and ``--endpoint`` are GCP's)."""
+    name = cloud.strip().lower()
+    if name not in CLOUDS:
+        raise DdlprofError(f"unknown cloud {cloud!r}{_closest(name, CLOUDS)}; known: {', '.join(CLOUDS)}")
+    if name == "aws":
+        if api_key or endpoint:
             raise DdlprofError(
                 "--api-key and --endpoint are for gcp; AWS uses its usual credentials (AWS_PROFILE, "
                 "AWS_ACCESS_KEY_ID, ~/.aws) and AWS_ENDPOINT_URL_PRICING / AWS_ENDPOINT_URL_EC2 for endpoints"
             )
-        from ddlprof.advisor.catalog.aws import AwsFetcher
-
-        fetcher: Fetcher = AwsFetcher()
-    else:
-        from ddlprof.advisor.catalog.gcp import GcpFetcher
-
-        fetcher = GcpFetcher(api_key=args.api_key, endpoint=args.endpoint)
-    summary = refresh(fetcher, regions=regions, out=args.out, dry_run=args.dry_run, progress=_progress())
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print_summary(summary)
-    return 0
+        return AwsFetcher()
+    return GcpFetcher(api_key=api_key, endpoint=endpoint)
 
 
 def _money(value: float | None) -> str:
