@@ -38,12 +38,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         caption=(
             f"measured: {summary['world_size']} rank(s) on {summary['nodes']} node(s); "
             f"{steps['steady_per_rank']} steady steps per rank after {steps['warmup_dropped']} warm-up "
-            f"step(s)"
-            + (
-                f", traced steps {_ranges(steps['traced_excluded'])} excluded"
-                if steps["traced_excluded"]
-                else ""
-            )
+            f"step(s)" + _traced_note(steps["traced_excluded"], summary.get("traces", []))
         ),
     )
     hosts = summary["nodes"] > 1
@@ -118,6 +113,20 @@ def _ranges(steps: list[int]) -> str:
             parts.append(f"{start}" if start == step else f"{start}-{step}")
             start = None
     return ",".join(parts)
+
+
+def _traced_note(excluded: list[int], traces: list[dict[str, Any]]) -> str:
+    """Which steps the trace windows cost the steady state: a window's own steps, and the step after
+    it, which paid for writing the trace (a window inside the warm-up shows only that step)."""
+    if not excluded:
+        return ""
+    windows = sorted({tuple(t["steps"]) for t in traces if len(t.get("steps") or ()) == 2})
+    named = ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in windows)
+    steps = f"step{'s' if len(excluded) > 1 else ''} {_ranges(excluded)} excluded"
+    if not named:
+        return f", {steps}"
+    plural = "s" if len(windows) > 1 else ""
+    return f", {steps} (trace window{plural} {named} and the step that wrote it)"
 
 
 def _pct(value: float | None) -> str:
