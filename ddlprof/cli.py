@@ -289,6 +289,53 @@ def run_report(args: argparse.Namespace) -> int:
     return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup, store=not args.no_store)
 
 
+# -- trace -----------------------------------------------------------------------------------------
+
+
+TRACE_HELP = """\
+The trace windows of a run (--trace-steps of ddlprof wrap). --merge writes one Chrome-trace JSON file
+of a window holding every rank, each as its own processes (rank N CPU, rank N GPU d, rank N ddlprof),
+on one clock (Unix time, from Kineto's baseTimeNanoseconds), with ddlprof's step markers and its
+per-step breakdown as a counter track: Perfetto (ui.perfetto.dev) opens the whole window in one tab.
+Traces are streamed, never loaded whole; an existing OUT is never replaced.
+
+examples:
+  ddlprof trace RUN --merge window.json.gz
+  ddlprof trace RUN --merge late.json --window 500      # the window that starts at step 500
+"""
+
+
+def add_trace(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof trace RUN --merge OUT``"""
+    trace = _add_command(
+        commands, "trace", "merge a trace window of every rank into one Perfetto-ready file", TRACE_HELP
+    )
+    trace.add_argument("run", type=Path, metavar="RUN_DIR")
+    trace.add_argument(
+        "--merge",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="the merged file to write: OUT.json.gz (gzip) or OUT.json; never overwritten",
+    )
+    trace.add_argument(
+        "--window",
+        type=int,
+        metavar="FIRST_STEP",
+        help="the window that starts at this step, when the run has several (default: the first)",
+    )
+    trace.add_argument("--json", action="store_true", help="print the result as one JSON line")
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.trace_merge import merge_window
+    from ddlprof.runs.rundir import load_run
+
+    result = merge_window(load_run(args.run), args.merge, args.window)
+    print(json.dumps(result.as_dict()) if args.json else result.line())
+    return 0
+
+
 # -- model -----------------------------------------------------------------------------------------
 
 
@@ -982,6 +1029,7 @@ COMMANDS: dict[
     "stalls": (add_stalls, run_stalls),
     "analyze": (add_analyze, run_analyze),
     "report": (add_report, run_report),
+    "trace": (add_trace, run_trace),
     "model": (add_model, run_model),
     "catalog": (add_catalog, run_catalog),
     "advise": (add_advise, run_advise),
