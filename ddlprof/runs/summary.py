@@ -297,12 +297,14 @@ def one_line(summary: dict[str, Any]) -> str:
     throughput = job["throughput_samples_per_s"]
     rate = f"; {throughput:,.0f} samples/s" if throughput is not None else ""
     missing = f"; {len(summary['missing_ranks'])} rank(s) missing" if summary["missing_ranks"] else ""
+    own = (summary.get("ddlprof_overhead") or {}).get("own_pct_of_step")
+    itself = f"; ddlprof's hooks {own:.2f}% of the step" if own is not None else ""
     return (
         f"{summary['world_size']} rank(s) on {summary['nodes']} node(s), "
         f"{summary['steps']['steady_per_rank']} "
         f"steady steps: step {ms('step_ms')} ms = compute {ms('compute_ms')} + data {ms('data_stall_ms')} "
         f"+ interconnect {ms('interconnect_stall_ms')} + network {ms('network_stall_ms')} "
-        f"+ other {ms('other_ms')}{rate}{missing}"
+        f"+ other {ms('other_ms')}{rate}{missing}{itself}"
     )
 
 
