@@ -93,8 +93,9 @@ def add_wrap(commands: argparse._SubParsersAction) -> None:
     wrap.add_argument(
         "--no-probe",
         action="store_true",
-        help="skip the bandwidth probe that multi-node jobs run after building DDP (under a second); "
-        "then the interconnect/network split is not measured",
+        help="skip the bandwidth probe that every multi-GPU job runs once after building DDP (under a "
+        "second); then a multi-node run's interconnect/network split is not measured and the run "
+        "records no bandwidth",
     )
     wrap.add_argument(
         "--gpu-sample-interval",

@@ -90,6 +90,8 @@ def test_trace_window_of_a_loop_without_dataloader(wrapped):
         assert any(e.get("name", "").startswith("Optimizer.step#") for e in trace["traceEvents"])
         assert _straddling_step_markers(trace) == []
     assert summary(run, "--warmup", "1")["steps"]["traced_excluded"] == [4, 5, 6]
+    # Kineto's own lines (USDT/STAGE) stay out of the job's output: the job never asked for a profiler
+    assert "USDT:" not in done.stdout + done.stderr and "STAGE:" not in done.stdout + done.stderr
 
 
 def _tensorboard_plugin_reads(trace) -> None:

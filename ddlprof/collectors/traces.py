@@ -10,6 +10,11 @@ first DDP forward), and only where a step has neither happens at the optimizer s
 ``traces/<run>/<host>_<rank>.<first step>.pt.trace.json.gz``: the layout torch-tb-profiler reads
 (``tensorboard --logdir RUN/traces``), and a file Perfetto opens as it is.
 
+Kineto prints lines of its own into the job's output at every window (``USDT: ... profiler_start``
+in torch 2.11 to 2.13, at any log level below 6); a window sets ``KINETO_LOG_LEVEL=6`` unless the job
+set it, since the job did not ask for a profiler. Kineto reads it once, at its first use, so it then
+holds for the whole process (its warnings and errors too): a job that wants them sets its own level.
+
 Kineto keeps CUPTI attached after the profiler stops unless ``TEARDOWN_CUPTI=1``, and an attached
 CUPTI slowed every later step of a bf16 resnet50 loop on 1 x H100 by about 20% (BENCHMARKS.md,
 issue 12), so a window that traces the GPU sets it, unless the job set it already (torch itself sets
@@ -25,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from ddlprof.collectors.config import host_id
 
 TEARDOWN_CUPTI = "TEARDOWN_CUPTI"
+KINETO_LOG_LEVEL = "KINETO_LOG_LEVEL"
+QUIET = "6"  # above every level Kineto logs at (USDT is 5)
 
 if TYPE_CHECKING:
     from ddlprof.collectors.session import Session
@@ -72,6 +79,7 @@ class TraceWindows:
     def _start(self, window: tuple[int, int]) -> None:
         from torch.profiler import ProfilerAction, profile
 
+        os.environ.setdefault(KINETO_LOG_LEVEL, QUIET)
         self.window = window
         # A schedule (always RECORD: the window's bounds are ours) makes torch mark ProfilerStep#N.
         options: dict = {"activities": activities(), "schedule": lambda _step: ProfilerAction.RECORD}

@@ -78,6 +78,12 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             "rank file" if warning["collector"] == "records" else f"{warning['collector']} collector stopped"
         )
         console.print(f"[yellow]rank {warning['rank']}: {what}: {warning['reason']}[/yellow]")
+    if summary.get("traces"):
+        run = summary["runs"][0]
+        console.print(
+            f"GPU timeline: {len(summary['traces'])} trace file(s) under {run}/traces; all ranks of a window "
+            f"in one Perfetto tab (ui.perfetto.dev): ddlprof trace {run} --merge window.json.gz"
+        )
 
 
 _COUNTERS = (
