@@ -30,9 +30,10 @@ def test_gpu_copies_of_step_markers_are_left_out(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["host_0.6.pt.trace.json.gz", "raw.json"]
 
 
-def _gpu_job(monkeypatch) -> None:
+def _gpu_job(monkeypatch, cuda: str = "13.0") -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.version, "cuda", cuda)
 
 
 def test_a_gpu_window_asks_kineto_to_release_cupti(monkeypatch):
@@ -51,3 +52,11 @@ def test_the_jobs_own_cupti_setting_wins(monkeypatch):
     _gpu_job(monkeypatch)
     activities()
     assert os.environ[TEARDOWN_CUPTI] == "0"
+
+
+def test_cuda_before_12_6_keeps_kinetos_default(monkeypatch):
+    """CUPTI torn down and set up again could crash CUDA-graph jobs before CUDA 12.6."""
+    monkeypatch.delenv(TEARDOWN_CUPTI, raising=False)
+    _gpu_job(monkeypatch, cuda="12.4")
+    assert activities() == [ProfilerActivity.CPU, ProfilerActivity.CUDA]
+    assert TEARDOWN_CUPTI not in os.environ

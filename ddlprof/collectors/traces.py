@@ -135,8 +135,19 @@ def activities() -> list[Any]:
     chosen = [ProfilerActivity.CPU]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         chosen.append(ProfilerActivity.CUDA)
-        os.environ.setdefault(TEARDOWN_CUPTI, "1")
+        if _cuda_at_least(torch.version.cuda, (12, 6)):
+            os.environ.setdefault(TEARDOWN_CUPTI, "1")
     return chosen
+
+
+def _cuda_at_least(version: str | None, wanted: tuple[int, int]) -> bool:
+    """Before CUDA 12.6 a CUPTI torn down and set up again could crash a job that uses CUDA graphs
+    (torch's own comment in torch/profiler/profiler.py), so older CUDA keeps Kineto's default."""
+    try:
+        major, minor = (int(part) for part in (version or "").split(".")[:2])
+    except ValueError:
+        return False
+    return (major, minor) >= wanted
 
 
 def write_without_gpu_step_marks(raw: str, path: str) -> None:
