@@ -22,7 +22,7 @@ from pathlib import Path
 from ddlprof import __version__
 from ddlprof.collectors.config import COLLECTORS
 from ddlprof.dashboard.data import DEFAULT_RUNS
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require_torch
 
 
 class _Parser(argparse.ArgumentParser):
@@ -189,6 +189,7 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
 
 
 def run_stalls(args: argparse.Namespace) -> int:
+    require_torch("ddlprof stalls")
     from ddlprof.profiler.differential import run_stalls
     from ddlprof.profiler.render import print_stalls
     from ddlprof.profiler.wrap import default_out
@@ -298,7 +299,8 @@ The trace windows of a run (--trace-steps of ddlprof wrap). --merge writes one C
 of a window holding every rank, each as its own processes (rank N CPU, rank N GPU d, rank N ddlprof),
 on one clock (Unix time, from Kineto's baseTimeNanoseconds), with ddlprof's step markers and its
 per-step breakdown as a counter track: Perfetto (ui.perfetto.dev) opens the whole window in one tab.
-Traces are streamed, never loaded whole; an existing OUT is never replaced.
+Traces are streamed, never loaded whole; an existing OUT is never replaced. TensorBoard reads
+RUN/traces as it is: pip install 'ddlprof[tensorboard]', then tensorboard --logdir RUN/traces.
 
 examples:
   ddlprof trace RUN --merge window.json.gz
@@ -604,8 +606,7 @@ def _run_model_predict(args: argparse.Namespace) -> int:
 
 
 def _run_model_features(args: argparse.Namespace) -> int:
-    import torch
-
+    torch = require_torch("ddlprof model features")
     from ddlprof.models.features import macro_features
     from ddlprof.models.render import print_features
 

@@ -125,7 +125,10 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         assumptions=assumptions(request, basis, request.workload, catalog, fitted, required_gb),
         met_constraints=met,
         top_choice="",
-        warnings=advice_warnings(basis, catalog, request.workload),
+        warnings=[
+            *advice_warnings(basis, catalog, request.workload),
+            *([fitted.fallback] if getattr(fitted, "fallback", None) else []),
+        ],
         basis=basis,
         workload=request.workload,
         request=request,

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.advisor.catalog import Instance
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models.memory import shipped_memory_estimate
 
 # -- what the step times are built from -------------------------------------------------------------
@@ -230,6 +230,7 @@ def given_basis(
         name, features, memory = known, ds.features, (ds.memory_bytes, ds.memory_source)
         precision = precision or str(dataset.model_rows(known)["precision"].iloc[0])
     else:
+        require_torch(f"computing the features of {model!r} (not one of the measured models)")
         from ddlprof.models.features import macro_features
 
         result = macro_features(model, batch_per_gpu=batch)

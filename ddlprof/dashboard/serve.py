@@ -9,7 +9,6 @@ is passed on to Streamlit, which stops cleanly.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import os
 import signal
 import socket
@@ -18,7 +17,7 @@ import sys
 from pathlib import Path
 
 from ddlprof.dashboard.data import RUNS_ENV
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require
 
 APP = Path(__file__).resolve().with_name("app.py")
 _ANY = ("0.0.0.0", "::", "")  # listening on every address
@@ -94,8 +93,10 @@ def streamlit_command(runs: Path, host: str, port: int) -> list[str]:
 
 def serve(runs: Path, host: str, port: int) -> int:
     """``ddlprof dashboard``: Streamlit on ``host:port`` over ``runs`` until Ctrl-C or SIGTERM."""
-    if importlib.util.find_spec("streamlit") is None:
-        raise DdlprofError("streamlit is not installed; pip install streamlit (or reinstall ddlprof)")
+    # The app runs in a child process: here only their presence is checked (the Models page
+    # cross-validates the stall models, hence scikit-learn).
+    for module in ("streamlit", "plotly", "sklearn"):
+        require(module, "dashboard", "ddlprof dashboard", import_it=False)
     check_port(host, port)
     runs = runs.expanduser().resolve()
     if not runs.exists():

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ddlprof.errors import require
 from ddlprof.models.baseline import AnalyticalBaseline
 from ddlprof.models.learned import LearnedStallModel
 from ddlprof.models.stall_models import TARGETS, components, training_set
@@ -25,13 +26,13 @@ TARGET_STEP_MAPE_PCT = 10.0
 
 def lomo_predictions(rows: pd.DataFrame) -> dict[str, pd.DataFrame]:
     """Held-out predictions of each model for every row (``components`` columns)."""
-    from sklearn.model_selection import LeaveOneGroupOut
+    model_selection = require("sklearn.model_selection", "models", "cross-validating the stall models")
 
     rows = rows.reset_index(drop=True)
     baseline = components(AnalyticalBaseline(), rows)
     learned = pd.DataFrame(index=rows.index, columns=list(TARGETS), dtype=float)
     groups = rows["model"].astype(str).to_numpy()
-    for train, test in LeaveOneGroupOut().split(rows, groups=groups):
+    for train, test in model_selection.LeaveOneGroupOut().split(rows, groups=groups):
         level, stall = training_set(rows.iloc[train])
         model = LearnedStallModel().fit(level, stall)
         learned.iloc[test] = components(model, rows.iloc[test]).to_numpy()

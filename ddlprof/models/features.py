@@ -11,6 +11,10 @@ fake tensors (``FakeTensorMode``: meta tensors that libraries such as transforme
 batch runs under ``FlopCounterMode`` with a saved-tensors hook and a gradient-ready hook on every
 parameter. Where that pass cannot run on fake tensors, it runs on the CPU with a small batch, and the
 result says so in ``note``.
+
+It needs the torch of the environment (ddlprof never installs one): callers check with
+``ddlprof.errors.require_torch`` before they import this module, so that a missing torch is one line.
+Names of torchvision and transformers models need ``ddlprof[models]`` (``ddlprof.models.zoo``).
 """
 
 from __future__ import annotations

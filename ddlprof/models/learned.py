@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ddlprof.errors import require
 from ddlprof.models.baseline import column_array, ring_terms
 
 FEATURES = (
@@ -67,10 +68,11 @@ class LearnedStallModel:
         self.intercept = float(intercept)
 
     def fit(self, level: pd.DataFrame, stall_ms: np.ndarray) -> LearnedStallModel:
-        from sklearn.linear_model import LinearRegression
+        linear_model = require("sklearn.linear_model", "models", "fitting the stall models")
 
         x = design_matrix(level)
-        regression = LinearRegression(positive=True).fit(x.to_numpy(), np.asarray(stall_ms, dtype=float))
+        regression = linear_model.LinearRegression(positive=True)
+        regression.fit(x.to_numpy(), np.asarray(stall_ms, dtype=float))
         self.coef = {name: float(c) for name, c in zip(FEATURES, regression.coef_, strict=True)}
         self.intercept = float(regression.intercept_)
         return self

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import pandas as pd
 
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
 from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
 from ddlprof.models.memory import bytes_moved_per_step
@@ -53,6 +53,7 @@ def _features(name: str, batch_per_gpu: int) -> tuple[str, dict[str, Any], str]:
     if measured is not None:
         shipped = dataset.shipped_features(measured)
         return measured, shipped, "shipped stall dataset (macro_features of the zoo model)"
+    require_torch(f"computing the features of {name!r} (not one of the measured models)")
     from ddlprof.models.features import macro_features
 
     result = macro_features(name, batch_per_gpu=batch_per_gpu)

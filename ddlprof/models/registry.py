@@ -13,6 +13,10 @@ A fresh home needs no refit (which imports scikit-learn, about a second): ``data
 in the package is the same fit of the shipped dataset, made by ``benchmarks/build_shipped_models.py``.
 When its stamp matches the training rows (no reported runs yet, same ddlprof version), it is copied
 to the home and used; a test checks that it equals a refit.
+
+Without scikit-learn (the core install; it comes with ``ddlprof[models]``) nothing can be refitted:
+where a refit would add the local store's reported runs, the shipped fit is used as it is, and
+``Fitted.fallback`` says so (predict and advise print it as a warning).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof import __version__
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, MissingDependency, install_hint
 from ddlprof.models.baseline import AnalyticalBaseline
 from ddlprof.models.dataset import training_rows
 from ddlprof.models.learned import LearnedStallModel
@@ -58,6 +62,8 @@ class Fitted:
     path: Path
     refitted: bool
     notes: list[str] = field(default_factory=list)
+    #: Why the models are not fitted on all the training rows (scikit-learn missing), or None.
+    fallback: str | None = None
 
     @property
     def selected(self) -> str:
@@ -162,6 +168,30 @@ def load_models() -> Fitted:
         else:
             note = _save(path, shipped)
             return Fitted(models, shipped, path, refitted=False, notes=[note] if note else [])
-    fitted = fit(training=(rows, info))
+    try:
+        fitted = fit(training=(rows, info))
+    except MissingDependency:
+        fallback = _shipped_without_refit(shipped, info)
+        if fallback is None:
+            raise
+        return fallback
     fitted.notes.insert(0, f"fitted models {why} at {path}: refitted from the training rows")
     return fitted
+
+
+def _shipped_without_refit(shipped: dict[str, Any] | None, info: dict[str, Any]) -> Fitted | None:
+    """The shipped fit, where scikit-learn is missing and only the local store's rows would change it
+    (same ddlprof version, same shipped dataset); None otherwise. Never saved to the home."""
+    if shipped is None or shipped.get("stamp") != stamp(info["dataset_sha256"]):
+        return None
+    try:
+        models = _from_record(shipped)
+    except (KeyError, TypeError, ValueError):
+        return None
+    used = info.get("store_rows_used", 0)
+    why = (
+        f"scikit-learn is not installed, so the stall models were not refitted with the {used} usable "
+        f"reported run(s) of the local store: the fit shipped with ddlprof is used "
+        f"({install_hint('models')} to learn from them)"
+    )
+    return Fitted(models, shipped, models_path(), refitted=False, notes=[why], fallback=why)

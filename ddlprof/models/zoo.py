@@ -9,6 +9,10 @@ and even a 600M-parameter model takes well under a second. Names resolve, in thi
   objects because the Hugging Face hub is not reachable (and need not be) from where this runs,
 - timm models, when timm is installed (``timm/NAME`` picks timm where torchvision has the same name),
 - ``FILE.py:FACTORY``: a function taking no arguments that returns the user's own ``nn.Module``.
+
+torchvision and transformers come with ``ddlprof[models]``, not with the core install: a name that
+needs one of them, where it is missing, is the one-line error of ``ddlprof.errors.missing_extra``.
+``FILE.py:FACTORY`` needs neither.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, missing_extra, require
 
 DEFAULT_SEQ_LEN = 128
 MAX_SEQ_LEN = 512
@@ -159,6 +163,10 @@ def import_torchvision() -> Any:
     global _TORCHVISION_OPS
     try:
         import torchvision
+    except ModuleNotFoundError as exc:
+        if exc.name != "torchvision":
+            raise
+        raise missing_extra("torchvision", "models", "torchvision's models") from None
     except RuntimeError as exc:
         if "torchvision::" not in str(exc) or _TORCHVISION_OPS is not None:
             raise
@@ -169,6 +177,13 @@ def import_torchvision() -> Any:
             sys.modules.pop(half_imported, None)
         import torchvision
     return torchvision
+
+
+def _has(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def _torchvision_names() -> list[str]:
@@ -188,7 +203,7 @@ def _timm() -> Any:
 
 def known_names() -> list[str]:
     """Every name that resolves (file paths aside): torchvision, transformers, then timm."""
-    names = [*_torchvision_names(), *_HF_MODELS]
+    names = [*(_torchvision_names() if _has("torchvision") else []), *_HF_MODELS]
     timm = _timm()
     if timm is not None:
         names += list(timm.list_models())
@@ -208,6 +223,8 @@ def resolve(name: str, seq_len: int = DEFAULT_SEQ_LEN) -> ResolvedModel:
         return _transformers(hf, seq_len)
     if key.startswith("timm/"):
         return _timm_model(name, key[len("timm/") :])
+    if not _has("torchvision"):  # most names are torchvision's; timm needs torchvision too
+        raise missing_extra("torchvision", "models", f"the model name {name!r}")
     if key in _torchvision_names():
         return _torchvision(key)
     timm = _timm()
@@ -321,8 +338,9 @@ def _torchvision_image_size(name: str, module: nn.Module) -> int:
 
 
 def _transformers(name: str, seq_len: int) -> ResolvedModel:
-    import_torchvision()  # transformers imports it; see import_torchvision
-    import transformers
+    if _has("torchvision"):
+        import_torchvision()  # transformers imports it; see import_torchvision
+    transformers = require("transformers", "models", f"the transformers architecture {name!r}")
 
     config_class, checkpoint, overrides = _HF_MODELS[name]
     # use_cache=False: training keeps no key/value cache, and it would only add outputs.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require
 from ddlprof.runs.rundir import json_text, load_run, write_atomic
 from ddlprof.runs.summary import summarize, summary_path
 
@@ -30,6 +30,8 @@ def _record(summary: dict, paths: list[Path]) -> Path | None:
 def report(
     paths: list[Path], as_json: bool, html: Path | None, warmup: int | None, store: bool = True
 ) -> int:
+    if html is not None:  # before any work: plotly draws the figures of the HTML report
+        require("plotly", "html", "ddlprof report --html")
     runs = [load_run(path) for path in paths]
     summary = summarize(runs, warmup=warmup)
     text = json_text(summary)

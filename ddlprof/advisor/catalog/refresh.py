@@ -50,7 +50,7 @@ from ddlprof.advisor.catalog import (
 from ddlprof.advisor.catalog.aws import AwsFetcher
 from ddlprof.advisor.catalog.fetch import Fetched, Fetcher, Progress, RefreshError
 from ddlprof.advisor.catalog.gcp import GcpFetcher
-from ddlprof.errors import DdlprofError
+from ddlprof.errors import DdlprofError, require
 
 # -- the target and the base snapshot ---------------------------------------------------------------
 
@@ -471,6 +471,7 @@ def fetcher_for(cloud: str, api_key: str | None = None, endpoint: str | None = N
                 "--api-key and --endpoint are for gcp; AWS uses its usual credentials (AWS_PROFILE, "
                 "AWS_ACCESS_KEY_ID, ~/.aws) and AWS_ENDPOINT_URL_PRICING / AWS_ENDPOINT_URL_EC2 for endpoints"
             )
+        require("boto3", "cloud", "ddlprof catalog refresh aws", import_it=False)
         return AwsFetcher()
     return GcpFetcher(api_key=api_key, endpoint=endpoint)
 
