@@ -173,7 +173,8 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
     dataset = result.get("dataset") or {}
     if dataset.get("stored"):
         where = f"{dataset['run']} to the local dataset {dataset['database']}"
-        console.print(f"added {where}, with the one-GPU step time: `ddlprof model fit` (ddlprof[models]) learns from it")
+        fit = "`ddlprof model fit` (ddlprof[models]) learns from it"
+        console.print(f"added {where}, with the one-GPU step time: {fit}")
     elif dataset.get("reason"):
         console.print(f"[dim]not added to the local dataset: {dataset['reason']}[/dim]")
 
