@@ -782,6 +782,147 @@ def run_catalog(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- calibrate -------------------------------------------------------------------------------------
+
+
+CALIBRATE_HELP = """\
+Measure the single-GPU step of a model on the GPU you are on, and keep it in the local store
+($DDLPROF_HOME/dataset.sqlite, default ~/.ddlprof) so that `ddlprof advise` and `ddlprof model
+predict` use it for that GPU type from then on, instead of scaling a step measured on another GPU
+by roofline ratios (the widest error of the advice on GPUs with no published or measured reference:
+T4, L4, L40S, A10G). Rent one cheap instance for ten minutes before you commit the budget.
+
+Per model: the model is built with real (random) weights on the device, then --warmup untimed and
+--steps timed training steps run on a synthetic batch made on the device (forward, mean of the output
+as the loss, backward, SGD with momentum, CUDA synchronised; one process, no DDP). The median step is
+stored with the GPU type (torch's device name looked up in the GPU specs table), precision, batch,
+torch and CUDA versions and the date, replacing an older calibration of the same GPU type, model,
+precision and batch. Calibrate two batches (e.g. 32 and 64) and every batch between and beyond is a
+straight line through them; one batch is used at that batch only.
+
+On a machine without CUDA the steps run on the CPU: the result is printed and not stored (a CPU is
+not a GPU type advise prices).
+
+examples:
+  ddlprof calibrate                                   # resnet50 and bert-base, batch 32, 30 steps
+  ddlprof calibrate --model resnet50 --batch-per-gpu 64 --precision bf16
+  ddlprof calibrate --model my_net.py:build --steps 50 --json
+  ddlprof advise --model resnet50 --budget 100        # the L4 options now say "calibrated ... on DATE"
+"""
+
+#: What ``ddlprof calibrate`` measures when no --model is given: a CNN and a transformer of the zoo.
+CALIBRATE_MODELS = ("resnet50", "bert-base")
+
+
+def add_calibrate(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof calibrate [--model NAME ...] [options]``."""
+    calibrate = _add_command(
+        commands,
+        "calibrate",
+        "measure a model's step on this GPU and keep it for advise and model predict",
+        CALIBRATE_HELP,
+    )
+    calibrate.add_argument(
+        "--model",
+        action="append",
+        metavar="NAME",
+        help=f"a model name or FILE.py:FACTORY, repeatable (default: {', '.join(CALIBRATE_MODELS)})",
+    )
+    calibrate.add_argument(
+        "--batch-per-gpu", type=int, default=32, metavar="B", help="samples per step (default: 32)"
+    )
+    calibrate.add_argument(
+        "--precision",
+        choices=("fp32", "tf32", "fp16", "bf16"),
+        help="fp32/tf32: TF32 off/on; fp16/bf16: autocast (AMP) (default: PyTorch's defaults, stored "
+        "under the precision advise assumes for the model)",
+    )
+    calibrate.add_argument("--steps", type=int, default=30, metavar="N", help="timed steps (default: 30)")
+    calibrate.add_argument(
+        "--warmup", type=int, default=5, metavar="N", help="untimed steps first (default: 5)"
+    )
+    calibrate.add_argument(
+        "--gpu",
+        metavar="TYPE",
+        help="store as this GPU type of the specs table (default: torch's device name, looked up)",
+    )
+    calibrate.add_argument("--no-store", action="store_true", help="measure and print, store nothing")
+    calibrate.add_argument("--json", action="store_true", help="print the measurements as JSON")
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    require_torch("ddlprof calibrate")
+    from ddlprof.models.benchmark import calibrate, device
+    from ddlprof.models.calibration import gpu_type, store_calibration
+    from ddlprof.runs.store import database_path
+
+    if args.batch_per_gpu < 1 or args.steps < 1 or args.warmup < 0:
+        raise DdlprofError("--batch-per-gpu and --steps must be at least 1, --warmup at least 0")
+    where, device_name = device()
+    store_as, not_stored = None, None
+    if where.type == "cpu":
+        if args.gpu:
+            raise DdlprofError(f"--gpu {args.gpu}: no CUDA GPU here; a CPU step is never stored as a GPU")
+        not_stored = "measured on the CPU (no CUDA GPU here): a CPU is not a GPU type advise prices"
+        print("ddlprof calibrate: no CUDA GPU here: the steps run on the CPU, not stored", file=sys.stderr)
+    elif args.no_store:
+        not_stored = "--no-store"
+    else:
+        store_as = gpu_type(args.gpu or device_name)
+    results = []
+    for name in args.model or CALIBRATE_MODELS:
+        result = _calibrate_one(calibrate, name, args, where.type == "cuda" or sys.stderr.isatty())
+        if store_as is not None:
+            store_calibration(result, store_as)
+            result["stored"] = {"gpu": store_as, "store": str(database_path())}
+        else:
+            result["stored"] = None
+            result["not_stored"] = not_stored
+        results.append(result)
+        if not args.json:
+            _print_calibration(result)
+    if args.json:
+        print(json.dumps({"calibrations": results}, indent=2))
+    return 0
+
+
+def _calibrate_one(calibrate: Callable, name: str, args: argparse.Namespace, bar: bool) -> dict:
+    if not bar:
+        return calibrate(name, args.batch_per_gpu, args.precision, args.steps, args.warmup)
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task(f"calibrating {name}", total=args.warmup + args.steps)
+        return calibrate(
+            name,
+            args.batch_per_gpu,
+            args.precision,
+            args.steps,
+            args.warmup,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+
+
+def _print_calibration(result: dict) -> None:
+    times = sorted(result["steps_ms"])
+    print(
+        f"{result['model']} on {result['device_name']}: {result['step_ms']:.2f} ms per step (median of "
+        f"{len(times)}, {times[0]:.2f}-{times[-1]:.2f} ms), {result['samples_per_s']:,.1f} samples/s "
+        f"at batch {result['batch_per_gpu']}, {result['precision']} ({result['precision_settings']}); torch "
+        f"{result['torch']}, CUDA {result['cuda'] or 'none'}, {result['date']}"
+    )
+    stored = result["stored"]
+    if stored:
+        print(
+            f"  stored for {stored['gpu']} in {stored['store']}: advise and model predict use it as the "
+            f"single-GPU step of {result['model']} on {stored['gpu']}"
+        )
+    else:
+        print(f"  not stored: {result['not_stored']}")
+
+
 # -- advise ----------------------------------------------------------------------------------------
 
 
@@ -1034,6 +1175,7 @@ COMMANDS: dict[
     "trace": (add_trace, run_trace),
     "model": (add_model, run_model),
     "catalog": (add_catalog, run_catalog),
+    "calibrate": (add_calibrate, run_calibrate),
     "advise": (add_advise, run_advise),
     "dashboard": (add_dashboard, run_dashboard),
 }

@@ -94,6 +94,7 @@ class Option:
             "batch_per_gpu": self.batch_per_gpu,
             "step_ms": round(self.step.step_ms, 3),
             "step_source": self.step.source,
+            "single_gpu_step_basis": self.step.calibrated,
             "single_gpu_step_ms": round(self.step.single_gpu_step_ms, 3),
             "interconnect_stall_ms": round(self.step.interconnect_stall_ms, 3),
             "network_stall_ms": round(self.step.network_stall_ms, 3),
@@ -151,6 +152,8 @@ class Advice:
             "price": f"catalog snapshot {self.catalog_date}: {kind} price {price.source} ({dated})",
             "gpu": f"catalog snapshot {self.catalog_date}: instances.csv",
         }
+        if option.step.calibrated:
+            out["single_gpu_step_ms"] = f"{option.step.calibrated} (ddlprof calibrate)"
         if option.interruption is not None:
             out["interruption"] = option.interruption["source"]
         return out

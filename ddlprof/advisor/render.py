@@ -180,6 +180,8 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         source = f"{_SOURCE[option['step_source']]}"
         if option["step_source"] == "predicted":
             source += f", CV {mape:.1f}%"
+        if option.get("single_gpu_step_basis"):
+            source += f"; {option['single_gpu_step_basis'].split(':')[0]}"
         source += f"; price {option['price_date']}"
         total = f"{option['total_cost_usd']:,.2f}"
         if option.get("over_budget_usd") is not None:

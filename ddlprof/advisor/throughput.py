@@ -269,6 +269,7 @@ class StepEstimate:
     network_stall_ms: float
     source: str  # "predicted" or "measured"
     inter_busbw_gbps: float | None = None
+    calibrated: str | None = None  # the single-GPU step is a calibration of the GPU type: whence
 
 
 def predict_steps(
@@ -281,16 +282,24 @@ def predict_steps(
     import pandas as pd
 
     from ddlprof.models import predict as predict_module
+    from ddlprof.models.calibration import calibrated_step
     from ddlprof.models.gpus import get_gpu, scale_compute_ms
     from ddlprof.models.stall_models import components
 
     singles: dict[str, float | str] = {}
+    calibrations: dict[str, str] = {}
 
     def single_step(gpu_name: str) -> float | str:
         if gpu_name not in singles:
             try:
                 spec = get_gpu(gpu_name)
-                if basis.kind == "dataset":
+                calibrated = None
+                if spec.gpu != basis.gpu:  # a step measured on this very GPU type stays first
+                    calibrated = calibrated_step(basis.model, spec.gpu, basis.batch_per_gpu, basis.precision)
+                if calibrated is not None:
+                    value = calibrated.step_ms
+                    calibrations[gpu_name] = calibrated.description
+                elif basis.kind == "dataset":
                     value, _ = predict_module._single_step(
                         basis.model, basis.batch_per_gpu, spec, basis.precision, {}, []
                     )
@@ -359,6 +368,7 @@ def predict_steps(
                 network_stall_ms=float(p["network_stall_ms"]),
                 source="predicted",
                 inter_busbw_gbps=inter,
+                calibrated=calibrations.get(instance.gpu),
             )
             measured = basis.measured
             if (

@@ -25,6 +25,7 @@ import pandas as pd
 
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
+from ddlprof.models.calibration import calibrated_step
 from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
 from ddlprof.models.memory import bytes_moved_per_step
 from ddlprof.models.registry import Fitted, load_models
@@ -289,7 +290,8 @@ def predict(
     sources: dict[str, str] = dict(instance_facts.pop("sources", {}))
 
     spec = get_gpu(gpu) if gpu is not None else None
-    if spec is not None and dataset.lookup_model(model) is None:
+    calibrated = calibrated_step(model, spec.gpu, batch_per_gpu, precision) if spec is not None else None
+    if spec is not None and calibrated is None and dataset.lookup_model(model) is None:
         close = difflib.get_close_matches(model.lower(), dataset.known_models(), n=3, cutoff=0.6)
         hint = f"did you mean {', '.join(close)}? " if close else ""
         raise DdlprofError(
@@ -299,7 +301,11 @@ def predict(
         )
     name, features, sources["features"] = _features(model, batch_per_gpu)
     chosen_precision = None
-    if spec is not None:
+    if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
+        single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.precision
+        sources["single_gpu_step_ms"] = f"{calibrated.description} (ddlprof calibrate)"
+        sources["precision"] = "the calibration's"
+    elif spec is not None:
         single_gpu_step_ms, chosen_precision = _single_step(
             name, batch_per_gpu, spec, precision, sources, warnings
         )

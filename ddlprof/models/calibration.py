@@ -1,0 +1,136 @@
+"""Calibrations: single-GPU step times measured by ``ddlprof calibrate`` on the user's own GPU, kept
+in the local store (``ddlprof.runs.calibrations``), and the one lookup the predictions make.
+
+Where ``ddlprof advise`` and ``ddlprof model predict`` need the single-GPU step of a model on a GPU
+type, :func:`calibrated_step` comes first: a calibration of that GPU type, for the same model and
+precision, wins over scaling a step measured on another GPU by roofline ratios. Its batch:
+
+- the same batch per GPU: the measured median as it is;
+- calibrations at two or more other batches: a straight line through the two nearest (the step
+  time of a GPU that is kept busy grows linearly in the batch, as the dataset's batch 32 and 64
+  show; the same rule ``ddlprof.models.predict`` uses between its measured batches);
+- one other batch only: not used (a fixed per-step cost makes a proportional scaling wrong both
+  ways); the prediction scales from the reference GPU and says which batch to calibrate.
+
+No torch here: the predictions that read calibrations are offline commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ddlprof.errors import DdlprofError
+from ddlprof.models import dataset
+from ddlprof.models.gpus import get_gpu
+from ddlprof.runs.calibrations import load_calibrations, record_calibration
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """A single-GPU step from calibrations of this GPU type."""
+
+    step_ms: float
+    gpu: str
+    model: str
+    precision: str
+    batch_per_gpu: int
+    date: str
+    how: str  # the calibrated batches used, and how
+
+    @property
+    def description(self) -> str:
+        return f"calibrated on this GPU type ({self.gpu}) on {self.date}: {self.how}"
+
+
+def model_key(name: str) -> str:
+    """The name a calibration is stored and looked up under: the dataset's name for its models."""
+    return dataset.lookup_model(name) or name.strip()
+
+
+def default_precision(model: str) -> str:
+    """The precision label of fp32 training under PyTorch's defaults, as advise assumes it: the
+    dataset's per model (tf32 where convolutions dominate), fp32 for other models."""
+    known = dataset.lookup_model(model)
+    if known is not None:
+        return str(dataset.model_rows(known)["precision"].iloc[0])
+    return "fp32"
+
+
+def gpu_type(device_name: str) -> str:
+    """The specs table's name of a device (``torch.cuda.get_device_name()``); a CPU, or a GPU the
+    table does not know, is a one-line error: only a GPU type advise prices can get a calibration."""
+    if not device_name or device_name.strip().lower().startswith("cpu"):
+        raise DdlprofError(
+            "a CPU is not a GPU type advise prices: the measurement is shown, not stored "
+            "(run ddlprof calibrate on the GPU you want to rent)"
+        )
+    try:
+        return get_gpu(device_name).gpu
+    except DdlprofError as exc:
+        raise DdlprofError(f"{exc}; pass --gpu NAME to store it as that GPU type") from None
+
+
+def store_calibration(result: dict[str, Any], gpu: str | None = None) -> dict[str, Any]:
+    """Store a measurement (``ddlprof.models.benchmark.calibrate``'s result, or any dict with its
+    keys) as a calibration of ``gpu`` (default: its device name), replacing an older one of the same
+    GPU type, model, precision and batch. Returns the stored row."""
+    precision = str(result["precision"])
+    if precision not in PRECISIONS:
+        raise DdlprofError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    batch = int(result["batch_per_gpu"])
+    step_ms = float(result["step_ms"])
+    if batch < 1 or not step_ms > 0:
+        raise DdlprofError(f"a calibration needs a batch >= 1 and a positive step, got {batch}, {step_ms:g}")
+    row = {
+        **result,
+        "gpu": gpu_type(gpu or str(result.get("device_name") or "")),
+        "model": model_key(str(result["model"])),
+        "precision": precision,
+        "batch_per_gpu": batch,
+        "step_ms": step_ms,
+    }
+    record_calibration(row)
+    return row
+
+
+def calibrated_step(model: str, gpu: str, batch: int, precision: str | None = None) -> Calibrated | None:
+    """The single-GPU step of ``model`` on GPU type ``gpu`` at ``batch`` from its calibrations, or
+    None when there is none to use (see the module's rules). ``precision`` None: the model's default."""
+    name, spec = model_key(model), get_gpu(gpu)
+    chosen = precision or default_precision(name)
+    rows = [r for r in load_calibrations(spec.gpu, name) if r["precision"] == chosen]
+    if not rows:
+        return None
+    by_batch = {int(r["batch_per_gpu"]): r for r in rows}  # newest first: one row per batch anyway
+    if batch in by_batch:
+        row = by_batch[batch]
+        how = (
+            f"median {row['step_ms']:.3f} ms of {len(row['steps_ms']) or '?'} steps at batch {batch}, "
+            f"{chosen}, {row.get('device_name') or spec.gpu}, torch {row.get('torch') or '?'}"
+        )
+        return Calibrated(float(row["step_ms"]), spec.gpu, name, chosen, batch, str(row["date"]), how)
+    if len(by_batch) < 2:
+        return None
+    points = sorted(by_batch)
+    below, above = [b for b in points if b < batch], [b for b in points if b > batch]
+    if below and above:
+        b0, b1, way = below[-1], above[0], "linear between"
+    elif above:
+        b0, b1, way = points[0], points[1], "extrapolated linearly from"
+    else:
+        b0, b1, way = points[-2], points[-1], "extrapolated linearly from"
+    t0, t1 = float(by_batch[b0]["step_ms"]), float(by_batch[b1]["step_ms"])
+    slope = max(0.0, (t1 - t0) / (b1 - b0))
+    step = max(t0 + slope * (batch - b0), 1e-3)
+    date = max(str(by_batch[b0]["date"]), str(by_batch[b1]["date"]))
+    how = f"{way} the steps calibrated at batch {b0} ({t0:.3f} ms) and {b1} ({t1:.3f} ms), {chosen}"
+    return Calibrated(step, spec.gpu, name, chosen, batch, date, how)
+
+
+def calibrated_batches(model: str, gpu: str) -> list[tuple[int, str]]:
+    """(batch, precision) of every calibration of ``model`` on ``gpu``: what a note can point to."""
+    rows = load_calibrations(get_gpu(gpu).gpu, model_key(model))
+    return sorted({(int(r["batch_per_gpu"]), str(r["precision"])) for r in rows})

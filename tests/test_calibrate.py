@@ -1,0 +1,208 @@
+"""``ddlprof calibrate``: real training steps timed on this machine's device, the calibrations table
+of the local store, and their use as the single-GPU basis of ``advise`` and ``model predict``.
+
+The machine running the tests has no GPU: the steps run on the CPU, and the rows the predictions
+use are stored for a GPU type directly through ``store_calibration`` (which a CPU measurement can
+never reach through the command)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import statistics
+
+import pytest
+from conftest import ddlprof
+
+from ddlprof.errors import DdlprofError
+from ddlprof.models import benchmark
+from ddlprof.models.calibration import calibrated_step, default_precision, store_calibration
+from ddlprof.runs.calibrations import load_calibrations
+from ddlprof.runs.store import database_path
+
+TINY = """\
+from torch import nn
+
+
+def build():
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)
+    )
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    path = tmp_path / "tiny.py"
+    path.write_text(TINY, encoding="utf-8")
+    return f"{path}:build"
+
+
+def _row(step_ms: float, batch: int = 32, model: str = "resnet50", date: str = "2026-12-01", **extra):
+    return {
+        "model": model,
+        "precision": default_precision(model),
+        "batch_per_gpu": batch,
+        "step_ms": step_ms,
+        "steps_ms": [step_ms] * 3,
+        "device_name": "NVIDIA L4",
+        "torch": "2.13.0",
+        "cuda": "13.0",
+        "date": date,
+        "calibrated_unix": 1.0,
+        **extra,
+    }
+
+
+# -- the benchmark: real steps --------------------------------------------------------------------
+
+
+def test_calibrate_times_real_training_steps_on_the_cpu(tiny):
+    result = benchmark.calibrate(tiny, batch=4, steps=3, warmup=1)
+    assert result["device"] == "cpu" and result["device_name"] == "cpu"
+    assert len(result["steps_ms"]) == 3 and all(t > 0 for t in result["steps_ms"])
+    assert result["step_ms"] == statistics.median(result["steps_ms"])
+    assert result["samples_per_s"] == pytest.approx(4e3 / result["step_ms"])
+    assert result["precision"] == "fp32" and result["batch_per_gpu"] == 4 and result["cuda"] is None
+
+
+def test_a_batch_that_runs_out_of_memory_names_the_largest_that_fit(tiny, monkeypatch):
+    """An out-of-memory step (as CUDA raises it) above batch 8: one line naming 8."""
+    real = benchmark._steps
+
+    def steps(resolved, batch, *args, **kwargs):
+        if batch > 8:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(resolved, batch, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark, "_steps", steps)
+    with pytest.raises(DdlprofError, match=r"batch 100 does not fit .* the largest power of two that fit: 8"):
+        benchmark.calibrate(tiny, batch=100, steps=1, warmup=0)
+
+
+# -- the store --------------------------------------------------------------------------------------
+
+
+def test_a_cpu_is_never_stored_as_a_gpu_and_a_newer_row_replaces_the_older():
+    with pytest.raises(DdlprofError, match="CPU is not a GPU type"):
+        store_calibration(_row(10.0, device_name="cpu"))
+    assert load_calibrations() == []
+    stored = store_calibration(_row(50.0))
+    assert stored["gpu"] == "L4"  # "NVIDIA L4", torch's name, as the specs table names it
+    store_calibration(_row(40.0, date="2026-12-02"))
+    store_calibration(_row(70.0, batch=64))
+    rows = load_calibrations("L4", "resnet50")
+    assert sorted((r["batch_per_gpu"], r["step_ms"], r["date"]) for r in rows) == [
+        (32, 40.0, "2026-12-02"),
+        (64, 70.0, "2026-12-01"),
+    ]
+
+
+def test_the_table_is_added_to_an_older_store_in_place():
+    """A store with the runs table only, and one whose calibrations table lacks a later column."""
+    path = database_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TABLE calibrations (gpu TEXT NOT NULL, model TEXT NOT NULL, precision TEXT NOT NULL, "
+            "batch_per_gpu INTEGER NOT NULL, step_ms REAL NOT NULL, "
+            "PRIMARY KEY (gpu, model, precision, batch_per_gpu))"
+        )
+    assert load_calibrations() == []
+    store_calibration(_row(33.0))
+    (row,) = load_calibrations("L4")
+    assert row["date"] == "2026-12-01" and row["torch"] == "2.13.0" and row["step_ms"] == 33.0
+    with sqlite3.connect(path) as conn:  # the runs table of ddlprof.runs.store is there too
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"runs", "calibrations", "schema_version"} <= tables
+
+
+def test_batches_other_than_the_calibrated_ones():
+    store_calibration(_row(50.0, batch=32))
+    assert calibrated_step("resnet50", "L4", 32).step_ms == 50.0
+    assert calibrated_step("resnet50", "L4", 64) is None  # one batch: not scaled
+    assert calibrated_step("resnet50", "L4", 32, precision="bf16") is None  # another precision
+    assert calibrated_step("resnet50", "T4", 32) is None  # another GPU type
+    store_calibration(_row(90.0, batch=64))
+    between = calibrated_step("resnet50", "L4", 48)
+    assert between.step_ms == pytest.approx(70.0) and "linear between" in between.how
+    assert calibrated_step("resnet50", "L4", 128).step_ms == pytest.approx(170.0)
+    assert calibrated_step("resnet50", "nvidia-l4", 64).description.startswith(
+        "calibrated on this GPU type (L4) on 2026-12-01"
+    )
+
+
+# -- use in advise and model predict ------------------------------------------------------------------
+
+
+def _advise_l4() -> dict:
+    done = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge,g5.xlarge", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _single(result: dict, gpu: str) -> dict:
+    return next(o for o in result["options"] if o["gpu"] == gpu and o["count"] == 1)
+
+
+def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
+    before = _advise_l4()
+    scaled = _single(before, "L4")
+    assert scaled["single_gpu_step_basis"] is None and "single_gpu_step_ms" not in scaled["provenance"]
+    calibrated_ms = round(scaled["single_gpu_step_ms"] * 1.7, 3)  # unlike the roofline scaling
+    store_calibration(_row(calibrated_ms, date="2026-12-03"))
+
+    after = _advise_l4()
+    l4, a10g = _single(after, "L4"), _single(after, "A10G")
+    assert l4["single_gpu_step_ms"] == pytest.approx(calibrated_ms, abs=1e-3)
+    assert l4["step_ms"] == pytest.approx(calibrated_ms, abs=1e-3)  # one GPU: no stall
+    assert l4["single_gpu_step_basis"].startswith("calibrated on this GPU type (L4) on 2026-12-03")
+    assert "calibrated on this GPU type (L4) on 2026-12-03" in l4["provenance"]["single_gpu_step_ms"]
+    assert l4["throughput_samples_per_s"] == pytest.approx(32e3 / calibrated_ms, rel=1e-3)
+    assert a10g["single_gpu_step_basis"] is None  # no calibration of the A10G: scaled as before
+    assert a10g["single_gpu_step_ms"] == _single(before, "A10G")["single_gpu_step_ms"]
+
+    text = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge")
+    assert text.returncode == 0 and "calibrated on this GPU type (L4) on 2026-12-03" in text.stdout
+
+    done = ddlprof(
+        "model", "predict", "--model", "resnet50", "--batch-per-gpu", "32", "--gpus-per-node", "1",
+        "--gpu", "L4", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    predicted = json.loads(done.stdout)
+    assert predicted["single_gpu_step_ms"] == pytest.approx(calibrated_ms)
+    assert "calibrated on this GPU type (L4)" in predicted["inputs"]["sources"]["single_gpu_step_ms"]
+
+
+# -- the command ------------------------------------------------------------------------------------
+
+
+def test_calibrate_command_on_the_cpu_prints_what_it_measured_and_stores_nothing(tiny):
+    done = ddlprof("calibrate", "--model", tiny, "--steps", "2", "--warmup", "1", "--batch-per-gpu", "4")
+    assert done.returncode == 0, done.stderr
+    assert "no CUDA GPU here" in done.stderr
+    first = done.stdout.splitlines()[0]
+    assert first.startswith(f"{tiny} on cpu: ") and "ms per step (median of 2" in first and "batch 4" in first
+    assert "not stored" in done.stdout
+    assert load_calibrations() == []
+
+    done = ddlprof("calibrate", "--model", tiny, "--steps", "2", "--warmup", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["calibrations"]
+    assert len(result["steps_ms"]) == 2 and result["stored"] is None and result["batch_per_gpu"] == 32
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "resnet5"], "unknown model 'resnet5'; did you mean resnet50"),
+        (["--steps", "0"], "--steps must be at least 1"),
+        (["--gpu", "L4"], "no CUDA GPU here; a CPU step is never stored as a GPU"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(args, message, tiny):
+    done = ddlprof("calibrate", *args)
+    assert done.returncode == 2
+    lines = [line for line in done.stderr.splitlines() if "no CUDA GPU here: the steps run" not in line]
+    assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ddlprof calibrate: error:")
