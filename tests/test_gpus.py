@@ -205,8 +205,9 @@ def test_roofline_split_from_flops_and_bytes():
     spec = gpus.get_gpu("A100-80GB")
     ridge = 312e12 / 2039e9  # FLOP/byte
     flops_per_sample, batch = 1e9, 64
-    # Bytes chosen so the workload sits exactly on the ridge: half compute-bound.
-    bytes_per_step = flops_per_sample * batch / ridge
+    # Bytes (counted at fp32; bf16 activations are half of them) chosen so the workload sits exactly
+    # on the ridge: half compute-bound.
+    bytes_per_step = flops_per_sample * batch / ridge / gpus.HALF_BYTES
     result = gpus.scale_compute_ms(
         20.0,
         spec.gpu,
@@ -270,3 +271,36 @@ def test_a_measured_model_is_split_by_its_own_roofline():
         assert "roofline" in got["inputs"]["sources"]["single_gpu_step_ms"], got["inputs"]["sources"]
     assert bytes_moved_per_step("bert-base", 64) > bytes_moved_per_step("bert-base", 32) > 0
     assert bytes_moved_per_step("not-a-model", 64) is None
+
+
+def test_scaling_credits_the_measured_precision():
+    """A TF32 step predicted at AMP on the same GPU gets the 16-bit peak and half the activation bytes;
+    the peak ratio is peak(from GPU, from precision) / peak(to GPU, precision)."""
+    same = gpus.scale_compute_ms(10.0, "H200", "H200", "amp", 0.5, from_precision="tf32")
+    assert same["precision"] == "amp-bf16" and same["from_precision"] == "tf32"
+    assert same["compute_ratio"] == pytest.approx(494.5 / 989.5)
+    assert same["bytes_ratio"] == pytest.approx(gpus.HALF_BYTES)
+    assert same["predicted_ms"] == pytest.approx(5 * 494.5 / 989.5 + 5 * gpus.HALF_BYTES)
+    assert any("measured at tf32, predicted at amp-bf16" in n for n in same["notes"])
+    # only the activations' share of the memory-bound bytes halves
+    part = gpus.scale_compute_ms(
+        10.0, "H200", "H200", "bf16", 0.0, from_precision="tf32", activation_share=0.6
+    )
+    assert part["predicted_ms"] == pytest.approx(10 * (1 - 0.6 * 0.5))
+    # AMP is bf16 where the GPU has it, else fp16; back from AMP to fp32 loses the tensor cores
+    v100 = gpus.scale_compute_ms(10.0, "H200", "V100-16GB", "amp", 1.0, from_precision="tf32")
+    assert v100["precision"] == "amp-fp16" and v100["to_peak_column"] == "fp16_tflops"
+    assert v100["compute_ratio"] == pytest.approx(494.5 / 125)
+    back = gpus.scale_compute_ms(10.0, "A100-80GB", "A100-80GB", "fp32", 1.0, from_precision="amp-bf16")
+    assert back["predicted_ms"] == pytest.approx(10 * 312 / 19.5)
+    # unchanged precision: as before (the from precision defaults to the precision)
+    assert gpus.scale_compute_ms(10.0, "H100", "H200", "amp", 0.5)["bytes_ratio"] == 1.0
+
+
+def test_resolve_precision():
+    assert gpus.resolve_precision("amp", gpus.get_gpu("A100-80GB")) == "amp-bf16"
+    assert gpus.resolve_precision("AMP", gpus.get_gpu("T4")) == "amp-fp16"
+    assert gpus.resolve_precision("tf32", gpus.get_gpu("T4")) == "tf32"
+    assert gpus.get_gpu("V100-16GB").peak_tflops("amp") == (125, "fp16_tflops")
+    with pytest.raises(DdlprofError, match="unknown precision 'int8'"):
+        gpus.resolve_precision("int8", gpus.get_gpu("T4"))

@@ -39,13 +39,27 @@ from ddlprof.errors import DdlprofError
 #: - ``"tf32"``: fp32 tensors on TF32 tensor cores (Ampere and later). What fp32 *convolutions* get by
 #:   default (``torch.backends.cudnn.allow_tf32 = True``), and matmuls with ``allow_tf32 = True`` or
 #:   ``torch.set_float32_matmul_precision("high")``. Use it for a CNN trained in fp32.
-#: - ``"fp16"`` / ``"bf16"``: autocast (AMP) to that dtype, on the tensor cores.
+#: - ``"fp16"`` / ``"bf16"``: 16-bit math on the tensor cores: autocast (AMP) to that dtype, or a
+#:   model cast to it. ``"amp-fp16"`` / ``"amp-bf16"`` (what a measured run records) are the same peaks.
+#: - ``"amp"``: autocast to bf16 where the GPU has BF16 tensor cores (the table has ``bf16_tflops``:
+#:   Ampere and later), else fp16 (V100, T4, P100); :func:`resolve_precision` says which.
 PRECISION_COLUMNS: dict[str, tuple[str, ...]] = {
     "fp32": ("fp32_tflops",),
     "tf32": ("tf32_tflops", "fp32_tflops"),
     "fp16": ("fp16_tflops", "fp32_tflops"),
     "bf16": ("bf16_tflops", "fp32_tflops"),
+    "amp-fp16": ("fp16_tflops", "fp32_tflops"),
+    "amp-bf16": ("bf16_tflops", "fp32_tflops"),
 }
+#: What ``--precision`` accepts: the above and ``amp``.
+PRECISIONS = ("amp", *PRECISION_COLUMNS)
+#: The precision ``ddlprof advise`` and ``ddlprof model predict --gpu`` predict at unless told:
+#: mixed precision is what most people train with.
+DEFAULT_PRECISION = "amp"
+#: Bytes of an activation in 16-bit math relative to fp32: bf16 and fp16 are 2 bytes, fp32 is 4.
+#: Under AMP the weights, their gradients and the optimizer state stay fp32 (autocast casts copies),
+#: so only the activations' share of the memory traffic halves (see :func:`scale_compute_ms`).
+HALF_BYTES = 0.5
 
 #: Share of the measured time taken to be compute-bound when the caller gives neither a split nor
 #: the FLOPs and bytes to derive one. 0.5 is a deliberately uninformed prior, not a measurement:
@@ -93,7 +107,7 @@ class GpuSpec:
 
     def peak_tflops(self, precision: str) -> tuple[float, str]:
         """Dense peak TFLOP/s for a precision, and the column it came from (after any fallback)."""
-        columns = PRECISION_COLUMNS[_check_precision(precision)]
+        columns = PRECISION_COLUMNS[resolve_precision(precision, self)]
         for column in columns:
             value = getattr(self, column)
             if value is not None:
@@ -102,10 +116,24 @@ class GpuSpec:
 
 
 def _check_precision(precision: str) -> str:
-    p = precision.strip().lower()
-    if p not in PRECISION_COLUMNS:
-        raise DdlprofError(f"unknown precision '{precision}'; use one of: {', '.join(PRECISION_COLUMNS)}")
+    p = str(precision).strip().lower()
+    if p not in PRECISIONS:
+        raise DdlprofError(f"unknown precision '{precision}'; use one of: {', '.join(PRECISIONS)}")
     return p
+
+
+def resolve_precision(precision: str, spec: GpuSpec) -> str:
+    """``precision`` checked and, for ``"amp"``, made concrete for one GPU: ``"amp-bf16"`` where the
+    table gives the GPU a BF16 peak, else ``"amp-fp16"``. Any other name comes back unchanged."""
+    p = _check_precision(precision)
+    if p == "amp":
+        return "amp-bf16" if spec.bf16_tflops is not None else "amp-fp16"
+    return p
+
+
+def is_half(precision: str) -> bool:
+    """Whether a (resolved) precision keeps its activations in 16 bits."""
+    return _check_precision(precision) in ("amp", "fp16", "bf16", "amp-fp16", "amp-bf16")
 
 
 def _finite(value: object, what: str) -> float:
@@ -253,25 +281,43 @@ def scale_compute_ms(
     precision: str = "fp32",
     compute_fraction: float | None = None,
     *,
+    from_precision: str | None = None,
+    activation_share: float | None = None,
     flops_per_sample: float | None = None,
     batch: int | None = None,
     bytes_per_step: float | None = None,
     fixed_ms: float = 0.0,
 ) -> dict:
-    """Predict single-GPU compute time on ``to_gpu`` from a time measured on ``from_gpu``.
+    """Predict single-GPU compute time on ``to_gpu`` at ``precision`` from a time measured on
+    ``from_gpu`` at ``from_precision`` (default: the same precision).
 
     ``step_ms`` is GPU compute time per step (the report's ``compute_ms``), not data or
     communication stalls, which other models scale. ``fixed_ms`` of it (launch or host overhead that
-    no faster GPU removes) is carried over unchanged. The rest is split into a compute-bound share,
-    scaled by the ratio of peak TFLOP/s for ``precision`` (see :data:`PRECISION_COLUMNS`), and a
-    memory-bound share, scaled by the ratio of memory bandwidth.
+    no faster GPU removes) is carried over unchanged. The rest is split into a compute-bound share and
+    a memory-bound share, each scaled from what the step ran on to what it would run on:
+
+    - compute: by peak(``from_gpu``, ``from_precision``) / peak(``to_gpu``, ``precision``), in dense
+      TFLOP/s (see :data:`PRECISION_COLUMNS`). A TF32 step predicted at AMP on the same GPU is thus
+      credited with the tensor cores' higher 16-bit peak, and an AMP step predicted at fp32 loses it.
+    - memory: by the ratio of memory bandwidth times the ratio of bytes moved. 16-bit activations
+      are half the bytes of fp32 ones (:data:`HALF_BYTES`); weights, gradients and optimizer state stay
+      fp32 under AMP, so only ``activation_share`` of the memory-bound bytes changes size (default 1:
+      the memory-bound ops of a training step, normalisation and element-wise ops, move activations;
+      callers that know the weights' share of the traffic pass it). The bytes factor of a precision is
+      ``1 - activation_share * (1 - HALF_BYTES)`` for 16-bit math, 1 for fp32/tf32.
+
+    ``"amp"`` is made concrete per GPU (:func:`resolve_precision`: bf16 where the GPU has it, else
+    fp16), so the two sides may differ (amp-bf16 on an H200, amp-fp16 on a V100).
 
     The split, in order of preference: ``compute_fraction`` if given; else the roofline split on
-    ``from_gpu`` (:func:`roofline_compute_fraction`) from ``flops_per_sample`` (forward + backward,
-    as the workload features give it) times ``batch`` and an estimate of ``bytes_per_step`` moved to
-    and from GPU memory; else :data:`DEFAULT_COMPUTE_FRACTION`. The result names which was used, the
-    ratios and peaks, and the table's source for each GPU, so a report can say where the number
-    comes from. Same GPU in, same time out; a GPU with more FLOP/s and bandwidth never predicts slower.
+    ``from_gpu`` at ``from_precision`` (:func:`roofline_compute_fraction`) from ``flops_per_sample``
+    (forward + backward, as the workload features give it) times ``batch`` and an estimate of
+    ``bytes_per_step`` moved to and from GPU memory, counted at fp32 (as
+    ``ddlprof.models.memory.bytes_moved_per_step`` counts; scaled here by ``from_precision``'s bytes
+    factor); else :data:`DEFAULT_COMPUTE_FRACTION`. The result names which was used, the ratios and
+    peaks, and the table's source for each GPU, so a report can say where the number comes from. Same
+    GPU and precision in, same time out; a GPU with more FLOP/s and bandwidth never predicts slower at
+    the same precision.
     """
     step_ms = _finite(step_ms, "step time (ms)")
     fixed_ms = _finite(fixed_ms, "fixed_ms")
@@ -279,14 +325,23 @@ def scale_compute_ms(
         raise DdlprofError(f"step time must be a positive number of milliseconds, got {step_ms!r}")
     if not 0 <= fixed_ms <= step_ms:
         raise DdlprofError(f"fixed_ms must be between 0 and the step time ({step_ms} ms), got {fixed_ms!r}")
-    p = _check_precision(precision)
     src, dst = get_gpu(from_gpu), get_gpu(to_gpu)
-    src_peak, src_column = src.peak_tflops(p)
+    p = resolve_precision(precision, dst)
+    p_from = resolve_precision(precision if from_precision is None else from_precision, src)
+    share = 1.0 if activation_share is None else _finite(activation_share, "activation_share")
+    if not 0 <= share <= 1:
+        raise DdlprofError(f"activation_share must be between 0 and 1, got {activation_share!r}")
+    src_peak, src_column = src.peak_tflops(p_from)
     dst_peak, dst_column = dst.peak_tflops(p)
     notes: list[str] = []
-    for spec, column in ((src, src_column), (dst, dst_column)):
-        if column != PRECISION_COLUMNS[p][0]:
-            notes.append(f"{spec.gpu} has no {PRECISION_COLUMNS[p][0]}: used {column}")
+    for spec, column, prec in ((src, src_column, p_from), (dst, dst_column, p)):
+        if column != PRECISION_COLUMNS[prec][0]:
+            notes.append(f"{spec.gpu} has no {PRECISION_COLUMNS[prec][0]}: used {column}")
+    if p_from != p:
+        notes.append(f"measured at {p_from}, predicted at {p}: peaks and activation bytes of each used")
+
+    def bytes_factor(prec: str) -> float:
+        return 1 - share * (1 - HALF_BYTES) if is_half(prec) else 1.0
 
     roofline_inputs = (flops_per_sample, batch, bytes_per_step)
     roofline: dict[str, float] = {}
@@ -304,7 +359,8 @@ def scale_compute_ms(
         if samples <= 0 or samples != int(samples):
             raise DdlprofError(f"batch must be a positive whole number of samples, got {batch!r}")
         flops = _finite(flops_per_sample, "flops_per_sample") * samples
-        roofline = roofline_compute_fraction(src.gpu, p, flops, _finite(bytes_per_step, "bytes_per_step"))
+        moved = _finite(bytes_per_step, "bytes_per_step") * bytes_factor(p_from)
+        roofline = roofline_compute_fraction(src.gpu, p_from, flops, moved)
         fraction, fraction_source = roofline["compute_fraction"], "roofline"
     else:
         fraction, fraction_source = DEFAULT_COMPUTE_FRACTION, "default"
@@ -314,7 +370,8 @@ def scale_compute_ms(
         )
 
     compute_ratio = src_peak / dst_peak
-    memory_ratio = src.memory_bandwidth_gbps / dst.memory_bandwidth_gbps
+    bytes_ratio = bytes_factor(p) / bytes_factor(p_from)
+    memory_ratio = src.memory_bandwidth_gbps / dst.memory_bandwidth_gbps * bytes_ratio
     scalable_ms = step_ms - fixed_ms
     compute_from = scalable_ms * fraction
     memory_from = scalable_ms - compute_from
@@ -328,6 +385,7 @@ def scale_compute_ms(
         "from_gpu": src.gpu,
         "to_gpu": dst.gpu,
         "precision": p,
+        "from_precision": p_from,
         "method": "roofline two-part scaling of measured time (after Habitat, USENIX ATC'21)",
         "compute_fraction": fraction,
         "compute_fraction_source": fraction_source,
@@ -338,6 +396,8 @@ def scale_compute_ms(
         "memory_ms_to": memory_to,
         "compute_ratio": compute_ratio,
         "memory_ratio": memory_ratio,
+        "bytes_ratio": bytes_ratio,
+        "activation_share": share,
         "from_peak_tflops": src_peak,
         "to_peak_tflops": dst_peak,
         "from_peak_column": src_column,

@@ -62,3 +62,13 @@ def bytes_moved_per_step(model: str, batch: int) -> float | None:
     if activations is None or weights is None:
         return None
     return 5 * activations[0] + 8 * weights[0]
+
+
+def activation_share_per_step(model: str, batch: int) -> float | None:
+    """The activations' share of :func:`bytes_moved_per_step` (5x activations against 8x weights),
+    or None when the model is not in the table: the part of the traffic that 16-bit math halves."""
+    activations = shipped_memory_estimate(model, batch, "activations_bytes")
+    weights = shipped_memory_estimate(model, batch, "weights_bytes")
+    if activations is None or weights is None:
+        return None
+    return 5 * activations[0] / (5 * activations[0] + 8 * weights[0])

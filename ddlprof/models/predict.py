@@ -5,9 +5,10 @@ Inputs: the model (its macro features from the shipped dataset for the 20 measur
 computed from its name, which imports torch), the batch per GPU, GPUs per node and nodes, and
 either the measured single-GPU step time or a GPU type. With a GPU type, the single-GPU step of a
 measured model is the dataset's H200 step (interpolated between batch 32 and 64) scaled by
-``ddlprof.models.gpus.scale_compute_ms`` at the precision its dominant ops run at in fp32 training
-under PyTorch's defaults (TF32 convolutions, fp32 matmuls; ``--precision`` overrides), split into
-compute- and memory-bound parts by the roofline (its FLOPs against the bytes a step moves,
+``ddlprof.models.gpus.scale_compute_ms`` from the precision it was measured at (fp32 training under
+PyTorch's defaults: TF32 convolutions, fp32 matmuls) to the precision asked for (``--precision``,
+``amp`` unless told; the library's default None keeps the measured one), split into compute- and
+memory-bound parts by the roofline (its FLOPs against the bytes a step moves,
 ``ddlprof.models.memory.bytes_moved_per_step``), and the
 intra-node bandwidth defaults from the GPU's NVLink or PCIe generation, calibrated on the
 bandwidth measured between the two H200s.
@@ -26,8 +27,8 @@ import pandas as pd
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
 from ddlprof.models.calibration import calibrated_step
-from ddlprof.models.gpus import GpuSpec, get_gpu, scale_compute_ms
-from ddlprof.models.memory import bytes_moved_per_step
+from ddlprof.models.gpus import GpuSpec, get_gpu, resolve_precision, scale_compute_ms
+from ddlprof.models.memory import activation_share_per_step, bytes_moved_per_step
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
 
@@ -129,42 +130,60 @@ def _positive(value: float | None, what: str) -> None:
         raise DdlprofError(f"{what} must be positive, got {value:g}")
 
 
+def measured_precision(name: str) -> str:
+    """The precision the dataset's step of ``name`` ran at: fp32 training under PyTorch's defaults,
+    i.e. TF32 convolutions (CNNs) or fp32 matmuls (transformers)."""
+    return str(dataset.model_rows(name)["precision"].iloc[0])
+
+
 def _single_step(
     name: str, batch: int, spec: GpuSpec, precision: str | None, sources: dict[str, str], warnings: list[str]
 ) -> tuple[float, str]:
-    """The dataset's measured single-GPU step of ``name`` at ``batch``, scaled to ``spec``; and the
-    precision it was scaled at."""
+    """The dataset's measured single-GPU step of ``name`` at ``batch``, scaled to ``spec`` and
+    ``precision`` (None: the precision it was measured at); and that precision, made concrete for
+    ``spec`` (``amp`` -> ``amp-bf16`` or ``amp-fp16``)."""
     ref_gpu = _reference_gpu()
     reference, how, notes = _reference_step(name, batch)
     warnings += notes
-    chosen = precision or str(dataset.model_rows(name)["precision"].iloc[0])
+    measured = measured_precision(name)
+    chosen = resolve_precision(precision or measured, spec)
     sources["precision"] = (
-        "given"
+        f"given ({precision}{': bf16 where the GPU has it, else fp16' if precision == 'amp' else ''})"
         if precision
-        else "dataset: what fp32 training runs the model's dominant ops on under PyTorch defaults "
-        "(TF32 convolutions, fp32 matmuls)"
+        else f"as measured: {measured}, what fp32 training runs the model's dominant ops on under PyTorch "
+        "defaults (TF32 convolutions, fp32 matmuls)"
     )
-    if spec.gpu == ref_gpu.gpu:
-        sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms)"
+    if spec.gpu == ref_gpu.gpu and chosen == measured:
+        sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms, {measured})"
         return reference, chosen
     flops = dataset.shipped_features(name).get("flops_per_sample")
     moved = bytes_moved_per_step(name, batch)
     split = {"flops_per_sample": flops, "batch": batch, "bytes_per_step": moved} if flops and moved else {}
-    scaled = scale_compute_ms(reference, ref_gpu.gpu, spec.gpu, chosen, **split)
+    scaled = scale_compute_ms(
+        reference,
+        ref_gpu.gpu,
+        spec.gpu,
+        chosen,
+        from_precision=measured,
+        activation_share=activation_share_per_step(name, batch),
+        **split,
+    )
     sources["single_gpu_step_ms"] = (
-        f"{how} ({reference:.3f} ms), scaled to {spec.gpu} at {chosen} ({scaled['method']}, "
+        f"{how} ({reference:.3f} ms at {measured}), scaled to {spec.gpu} at {chosen} ({scaled['method']}, "
         f"{scaled['compute_fraction']:.0%} compute-bound)"
     )
+    where = f"from {ref_gpu.gpu} to {spec.gpu}" if spec.gpu != ref_gpu.gpu else f"on {spec.gpu}"
     warnings.append(
-        f"single-GPU step scaled from {ref_gpu.gpu} to {spec.gpu} by roofline ratios "
+        f"single-GPU step scaled {where} and from {measured} to {chosen} by roofline ratios "
         "(Habitat-style, coarser: one split per step), not measured"
     )
     warnings += [_scaling_note(n) for n in scaled["notes"]]
-    if scaled["from_peak_column"] != scaled["to_peak_column"]:
+    from_unit = scaled["from_peak_column"].removesuffix("_tflops")
+    to_unit = scaled["to_peak_column"].removesuffix("_tflops")
+    if from_unit != to_unit:
         warnings.append(
-            f"the step ran on {ref_gpu.gpu}'s {scaled['from_peak_column'].removesuffix('_tflops')} "
-            f"units and would run on {spec.gpu}'s {scaled['to_peak_column'].removesuffix('_tflops')} "
-            "ones: a ratio of peaks across unit types is rough (pass --precision to compare)"
+            f"the step ran on {ref_gpu.gpu}'s {from_unit} units and would run on {spec.gpu}'s {to_unit} "
+            "ones: a ratio of peaks across unit types is rough"
         )
     return scaled["predicted_ms"], chosen
 
