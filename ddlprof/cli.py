@@ -422,8 +422,10 @@ Predict a DDP job's step time, interconnect stall and network stall without runn
   step_ms = single_gpu_step_ms + interconnect_stall_ms + network_stall_ms
 
 The single-GPU step is yours (--single-gpu-step-ms, e.g. from `ddlprof stalls`), or, for the 20
-models of the dataset, the step measured on one H200 scaled to --gpu by roofline ratios (TF32 for
-convolutional models, fp32 for matmul-heavy ones, as fp32 training runs under PyTorch's defaults).
+models of the dataset, the step measured on one H200 scaled to --gpu and --precision by roofline
+ratios. The H200 steps ran in fp32 under PyTorch's defaults (TF32 convolutions, fp32 matmuls); the
+default --precision amp (autocast to bf16 where the GPU has BF16, else fp16) credits the GPU's 16-bit
+peak and halves the activations' bytes. The precision used is printed.
 The intra-node bandwidth defaults from --gpu (NVLink or PCIe generation, calibrated on the measured
 H200 pair); the inter-node one has no default. The features of the dataset's models are shipped
 (no torch); any other model name, or FILE.py:FACTORY, is built on the meta device (imports torch).
@@ -531,8 +533,9 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument(
         "--precision",
-        choices=("fp32", "tf32", "fp16", "bf16"),
-        help="math the step runs at, for scaling to --gpu (default: the model's under fp32 defaults)",
+        choices=("amp", "fp32", "tf32", "fp16", "bf16"),
+        help="math the step is predicted at with --gpu (default: amp, autocast to bf16 where the GPU has "
+        "it, else fp16); the dataset's step, measured at tf32 (CNNs) or fp32, is scaled to it",
     )
     predict.add_argument(
         "--use",
@@ -581,6 +584,7 @@ def _run_model_evaluate(args: argparse.Namespace) -> int:
 
 
 def _run_model_predict(args: argparse.Namespace) -> int:
+    from ddlprof.models.gpus import DEFAULT_PRECISION
     from ddlprof.models.predict import predict
     from ddlprof.models.render import print_prediction
 
@@ -598,7 +602,8 @@ def _run_model_predict(args: argparse.Namespace) -> int:
         gpu=args.gpu,
         intra_busbw_gbps=args.intra_busbw_gbps,
         inter_busbw_gbps=args.inter_busbw_gbps,
-        precision=args.precision,
+        # --precision matters only for a step scaled to a GPU type: amp unless told
+        precision=args.precision or (None if args.single_gpu_step_ms is not None else DEFAULT_PRECISION),
         use=args.use,
         instance=instance,
     )
@@ -935,6 +940,11 @@ instances, plus the expected cost of spot interruptions), and where each number 
 (measured / predicted with its validation error / catalog snapshot date). Pareto-optimal options
 (no other option is both faster and cheaper) are marked. Offline: no network, no GPU, no torch.
 
+precision: --precision amp (the default: autocast to bf16 where the GPU has BF16 tensor cores,
+Ampere and later, else fp16), tf32, fp32, fp16 or bf16. A measured step (the dataset's H200 step at
+tf32/fp32, a --run at the precision it recorded) is scaled to each GPU and precision; a run's measured
+step is shown as measured only at its own precision. Each row shows the precision it is for.
+
 workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
 (1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
 pre-training (1M steps x 256 sequences) for bert-base; other models need --samples.
@@ -982,8 +992,9 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     what.add_argument("--step-gpu", metavar="GPU", help="the GPU --single-gpu-step-ms was measured on")
     what.add_argument(
         "--precision",
-        choices=("fp32", "tf32", "fp16", "bf16"),
-        help="math the step runs at, for scaling between GPUs (default: the dataset's choice per model)",
+        choices=("amp", "fp32", "tf32", "fp16", "bf16"),
+        help="math the job trains at (default: amp, autocast to bf16 where the GPU has it, else fp16); "
+        "a measured step is scaled from the precision it ran at",
     )
     what.add_argument(
         "--batch-per-gpu",

@@ -490,8 +490,36 @@ def test_table_and_explain():
     assert (
         "Top choice:" in out and "excluded options" in out and "no spot price in the catalog snapshot" in out
     )
-    assert "CV 7.2%" in out and "price 20" in out
+    # amp (the default) scales the H200's tf32 step: the scaling's published-check error, not the CV
+    assert "scaled from H200 tf32" in out and "err 22.9%" in out and "; price" in out
+    assert "amp-bf16" in out and "precision: amp" in out
+    assert "step-time scaling warnings" in out and "a ratio of peaks across unit types is rough" in out
     assert "catalog snapshot is" in err  # the stale-snapshot warning goes to stderr
+
+
+def test_precision_in_json_rows_and_measured_precision_unscaled():
+    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0")
+    assert code == 0
+    result = json.loads(out)
+    rows = result["options"]
+    assert {r["precision"] for r in rows} <= {"amp-bf16", "amp-fp16"}
+    assert all(r["step_basis"] == "scaled from H200 tf32" and r["step_warnings"] for r in rows)
+    assert result["assumptions"]["step_time"]["precision"] == "amp"
+    assert result["assumptions"]["step_time"]["scaling_error"]["median_abs_error_pct"] > 0
+    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0", "--precision", "tf32")
+    assert {r["precision"] for r in json.loads(out)["options"]} == {"tf32"}
+
+
+def test_model_predict_precision_default_and_as_measured():
+    from ddlprof.models.predict import predict
+
+    amp = predict("resnet50", 32, 1, 1, gpu="H200", precision="amp")
+    assert amp["precision"] == "amp-bf16" and amp["scaling"]["basis"] == "scaled from H200 tf32"
+    same = predict("resnet50", 32, 1, 1, gpu="H200", precision="tf32")
+    assert same["precision"] == "tf32" and same["scaling"] is None
+    assert amp["single_gpu_step_ms"] < same["single_gpu_step_ms"]  # AMP's higher peak is credited
+    v100 = predict("resnet50", 32, 1, 1, gpu="V100-16GB", precision="amp")
+    assert v100["precision"] == "amp-fp16"
 
 
 def test_every_option_excluded_says_so_and_why():

@@ -135,8 +135,10 @@ def test_batches_other_than_the_calibrated_ones():
 # -- use in advise and model predict ------------------------------------------------------------------
 
 
-def _advise_l4() -> dict:
-    done = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge,g5.xlarge", "--json")
+def _advise_l4(precision: str = "tf32") -> dict:
+    """advise at the precision the calibrations below are stored at (resnet50's default, tf32)."""
+    instances = ("--instances", "g6.xlarge,g5.xlarge")
+    done = ddlprof("advise", "--model", "resnet50", *instances, "--precision", precision, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -148,7 +150,8 @@ def _single(result: dict, gpu: str) -> dict:
 def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
     before = _advise_l4()
     scaled = _single(before, "L4")
-    assert scaled["single_gpu_step_basis"] is None and "single_gpu_step_ms" not in scaled["provenance"]
+    assert not scaled["step_basis"].startswith("calibrated")
+    assert "single_gpu_step_ms" not in scaled["provenance"]
     calibrated_ms = round(scaled["single_gpu_step_ms"] * 1.7, 3)  # unlike the roofline scaling
     store_calibration(_row(calibrated_ms, date="2026-12-03"))
 
@@ -156,18 +159,20 @@ def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
     l4, a10g = _single(after, "L4"), _single(after, "A10G")
     assert l4["single_gpu_step_ms"] == pytest.approx(calibrated_ms, abs=1e-3)
     assert l4["step_ms"] == pytest.approx(calibrated_ms, abs=1e-3)  # one GPU: no stall
-    assert l4["single_gpu_step_basis"].startswith("calibrated on this GPU type (L4) on 2026-12-03")
+    assert l4["step_basis"].startswith("calibrated on this GPU type (L4) on 2026-12-03")
     assert "calibrated on this GPU type (L4) on 2026-12-03" in l4["provenance"]["single_gpu_step_ms"]
     assert l4["throughput_samples_per_s"] == pytest.approx(32e3 / calibrated_ms, rel=1e-3)
-    assert a10g["single_gpu_step_basis"] is None  # no calibration of the A10G: scaled as before
+    assert not a10g["step_basis"].startswith("calibrated")  # no calibration of the A10G: scaled as before
     assert a10g["single_gpu_step_ms"] == _single(before, "A10G")["single_gpu_step_ms"]
+    # a calibration is a basis at its own precision only: under amp (bf16 on an L4) it is not used
+    assert not _single(_advise_l4("amp"), "L4")["step_basis"].startswith("calibrated")
 
-    text = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge")
+    text = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge", "--precision", "tf32")
     assert text.returncode == 0 and "calibrated on this GPU type (L4) on 2026-12-03" in text.stdout
 
     done = ddlprof(
         "model", "predict", "--model", "resnet50", "--batch-per-gpu", "32", "--gpus-per-node", "1",
-        "--gpu", "L4", "--json",
+        "--gpu", "L4", "--precision", "tf32", "--json",
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     predicted = json.loads(done.stdout)

@@ -11,6 +11,7 @@ from ddlprof.advisor.options import Advice, AdviseRequest
 from ddlprof.advisor.spot import BUCKET_PCT
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
+from ddlprof.models.published import scaling_error
 
 MEASURED_BATCHES = (32, 64)
 
@@ -22,10 +23,17 @@ def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
         if basis.kind == "dataset"
         else f"the single-GPU step of {basis.description}"
     )
+    error = scaling_error()
+    stall = (
+        f"{fitted.selected} stall model (leave-one-model-out step MAPE {cv['step_ms_mape_pct']:.1f}%, "
+        f"{cv['models']} models, world size 2 on one node only)"
+    )
     return {
-        "predicted": f"predicted: {fitted.selected} stall model (leave-one-model-out step MAPE "
-        f"{cv['step_ms_mape_pct']:.1f}%, {cv['models']} models, world size 2 on one node only) on {single}, "
-        "scaled to the GPU by roofline ratios",
+        "predicted": f"predicted: {stall} on {single}",
+        "scaled": f"predicted: {stall} on {single}, scaled to the GPU and precision by roofline ratios "
+        "(that scaling's median error against published 1-GPU throughput: "
+        f"{error['median_abs_error_pct']:g}%, "
+        f"worst {error['worst_off_by_factor']:g}x over {error['rows']} rows; the CV does not cover it)",
         "measured": f"measured: {basis.description}",
     }
 
@@ -60,7 +68,11 @@ def assumptions(
             "(EFA/GPUDirect can beat it, TCP on a busy link falls short; 'up to' rates are bursts)",
             "extrapolation": "trained on world size 2 in one host: other world sizes and every "
             "multi-instance option are extrapolations of the stall model, not validated",
-            "precision": basis.precision or "the dataset's per-model choice (tf32 CNNs, fp32 transformers)",
+            "precision": basis.precision or f"as measured ({basis.measured_precision})",
+            "precision_meaning": "amp: autocast to bf16 where the GPU has BF16 tensor cores (Ampere and "
+            "later), else fp16; each option's precision field says which",
+            "measured_precision": basis.measured_precision,
+            "scaling_error": scaling_error(),
         },
         "throughput": "world size x batch per GPU x 1000 / step_ms",
         "hours": "samples x epochs / throughput / 3600, plus the expected interruption overhead for spot",

@@ -94,7 +94,9 @@ class Option:
             "batch_per_gpu": self.batch_per_gpu,
             "step_ms": round(self.step.step_ms, 3),
             "step_source": self.step.source,
-            "single_gpu_step_basis": self.step.calibrated,
+            "precision": self.step.precision,
+            "step_basis": self.step.basis,
+            "step_warnings": list(self.step.warnings),
             "single_gpu_step_ms": round(self.step.single_gpu_step_ms, 3),
             "interconnect_stall_ms": round(self.step.interconnect_stall_ms, 3),
             "network_stall_ms": round(self.step.network_stall_ms, 3),
@@ -147,8 +149,11 @@ class Advice:
         price = option.price
         dated = price.source_date.isoformat() if price.source_date else "undated"
         kind = "spot" if option.spot else "on-demand"
+        source = option.step.source
+        if source == "predicted" and option.step.scaled:
+            source = "scaled"
         out = {
-            "step_ms": self.step_provenance[option.step.source],
+            "step_ms": f"{self.step_provenance[source]} ({option.step.basis}, {option.step.precision})",
             "price": f"catalog snapshot {self.catalog_date}: {kind} price {price.source} ({dated})",
             "gpu": f"catalog snapshot {self.catalog_date}: instances.csv",
         }

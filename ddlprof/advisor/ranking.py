@@ -42,6 +42,7 @@ from ddlprof.advisor.throughput import (
 )
 from ddlprof.advisor.workloads import resolve_workload
 from ddlprof.errors import DdlprofError
+from ddlprof.models.gpus import DEFAULT_PRECISION
 
 DEFAULT_BATCH_PER_GPU = 32
 
@@ -146,7 +147,7 @@ def advise_result(
     run: Path | None = None,
     single_gpu_step_ms: float | None = None,
     step_gpu: str | None = None,
-    precision: str | None = None,
+    precision: str | None = DEFAULT_PRECISION,
     batch_per_gpu: int | None = None,
     samples: str | None = None,
     dataset: str | None = None,
@@ -167,7 +168,9 @@ def advise_result(
     """``ddlprof advise`` with its flags as keywords: the ``Advice`` and its JSON (what ``--json`` prints).
 
     The CLI and the dashboard's Advisor page both call this; a bad input is a ``DdlprofError``.
+    ``precision`` None (the CLI without ``--precision``) is the default, ``amp``.
     """
+    precision = precision or DEFAULT_PRECISION
     if model is None and run is None:
         raise DdlprofError("pass --model NAME (or --run RUN_DIR); e.g. ddlprof advise --model resnet50")
     if top < 0:

@@ -118,6 +118,8 @@ CSV_COLUMNS = (
     "batch_per_gpu",
     "step_ms",
     "step_source",
+    "precision",
+    "step_basis",
     "throughput_samples_per_s",
     "usd_per_instance_hour",
     "price_date",
@@ -152,6 +154,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
     workload = assumptions["workload"]
     step = assumptions["step_time"]
     mape = step["validation"]["step_ms_mape_pct"]
+    error = step["scaling_error"]
     met = result["met_constraints"]
     title = (
         f"ddlprof advise: {assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, "
@@ -167,6 +170,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         ("region", "left"),
         ("pricing", "left"),
         ("GPUs", "left"),
+        ("precision", "left"),
         ("step ms", "right"),
         ("samples/s", "right"),
         ("hours", "right"),
@@ -178,10 +182,12 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for option in result["options"]:
         source = f"{_SOURCE[option['step_source']]}"
-        if option["step_source"] == "predicted":
+        if option["step_source"] == "predicted" and option["step_basis"].startswith("scaled"):
+            source += f", {option['step_basis']}, err {error['median_abs_error_pct']:g}%"
+        elif option["step_source"] == "predicted":
             source += f", CV {mape:.1f}%"
-        if option.get("single_gpu_step_basis"):
-            source += f"; {option['single_gpu_step_basis'].split(':')[0]}"
+        if option["step_basis"].startswith("calibrated"):
+            source += f"; {option['step_basis'].split(':')[0]}"
         source += f"; price {option['price_date']}"
         total = f"{option['total_cost_usd']:,.2f}"
         if option.get("over_budget_usd") is not None:
@@ -198,6 +204,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             region,
             pricing,
             f"{option['world_size']} x {option['gpu']}",
+            option["precision"] or "",
             f"{option['step_ms']:,.1f}",
             f"{option['throughput_samples_per_s']:,.0f}",
             hours,
@@ -214,7 +221,12 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         f"{workload['epochs']:g} epoch(s); {workload['source']}",
         f"step ms: {step['description']}; pred = {step['stall_model']} stall model, leave-one-model-out "
         f"step error (CV) {mape:.1f}% ({step['validation']['models']} models on 2 x H200 in one host; the "
-        "roofline scaling to other GPUs, other world sizes and multi-instance jobs are not validated)",
+        "other world sizes and multi-instance jobs are not validated); err = median error of the roofline "
+        "scaling to another GPU or precision against published 1-GPU throughput "
+        f"({error['rows']} rows, worst "
+        f"{error['worst_off_by_factor']:g}x; benchmarks/published_check.py)",
+        f"precision: {step['precision']} ({step['precision_meaning']}); measured at "
+        f"{step['measured_precision']}",
         f"prices: catalog snapshot {assumptions['catalog']['snapshot_date']} (each row's price date shown); "
         "data transfer $0: every option is in one region",
         f"spot: checkpoint every {spot['checkpoint_interval_min']:g} min, restart "
@@ -239,7 +251,23 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
                 highlight=False,
             )
         return
+    _print_scaling_warnings(console, result["options"])
     _print_excluded(console, excluded)
+
+
+def _print_scaling_warnings(console: Any, options: list[dict[str, Any]]) -> None:
+    """What the roofline scaling warned of, once per GPU type and precision shown."""
+    seen: dict[tuple[str, str], list[str]] = {}
+    for option in options:
+        key = (option["gpu"], option["precision"] or "")
+        if option.get("step_warnings") and key not in seen:
+            seen[key] = option["step_warnings"]
+    if not seen:
+        return
+    console.print("[bold]step-time scaling warnings[/bold]", highlight=False)
+    for (gpu, precision), warnings in seen.items():
+        for warning in warnings:
+            console.print(f"  {gpu} {precision}: {warning}", highlight=False, soft_wrap=True)
 
 
 def _print_excluded(console: Any, excluded: list[dict[str, Any]]) -> None:

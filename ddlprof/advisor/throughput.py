@@ -50,7 +50,8 @@ class StepBasis:
     features: dict[str, float]
     kind: str  # "dataset", "run" or "given"
     description: str
-    precision: str | None = None
+    precision: str | None = None  # asked for (``amp`` resolves per GPU); None: as measured
+    measured_precision: str | None = None  # what the measured step ran at (run, given)
     single_gpu_step_ms: float | None = None  # on ``gpu`` (run, given)
     gpu: str | None = None
     fixed_ms: float = 0.0
@@ -92,8 +93,10 @@ def dataset_basis(model: str, batch: int, precision: str | None = None) -> StepB
         batch_per_gpu=batch,
         features=features,
         kind="dataset",
-        description=f"{name}: single-GPU step measured on one {dataset.provenance().get('gpu', 'H200')}",
+        description=f"{name}: single-GPU step measured on one {dataset.provenance().get('gpu', 'H200')} "
+        f"at {dataset.model_rows(name)['precision'].iloc[0]}",
         precision=precision,
+        measured_precision=str(dataset.model_rows(name)["precision"].iloc[0]),
         memory_bytes=memory[0] if memory else None,
         memory_source=memory[1] if memory else None,
     )
@@ -171,20 +174,25 @@ def run_basis(run_dir: Path, model: str | None, batch: int | None, precision: st
     single = step - stalls
     fixed = sum(float(row.get(k) or 0) for k in ("data_stall_ms", "other_ms"))
     gpus_per_node, nodes = int(row.get("gpus_per_node") or 1), int(row.get("nodes") or 1)
-    precision = precision or (dataset.model_rows(known)["precision"].iloc[0] if known else None)
-    if precision is None:
-        precision = "fp32"
-        notes.append("precision of the run's math not known: scaled between GPUs at fp32 (pass --precision)")
+    measured_precision = row.get("precision")
+    if not measured_precision:
+        measured_precision = "fp32"
+        notes.append(
+            "the run recorded no precision (profiled before ddlprof recorded it): its step is taken as "
+            "measured at fp32"
+        )
     return StepBasis(
         model=name,
         batch_per_gpu=run_batch,
         features=features,
         kind="run",
         description=(
-            f"run {run_dir}: {step:.2f} ms per step measured on {gpus_per_node} x {gpu} x {nodes} node(s); "
+            f"run {run_dir}: {step:.2f} ms per step measured on {gpus_per_node} x {gpu} x {nodes} node(s) "
+            f"at {measured_precision}; "
             f"single-GPU step {single:.2f} ms = step - interconnect - network stall"
         ),
-        precision=str(precision),
+        precision=precision,
+        measured_precision=str(measured_precision),
         single_gpu_step_ms=single,
         gpu=gpu,
         fixed_ms=min(fixed, single),
@@ -228,7 +236,6 @@ def given_basis(
     if known is not None:
         ds = dataset_basis(known, batch)
         name, features, memory = known, ds.features, (ds.memory_bytes, ds.memory_source)
-        precision = precision or str(dataset.model_rows(known)["precision"].iloc[0])
     else:
         require_torch(f"computing the features of {model!r} (not one of the measured models)")
         from ddlprof.models.features import macro_features
@@ -240,16 +247,18 @@ def given_basis(
         memory = (
             (total, f"macro_features estimate ({result['source']}), batch {batch}") if total else (None, None)
         )
-        if precision is None:
-            precision = "fp32"
-            notes.append("precision not given: scaled between GPUs at fp32 (pass --precision)")
+    if precision is None:
+        precision = "fp32"
+        notes.append("precision not given: the step is taken as measured at fp32 (pass --precision)")
+    notes.append(f"--single-gpu-step-ms is taken as measured at the --precision asked for ({precision})")
     return StepBasis(
         model=name,
         batch_per_gpu=batch,
         features=features,
         kind="given",
-        description=f"{name}: single-GPU step {single_gpu_step_ms:g} ms on {gpu} (given)",
+        description=f"{name}: single-GPU step {single_gpu_step_ms:g} ms on {gpu} at {precision} (given)",
         precision=precision,
+        measured_precision=precision,
         single_gpu_step_ms=float(single_gpu_step_ms),
         gpu=gpu,
         memory_bytes=memory[0],
@@ -269,7 +278,21 @@ class StepEstimate:
     network_stall_ms: float
     source: str  # "predicted" or "measured"
     inter_busbw_gbps: float | None = None
+    precision: str | None = None  # the precision of this GPU the step is for (amp made concrete)
+    basis: str = ""  # what the single-GPU step is: "as measured on H200 (tf32)", "scaled from H200 tf32"
+    scaled: bool = False  # the single-GPU step was scaled to another GPU or precision
+    warnings: tuple[str, ...] = ()  # what the scaling warned of
     calibrated: str | None = None  # the single-GPU step is a calibration of the GPU type: whence
+
+
+@dataclass(frozen=True)
+class _Single:
+    ms: float
+    precision: str
+    basis: str
+    scaled: bool
+    warnings: tuple[str, ...]
+    calibrated: str | None = None
 
 
 def predict_steps(
@@ -283,37 +306,63 @@ def predict_steps(
 
     from ddlprof.models import predict as predict_module
     from ddlprof.models.calibration import calibrated_step
-    from ddlprof.models.gpus import get_gpu, scale_compute_ms
+    from ddlprof.models.gpus import get_gpu, resolve_precision, scale_compute_ms
     from ddlprof.models.stall_models import components
 
-    singles: dict[str, float | str] = {}
-    calibrations: dict[str, str] = {}
+    singles: dict[str, _Single | str] = {}
 
-    def single_step(gpu_name: str) -> float | str:
+    def scaled_single(spec: Any) -> _Single:
+        warnings: list[str] = []
+        if basis.kind == "dataset":
+            measured = predict_module.measured_precision(basis.model)
+            value, chosen = predict_module._single_step(
+                basis.model, basis.batch_per_gpu, spec, basis.precision, {}, warnings
+            )
+            ref = predict_module._reference_gpu().gpu
+            scaled = not (spec.gpu == ref and chosen == measured)
+            return _Single(float(value), chosen, _basis_label(ref, measured, scaled), scaled, tuple(warnings))
+        assert basis.gpu is not None and basis.single_gpu_step_ms is not None
+        measured = resolve_precision(
+            basis.measured_precision or basis.precision or "fp32", get_gpu(basis.gpu)
+        )
+        chosen = resolve_precision(basis.precision or measured, spec)
+        if spec.gpu == basis.gpu and chosen == measured:
+            return _Single(
+                basis.single_gpu_step_ms, chosen, _basis_label(basis.gpu, measured, False), False, ()
+            )
+        result = scale_compute_ms(
+            basis.single_gpu_step_ms,
+            basis.gpu,
+            spec.gpu,
+            chosen,
+            from_precision=measured,
+            fixed_ms=basis.fixed_ms,
+        )
+        warnings.append(
+            f"single-GPU step scaled from {basis.gpu} {measured} to {spec.gpu} {chosen} by roofline ratios, "
+            "not measured"
+        )
+        warnings += [predict_module._scaling_note(n) for n in result["notes"]]
+        label = _basis_label(basis.gpu, measured, True)
+        return _Single(float(result["predicted_ms"]), chosen, label, True, tuple(warnings))
+
+    def calibrated_single(spec: Any) -> _Single | None:
+        """A calibration of this GPU type (``ddlprof calibrate``) wins over scaling from another GPU; a
+        step measured on this very GPU type stays first."""
+        if spec.gpu == basis.gpu:
+            return None
+        chosen = resolve_precision(basis.precision, spec) if basis.precision else None
+        found = calibrated_step(basis.model, spec.gpu, basis.batch_per_gpu, chosen)
+        if found is None:
+            return None
+        how = found.description
+        return _Single(found.step_ms, chosen or found.precision, how, False, (), calibrated=how)
+
+    def single_step(gpu_name: str) -> _Single | str:
         if gpu_name not in singles:
             try:
                 spec = get_gpu(gpu_name)
-                calibrated = None
-                if spec.gpu != basis.gpu:  # a step measured on this very GPU type stays first
-                    calibrated = calibrated_step(basis.model, spec.gpu, basis.batch_per_gpu, basis.precision)
-                if calibrated is not None:
-                    value = calibrated.step_ms
-                    calibrations[gpu_name] = calibrated.description
-                elif basis.kind == "dataset":
-                    value, _ = predict_module._single_step(
-                        basis.model, basis.batch_per_gpu, spec, basis.precision, {}, []
-                    )
-                elif spec.gpu == basis.gpu:
-                    value = basis.single_gpu_step_ms
-                else:
-                    value = scale_compute_ms(
-                        basis.single_gpu_step_ms,
-                        basis.gpu,
-                        spec.gpu,
-                        basis.precision or "fp32",
-                        fixed_ms=basis.fixed_ms,
-                    )["predicted_ms"]
-                singles[gpu_name] = float(value)
+                singles[gpu_name] = calibrated_single(spec) or scaled_single(spec)
             except DdlprofError as exc:
                 singles[gpu_name] = f"no single-GPU step for {gpu_name}: {exc}"
         return singles[gpu_name]
@@ -349,7 +398,7 @@ def predict_steps(
                 "gpus_per_node": instance.gpu_count,
                 "nodes": count,
                 "world_size": instance.gpu_count * count,
-                "single_gpu_step_ms": single,
+                "single_gpu_step_ms": single.ms,
                 "intra_busbw_gbps": links["intra_busbw_gbps"],
                 "inter_busbw_gbps": links["inter_busbw_gbps"],
                 "latency_us": links["intra_latency_us"],
@@ -357,10 +406,10 @@ def predict_steps(
                 **basis.features,
             }
         )
-        keys.append((key, instance, count, inter))
+        keys.append((key, instance, count, inter, single))
     if rows:
         predicted = components(fitted.models[fitted.selected], pd.DataFrame(rows))
-        for (key, instance, count, inter), (_, p) in zip(keys, predicted.iterrows(), strict=True):
+        for (key, instance, count, inter, single), (_, p) in zip(keys, predicted.iterrows(), strict=True):
             estimate = StepEstimate(
                 step_ms=float(p["step_ms"]),
                 single_gpu_step_ms=float(p["step_ms"] - p["interconnect_stall_ms"] - p["network_stall_ms"]),
@@ -368,7 +417,11 @@ def predict_steps(
                 network_stall_ms=float(p["network_stall_ms"]),
                 source="predicted",
                 inter_busbw_gbps=inter,
-                calibrated=calibrations.get(instance.gpu),
+                precision=single.precision,
+                basis=single.basis,
+                scaled=single.scaled,
+                warnings=single.warnings,
+                calibrated=single.calibrated,
             )
             measured = basis.measured
             if (
@@ -376,6 +429,7 @@ def predict_steps(
                 and measured["gpu"] == _canonical_gpu(instance.gpu)
                 and measured["gpus_per_node"] == instance.gpu_count
                 and measured["nodes"] == count
+                and not single.scaled  # a measured step stands only for the precision it ran at
             ):
                 estimate = StepEstimate(
                     step_ms=measured["step_ms"],
@@ -384,9 +438,15 @@ def predict_steps(
                     network_stall_ms=measured["network_stall_ms"],
                     source="measured",
                     inter_busbw_gbps=inter,
+                    precision=single.precision,
+                    basis=f"measured on {measured['gpu']} ({single.precision})",
                 )
             out[key] = estimate
     return out
+
+
+def _basis_label(gpu: str, precision: str, scaled: bool) -> str:
+    return f"scaled from {gpu} {precision}" if scaled else f"as measured on {gpu} ({precision})"
 
 
 def _canonical_gpu(name: str) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 
 from ddlprof.errors import DdlprofError
 from ddlprof.models import dataset
-from ddlprof.models.gpus import get_gpu
+from ddlprof.models.gpus import get_gpu, resolve_precision
 from ddlprof.runs.calibrations import load_calibrations, record_calibration
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -100,6 +100,8 @@ def calibrated_step(model: str, gpu: str, batch: int, precision: str | None = No
     """The single-GPU step of ``model`` on GPU type ``gpu`` at ``batch`` from its calibrations, or
     None when there is none to use (see the module's rules). ``precision`` None: the model's default."""
     name, spec = model_key(model), get_gpu(gpu)
+    if precision is not None and precision.startswith("amp"):  # calibrate stores autocast as fp16/bf16
+        precision = resolve_precision(precision, spec).removeprefix("amp-")
     chosen = precision or default_precision(name)
     rows = [r for r in load_calibrations(spec.gpu, name) if r["precision"] == chosen]
     if not rows:

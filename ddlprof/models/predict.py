@@ -357,6 +357,14 @@ def predict(
         batch_per_gpu, world, nodes, links["intra_busbw_gbps"], links["inter_busbw_gbps"], features
     )
     step = float(predicted["step_ms"])
+    scaling = None
+    if spec is not None and sources["single_gpu_step_ms"].find("scaled to") >= 0:
+        from ddlprof.models.published import scaling_error
+
+        scaling = {
+            "basis": f"scaled from {_reference_gpu().gpu} {measured_precision(name)}",
+            **scaling_error(),
+        }
     return {
         "step_ms": step,
         "interconnect_stall_ms": float(predicted["interconnect_stall_ms"]),
@@ -364,6 +372,10 @@ def predict(
         "single_gpu_step_ms": float(single_gpu_step_ms),
         "throughput_samples_per_s": world * batch_per_gpu * 1e3 / step,
         "model": _model_facts(fitted, selected, use),
+        "precision": chosen_precision,
+        # the published check's error of the scaling to another GPU or precision (None: not scaled);
+        # the stall model's cv covers the H200 data only
+        "scaling": scaling,
         "inputs": {
             "model": name,
             "batch_per_gpu": batch_per_gpu,

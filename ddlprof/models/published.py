@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 import math
 import re
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ddlprof.errors import DdlprofError
 from ddlprof.models.gpus import get_gpu
@@ -194,3 +196,17 @@ def load_published(path: Path | str | None = None, check_models: bool = True) ->
     except OSError as exc:
         raise DdlprofError(f"cannot read the published throughput table {target}: {exc.strerror}") from exc
     return parse_published(text, where=target.name, check_models=check_models)
+
+
+#: Written by ``benchmarks/published_check.py``: its error of today's cross-GPU scaling against the
+#: published 1-GPU rows, which ``ddlprof advise`` and ``ddlprof model predict`` quote for a step scaled
+#: to another GPU or precision (the stall model's CV covers only the H200 data).
+SCALING_ERROR_FILE = "data/scaling_error.json"
+
+
+@functools.cache
+def scaling_error() -> dict[str, Any]:
+    """The published check's error of the cross-GPU scaling: ``median_abs_error_pct``,
+    ``worst_off_by_factor``, ``rows``, ``what`` and ``source`` (the command and commit)."""
+    text = resources.files("ddlprof.models").joinpath(SCALING_ERROR_FILE).read_text(encoding="utf-8")
+    return json.loads(text)

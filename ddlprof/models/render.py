@@ -218,17 +218,28 @@ def print_prediction(result: dict[str, Any], console: Console | None = None) -> 
     where = f"{inputs['gpus_per_node']} GPU(s) x {inputs['nodes']} node(s)"
     gpu = f" of {inputs['gpu']}" if inputs["gpu"] else ""
     cv = model["cv"]
+    precision = f" at {result['precision']}" if result.get("precision") else ""
+    caption = (
+        f"predicted by the {model['name']} model; leave-one-model-out error on {cv['rows']} rows of "
+        f"{cv['models']} models: step MAPE {_pct(cv['step_ms_mape_pct'])}, stall MAE "
+        f"{_ms(cv['interconnect_stall_ms_mae_ms'])} ms"
+    )
+    scaling = result.get("scaling")
+    if scaling:
+        caption += (
+            f"; single-GPU step {scaling['basis']}: that scaling's median error against published 1-GPU "
+            f"throughput {scaling['median_abs_error_pct']:g}% (worst {scaling['worst_off_by_factor']:g}x, "
+            f"{scaling['rows']} rows), not covered by the CV"
+        )
     table = Table(
-        title=f"Predicted: {inputs['model']}, {inputs['batch_per_gpu']} per GPU, {where}{gpu}",
-        caption=(
-            f"predicted by the {model['name']} model; leave-one-model-out error on {cv['rows']} rows of "
-            f"{cv['models']} models: step MAPE {_pct(cv['step_ms_mape_pct'])}, stall MAE "
-            f"{_ms(cv['interconnect_stall_ms_mae_ms'])} ms"
-        ),
+        title=f"Predicted: {inputs['model']}, {inputs['batch_per_gpu']} per GPU, {where}{gpu}{precision}",
+        caption=caption,
     )
     table.add_column("quantity")
     table.add_column("value", justify="right")
     table.add_column("from", style="dim")
+    if inputs.get("precision"):
+        table.add_row("precision", inputs["precision"], inputs["sources"].get("precision", ""))
     table.add_row(
         "single_gpu_step_ms", _ms(result["single_gpu_step_ms"]), inputs["sources"]["single_gpu_step_ms"]
     )
