@@ -176,10 +176,10 @@ def run_basis(run_dir: Path, model: str | None, batch: int | None, precision: st
     gpus_per_node, nodes = int(row.get("gpus_per_node") or 1), int(row.get("nodes") or 1)
     measured_precision = row.get("precision")
     if not measured_precision:
-        measured_precision = "fp32"
+        measured_precision = precision or "fp32"
         notes.append(
-            "the run recorded no precision (profiled before ddlprof recorded it): its step is taken as "
-            "measured at fp32"
+            "the run recorded no precision: its step is taken as measured at the --precision asked for "
+            f"({measured_precision}), and scaled to other GPUs at it"
         )
     return StepBasis(
         model=name,
