@@ -127,6 +127,9 @@ def parse_args() -> argparse.Namespace:
         action="store_true",
         help="no DataLoader: one random batch kept on the device (pure compute)",
     )
+    parser.add_argument(
+        "--amp", action="store_true", help="bf16 autocast around the forward and loss (mixed precision)"
+    )
     parser.add_argument("--data-delay-ms", type=float, default=0.0, help="sleep per sample in __getitem__")
     parser.add_argument(
         "--comm-delay-ms", type=float, default=0.0, help="sleep before each bucket all-reduce"
@@ -205,7 +208,8 @@ def main() -> int:
     with profiler:
         for index, (images, labels) in enumerate(batches):
             images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            loss = loss_fn(ddp(images), labels) / args.accumulate
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.amp):
+                loss = loss_fn(ddp(images), labels) / args.accumulate
             loss.backward()
             if (index + 1) % args.accumulate == 0:
                 optimizer.step()

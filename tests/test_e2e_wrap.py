@@ -12,6 +12,8 @@ import time
 import pytest
 from conftest import EXAMPLE, ddlprof, env, free_port, summary, torchrun, wrap_command
 
+from ddlprof.runs.store import run_row
+
 pytestmark = pytest.mark.e2e
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 
@@ -240,3 +242,14 @@ def test_two_nodes_of_two_split_exposed_communication_with_the_probe(tmp_path):
         exposed = sum(x["comm"]["exposed_ms"] for x in steady) / len(steady)
         assert row["interconnect_stall_ms"] + row["network_stall_ms"] == pytest.approx(exposed)
         assert row["interconnect_stall_ms"] > 0 and row["network_stall_ms"] >= 0
+
+
+@pytest.mark.parametrize(("flags", "precision"), [((), "fp32"), (("--amp",), "amp-bf16")])
+def test_a_run_records_the_precision_it_ran_at(wrapped, flags, precision):
+    """Read inside the first training forward, under the job's own autocast (bf16 on the CPU here);
+    a measured basis is then used only at that precision (issue 14)."""
+    done, run = wrapped("--steps", "8", "--synthetic", *flags)
+    assert done.returncode == 0, done.stderr
+    report = summary(run)
+    assert report["workload"]["precision"] == precision
+    assert run_row(report, [run])["precision"] == precision

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ddlprof.collectors.batches import batch_size
+from ddlprof.collectors.workload import forward_precision
 
 if TYPE_CHECKING:
     from ddlprof.collectors.session import Session
@@ -126,6 +127,8 @@ class CommTracker:
         session = self.session
         session.on_step_work()
         session.guard.call("steps", session.on_forward, batch_size(args) or batch_size(kwargs))
+        if session.precision is None and session.guard.active("workload"):
+            session.precision = session.guard.call("workload", forward_precision, module.module) or ""
         self.backward_watched = False  # a new forward: any backward of an earlier one is over
         if self.inline is None and session.guard.active("comm"):
             self.inline = bool(session.guard.call("comm", completes_on_caller, module))

@@ -69,6 +69,7 @@ class Session:
         self.gpu_clock = GpuClock()
         self.probe_tensors: list[Any] = []  # the probe's, until the first step ends (see probe.py)
         self.bucket_sizes: list[int] | None = None  # DDP's, once it has rebuilt its buckets
+        self.precision: str | None = None  # what the first training forward ran at ("" unknown)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -272,7 +273,8 @@ class Session:
         facts = self.guard.call("workload", ddp_facts, ddp)
         if facts is not None:
             self.workload_written = True
-            self._write({"type": "workload", "after_step": self.step, **facts})
+            precision = {"precision": self.precision} if self.precision else {}
+            self._write({"type": "workload", "after_step": self.step, **facts, **precision})
 
 
 def _synchronize_cuda() -> None:

@@ -21,6 +21,45 @@ def ddp_bucket_sizes(ddp: Any) -> list[int] | None:
     return _bucket_sizes(ddp._get_ddp_logging_data())
 
 
+def forward_precision(module: Any) -> str | None:
+    """The math a training forward of ``module`` runs at, in ddlprof's names: autocast on the module's
+    device gives ``amp-bf16`` / ``amp-fp16``; else 16-bit parameters give ``bf16`` / ``fp16``; else
+    ``tf32`` where torch lets the module's main kind of layer use TF32 on CUDA (cuDNN convolutions by
+    default, matmuls only when the job allows it), else ``fp32``. Read inside the forward, under the
+    job's own autocast context."""
+    import torch
+
+    parameter = next(module.parameters(), None)
+    if parameter is None:
+        return None
+    device = parameter.device.type
+    if _autocast_enabled(torch, device):
+        dtype = _autocast_dtype(torch, device)
+        return {torch.bfloat16: "amp-bf16", torch.float16: "amp-fp16"}.get(dtype, f"amp-{dtype}")
+    if parameter.dtype in (torch.bfloat16, torch.float16):
+        return "bf16" if parameter.dtype == torch.bfloat16 else "fp16"
+    if device != "cuda":
+        return "fp32"
+    convolutional = any(isinstance(m, torch.nn.modules.conv._ConvNd) for m in module.modules())
+    if convolutional:
+        return "tf32" if torch.backends.cudnn.allow_tf32 else "fp32"
+    return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
+
+
+def _autocast_enabled(torch: Any, device: str) -> bool:
+    try:
+        return bool(torch.is_autocast_enabled(device))  # torch >= 2.4
+    except TypeError:
+        return bool(torch.is_autocast_cpu_enabled() if device == "cpu" else torch.is_autocast_enabled())
+
+
+def _autocast_dtype(torch: Any, device: str) -> Any:
+    try:
+        return torch.get_autocast_dtype(device)  # torch >= 2.4
+    except AttributeError:
+        return torch.get_autocast_cpu_dtype() if device == "cpu" else torch.get_autocast_gpu_dtype()
+
+
 def ddp_facts(ddp: Any) -> dict[str, Any]:
     module = ddp.module
     params = list(module.parameters())

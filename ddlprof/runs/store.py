@@ -106,6 +106,7 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
     ("job_json", "TEXT"),
     ("workload_json", "TEXT"),
     ("single_gpu_step_ms", "REAL"),
+    ("precision", "TEXT"),
 )
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 _WORKLOAD = (
@@ -116,6 +117,7 @@ _WORKLOAD = (
     "num_buckets",
     "bucket_cap_bytes",
     "parameter_dtype",
+    "precision",
 )
 # The columns of the measured stall dataset (benchmarks/build_stall_dataset.py), in its order.
 DATASET_COLUMNS = (
@@ -147,7 +149,7 @@ DATASET_COLUMNS = (
 # Columns ``ddlprof stalls`` measures beside a run (null from a plain report; kept when the run is
 # reported again), and columns always null in rows from reported runs (transport is "" instead).
 MEASURED_BESIDE = ("single_gpu_step_ms",)
-UNKNOWN_TO_A_RUN = ("single_gpu_step_ms_ranks", "flops_per_sample", "precision")
+UNKNOWN_TO_A_RUN = ("single_gpu_step_ms_ranks", "flops_per_sample")
 
 
 class StoreError(Exception):
@@ -244,8 +246,8 @@ def load_rows() -> Any:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY reported_unix DESC", conn)
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         raise StoreError(f"{path}: unreadable dataset ({exc})") from None
-    for column in (*UNKNOWN_TO_A_RUN, *(c for c in MEASURED_BESIDE if c not in frame)):
-        frame[column] = None  # (a database no ddlprof stalls wrote to since it was made may lack it)
+    for column in (*UNKNOWN_TO_A_RUN, *(c for c in COLUMNS if c not in frame)):
+        frame[column] = None  # (a database no newer ddlprof wrote to since it was made may lack some)
     frame["latency_us"] = frame["intra_latency_us"]
     frame["source"] = "reported"
     frame["transport"] = frame["transport"].fillna("")
