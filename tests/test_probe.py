@@ -30,10 +30,15 @@ def _worker(rank: int, store_file: str, out: str, failing_rank: int | None) -> N
 
         probe._allocate = out_of_memory
     ddp = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 2))
-    record = probe.run_probe(ddp, [])
+    keep: list = []  # as the session does: the probe's works are released here, on this thread
+    record = probe.run_probe(ddp, keep)
     after = torch.tensor([rank + 1.0])
     dist.all_reduce(after)  # the job's next collective: both ranks reach it
     Path(out, f"rank{rank}.json").write_text(json.dumps({"record": record, "after": after.item()}))
+    # Release every work and DDP's reducer on this thread before the group goes: an object that a
+    # gloo thread releases while the interpreter exits aborts the process (CI saw it here once).
+    keep.clear()
+    del ddp
     dist.destroy_process_group()
 
 
