@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import itertools
 import json
 import math
 import shlex
@@ -610,3 +611,92 @@ def test_shipped_fit_equals_a_refit(monkeypatch):
         assert shipped["evaluation"]["targets"]["step_ms"][model]["mape_pct"] == pytest.approx(
             refit.record["evaluation"]["targets"]["step_ms"][model]["mape_pct"]
         )
+
+
+# -- uncertainty in the ranking (issue 14, point 5) ------------------------------------------------
+
+
+def _overlap(a: list[float], b: list[float]) -> bool:
+    return a[0] <= b[1] and b[0] <= a[1]
+
+
+def _json_rows(*args: str) -> dict:
+    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0", *args)
+    assert code == 0
+    return json.loads(out)
+
+
+def test_ranges_contain_the_estimate_and_widen_with_the_error():
+    rows = _json_rows("--budget", "100")["options"]
+    for row in rows:
+        for key, range_key in (
+            ("step_ms", "step_ms_range"),
+            ("throughput_samples_per_s", "throughput_range"),
+            ("hours", "hours_range"),
+            ("total_cost_usd", "total_cost_usd_range"),
+            ("usd_per_million_samples", "cost_per_1m_samples_range"),
+        ):
+            low, high = row[range_key]
+            assert low <= row[key] <= high, (key, row)
+        assert row["error_pct"] > 0 and row["error_basis"]
+    # the relative width of a range grows with the option's error
+    width = {r["error_pct"]: r["step_ms_range"][1] / r["step_ms_range"][0] for r in rows}
+    errors = sorted(width)
+    assert len(errors) >= 2
+    assert all(width[a] < width[b] for a, b in itertools.pairwise(errors))
+
+
+def test_gpu_without_reference_gets_the_worst_case_error_and_says_why():
+    from ddlprof.models.published import scaling_error
+
+    worst_pct = (scaling_error()["worst_off_by_factor"] - 1) * 100
+    rows = _json_rows("--budget", "100")["options"]
+    l4 = [r for r in rows if r["gpu"] == "L4"]
+    a100 = [r for r in rows if r["gpu"].startswith("A100")]
+    assert l4 and a100
+    for row in l4:
+        assert row["error_pct"] == pytest.approx(worst_pct, abs=0.1)
+        assert "no published or measured reference for GPU L4" in row["error_basis"]
+    for row in a100:  # a published family (A100): the published check's median error, not the worst
+        assert row["error_pct"] < worst_pct and "no published" not in row["error_basis"]
+
+
+def test_measured_gpu_has_the_cv_and_is_a_reference():
+    result = _json_rows("--single-gpu-step-ms", "120", "--step-gpu", "L4", "--budget", "1000")
+    cv = result["assumptions"]["step_time"]["validation"]["step_ms_mape_pct"]
+    rows = result["options"]
+    l4 = [r for r in rows if r["gpu"] == "L4"]
+    assert l4 and all(r["error_pct"] == pytest.approx(cv, abs=0.1) and "CV" in r["error_basis"] for r in l4)
+    others = [r for r in rows if r["gpu"] != "L4"]
+    assert others and all(r["error_pct"] > cv for r in others)
+
+
+NARROW = ("--precision", "tf32", "--instances", "p4d.24xlarge,p5.48xlarge,a2-highgpu-1g,a3-highgpu-8g")
+
+
+@pytest.mark.parametrize("args", [("--budget", "100"), NARROW])
+def test_within_error_of_top_matches_the_ranges(args):
+    rows = _json_rows(*args)["options"]
+    assert rows and rows[0]["within_error_of_top"] is True
+    top = rows[0]["cost_per_1m_samples_range"]
+    for row in rows:
+        assert row["within_error_of_top"] == _overlap(row["cost_per_1m_samples_range"], top), row
+    if args == NARROW:  # published GPUs at tf32: narrow ranges, so some options are clearly worse
+        assert not all(r["within_error_of_top"] for r in rows)
+
+
+def test_table_marks_options_within_error():
+    rows = _json_rows("--budget", "100")["options"][:10]
+    assert any(r["within_error_of_top"] for r in rows[1:])
+    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--explain")
+    assert code == 0
+    assert "≈2" in out or "≈3" in out
+    footnote = "≈: cost per sample within the error of the top choice; the ranking among them is not certain"
+    assert footnote in out
+    assert "uncertainty: the top choice and the options within its error" in out
+    assert "no published or measured reference for GPU L4" in out
+    # no option within the top's error: no marker, no footnote
+    rows = _json_rows(*NARROW)["options"]
+    code, out, _ = _run("--model", "resnet50", *NARROW)
+    if not any(r["within_error_of_top"] for r in rows[1:10]):
+        assert code == 0 and "≈" not in out

@@ -11,6 +11,7 @@ from typing import Any
 from ddlprof.advisor.catalog import Instance, Price
 from ddlprof.advisor.spot import CHECKPOINT_INTERVAL_MIN, RESTART_MIN, UNPUBLISHED_INTERRUPTION_PCT
 from ddlprof.advisor.throughput import StepBasis, StepEstimate
+from ddlprof.advisor.uncertainty import widen
 from ddlprof.advisor.workloads import Workload
 
 DEFAULT_MAX_NODES = 4
@@ -68,6 +69,9 @@ class Option:
     over_budget_usd: float | None = None
     over_deadline_hours: float | None = None
     other_regions: int = 0  # regions of the same instance, count and pricing left out (not --all-regions)
+    error_pct: float = 0.0  # relative error of the step time (``ddlprof.advisor.uncertainty.step_error``)
+    error_basis: str = ""
+    within_error_of_top: bool = False  # its cost-per-sample range overlaps the top option's
     instance: Instance | None = field(default=None, repr=False)
 
     @property
@@ -80,7 +84,14 @@ class Option:
         gpus = f"{self.world_size} x {self.gpu}"
         return f"{self.count} x {self.instance_type} ({gpus}) in {self.region}, {pricing}"
 
+    def cost_per_million_range(self) -> tuple[float, float]:
+        return widen(self.usd_per_million_samples, self.error_pct)
+
     def to_dict(self, provenance: dict[str, str]) -> dict[str, Any]:
+        e = self.error_pct
+        step_low, step_high = widen(self.step.step_ms, e)
+        # a slower step (step_high) gives the lower throughput and the higher hours and cost
+        tput_low, tput_high = widen(self.throughput_samples_per_s, e)
         out: dict[str, Any] = {
             "cloud": self.cloud,
             "instance_type": self.instance_type,
@@ -115,6 +126,14 @@ class Option:
             else round(self.memory_required_gb, 2),
             "pareto": self.pareto,
             "other_regions": self.other_regions,
+            "error_pct": round(e, 1),
+            "error_basis": self.error_basis,
+            "step_ms_range": [round(step_low, 3), round(step_high, 3)],
+            "throughput_range": [round(tput_low, 2), round(tput_high, 2)],
+            "hours_range": [round(v, 4) for v in widen(self.hours, e)],
+            "total_cost_usd_range": [round(v, 2) for v in widen(self.total_cost_usd, e)],
+            "cost_per_1m_samples_range": [round(v, 4) for v in self.cost_per_million_range()],
+            "within_error_of_top": self.within_error_of_top,
             "provenance": provenance,
         }
         if self.over_budget_usd is not None:

@@ -40,6 +40,7 @@ from ddlprof.advisor.throughput import (
     predict_steps,
     run_basis,
 )
+from ddlprof.advisor.uncertainty import overlaps, step_error
 from ddlprof.advisor.workloads import resolve_workload
 from ddlprof.errors import DdlprofError
 from ddlprof.models.gpus import DEFAULT_PRECISION
@@ -116,6 +117,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         ranked = sorted(candidates, key=lambda o: (o.total_cost_usd, o.hours, o.instance_type, o.region))
     if not request.all_regions:
         ranked = best_region(ranked)
+    mark_uncertainty(ranked, basis, fitted)
     front = pareto_front([(o.hours, o.total_cost_usd) for o in ranked])
     for option, on_front in zip(ranked, front, strict=True):
         option.pareto = on_front
@@ -139,6 +141,25 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     )
     advice.top_choice = explain_top(advice)
     return advice
+
+
+def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any) -> None:
+    """Each option's step-time error (``uncertainty.step_error``) and whether its cost-per-sample range
+    overlaps the top option's. Hours and cost are taken as proportional to the step time (the spot
+    overhead is, to first order), so they carry the same relative error."""
+    from ddlprof.models import predict as predict_module
+    from ddlprof.models.published import scaling_error
+
+    cv_pct = float(fitted.cv(fitted.selected)["step_ms_mape_pct"])
+    measured = [basis.gpu] if basis.gpu else [predict_module._reference_gpu().gpu]
+    scaling = scaling_error()
+    for option in ranked:
+        error = step_error(option.step, option.gpu, cv_pct, measured, scaling)
+        option.error_pct, option.error_basis = error.pct, error.basis
+    if ranked:
+        top = ranked[0].cost_per_million_range()
+        for option in ranked:
+            option.within_error_of_top = overlaps(option.cost_per_million_range(), top)
 
 
 def advise_result(

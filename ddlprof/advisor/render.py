@@ -131,6 +131,8 @@ CSV_COLUMNS = (
     "over_budget_usd",
     "over_deadline_hours",
     "other_regions",
+    "error_pct",
+    "within_error_of_top",
 )
 
 
@@ -183,7 +185,9 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
     for option in result["options"]:
         source = f"{_SOURCE[option['step_source']]}"
         if option["step_source"] == "predicted" and option["step_basis"].startswith("scaled"):
-            source += f", {option['step_basis']}, err {error['median_abs_error_pct']:g}%"
+            source += f", {option['step_basis']}, err {option['error_pct']:g}%"
+            if "no published or measured reference" in option["error_basis"]:
+                source += f" (worst case: no {option['gpu']} reference)"
         elif option["step_source"] == "predicted":
             source += f", CV {mape:.1f}%"
         if option["step_basis"].startswith("calibrated"):
@@ -197,8 +201,9 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             hours += f" (+{option['over_deadline_hours']:,.1f})"
         pricing = "spot" if option["spot"] else "on-demand"
         region = option["region"] + (f" +{option['other_regions']}" if option["other_regions"] else "")
+        marked = option["rank"] > 1 and option.get("within_error_of_top")
         table.add_row(
-            str(option["rank"]),
+            f"≈{option['rank']}" if marked else str(option["rank"]),
             option["instance_type"],
             str(option["count"]),
             region,
@@ -240,6 +245,12 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions priced "
         "higher (--all-regions)",
     ]
+    if any(o["rank"] > 1 and o.get("within_error_of_top") for o in result["options"]):
+        lines.append(
+            "≈: cost per sample within the error of the top choice; the ranking among them is not certain "
+            "(each row's step time, and so its cost, lies within ± its err/CV: cost_per_1m_samples_range "
+            "in --json)"
+        )
     for line in lines:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     excluded = result["excluded"]
@@ -251,8 +262,28 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
                 highlight=False,
             )
         return
+    _print_uncertainty(console, result["options"])
     _print_scaling_warnings(console, result["options"])
     _print_excluded(console, excluded)
+
+
+def _print_uncertainty(console: Any, options: list[dict[str, Any]]) -> None:
+    """The basis and error of the top choice and of every option within its error."""
+    shown = [o for o in options if o["rank"] == 1 or o.get("within_error_of_top")]
+    if not shown:
+        return
+    title = "uncertainty: the top choice and the options within its error"
+    console.print(f"[bold]{title}[/bold]", highlight=False)
+    for option in shown:
+        low, high = option["cost_per_1m_samples_range"]
+        mark = "" if option["rank"] == 1 else "≈"
+        console.print(
+            f"  {mark}{option['rank']} {option['count']} x {option['instance_type']} "
+            f"({'spot' if option['spot'] else 'on-demand'}): ${low:,.3f}-{high:,.3f} per 1M samples, "
+            f"±{option['error_pct']:g}%; {option['error_basis']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_scaling_warnings(console: Any, options: list[dict[str, Any]]) -> None:
