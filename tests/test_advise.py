@@ -395,6 +395,10 @@ def test_a_run_is_measured_where_it_ran_and_scaled_elsewhere(fitted, nvlink_run,
     a100 = by_key[("p4d.24xlarge", 1)]
     assert a100.step.source == "predicted" and a100.step.single_gpu_step_ms > here.step.single_gpu_step_ms
     assert "measured: run" in advice.provenance(here)["step_ms"]
+    cv = fitted.cv(fitted.selected)["step_ms_mape_pct"]
+    assert here.error_pct == pytest.approx(cv) and "CV" in here.error_basis  # measured: the stall model's CV
+    assert a100.error_pct > cv and "median error" in a100.error_basis  # scaled to a published GPU family
+    assert advice.options[0].within_error_of_top
     with pytest.raises(DdlprofError, match="the run used 64 per GPU"):
         _advise(fitted, catalog, run_dir=nvlink_run, batch_per_gpu=32)
 

@@ -38,6 +38,8 @@ COLUMNS = (
     "hours",
     "total_cost_usd",
     "usd_per_million_samples",
+    "error_pct",
+    "within_error_of_top",
     "pareto",
     "over_budget_usd",
     "over_deadline_hours",
@@ -187,6 +189,12 @@ def _show(answer: dict[str, Any]) -> None:
                 "hours": NUMBER(format="%.1f"),
                 "step_ms": NUMBER(format="%.1f"),
                 "pareto": st.column_config.CheckboxColumn("Pareto"),
+                "error_pct": NUMBER("± step %", format="%.1f"),
+                "within_error_of_top": st.column_config.CheckboxColumn(
+                    "≈ top",
+                    help="cost per sample within the error of the top choice: the ranking among "
+                    "them is not certain",
+                ),
             },
         )
         assumptions = result["assumptions"]
