@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from contextlib import closing
 from typing import Any
 
 from ddlprof.errors import DdlprofError
-from ddlprof.runs.store import StoreError, _connect, database_path
+from ddlprof.runs.store import StoreError, _connect, database_path, ensure_table, read_only
 
 TABLE = "calibrations"
 KEY = ("gpu", "model", "precision", "batch_per_gpu")
@@ -47,15 +46,6 @@ _COLUMNS: tuple[tuple[str, str], ...] = (
 COLUMNS = tuple(name for name, _ in _COLUMNS)
 
 
-def _create(conn: sqlite3.Connection) -> None:
-    columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
-    conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} ({columns}, PRIMARY KEY ({', '.join(KEY)}))")
-    have = {row[1] for row in conn.execute(f"PRAGMA table_info({TABLE})")}
-    for name, kind in _COLUMNS:
-        if name not in have:  # a column a later ddlprof added, in a database of an older one
-            conn.execute(f"ALTER TABLE {TABLE} ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
-
-
 def record_calibration(row: dict[str, Any]) -> None:
     """Write one calibration, replacing the row of the same (gpu, model, precision, batch); a store
     that cannot be written is a one-line :class:`DdlprofError` (calibrating is about storing it)."""
@@ -69,7 +59,7 @@ def record_calibration(row: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with _connect(path) as conn, conn:
-            _create(conn)
+            ensure_table(conn, TABLE, _COLUMNS, KEY)
             marks = ", ".join("?" for _ in COLUMNS)
             conn.execute(
                 f"INSERT OR REPLACE INTO {TABLE} ({', '.join(COLUMNS)}) VALUES ({marks})",
@@ -93,7 +83,7 @@ def load_calibrations(gpu: str | None = None, model: str | None = None) -> list[
             params.append(value)
     query = f"SELECT * FROM {TABLE}" + (f" WHERE {' AND '.join(where)}" if where else "")
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
+        with read_only(path) as conn:
             conn.row_factory = sqlite3.Row
             if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (TABLE,)).fetchone():
                 return []

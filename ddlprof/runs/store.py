@@ -171,6 +171,27 @@ def disabled() -> bool:
     return os.environ.get(NO_STORE_ENV, "").strip().lower() not in ("", "0", "false", "no")
 
 
+def ensure_table(
+    conn: sqlite3.Connection, table: str, columns: tuple[tuple[str, str], ...], key: tuple[str, ...] = ()
+) -> None:
+    """Create ``table`` of ``columns`` ((name, SQL type) pairs, primary ``key``), or add in place the
+    columns a later ddlprof added to the table of an older one (without NOT NULL, which rows already
+    there could not meet)."""
+    spec = ", ".join(f"{name} {kind}" for name, kind in columns)
+    if key:
+        spec += f", PRIMARY KEY ({', '.join(key)})"
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ({spec})")
+    have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+    for name, kind in columns:
+        if name not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind.replace(' NOT NULL', '')}")
+
+
+def read_only(path: Path) -> closing[sqlite3.Connection]:
+    """The store opened read-only (reading it never creates or changes it)."""
+    return closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10))
+
+
 @contextmanager
 def _connect(path: Path) -> Iterator[sqlite3.Connection]:
     with closing(sqlite3.connect(path, timeout=10)) as conn:
@@ -179,12 +200,7 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             found = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
             if found is not None and found > SCHEMA_VERSION:
                 raise StoreError(f"written by a newer ddlprof (dataset schema {found}); upgrade ddlprof")
-            columns = ", ".join(f"{name} {kind}" for name, kind in _COLUMNS)
-            conn.execute(f"CREATE TABLE IF NOT EXISTS runs ({columns})")
-            have = {row[1] for row in conn.execute("PRAGMA table_info(runs)")}
-            for name, kind in _COLUMNS:
-                if name not in have:  # a column a later schema added, in a database of an older ddlprof
-                    conn.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
+            ensure_table(conn, "runs", _COLUMNS)
             if found is None or found < SCHEMA_VERSION:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         yield conn
@@ -242,7 +258,7 @@ def load_rows() -> Any:
     if not path.exists():
         return pd.DataFrame(columns=order)
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as conn:
+        with read_only(path) as conn:
             frame = pd.read_sql_query("SELECT * FROM runs ORDER BY reported_unix DESC", conn)
     except (sqlite3.Error, pd.errors.DatabaseError) as exc:
         raise StoreError(f"{path}: unreadable dataset ({exc})") from None
