@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.intervals import runs_of
 
 _HEADERS = {
     "step_ms": "step",
@@ -110,17 +111,6 @@ def _cells(row: dict[str, Any], marks: dict[str, str]) -> list[str]:
     return cells
 
 
-def _ranges(steps: list[int]) -> str:
-    parts, start = [], None
-    for i, step in enumerate(steps):
-        if start is None:
-            start = step
-        if i + 1 == len(steps) or steps[i + 1] != step + 1:
-            parts.append(f"{start}" if start == step else f"{start}-{step}")
-            start = None
-    return ",".join(parts)
-
-
 def _traced_note(excluded: list[int], traces: list[dict[str, Any]]) -> str:
     """Which steps the trace windows cost the steady state: a window's own steps, and the step after
     it, which paid for writing the trace (a window inside the warm-up shows only that step)."""
@@ -128,7 +118,7 @@ def _traced_note(excluded: list[int], traces: list[dict[str, Any]]) -> str:
         return ""
     windows = sorted({tuple(t["steps"]) for t in traces if len(t.get("steps") or ()) == 2})
     named = ", ".join(f"{lo}-{hi}" if hi > lo else f"{lo}" for lo, hi in windows)
-    steps = f"step{'s' if len(excluded) > 1 else ''} {_ranges(excluded)} excluded"
+    steps = f"step{'s' if len(excluded) > 1 else ''} {runs_of(excluded)} excluded"
     if not named:
         return f", {steps}"
     plural = "s" if len(windows) > 1 else ""
@@ -194,7 +184,7 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
     """``ddlprof analyze``: per rank and for the job, ms per step on the device timeline."""
     console = console or Console()
     table = Table(
-        title=f"Step breakdown from traces, ms per step (steps {_ranges(result['steps'])})",
+        title=f"Step breakdown from traces, ms per step (steps {runs_of(result['steps'])})",
         caption="compute + exposed comm + memory + idle = step; data loader and DDP host (DDP's own "
         "copies and launches) are host time",
     )

@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ddlprof.errors import DdlprofError
+from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.rundir import RankLog, Run
 
 COUNTER = "ddlprof step breakdown (ms)"
@@ -585,11 +586,5 @@ def _link(part: Path, out: Path) -> None:
 
 
 def _ranges(ranks: list[int]) -> str:
-    spans: list[list[int]] = []
-    for rank in ranks:
-        if spans and rank == spans[-1][1] + 1:
-            spans[-1][1] = rank
-        else:
-            spans.append([rank, rank])
-    text = ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
+    text = runs_of(ranks, sep=", ")
     return f"rank {text}" if len(ranks) == 1 else f"ranks {text}"

@@ -42,3 +42,14 @@ def clip(merged: list[Interval], start: float, end: float) -> list[Interval]:
     lo = bisect_right(merged, (start, float("inf"))) - 1  # the last interval starting at or before start
     hi = bisect_left(merged, (end, float("-inf")))  # the first interval starting at or after end
     return [(max(a, start), min(b, end)) for a, b in merged[max(lo, 0) : hi] if b > start and a < end]
+
+
+def runs_of(numbers: list[int], sep: str = ",") -> str:
+    """Sorted integers as runs of consecutive ones: [6, 7, 8, 10] -> "6-8,10" (steps, ranks)."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return sep.join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
