@@ -87,7 +87,8 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     if proc.returncode != 0 or not figures.exists():
         raise SystemExit(f"{job}/{variant} failed ({proc.returncode}):\n{(stderr or stdout)[-2000:]}")
     result = json.loads(figures.read_text())
-    result.pop("step_ms", None) if not args.keep_step_ms else None
+    if not args.keep_step_ms:
+        result.pop("step_ms", None)
     result.update({"variant": variant, "launch_wall_s": round(wall, 2)})
     if options is not None:
         result["ddlprof"] = own_figures(run_dir)

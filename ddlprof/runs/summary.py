@@ -139,7 +139,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
         lags += [s["comm"]["gpu_lag_ms"] for s in chosen if "gpu_lag_ms" in (s.get("comm") or {})]
         rank_rows.append(_rank_summary(log, rows))
-        costs.append(_own_cost(log, chosen))
+        costs.append(_own_cost(log, chosen, rank_rows[-1]["step_ms"]))
 
     job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
     throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
@@ -211,7 +211,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _own_cost(log: RankLog, steady: list[dict[str, Any]]) -> dict[str, float | None]:
+def _own_cost(log: RankLog, steady: list[dict[str, Any]], step_ms: float | None) -> dict[str, float | None]:
     """What ddlprof says it cost one rank: host time in its hooks per steady step, and the trace
     windows' one-off cost (the traced steps' time above the steady median step, plus any export that
     ran at exit, after the last step)."""
@@ -224,7 +224,7 @@ def _own_cost(log: RankLog, steady: list[dict[str, Any]]) -> dict[str, float | N
         window_s = excess + at_exit
     return {
         "own_ms": statistics.mean(own) if own else None,
-        "step_ms": statistics.mean(s["step_ms"] for s in steady) if steady else None,
+        "step_ms": step_ms,  # the rank's mean steady step, as its row of the summary has it
         "trace_window_s": window_s,
     }
 
