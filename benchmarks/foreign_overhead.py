@@ -82,10 +82,10 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        raise SystemExit(f"{job}/{variant}: no end after {args.launch_timeout} s") from None
+        return {"variant": variant, "error": f"no end after {args.launch_timeout} s"}
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not figures.exists():
-        raise SystemExit(f"{job}/{variant} failed ({proc.returncode}):\n{(stderr or stdout)[-2000:]}")
+        return {"variant": variant, "error": f"exit {proc.returncode}: {(stderr or stdout)[-2000:]}"}
     result = json.loads(figures.read_text())
     if not args.keep_step_ms:
         result.pop("step_ms", None)
@@ -110,7 +110,7 @@ def own_figures(run_dir: Path) -> dict:
 def summarise(launches: list[dict]) -> dict:
     out: dict = {}
     for job in sorted({r["job_key"] for r in launches}):
-        rows = [r for r in launches if r["job_key"] == job]
+        rows = [r for r in launches if r["job_key"] == job and "error" not in r]
         base = {r["round"]: r["ms_per_step"] for r in rows if r["variant"] == "unwrapped"}
         per: dict = {}
         for variant in dict.fromkeys(r["variant"] for r in rows):
@@ -140,6 +140,7 @@ def main() -> int:
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--job-args", default="", help="more arguments for every job (e.g. '--tiny')")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--first-round", type=int, default=0, help="number of the first round (to go on)")
     parser.add_argument("--launch-timeout", type=float, default=300)
     parser.add_argument(
         "--keep-step-ms", action="store_true", help="keep every step's host time in the output"
@@ -152,17 +153,24 @@ def main() -> int:
             parser.error(f"unknown: {', '.join(unknown)}")
     order = random.Random(args.seed)
     launches: list[dict] = []
+    failed: set[str] = set()  # a job that failed once is not launched again; the others go on
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for round_ in range(args.rounds):
+        for round_ in range(args.first_round, args.first_round + args.rounds):
             for job in jobs:
                 for variant in order.sample(variants, len(variants)):
+                    if job in failed:
+                        continue
                     tag = f"{job}-{variant}-{round_}"
                     result = launch(job, variant, args, work, tag)
                     result.update({"job_key": job, "round": round_})
                     launches.append(result)
-                    print(f"{tag}: {result['ms_per_step']:.3f} ms/step, {result['launch_wall_s']} s launch",
-                          flush=True)  # fmt: skip
+                    if "error" in result:
+                        failed.add(job)
+                        print(f"{tag}: FAILED {result['error']}", flush=True)
+                    else:
+                        ms, wall = result["ms_per_step"], result["launch_wall_s"]
+                        print(f"{tag}: {ms:.3f} ms/step, {wall} s launch", flush=True)
                     args.out.write_text(json.dumps({"launches": launches}, indent=1))
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),

@@ -80,6 +80,16 @@ def test_a_batch_that_runs_out_of_memory_names_the_largest_that_fit(tiny, monkey
         benchmark.calibrate(tiny, batch=100, steps=1, warmup=0)
 
 
+def test_a_precision_leaves_the_global_tf32_switches_as_they_were(tiny):
+    """PyTorch's TF32 switches are process-wide: a tf32 run must not turn a later default run into TF32."""
+    import torch
+
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    for precision in ("tf32", "fp32", "bf16"):
+        benchmark.calibrate(tiny, batch=2, steps=1, warmup=0, precision=precision)
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
 # -- the store --------------------------------------------------------------------------------------
 
 

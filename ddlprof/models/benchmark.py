@@ -22,7 +22,7 @@ import datetime as dt
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -62,16 +62,22 @@ def _loss(output: Any) -> torch.Tensor:
     raise DdlprofError("the model's output holds no floating-point tensor with a gradient: nothing to train")
 
 
-def _precision_settings(precision: str | None, where: torch.device) -> contextlib.AbstractContextManager:
-    if precision in (None, "fp32", "tf32"):
-        if precision is not None:
+@contextlib.contextmanager
+def _precision_settings(precision: str | None, where: torch.device) -> Iterator[None]:
+    """Run the steps at ``precision``; PyTorch's TF32 switches are global, so they are put back
+    afterwards (a later ``None`` run must get PyTorch's defaults, not the last precision's)."""
+    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision or "")
+    if precision not in (None, "fp32", "tf32") and dtype is None:
+        raise DdlprofError(f"unknown precision {precision!r}; use fp32, tf32, fp16 or bf16")
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        if precision in ("fp32", "tf32"):
             torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
             torch.backends.cudnn.allow_tf32 = precision == "tf32"
-        return contextlib.nullcontext()
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
-    if dtype is None:
-        raise DdlprofError(f"unknown precision {precision!r}; use fp32, tf32, fp16 or bf16")
-    return torch.autocast(device_type=where.type, dtype=dtype)
+        with torch.autocast(device_type=where.type, dtype=dtype) if dtype else contextlib.nullcontext():
+            yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _sync(where: torch.device) -> None:
@@ -110,40 +116,48 @@ def _steps(
     module = module.to(where).train()
     optimizer = torch.optim.SGD(module.parameters(), lr=1e-4, momentum=0.9)
     args, kwargs = resolved.input.batch(batch, device=where)
-    autocast = _precision_settings(precision, where)
     times = []
     try:
-        for i in range(count):
-            start = time.perf_counter()
-            optimizer.zero_grad(set_to_none=True)
-            with autocast:
+        with _precision_settings(precision, where):
+            for i in range(count):
+                start = time.perf_counter()
+                optimizer.zero_grad(set_to_none=True)
                 loss = _loss(module(*args, **kwargs))
-            loss.backward()
-            optimizer.step()
-            _sync(where)
-            times.append((time.perf_counter() - start) * 1e3)
-            if progress is not None:
-                progress(i + 1, total or count)
+                loss.backward()
+                optimizer.step()
+                _sync(where)
+                times.append((time.perf_counter() - start) * 1e3)
+                if progress is not None:
+                    progress(i + 1, total or count)
     finally:
         del module, optimizer, args, kwargs
     return times
 
 
+def _fits(resolved: zoo.ResolvedModel, batch: int, precision: str | None, where: torch.device) -> bool:
+    """Whether two training steps of ``batch`` run (the second: SGD's momentum buffers exist only
+    after the first step). The memory is freed after the ``except`` has ended: while it runs, the
+    exception's traceback holds the failed step's tensors."""
+    _free(where)
+    oom = False
+    try:
+        _steps(resolved, batch, precision, where, 2)
+    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
+        if not _is_oom(exc):
+            raise
+        oom = True
+    _free(where)
+    return not oom
+
+
 def largest_fitting_batch(
     resolved: zoo.ResolvedModel, batch: int, precision: str | None, where: torch.device
 ) -> int:
-    """The largest power of two below ``batch`` that runs a training step on ``where`` (0: none)."""
+    """The largest power of two below ``batch`` that runs training steps on ``where`` (0: none)."""
     trial = 1 << (max(batch - 1, 1).bit_length() - 1)
-    while trial >= 1:
-        _free(where)
-        try:
-            _steps(resolved, trial, precision, where, 1)
-            return trial
-        except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-            if not _is_oom(exc):
-                raise
+    while trial >= 1 and not _fits(resolved, trial, precision, where):
         trial //= 2
-    return 0
+    return trial
 
 
 def calibrate(
@@ -165,11 +179,15 @@ def calibrate(
     _free(where)
     if where.type == "cuda":
         torch.cuda.reset_peak_memory_stats(where)
+    times: list[float] = []
     try:
         times = _steps(resolved, batch, precision, where, warmup + steps, progress)
     except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
         if not _is_oom(exc):
             raise DdlprofError(f"{resolved.name}: a training step failed: {zoo._one_line(exc)}") from None
+    finally:
+        _free(where)
+    if not times:  # out of memory; searched here, after the except has let the failed step's tensors go
         fits = largest_fitting_batch(resolved, batch, precision, where)
         memory = (
             f" ({torch.cuda.get_device_properties(where).total_memory / 2**30:.1f} GiB)"
@@ -180,9 +198,7 @@ def calibrate(
         raise DdlprofError(
             f"{resolved.name}: batch {batch} does not fit in {device_name}'s memory{memory}; {hint} "
             "(pass --batch-per-gpu)"
-        ) from None
-    finally:
-        _free(where)
+        )
     timed = times[warmup:]
     median = statistics.median(timed)
     now = dt.datetime.now(dt.UTC)
