@@ -1,6 +1,5 @@
-"""Today's ``ddlprof model predict --gpu G --precision P`` against published single-GPU training
-throughput (issue 14): the baseline a cross-GPU model must beat (target: median error <= 15%, no row
-off by more than 1.5x).
+"""``ddlprof model predict --gpu G --precision P`` against published single-GPU training throughput
+(issue 14; target: median error <= 15%, no row off by more than 1.5x).
 
 For every 1-GPU row of ``ddlprof/models/data/published_throughput.csv`` the predictor runs in-process
 exactly as the command does (``ddlprof.models.predict.predict(model, batch, 1, 1, gpu=G,
@@ -12,8 +11,10 @@ Rows the predictor cannot represent are listed with the reason and left out of t
 it has no measured step for (``--gpu`` needs one of the dataset's 20 models), and inputs other than
 the dataset's (sequence length 128 for bert-base; Lambda's and NVIDIA's BERT rows are SQuAD at 384).
 
-    python benchmarks/published_check.py --out benchmarks/results/cpu/published_check.json \\
-        --error-file ddlprof/models/data/scaling_error.json
+    python benchmarks/published_check.py --out benchmarks/results/cpu/published_check.json
+
+The scaling's exponents are fitted on these rows (``benchmarks/fit_cross_gpu.py``, which also states
+the leave-one-GPU-out error that advise quotes); the figures here are in-sample.
 """
 
 from __future__ import annotations
@@ -103,12 +104,6 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, help="write the JSON here")
-    parser.add_argument(
-        "--error-file",
-        type=Path,
-        help="also write the headline error, which advise and model predict quote for scaled steps, here "
-        "(the shipped one: ddlprof/models/data/scaling_error.json)",
-    )
     args = parser.parse_args()
     published = load_published()
     predicted, skipped = [], []
@@ -179,22 +174,6 @@ def main() -> int:
     print(json.dumps({"headline": result["headline"], "all_predicted": result["all_predicted"]}, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    if args.error_file:
-        headline = result["headline"]
-        error = {
-            "what": "median and worst error of ddlprof's cross-GPU / cross-precision scaling of a measured "
-            "single-GPU step against published 1-GPU training throughput: " + headline["what"],
-            "median_abs_error_pct": headline["median_abs_error_pct"],
-            "worst_off_by_factor": headline["worst_off_by_factor"],
-            "rows": headline["rows"],
-            "by_precision": {
-                name.split(" ", 1)[1]: summary["median_abs_error_pct"]
-                for name, summary in result["by_group"].items()
-                if name.startswith("precision ")
-            },
-            "source": f"{result['command']} --error-file {args.error_file} (ddlprof commit {commit})",
-        }
-        args.error_file.write_text(json.dumps(error, indent=2) + "\n", encoding="utf-8")
     return 0
 
 

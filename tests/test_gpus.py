@@ -141,6 +141,9 @@ def test_unknown_name_suggests_close_ones_in_one_line(name, suggested):
     assert suggested in message.split("closest known:")[1]
 
 
+PLAIN = (1.0, 1.0)  # the plain roofline ratios, no fitted exponents
+
+
 def test_same_gpu_predicts_the_same_time():
     for name, precision in itertools.product(gpus.list_gpus(), gpus.PRECISION_COLUMNS):
         result = gpus.scale_compute_ms(123.4, name, name, precision)
@@ -172,7 +175,7 @@ def test_prediction_is_monotonic_in_the_target_peak_and_bandwidth():
 
 
 def test_scaling_arithmetic_and_provenance():
-    result = gpus.scale_compute_ms(100.0, "A100-40GB", "H100", "bf16", compute_fraction=0.6)
+    result = gpus.scale_compute_ms(100.0, "A100-40GB", "H100", "bf16", compute_fraction=0.6, exponents=PLAIN)
     compute = 60.0 * 312 / 989.5
     memory = 40.0 * 1555 / 3350
     assert result["predicted_ms"] == pytest.approx(compute + memory)
@@ -192,7 +195,7 @@ def test_default_split_is_flagged():
 
 
 def test_fallback_precisions_are_noted():
-    result = gpus.scale_compute_ms(10.0, "V100-16GB", "A100-40GB", "tf32", 1.0)
+    result = gpus.scale_compute_ms(10.0, "V100-16GB", "A100-40GB", "tf32", 1.0, exponents=PLAIN)
     # Same fp32 code: CUDA cores on the V100, TF32 tensor cores on the A100 (cuDNN's default for convs).
     assert result["from_peak_column"] == "fp32_tflops"
     assert result["to_peak_column"] == "tf32_tflops"
@@ -227,7 +230,9 @@ def test_roofline_split_from_flops_and_bytes():
 
 
 def test_fixed_time_is_carried_over_unscaled():
-    result = gpus.scale_compute_ms(10.0, "T4", "H100", "fp16", compute_fraction=1.0, fixed_ms=4.0)
+    result = gpus.scale_compute_ms(
+        10.0, "T4", "H100", "fp16", compute_fraction=1.0, fixed_ms=4.0, exponents=PLAIN
+    )
     assert result["predicted_ms"] == pytest.approx(4.0 + 6.0 * 65 / 989.5)
 
 
@@ -276,7 +281,7 @@ def test_a_measured_model_is_split_by_its_own_roofline():
 def test_scaling_credits_the_measured_precision():
     """A TF32 step predicted at AMP on the same GPU gets the 16-bit peak and half the activation bytes;
     the peak ratio is peak(from GPU, from precision) / peak(to GPU, precision)."""
-    same = gpus.scale_compute_ms(10.0, "H200", "H200", "amp", 0.5, from_precision="tf32")
+    same = gpus.scale_compute_ms(10.0, "H200", "H200", "amp", 0.5, from_precision="tf32", exponents=PLAIN)
     assert same["precision"] == "amp-bf16" and same["from_precision"] == "tf32"
     assert same["compute_ratio"] == pytest.approx(494.5 / 989.5)
     assert same["bytes_ratio"] == pytest.approx(gpus.HALF_BYTES)
@@ -284,17 +289,55 @@ def test_scaling_credits_the_measured_precision():
     assert any("measured at tf32, predicted at amp-bf16" in n for n in same["notes"])
     # only the activations' share of the memory-bound bytes halves
     part = gpus.scale_compute_ms(
-        10.0, "H200", "H200", "bf16", 0.0, from_precision="tf32", activation_share=0.6
+        10.0, "H200", "H200", "bf16", 0.0, from_precision="tf32", activation_share=0.6, exponents=PLAIN
     )
     assert part["predicted_ms"] == pytest.approx(10 * (1 - 0.6 * 0.5))
     # AMP is bf16 where the GPU has it, else fp16; back from AMP to fp32 loses the tensor cores
     v100 = gpus.scale_compute_ms(10.0, "H200", "V100-16GB", "amp", 1.0, from_precision="tf32")
     assert v100["precision"] == "amp-fp16" and v100["to_peak_column"] == "fp16_tflops"
     assert v100["compute_ratio"] == pytest.approx(494.5 / 125)
-    back = gpus.scale_compute_ms(10.0, "A100-80GB", "A100-80GB", "fp32", 1.0, from_precision="amp-bf16")
+    back = gpus.scale_compute_ms(
+        10.0, "A100-80GB", "A100-80GB", "fp32", 1.0, from_precision="amp-bf16", exponents=PLAIN
+    )
     assert back["predicted_ms"] == pytest.approx(10 * 312 / 19.5)
     # unchanged precision: as before (the from precision defaults to the precision)
     assert gpus.scale_compute_ms(10.0, "H100", "H200", "amp", 0.5)["bytes_ratio"] == 1.0
+
+
+def test_the_fitted_exponents_shrink_the_ratios_and_beat_plain_ratios_on_the_published_rows():
+    """The shipped fit (benchmarks/fit_cross_gpu.py) raises each ratio to an exponent in (0, 1]: a
+    prediction lies between the measured time and the plain-ratio one, and over the published 1-GPU
+    rows it is closer to them than the plain ratios are."""
+    import statistics
+
+    from ddlprof.models.predict import predict
+    from ddlprof.models.published import load_published
+
+    fit = gpus.cross_gpu_fit()
+    assert 0 < fit["compute_exponent"] <= 1 and 0 < fit["memory_exponent"] <= 1
+    plain = gpus.scale_compute_ms(10.0, "H200", "V100-16GB", "fp32", 0.5, exponents=PLAIN)["predicted_ms"]
+    fitted = gpus.scale_compute_ms(10.0, "H200", "V100-16GB", "fp32", 0.5)
+    assert 10.0 < fitted["predicted_ms"] < plain
+    assert fitted["compute_exponent"] == fit["compute_exponent"]
+
+    rows = [r for r in load_published() if r.gpus == 1 and r.model in ("resnet50", "efficientnet_b0")]
+    rows = [r for r in rows if r.input == "224x224"]
+    assert len(rows) >= 20
+
+    def error(row, exponents):
+        from unittest import mock
+
+        real = gpus.scale_compute_ms
+        with mock.patch(
+            "ddlprof.models.predict.scale_compute_ms", lambda *a, **k: real(*a, **k, exponents=exponents)
+        ):
+            got = predict(row.model, row.batch_per_gpu, 1, 1, gpu=row.gpu, precision=row.predictor_precision)
+        return abs(got["throughput_samples_per_s"] / row.samples_per_s - 1)
+
+    shipped = (fit["compute_exponent"], fit["memory_exponent"])
+    assert statistics.median(error(r, shipped) for r in rows) < statistics.median(
+        error(r, PLAIN) for r in rows
+    )
 
 
 def test_resolve_precision():

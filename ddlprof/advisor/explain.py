@@ -30,8 +30,8 @@ def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
     )
     return {
         "predicted": f"predicted: {stall} on {single}",
-        "scaled": f"predicted: {stall} on {single}, scaled to the GPU and precision by roofline ratios "
-        "(that scaling's median error against published 1-GPU throughput: "
+        "scaled": f"predicted: {stall} on {single}, scaled to the GPU and precision by fitted roofline "
+        "ratios (that scaling's leave-one-GPU-out median error against published 1-GPU throughput: "
         f"{error['median_abs_error_pct']:g}%, "
         f"worst {error['worst_off_by_factor']:g}x over {error['rows']} rows; the CV does not cover it)",
         "measured": f"measured: {basis.description}",

@@ -5,6 +5,7 @@ options' cost-per-sample ranges overlap the top choice's (``within_error_of_top`
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -43,11 +44,15 @@ def step_error(
       leave-one-model-out CV (``cv_pct``);
     - calibrated on this GPU type (``ddlprof calibrate``): the stall model's CV (no calibration spread is
       stored);
-    - scaled from another GPU or precision: the published check's median error of that scaling
-      (``scaling['by_precision']`` for the option's precision where given, else the overall median);
+    - scaled from another GPU or precision: the fitted scaling's leave-one-GPU-out median error
+      (``benchmarks/fit_cross_gpu.py``): ``scaling['by_gpu']`` for the option's GPU type where it has
+      rows, else ``scaling['by_precision']`` for its precision, else the overall median;
     - scaled to a GPU with no published or measured reference at all (no row of its family, the name
-      before the first '-', in the published table, and not the GPU measured on): the published
-      check's *worst* error (``worst_off_by_factor`` - 1), since nothing checks the scaling there.
+      before the first '-', in the published table, and not the GPU measured on): the *worst*
+      leave-one-GPU-out error (``worst_off_by_factor`` - 1), since nothing checks the scaling there.
+
+    A scaled step still goes through the stall model, so its error is the scaling's and the stall
+    model's CV combined in quadrature (as independent errors): never below the CV of a measured step.
     """
     if step.calibrated:
         return StepError(
@@ -60,20 +65,29 @@ def step_error(
     referenced = published_families() | {gpu_family(g) for g in measured_gpus}
     if gpu_family(gpu) not in referenced:
         worst = float(scaling["worst_off_by_factor"])
-        pct = (worst - 1) * 100
+        pct = math.hypot((worst - 1) * 100, cv_pct)
         return StepError(
             pct,
-            f"{step.basis} to {gpu}: no published or measured reference for GPU {gpu}, so the published "
-            f"check's worst error ({worst:g}x, {pct:.0f}%) instead of its median",
+            f"{step.basis} to {gpu}: no published or measured reference for GPU {gpu}, so the fitted "
+            f"scaling's worst leave-one-GPU-out error ({worst:g}x) instead of its median, with the stall "
+            f"model's CV {cv_pct:.1f}%: {pct:.0f}%",
         )
+    by_gpu = scaling.get("by_gpu") or {}
     by_precision = scaling.get("by_precision") or {}
-    if step.precision in by_precision:
+    if gpu in by_gpu:
+        pct = float(by_gpu[gpu])
+        what = f"the fitted scaling's leave-one-GPU-out median error on {gpu}"
+    elif step.precision in by_precision:
         pct = float(by_precision[step.precision])
-        what = f"the published check's median error at {step.precision}"
+        what = f"the fitted scaling's leave-one-GPU-out median error at {step.precision}"
     else:
         pct = float(scaling["median_abs_error_pct"])
-        what = "the published check's median error of the scaling"
-    return StepError(pct, f"{step.basis} to {gpu}: {what}, {pct:g}%")
+        what = "the fitted scaling's leave-one-GPU-out median error"
+    total = math.hypot(pct, cv_pct)
+    return StepError(
+        total,
+        f"{step.basis} to {gpu}: {what}, {pct:g}%, with the stall model's CV {cv_pct:.1f}%: {total:.1f}%",
+    )
 
 
 def widen(value: float, pct: float) -> tuple[float, float]:

@@ -373,7 +373,7 @@ def predict(
         "throughput_samples_per_s": world * batch_per_gpu * 1e3 / step,
         "model": _model_facts(fitted, selected, use),
         "precision": chosen_precision,
-        # the published check's error of the scaling to another GPU or precision (None: not scaled);
+        # the fitted scaling's leave-one-GPU-out error to another GPU or precision (None: not scaled);
         # the stall model's cv covers the H200 data only
         "scaling": scaling,
         "inputs": {

@@ -206,7 +206,7 @@ SCALING_ERROR_FILE = "data/scaling_error.json"
 
 @functools.cache
 def scaling_error() -> dict[str, Any]:
-    """The published check's error of the cross-GPU scaling: ``median_abs_error_pct``,
+    """The fitted cross-GPU scaling's leave-one-GPU-out error: ``median_abs_error_pct``,
     ``worst_off_by_factor``, ``rows``, ``what`` and ``source`` (the command and commit)."""
     text = resources.files("ddlprof.models").joinpath(SCALING_ERROR_FILE).read_text(encoding="utf-8")
     return json.loads(text)
