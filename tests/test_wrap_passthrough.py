@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import pytest
 from conftest import ddlprof, env
 
 PY = sys.executable
@@ -186,3 +187,24 @@ def test_ctrl_c_in_a_terminal_reaches_the_job_once(tmp_path):
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 42, output
     assert output.count(b"got SIGINT") == 1, output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_a_job_killed_by_a_signal_kills_the_wrapper_the_same_way(tmp_path, sig):
+    code = f"import os, signal; signal.signal({int(sig)}, signal.SIG_DFL); os.kill(os.getpid(), {int(sig)})"
+    if sig == signal.SIGKILL:
+        code = "import os; os.kill(os.getpid(), 9)"  # SIGKILL's handler cannot be set
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", code)
+    assert done.returncode == -sig  # the shell shows 128 + n, as for the job run alone
+    assert "Traceback" not in done.stderr
+
+
+def test_a_signal_that_cannot_be_re_raised_exits_128_plus_n(monkeypatch):
+    from ddlprof.profiler import launch
+
+    def refuse(sig, handler):
+        raise OSError(22, "Invalid argument")
+
+    monkeypatch.setattr(launch.signal, "signal", refuse)
+    assert launch.exit_like(-signal.SIGSTOP) == 128 + signal.SIGSTOP
+    assert launch.exit_like(3) == 3

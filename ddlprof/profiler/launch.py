@@ -103,13 +103,22 @@ def run_command(
 
 
 def exit_like(exit_code: int) -> int:
-    """Leave the way the child did: re-raise its fatal signal on ourselves, or return its code."""
-    if exit_code < 0:
-        sig = -exit_code
-        sys.stdout.flush()
-        sys.stderr.flush()
+    """Leave the way the child did: re-raise its fatal signal on ourselves, or return its code.
+
+    SIGKILL's handler cannot be reset (nor SIGSTOP's, which never ends a process); SIGKILL is sent as it
+    is, and a signal that cannot be re-raised at all ends us with the shell's code for it, 128 + n.
+    """
+    if exit_code >= 0:
+        return exit_code
+    sig = -exit_code
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
         signal.signal(sig, signal.SIG_DFL)
+    except (OSError, ValueError):
+        if sig != signal.SIGKILL:
+            return 128 + sig
+    with contextlib.suppress(OSError, ValueError):
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {sig})
         os.kill(os.getpid(), sig)
-        return 128 + sig  # the signal did not end us (it is ignored or blocked elsewhere)
-    return exit_code
+    return 128 + sig  # the signal did not end us (it is ignored or blocked elsewhere)
