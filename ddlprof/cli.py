@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,29 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
+    """An argparse ``type``: a ``kind`` number from ``low`` to ``high`` (both included), else one line
+    naming the range. NaN and infinities never pass, so no option can make a loop spin or never end."""
+
+    def parse(text: str) -> int | float:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not math.isfinite(value) or not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected {_kind_name(kind)} from {low} to {high}, got {text!r}"
+            )
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its own messages
+    return parse
+
+
+def _kind_name(kind: type) -> str:
+    return "a whole number" if kind is int else "a number"
 
 
 def _add_command(
@@ -99,7 +123,7 @@ def add_wrap(commands: argparse._SubParsersAction) -> None:
     )
     wrap.add_argument(
         "--gpu-sample-interval",
-        type=float,
+        type=bounded(float, 0.01, 3600),
         default=0.5,
         metavar="SECONDS",
         help="seconds between NVML samples (default: 0.5)",
@@ -124,8 +148,6 @@ def run_wrap(args: argparse.Namespace) -> int:
     from ddlprof.profiler.wrap import wrap
 
     job = _job(args)
-    if args.gpu_sample_interval <= 0:
-        raise DdlprofError("--gpu-sample-interval must be positive")
     disabled = [*args.disable, *(["probe"] if args.no_probe else [])]
     return wrap(job, args.out, args.trace_steps, not args.no_gpu_sampling, args.gpu_sample_interval, disabled)
 
@@ -157,14 +179,27 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
     stalls = _add_command(
         commands, "stalls", "interconnect and network stalls by differential runs", STALLS_HELP
     )
-    stalls.add_argument("--steps", type=int, default=20, help="steady steps measured per run (default: 20)")
-    stalls.add_argument("--warmup", type=int, default=5, help="steps run first and not measured (default: 5)")
     stalls.add_argument(
-        "--repeats", type=int, default=3, help="runs of each variant, interleaved (default: 3)"
+        "--steps",
+        type=bounded(int, 1, 100_000),
+        default=20,
+        help="steady steps measured per run (default: 20)",
+    )
+    stalls.add_argument(
+        "--warmup",
+        type=bounded(int, 0, 100_000),
+        default=5,
+        help="steps run first and not measured (default: 5)",
+    )
+    stalls.add_argument(
+        "--repeats",
+        type=bounded(int, 1, 1000),
+        default=3,
+        help="runs of each variant, interleaved (default: 3)",
     )
     stalls.add_argument(
         "--emulate-nodes",
-        type=int,
+        type=bounded(int, 1, 1024),
         metavar="K",
         help="split this host's GPUs into K nodes joined by NCCL's socket transport",
     )
@@ -179,7 +214,7 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
     )
     stalls.add_argument(
         "--timeout",
-        type=float,
+        type=bounded(float, 1, 7 * 24 * 3600),
         default=900,
         metavar="SECONDS",
         help="time limit of one variant run (default: 900)",
@@ -197,10 +232,6 @@ def run_stalls(args: argparse.Namespace) -> int:
     job = _job(args)
     if not job:
         raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
-    if args.steps < 1 or args.repeats < 1 or args.warmup < 0:
-        raise DdlprofError("--steps and --repeats must be at least 1, --warmup at least 0")
-    if args.emulate_nodes is not None and args.emulate_nodes < 1:
-        raise DdlprofError("--emulate-nodes must be at least 1")
     out = args.out or default_out(["stalls"])
     result = run_stalls(
         job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout

@@ -208,3 +208,15 @@ def test_a_signal_that_cannot_be_re_raised_exits_128_plus_n(monkeypatch):
     monkeypatch.setattr(launch.signal, "signal", refuse)
     assert launch.exit_like(-signal.SIGSTOP) == 128 + signal.SIGSTOP
     assert launch.exit_like(3) == 3
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0", "-1", "1e9", "fast"])
+def test_a_sample_interval_out_of_range_is_one_line_and_the_job_never_starts(tmp_path, value):
+    out = tmp_path / "r"
+    done = ddlprof("wrap", f"--gpu-sample-interval={value}", "--out", str(out), PY, "-c", "print('ran')")
+    assert done.returncode == 2 and "ran" not in done.stdout
+    assert (
+        done.stderr.count("\n") == 1
+        and "--gpu-sample-interval: expected a number from 0.01 to 3600" in done.stderr
+    )
+    assert not out.exists()
