@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,6 +41,66 @@ def ddlprof(*args: str, timeout: float = 240, **kwargs) -> subprocess.CompletedP
         timeout=timeout,
         **kwargs,
     )
+
+
+_DAC_CAPABILITIES = (1, 2)  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: what lets root ignore a file's mode
+_PR_CAPBSET_DROP = 24
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def drop_root_overrides() -> None:
+    """Make this process obey file modes, as any user does, though it runs as root (as CI does): drop
+    the two capabilities through which root reads and writes whatever a mode says, from this process
+    and from what it executes. Its uid stays 0, so it can still run a Python that only root may read."""
+    if os.geteuid() != 0:
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable} words
+    for cap in _DAC_CAPABILITIES:
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+    if libc.capget(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capget")
+    mask = ~sum(1 << cap for cap in _DAC_CAPABILITIES) & 0xFFFFFFFF
+    data[0] &= mask  # effective
+    data[1] &= mask  # permitted
+    if libc.capset(header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+
+
+def unprivileged() -> dict[str, Any]:
+    """subprocess arguments that make a command obey file modes even when the tests run as root."""
+    return {"preexec_fn": drop_root_overrides} if os.geteuid() == 0 else {}
+
+
+def as_unprivileged(fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a forked child that obeys file modes (see ``drop_root_overrides``); its result,
+    or the test fails with the child's traceback."""
+    if os.geteuid() != 0:
+        return fn(*args)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.close(read)
+            drop_root_overrides()
+            outcome = ("ok", fn(*args))
+        except BaseException as exc:
+            outcome = ("error", "".join(traceback.format_exception(exc)))
+        with os.fdopen(write, "wb") as pipe:
+            pickle.dump(outcome, pipe)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    kind, value = pickle.loads(data)
+    if kind == "error":
+        pytest.fail(f"with root's overrides dropped:\n{value}")
+    return value
 
 
 def wrap_command(

@@ -8,9 +8,10 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
-from conftest import ddlprof, env
+from conftest import ddlprof, env, unprivileged
 
 PY = sys.executable
 
@@ -220,3 +221,67 @@ def test_a_sample_interval_out_of_range_is_one_line_and_the_job_never_starts(tmp
         and "--gpu-sample-interval: expected a number from 0.01 to 3600" in done.stderr
     )
     assert not out.exists()
+
+
+def _under_a_file(tmp: Path) -> Path:
+    (tmp / "a-file").write_text("")
+    return tmp / "a-file" / "run"
+
+
+def _in_a_read_only_directory(tmp: Path) -> Path:
+    (tmp / "ro").mkdir(mode=0o555)
+    return tmp / "ro" / "run"
+
+
+def _a_read_only_directory(tmp: Path) -> Path:
+    (tmp / "ro").mkdir(mode=0o555)
+    return tmp / "ro"
+
+
+def _under_proc(tmp: Path) -> Path:
+    return Path("/proc/ddlprof-no-such-dir/run")
+
+
+@pytest.mark.parametrize(
+    "make_out", [_under_a_file, _in_a_read_only_directory, _a_read_only_directory, _under_proc]
+)
+def test_a_run_directory_that_cannot_be_made_is_one_line_and_the_job_never_starts(tmp_path, make_out):
+    out = make_out(tmp_path)
+    done = ddlprof("wrap", "--out", str(out), PY, "-c", "print('ran')", **unprivileged())
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("ddlprof wrap: error: ")
+    assert str(out) in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_writable_run_directory_in_a_read_only_parent_is_used(tmp_path):
+    parent = tmp_path / "ro"
+    (parent / "run").mkdir(parents=True)
+    parent.chmod(0o555)
+    done = ddlprof("wrap", "--out", str(parent / "run"), PY, "-c", "print('ran')", **unprivileged())
+    assert done.returncode == 0 and done.stdout == "ran\n", done.stderr
+    assert (parent / "run" / "manifest.json").exists()
+    assert not [p for p in parent.rglob("*.tmp")]
+
+
+def test_wraps_of_one_node_started_together_never_share_the_run_directory(tmp_path):
+    """Two wraps that would be the same node (same host, same node rank) of a multi-node job: one runs,
+    the other is refused before its job starts, whatever the timing."""
+    for attempt in range(3):
+        out = tmp_path / f"r{attempt}"
+        job = [PY, "-c", "import sys; print('ran')", "--nnodes=2"]
+        wraps = [
+            subprocess.Popen(
+                [PY, "-m", "ddlprof", "wrap", "--no-gpu-sampling", "--out", str(out), *job],
+                env=env(),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        outcomes = [(w.wait(timeout=60), *w.communicate()) for w in wraps]
+        assert sorted(code for code, _, _ in outcomes) == [0, 2, 2, 2], outcomes
+        assert sum(out == "ran\n" for _, out, _ in outcomes) == 1
+        refused = [err for code, _, err in outcomes if code == 2]
+        assert all(e.count("\n") == 1 and "already ran or runs" in e for e in refused), refused
+        assert len(list((out / "nodes").glob("*.json"))) == 1

@@ -96,7 +96,8 @@ class GpuSampler(threading.Thread):
             handles = {i: pynvml.nvmlDeviceGetHandleByIndex(i) for i in self.indices}
             links = {i: _active_links(pynvml, h) for i, h in handles.items()}
             previous: dict[int, tuple[float, int, int]] = {}
-            with open(self.path, "x", newline="", encoding="utf-8") as file:
+            # "w": wrap has claimed the file (made it empty, and only if absent) for this sampler.
+            with open(self.path, "w", newline="", encoding="utf-8") as file:
                 writer = csv.writer(file)
                 writer.writerow(COLUMNS)
                 while not self.stopping.is_set():

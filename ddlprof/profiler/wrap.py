@@ -143,10 +143,9 @@ def wrap(
         "disabled": disabled or [],
         "ddlprof_version": ddlprof.__version__,
     }
-    joined = rundir.create_or_join(run_dir, manifest, multi_node=nnodes > 1)
+    rundir.create_or_join(run_dir, manifest, multi_node=nnodes > 1)
     node = node_record(command, node_rank)
-    if joined and (run_dir / "nodes" / f"{node['node_id']}.json").exists():
-        raise DdlprofError(f"--out {run_dir}: node {node['node_id']} already ran in this run directory")
+    rundir.claim_node(run_dir, node)
 
     with signals_held() as child_mask:
         sampler = _start_sampler(run_dir, node, gpu_sampling, sample_interval_s)
@@ -180,13 +179,25 @@ def _start_sampler(run_dir: Path, node: dict[str, Any], enabled: bool, interval_
     if not gpus:
         node["gpu_sampling"] = {"enabled": False, "reason": reason}
         return None
-    path = run_dir / "gpu" / f"{node['host']}.csv"
-    if path.exists():
-        path = path.with_name(f"{node['node_id']}.csv")
+    # One file per host; a second wrap on the host (emulated nodes) samples into its node's own file.
+    folder = run_dir / "gpu"
+    path = _claim(folder / f"{node['host']}.csv") or _claim(folder / f"{node['node_id']}.csv")
+    if path is None:
+        node["gpu_sampling"] = {"enabled": False, "reason": f"{folder}: no free file for this node"}
+        return None
     node["gpu_sampling"] = {"enabled": True, "file": str(path.relative_to(run_dir)), "interval_s": interval_s}
     sampler = GpuSampler(path, [g["index"] for g in gpus], interval_s)
     sampler.start()
     return sampler
+
+
+def _claim(path: Path) -> Path | None:
+    """Create ``path`` empty unless it exists (atomically: two wraps starting together never share it)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except OSError:
+        return None
+    return path
 
 
 def _print_summary(run_dir: Path) -> None:

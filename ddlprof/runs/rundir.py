@@ -15,6 +15,7 @@ the manifest, the others join a manifest for the same command.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,6 +31,7 @@ SCHEMA_VERSION = 1
 SOURCE_PARTS = ("nodes", "ranks", "gpu")  # the folders whose files a summary is computed from
 _RANK_FILE = re.compile(r"^rank-(\d+)\.jsonl$")
 _NODE_RANK_FLAGS = ("--node_rank", "--node-rank")
+_MANIFEST_TMP = re.compile(rf"^\.{re.escape(MANIFEST)}\.\d+\.tmp$")  # write_atomic's, while it links
 
 
 def source_files(path: Path) -> list[tuple[str, int, int]]:
@@ -69,14 +71,10 @@ def job_key(command: list[str]) -> list[str]:
 
 
 def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
-    """Write via a temporary file, so a failure never leaves half a file behind; with ``exclusive``
-    return False instead of replacing a file that exists.
-
-    The temporary file of an exclusive write lives beside the directory, not in it, so that another
-    node looking at a fresh run directory never sees a half-made run.
-    """
-    folder = path.parent.parent if exclusive else path.parent
-    tmp = folder / f".{path.parent.name}.{path.name}.{os.getpid()}.tmp"
+    """Write via a temporary file beside ``path``, so a failure never leaves half a file behind; with
+    ``exclusive`` return False instead of replacing a file that exists (an atomic create-if-absent:
+    of several processes writing at once, exactly one gets True)."""
+    tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     try:
         tmp.write_text(text, encoding="utf-8")
         if not exclusive:
@@ -90,7 +88,8 @@ def write_atomic(path: Path, text: str, *, exclusive: bool = False) -> bool:
     except OSError as exc:
         raise DdlprofError(f"{path}: cannot write ({exc.strerror})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def json_text(data: dict[str, Any]) -> str:
@@ -100,14 +99,19 @@ def json_text(data: dict[str, Any]) -> str:
 def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> bool:
     """Make ``out`` the run directory of this job; True when this node joined an existing run.
 
-    Never overwrites: a directory holding another run, or anything else, is refused.
+    Never overwrites: a directory holding another run, or anything else, is refused; a directory that
+    cannot be made or written is one line, before the job starts.
     """
-    if out.exists() and not out.is_dir():
-        raise DdlprofError(f"--out {out}: exists and is not a directory")
-    out.mkdir(parents=True, exist_ok=True)
-    # One listing, not two looks: another node of this job links the manifest before it adds anything
-    # else, so a listing that holds anything holds the manifest too, whenever it is taken.
-    entries = os.listdir(out)
+    try:
+        if out.exists() and not out.is_dir():
+            raise DdlprofError(f"--out {out}: exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        # One listing, not two looks: another node of this job links the manifest before it adds
+        # anything else but the manifest's temporary file, so a listing that holds anything else holds
+        # the manifest too, whenever it is taken.
+        entries = [name for name in os.listdir(out) if not _MANIFEST_TMP.match(name)]
+    except OSError as exc:
+        raise DdlprofError(f"--out {out}: cannot make the run directory ({exc.strerror})") from None
     if entries and MANIFEST not in entries:
         raise DdlprofError(f"--out {out}: not empty and not a ddlprof run; choose a new directory")
     joined = not write_atomic(out / MANIFEST, json_text(manifest), exclusive=True)
@@ -117,9 +121,22 @@ def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> boo
             raise DdlprofError(
                 f"--out {out}: already holds a run ({existing.get('run_id')}); choose a new directory"
             )
-    for sub in ("ranks", "nodes", "gpu", "traces"):
-        (out / sub).mkdir(exist_ok=True)
+    try:
+        for sub in ("ranks", "nodes", "gpu", "traces"):
+            (out / sub).mkdir(exist_ok=True)
+    except OSError as exc:
+        raise DdlprofError(f"--out {out}: cannot make {sub}/ in the run directory ({exc.strerror})") from None
     return joined
+
+
+def claim_node(out: Path, node: dict[str, Any]) -> None:
+    """Write the node's record if no node of that name has one: two wraps of one node into one run
+    directory (started together or one after the other) would mix their ranks' files."""
+    if not write_atomic(out / "nodes" / f"{node['node_id']}.json", json_text(node), exclusive=True):
+        raise DdlprofError(
+            f"--out {out}: node {node['node_id']} already ran or runs in this run directory "
+            "(give each node its own --node_rank, or choose a new directory)"
+        )
 
 
 def write_node(out: Path, node: dict[str, Any]) -> Path:
