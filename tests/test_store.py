@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 
 import pytest
-from conftest import REPO, ddlprof, env
+from conftest import REPO, ddlprof, env, unprivileged
 
 from ddlprof.runs import store
 
@@ -109,8 +108,8 @@ def home(tmp_path, monkeypatch):
     return path
 
 
-def _report(run, *args: str, extra_env: dict | None = None):
-    done = ddlprof("report", "--json", *args, str(run), env={**env(), **(extra_env or {})})
+def _report(run, *args: str, extra_env: dict | None = None, **kwargs):
+    done = ddlprof("report", "--json", *args, str(run), env={**env(), **(extra_env or {})}, **kwargs)
     assert done.returncode == 0, done.stderr
     return done, json.loads(done.stdout)
 
@@ -182,8 +181,6 @@ def _unwritable_home(tmp_path):
 
 
 def _read_only_home(tmp_path):
-    if os.geteuid() == 0:
-        pytest.skip("root ignores directory permissions")
     path = tmp_path / "ro"
     path.mkdir(mode=0o500)
     return path / "home"
@@ -201,11 +198,11 @@ def test_a_broken_store_never_fails_the_report(tmp_path, monkeypatch, make_home)
     path = make_home(tmp_path)
     monkeypatch.setenv(store.HOME_ENV, str(path))
     run = _run_dir(tmp_path)
-    done, summary = _report(run)
+    done, summary = _report(run, **unprivileged())  # as root too, the read-only home is read-only
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr, done.stderr
     assert done.stderr.startswith("ddlprof report: warning: run not added to the local dataset")
     assert summary["job"]["step_ms"] == 40.0 and (run / "summary.json").exists()
-    table = ddlprof("report", str(run), env=env())
+    table = ddlprof("report", str(run), env=env(), **unprivileged())
     assert table.returncode == 0 and "added to the local dataset" not in table.stdout
 
 
