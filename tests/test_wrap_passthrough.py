@@ -4,6 +4,7 @@ fail like the shell; a run directory is never overwritten; a failing collector n
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -285,3 +286,34 @@ def test_wraps_of_one_node_started_together_never_share_the_run_directory(tmp_pa
         refused = [err for code, _, err in outcomes if code == 2]
         assert all(e.count("\n") == 1 and "already ran or runs" in e for e in refused), refused
         assert len(list((out / "nodes").glob("*.json"))) == 1
+
+
+def test_a_job_dies_with_a_wrapper_killed_by_sigkill(tmp_path):
+    pid_file = tmp_path / "pid"
+    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+    wrapper = subprocess.Popen(
+        [PY, "-m", "ddlprof", "wrap", "--no-gpu-sampling", "--out", str(tmp_path / "r"), PY, "-c", code],
+        env=env(),
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 30
+    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+        time.sleep(0.05)
+    job = int(pid_file.read_text())
+    wrapper.kill()
+    wrapper.wait(timeout=10)
+    deadline = time.time() + 5
+    while time.time() < deadline and _alive(job):
+        time.sleep(0.05)
+    alive = _alive(job)
+    if alive:
+        os.kill(job, signal.SIGKILL)
+    assert not alive, "the job outlived its wrapper"
+
+
+def _alive(pid: int) -> bool:
+    """The process exists and is not a zombie (an orphan is reaped by init, or by its subreaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

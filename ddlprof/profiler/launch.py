@@ -5,17 +5,21 @@ and signals sent to ``ddlprof wrap`` reach the job exactly once.
 The child gets its own process group. When ddlprof runs in the terminal's foreground, that group is
 made the foreground group, so Ctrl-C and terminal input reach the job directly, as they would
 without ddlprof; signals sent to the wrapper by other processes (schedulers, ``kill``, ``timeout``)
-are forwarded to the child.
+are forwarded to the child. On Linux the child dies with the wrapper: a wrapper killed with SIGKILL
+leaves no job behind.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import shutil
 import signal
+import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
@@ -83,7 +87,15 @@ def run_command(
     """Run the command to the end, inside ``signals_held``; returns ``os.waitstatus_to_exitcode``."""
     terminal = _terminal_fd()
     try:
-        pid = os.posix_spawn(executable, argv, env, setpgroup=0, setsigmask=child_mask)
+        child = subprocess.Popen(  # fds pass through as they are, as they would without ddlprof
+            argv,
+            executable=executable,
+            env=env,
+            close_fds=False,
+            process_group=0,
+            preexec_fn=_child_setup(child_mask, os.getpid()),
+        )
+        pid = child.pid
         if terminal is not None:
             with _ignoring(signal.SIGTTOU), contextlib.suppress(OSError):
                 os.tcsetpgrp(terminal, pid)
@@ -95,11 +107,44 @@ def run_command(
                 continue
             done, status = os.waitpid(pid, os.WNOHANG)
             if done == pid:
-                return os.waitstatus_to_exitcode(status)
+                child.returncode = os.waitstatus_to_exitcode(status)
+                return child.returncode
     finally:
         if terminal is not None:
             with _ignoring(signal.SIGTTOU), contextlib.suppress(OSError):
                 os.tcsetpgrp(terminal, os.getpgrp())
+
+
+def _child_setup(child_mask: set[signal.Signals], parent: int) -> Callable[[], None]:
+    """What the child does before it executes the command: take the job's signal mask, and ask Linux
+    to send it SIGTERM when the wrapper dies (``PR_SET_PDEATHSIG``), so that a wrapper killed with
+    SIGKILL (``timeout -s KILL``, a scheduler) never leaves the job running; SIGTERM, not SIGKILL, so
+    that torchrun still stops its workers. Elsewhere the job outlives a killed wrapper, as before."""
+    prctl = _prctl()
+
+    def setup() -> None:
+        signal.pthread_sigmask(signal.SIG_SETMASK, child_mask)
+        if (
+            prctl is not None
+            and prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0
+            and os.getppid() != parent
+        ):
+            os.kill(os.getpid(), signal.SIGTERM)  # the wrapper died before the request was in place
+
+    return setup
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _prctl() -> Any:
+    """libc's ``prctl``, loaded before the fork (the child only calls it); None off Linux."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def exit_like(exit_code: int) -> int:
