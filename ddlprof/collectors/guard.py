@@ -15,6 +15,10 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+class Stop(Exception):
+    """A failure a collector has worded itself (``disk full (ENOSPC) writing ...``): recorded as it is."""
+
+
 class Guard:
     def __init__(self) -> None:
         self.off: dict[str, str] = {}
@@ -29,6 +33,9 @@ class Guard:
             return None
         try:
             return fn(*args)
+        except Stop as exc:
+            self.fail(name, str(exc))
+            return None
         except Exception as exc:
             self.fail(name, f"{type(exc).__name__}: {exc}")
             return None

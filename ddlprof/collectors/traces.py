@@ -23,11 +23,14 @@ issue 12), so a window that traces the GPU sets it, unless the job set it alread
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 from ddlprof.collectors.config import host_id
+from ddlprof.collectors.records import write_failed
 
 TEARDOWN_CUPTI = "TEARDOWN_CUPTI"
 KINETO_LOG_LEVEL = "KINETO_LOG_LEVEL"
@@ -108,11 +111,17 @@ class TraceWindows:
         path = os.path.join(folder, f"{host_id()}_{rank}.{window[0]}.pt.trace.json.gz")
         started = time.perf_counter()
         raw = f"{path}.{os.getpid()}.json"
-        profiler.export_chrome_trace(raw)
         try:
+            profiler.export_chrome_trace(raw)
+            if not os.path.exists(raw):  # Kineto logs a failed write, leaves RAW.tmp and returns
+                raise _not_written(folder, raw)
             write_without_gpu_step_marks(raw, path)
+        except OSError as exc:
+            raise write_failed(exc, path) from None
         finally:
-            os.remove(raw)
+            for leftover in (raw, f"{raw}.tmp"):
+                with contextlib.suppress(OSError):
+                    os.remove(leftover)
         session.write_record(
             {
                 "type": "trace",
@@ -164,10 +173,25 @@ def write_without_gpu_step_marks(raw: str, path: str) -> None:
     with open(raw, encoding="utf-8") as f:
         trace = json.load(f)
     trace["traceEvents"] = [event for event in trace.get("traceEvents", []) if not _gpu_step_mark(event)]
-    part = f"{path}.part"
-    with gzip.open(part, "wt", encoding="utf-8", compresslevel=6) as f:
-        json.dump(trace, f)
-    os.replace(part, path)
+    part = f"{path}.{os.getpid()}.part"
+    try:
+        with gzip.open(part, "wt", encoding="utf-8", compresslevel=6) as f:
+            json.dump(trace, f)
+        os.replace(part, path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.remove(part)  # left only by a failed write
+
+
+def _not_written(folder: str, raw: str) -> OSError:
+    """Why Kineto wrote no trace (it says so only in its log): a full disk, or a reason not known."""
+    try:
+        full = os.statvfs(folder).f_bavail == 0
+    except OSError:
+        full = False
+    if full:
+        return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), raw)
+    return OSError(errno.EIO, "Kineto wrote no trace (see its log)", raw)
 
 
 def _gpu_step_mark(event: dict) -> bool:
