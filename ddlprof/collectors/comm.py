@@ -18,6 +18,14 @@ end of backward to the end of DDP's finalize, which waits for every bucket (``Ba
 are taken on the training thread by the autograd engine's final callbacks, queued from a hook on the
 DDP output's gradient. A hook the user registered is still wrapped, for its launches and for the time
 it holds backward up.
+
+A DDP module run by ``torch.compile`` runs its forward inside the compiled region, where any call
+Dynamo cannot trace (a clock) breaks the graph and prints a warning, and where a forward hook on the
+module, even one that does nothing, adds a graph break of its own. So ddlprof wraps ``DDP.forward``
+instead of hooking the module, and the wrapper stands aside while Dynamo traces it
+(``torch.compiler.is_compiling``, which Dynamo reads as a constant): the job's graph is the one it has
+without ddlprof, steps are still timed at the optimizer step, outside the compiled module, and the
+comm collector records, once, that it has nothing to measure.
 """
 
 from __future__ import annotations
@@ -61,6 +69,7 @@ def install(session: Session) -> None:
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     original_init = DDP.__init__
+    original_forward = DDP.forward
     original_register = DDP.register_comm_hook
     original_builtin = DDP._register_builtin_comm_hook
 
@@ -68,6 +77,17 @@ def install(session: Session) -> None:
     def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
         original_init(self, *args, **kwargs)
         session.guard.call("steps", CommTracker, session, self, original_register)
+
+    @functools.wraps(original_forward)
+    def forward(self: Any, *args: Any, **kwargs: Any) -> Any:
+        # Not forward hooks: any hook on the module adds a graph break where torch.compile runs DDP.
+        tracker: CommTracker | None = None if _compiling() else getattr(self, "_ddlprof_comm", None)
+        if tracker is not None:
+            tracker.before_forward(self, args, kwargs)
+        output = original_forward(self, *args, **kwargs)
+        if tracker is not None:
+            tracker.after_forward(self, args, output)
+        return output
 
     @functools.wraps(original_register)
     def register_comm_hook(self: Any, state: object, hook: Any) -> None:
@@ -83,6 +103,7 @@ def install(session: Session) -> None:
         return original_builtin(self, comm_hook_type)
 
     DDP.__init__ = __init__  # type: ignore[method-assign]
+    DDP.forward = forward  # type: ignore[method-assign]
     DDP.register_comm_hook = register_comm_hook  # type: ignore[method-assign]
     DDP._register_builtin_comm_hook = _register_builtin_comm_hook  # type: ignore[method-assign]
 
@@ -97,9 +118,7 @@ class CommTracker:
         self.user_hook = False
         self.inline: bool | None = None  # the backend completes on the launching thread; None: not known yet
         self.backward_watched = False
-        ddp._ddlprof_comm = self
-        ddp.register_forward_pre_hook(self.before_forward, with_kwargs=True)
-        ddp.register_forward_hook(self.after_forward)
+        ddp._ddlprof_comm = self  # DDP.forward (patched in install) calls before_ and after_forward
         session.ddp_seen = True
         if session.ddp is None:
             session.ddp = weakref.ref(ddp)
@@ -242,6 +261,13 @@ class CommTracker:
             engine.queue_callback(lambda: counted(after))
 
         engine.queue_callback(lambda: counted(before_finalize))
+
+
+def _compiling() -> bool:
+    """True while Dynamo traces the caller (a constant in the graph it makes, so no graph break)."""
+    import torch
+
+    return torch.compiler.is_compiling()
 
 
 def completes_on_caller(ddp: Any) -> bool:

@@ -23,7 +23,11 @@ from ddlprof.collectors.records import RecordWriter, rank_file
 from ddlprof.collectors.workload import ddp_bucket_sizes
 
 SCHEMA_VERSION = 1
-WORKLOAD_AFTER_STEP = 3  # DDP rebuilds its buckets during the first iterations; read them after.
+WORKLOAD_AFTER_STEP = 3
+COMPILED_DDP = (
+    "a step without a DDP forward ddlprof could see (a DDP module run by torch.compile, where its hooks "
+    "stand aside so as not to break the graph): no communication timing, samples from the DataLoader"
+)  # DDP rebuilds its buckets during the first iterations; read them after.
 
 
 @dataclass
@@ -61,6 +65,7 @@ class Session:
         self.manual_steps = False
         self.step_optimizer: Any = None  # weakref to the optimizer whose steps are step boundaries
         self.ddp_seen = False
+        self.ddp_forwards = 0  # DDP forwards the hooks saw, over the steps ended so far
         self.ddp: Any = None  # weakref to the first DDP module
         self.workload_written = False
         self.closed = False
@@ -164,6 +169,9 @@ class Session:
             finished.traced = self.traces.covers(self.step)
             exported = self.guard.call("traces", self.traces.step_ended, self.step, self.manual_steps)
             self.state.after_trace_export = bool(exported)
+        self.ddp_forwards += finished.forwards
+        if self.ddp_seen and self.ddp_forwards == 0 and self.guard.active("comm"):
+            self.guard.fail("comm", COMPILED_DDP, quiet=True)  # comm.py's module docstring says why
         self.pending.append((self.step, finished, now))
         self.probe_tensors.clear()
         self._flush(final=False)
@@ -211,7 +219,7 @@ class Session:
     def _step_record(self, step: int, state: StepState, end: float, comm: dict | None) -> dict:
         if state.samples_manual is not None:
             samples: int | None = state.samples_manual
-        elif self.ddp_seen:
+        elif self.ddp_seen and state.forwards:
             samples = state.samples_forward or None
         else:
             samples = state.samples_loader or None
