@@ -126,7 +126,7 @@ def add_wrap(commands: argparse._SubParsersAction) -> None:
         type=bounded(float, 0.01, 3600),
         default=0.5,
         metavar="SECONDS",
-        help="seconds between NVML samples (default: 0.5)",
+        help="seconds between NVML samples, 0.01 to 3600 (default: 0.5)",
     )
     wrap.add_argument(
         "--disable",
