@@ -146,9 +146,19 @@ def test_html_report_and_summary_schema(tmp_path):
 def test_html_into_a_missing_folder_is_one_line_and_leaves_no_temporary_file(tmp_path):
     run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
     done = ddlprof("report", "--no-store", "--html", str(tmp_path / "missing" / "r.html"), str(run))
-    _one_line_error(done, "r.html", "cannot write")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "r.html" in done.stderr and "cannot write" in done.stderr
+    assert "compute" in done.stdout and "wrote" not in done.stdout  # the table first, no false "wrote"
     assert json.loads((run / "summary.json").read_text())["job"]["step_ms"] == 10.0  # written before
     assert not [p for p in run.parent.rglob("*.tmp")]
+
+
+def test_json_is_printed_before_an_html_file_that_cannot_be_written(tmp_path):
+    run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
+    html = tmp_path / "full-disk" / "r.html"
+    done = ddlprof("report", "--no-store", "--json", "--html", str(html), str(run))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "r.html" in done.stderr, done.stderr
+    assert json.loads(done.stdout)["job"]["step_ms"] == 10.0
 
 
 def test_report_does_not_import_torch(tmp_path):
@@ -212,3 +222,101 @@ def test_nodes_starting_together_all_create_or_join_one_run_directory(tmp_path):
         for node in nodes:
             node.join()
         assert sorted(outcomes, key=str) == [False, True, True, True], outcomes
+
+
+def _ended(rank: int, world: int = 2, steps: int = 5) -> list[dict]:
+    return [_rank(rank, world), *[_step(n) for n in range(1, steps + 1)], {"type": "end"}]
+
+
+def test_an_absurd_world_size_is_one_line_naming_file_and_field(tmp_path):
+    run = _run_dir(tmp_path, {0: _ended(0, world=100_000_000)})
+    _one_line_error(ddlprof("report", "--no-store", str(run)), "rank-0.jsonl", "world_size", "1,048,576")
+
+
+def test_missing_ranks_of_a_large_job_come_as_ranges(tmp_path):
+    run = _run_dir(tmp_path, {0: _ended(0, world=1_000_000), 5: _ended(5, world=1_000_000)})
+    done = ddlprof("report", "--no-store", "--json", str(run))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    jsonschema.validate(result, SCHEMA)
+    spans = [(m["ranks"], m["count"]) for m in result["missing_ranks"]]
+    assert spans == [("1-4", 4), ("6-999999", 999_994)]
+    assert "ranks 6-999999: no records" in ddlprof("report", "--no-store", str(run)).stdout
+
+
+@pytest.mark.parametrize(
+    "field, value, words",
+    [("world_size", "two", ["rank-0.jsonl", "world_size", '"two"']), ("rank", -1, ["rank-0.jsonl", "rank"])],
+)
+def test_a_rank_header_of_the_wrong_type_is_one_line(tmp_path, field, value, words):
+    run = _run_dir(tmp_path, {0: [{**_rank(0, 1), field: value}, _step(1), _step(2)]})
+    _one_line_error(ddlprof("report", "--no-store", str(run)), *words)
+
+
+@pytest.mark.parametrize("field, value", [("schema_version", "1"), ("nnodes", "two")])
+def test_a_manifest_field_of_the_wrong_type_is_one_line(tmp_path, field, value):
+    manifest = {"schema": "ddlprof.run", "schema_version": 1, "run_id": "run", "nnodes": 1, field: value}
+    run = _run_dir(tmp_path, {0: _ended(0, 1)}, manifest=manifest)
+    _one_line_error(ddlprof("report", "--no-store", str(run)), "manifest.json", field)
+
+
+def test_a_node_file_that_is_not_an_object_is_one_line(tmp_path):
+    run = _run_dir(tmp_path, {0: _ended(0, 1)})
+    (run / "nodes" / "n0.json").write_text("[]")
+    _one_line_error(ddlprof("report", "--no-store", str(run)), "n0.json", "not a node record")
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"step_ms": None},
+        {"step_ms": "ten"},
+        {"step": "6"},
+        {"samples": 1e300},
+        {"comm": {"exposed_ms": [1]}},
+        {"comm": {"exposed_ms": 1.0, "per_bucket": [["x"]]}},
+        {"data_wait_ms": -1.0},
+    ],
+)
+def test_a_step_record_with_a_bad_field_is_skipped_with_a_warning(tmp_path, bad):
+    steps = [_step(n) for n in range(1, 11)]
+    steps[5] = {**steps[5], **bad}
+    run = _run_dir(tmp_path, {0: [_rank(0, 1), *steps, {"type": "end"}]})
+    done = ddlprof("report", "--no-store", "--json", str(run))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout, parse_constant=lambda c: pytest.fail(f"{c} in summary.json"))
+    assert result["steps"]["recorded"] == 9 and result["job"]["step_ms"] == 10.0
+    assert "1 record(s) with a bad field skipped" in done.stderr
+
+
+def test_a_warmup_that_leaves_no_steady_step_is_one_line(tmp_path):
+    run = _run_dir(tmp_path, {0: _ended(0, 1, steps=10)})
+    _one_line_error(
+        ddlprof("report", "--no-store", "--warmup", "1000000", str(run)), "no steady step", "rank 0"
+    )
+    # all the steps after the warm-up traced: none is steady either
+    steps = [{**_step(n), "traced": n > 3} for n in range(1, 11)]
+    run = _run_dir(tmp_path / "traced", {0: [_rank(0, 1), *steps]})
+    _one_line_error(ddlprof("report", "--no-store", "--warmup", "3", str(run)), "no steady step")
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda text: b"",
+        lambda text: text.encode()[:50],
+        lambda text: bytes(range(256)) * 4,
+    ],
+    ids=["empty", "cut-to-50-bytes", "random-bytes"],
+)
+def test_a_broken_rank_file_is_named_and_the_others_still_report(tmp_path, spoil):
+    run = _run_dir(tmp_path, {0: _ended(0, 2), 1: _ended(1, 2)})
+    rank1 = run / "ranks" / "rank-1.jsonl"
+    rank1.write_bytes(spoil(rank1.read_text()))
+    done = ddlprof("report", "--no-store", "--json", str(run))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    jsonschema.validate(result, SCHEMA)
+    assert [r["rank"] for r in result["ranks"]] == [0] and result["job"]["step_ms"] == 10.0
+    assert "warning: rank 1:" in done.stderr and "rank-1.jsonl" in done.stderr
+    assert {"rank": 1, "problem": "unreadable rank file (no rank header)"} in result["missing_ranks"]

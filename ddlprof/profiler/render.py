@@ -9,6 +9,7 @@ from rich.table import Table
 
 from ddlprof.runs.breakdown import CATEGORIES
 from ddlprof.runs.intervals import runs_of
+from ddlprof.runs.summary import missing_label
 
 _HEADERS = {
     "step_ms": "step",
@@ -73,7 +74,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             "the other ranks wait for it in communication[/yellow]"
         )
     for missing in summary["missing_ranks"]:
-        console.print(f"[red]rank {missing['rank']}: {missing['problem']}[/red]")
+        console.print(f"[red]{missing_label(missing)}: {missing['problem']}[/red]")
     for warning in summary["warnings"]:
         what = (
             "rank file" if warning["collector"] == "records" else f"{warning['collector']} collector stopped"

@@ -42,18 +42,24 @@ def report(
         print(f"ddlprof report: warning: {exc}; summary.json not written", file=sys.stderr)
         written = []
     stored = _record(summary, [run.path for run in runs]) if store else None
-    if html is not None:
-        from ddlprof.profiler.html import html_report
-
-        write_atomic(html, html_report(summary, runs))
-    if as_json:
+    if as_json:  # first: an HTML file that cannot be written never costs the summary
         sys.stdout.write(text)
+        sys.stdout.flush()
+        for warning in summary["warnings"]:
+            if warning["collector"] == "records":  # the table shows them; JSON readers see them here
+                print(
+                    f"ddlprof report: warning: rank {warning['rank']}: {warning['reason']}", file=sys.stderr
+                )
     else:
         from ddlprof.profiler.render import print_summary
 
         print_summary(summary)
-        if html is not None:
-            written.append(html)
+    if html is not None:
+        from ddlprof.profiler.html import html_report
+
+        write_atomic(html, html_report(summary, runs))
+        written.append(html)
+    if not as_json:
         if written:
             print("wrote " + ", ".join(str(p) for p in written))
         if stored is not None:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.errors import DdlprofError
+from ddlprof.runs import records
 
 MANIFEST = "manifest.json"
 MANIFEST_SCHEMA = "ddlprof.run"
@@ -148,21 +149,33 @@ def write_node(out: Path, node: dict[str, Any]) -> Path:
 def read_manifest(path: Path) -> dict[str, Any]:
     file = path / MANIFEST
     try:
-        data = json.loads(file.read_text(encoding="utf-8"))
+        data = records.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise DdlprofError(f"{path}: not a ddlprof run directory (no {MANIFEST})") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DdlprofError(f"{file}: unreadable manifest ({exc})") from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise DdlprofError(f"{file}: unreadable manifest ({_short(exc)})") from None
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
         raise DdlprofError(f"{file}: not a ddlprof manifest")
+    for name, default in (("schema_version", 0), ("nnodes", None)):
+        value = data.get(name, default)
+        if value is not None and not records.number(value, 0, records.MAX_WORLD_SIZE, integer=True):
+            raise DdlprofError(f"{file}: manifest field {name} must be an integer, not {_short(value)}")
     if data.get("schema_version", 0) > SCHEMA_VERSION:
         raise DdlprofError(f"{file}: written by a newer ddlprof (schema {data['schema_version']}); upgrade")
     return data
 
 
+def _short(value: object) -> str:
+    """A value or an error in a few words, for an error line."""
+    text = str(value) if isinstance(value, BaseException) else json.dumps(value)
+    return " ".join(text.split())[:120]
+
+
 @dataclass
 class RankLog:
-    """Everything one rank wrote, read leniently: a torn last line (the rank was killed) is skipped."""
+    """Everything one rank wrote, read leniently: a torn last line (the rank was killed) is skipped, and
+    so is a record with a bad field (``bad_records``); a file with no rank header is kept with its
+    ``problem`` and nothing else, so that the other ranks still report."""
 
     rank: int
     path: Path
@@ -174,6 +187,8 @@ class RankLog:
     warnings: list[dict[str, Any]] = field(default_factory=list)
     ended: bool = False
     torn_lines: int = 0
+    bad_records: int = 0
+    problem: str | None = None
 
 
 def read_rank(path: Path, rank: int) -> RankLog:
@@ -181,30 +196,34 @@ def read_rank(path: Path, rank: int) -> RankLog:
     try:
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
     except OSError as exc:
-        raise DdlprofError(f"{path}: unreadable ({exc})") from None
+        raise DdlprofError(f"{path}: unreadable ({exc.strerror or exc})") from None
     for line in lines:
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = records.loads(line)
+        except ValueError:  # a torn line, or a number JSON does not allow
             log.torn_lines += 1
             continue
         kind = record.get("type") if isinstance(record, dict) else None
         if kind == "rank":
+            records.check_header(record, path)
             log.meta = record
-        elif kind == "step":
+        elif kind == "step" and records.good_step(record):
             log.steps.append(record)
         elif kind == "workload":
             log.workload = record
-        elif kind == "probe":
+        elif kind == "probe" and records.good_probe(record):
             log.probe = record
-        elif kind == "trace":
+        elif kind == "trace" and records.good_trace(record):
             log.traces.append(record)
-        elif kind == "warning":
+        elif kind == "warning" and records.good_warning(record):
             log.warnings.append(record)
         elif kind == "end":
             log.ended = True
+        elif kind in ("step", "probe", "trace", "warning"):
+            log.bad_records += 1
     if not log.meta:
-        raise DdlprofError(f"{path}: not a ddlprof rank file (no rank header)")
+        size = path.stat().st_size if path.exists() else 0
+        return RankLog(rank=rank, path=path, problem=f"{path}: no rank header ({size} bytes): not read")
     return log
 
 
@@ -225,9 +244,12 @@ def load_run(path: Path) -> Run:
     nodes = []
     for file in sorted((path / "nodes").glob("*.json")):
         try:
-            nodes.append(json.loads(file.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise DdlprofError(f"{file}: unreadable node record ({exc})") from None
+            node = records.loads(file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DdlprofError(f"{file}: unreadable node record ({_short(exc)})") from None
+        if not isinstance(node, dict):
+            raise DdlprofError(f"{file}: not a node record (a JSON object expected)")
+        nodes.append(node)
     ranks = []
     for file in sorted((path / "ranks").glob("rank-*.jsonl")):
         match = _RANK_FILE.match(file.name)

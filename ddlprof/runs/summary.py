@@ -111,12 +111,15 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     paths = ", ".join(str(r.path) for r in runs)
     stepped = {rank: log for rank, log in logs.items() if log.steps}
     if not stepped:
+        broken = [log.problem for log in logs.values() if log.problem]
+        if broken:
+            raise DdlprofError(f"{paths}: no readable rank file with a step ({'; '.join(broken[:3])})")
         raise DdlprofError(
             f"{paths}: no rank recorded a step (the job stopped before its first optimizer step, "
             "or ran without importing torch)"
         )
-    world_size = max(int(log.meta.get("world_size", 1)) for log in logs.values())
-    hosts = sorted({str(log.meta.get("host")) for log in logs.values()})
+    world_size = max(int(log.meta.get("world_size", 1)) for log in logs.values() if log.meta)
+    hosts = sorted({str(log.meta.get("host")) for log in logs.values() if log.meta})
     multi_node = _is_multi_node(runs, logs)
 
     fewest = min(len(log.steps) for log in stepped.values())
@@ -130,6 +133,12 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         after_warmup = [s for s in log.steps if s["step"] > warmup]
         steady = [s for s in after_warmup if not s.get("traced")]
         excluded_traced.update(s["step"] for s in after_warmup if s.get("traced"))
+        if not steady and not warmup_auto:
+            last = max(s["step"] for s in log.steps)
+            raise DdlprofError(
+                f"--warmup {warmup}: no steady step left on rank {rank} (its steps run to {last}, "
+                "traced steps excluded); pass a smaller --warmup"
+            )
         chosen = steady or after_warmup or log.steps  # a very short run: use what there is
         steady_counts.append(len(chosen))
         window = [
@@ -159,6 +168,20 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         }
         for log in logs.values()
         if log.torn_lines
+    ]
+    warnings += [
+        {
+            "rank": log.rank,
+            "collector": "records",
+            "reason": f"{log.bad_records} record(s) with a bad field skipped",
+        }
+        for log in logs.values()
+        if log.bad_records
+    ]
+    warnings += [
+        {"rank": log.rank, "collector": "records", "reason": log.problem}
+        for log in logs.values()
+        if log.problem
     ]
     comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
     saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
@@ -269,12 +292,26 @@ def _is_multi_node(runs: list[Run], logs: dict[int, RankLog]) -> bool:
 
 
 def _missing(logs: dict[int, RankLog], world_size: int) -> list[dict[str, Any]]:
-    """Ranks with no records, and ranks that ended without an end record (killed or crashed)."""
-    problems = []
-    for rank in range(world_size):
-        log = logs.get(rank)
-        if log is None:
-            problems.append({"rank": rank, "problem": "no records (the rank never started or never stepped)"})
+    """Ranks with no records, and ranks that ended without an end record (killed or crashed).
+
+    Absent ranks come as one entry per run of consecutive ranks (``rank`` its first, ``ranks`` the
+    run and ``count``), so that a header's world size never makes one entry per rank."""
+    problems: list[dict[str, Any]] = []
+    present = sorted(rank for rank in logs if rank < world_size)
+    for first, end in zip([-1, *present], [*present, world_size], strict=True):
+        if end - first > 1:
+            problems.append(
+                {
+                    "rank": first + 1,
+                    "ranks": str(first + 1) if end - first == 2 else f"{first + 1}-{end - 1}",
+                    "count": end - first - 1,
+                    "problem": "no records (the rank never started or never stepped)",
+                }
+            )
+    for rank in present:
+        log = logs[rank]
+        if log.problem:
+            problems.append({"rank": rank, "problem": "unreadable rank file (no rank header)"})
         elif not log.ended:
             reached = log.steps[-1]["step"] if log.steps else 0
             problems.append(
@@ -284,7 +321,17 @@ def _missing(logs: dict[int, RankLog], world_size: int) -> list[dict[str, Any]]:
                     "problem": f"stopped after step {reached} with no end record (killed or crashed)",
                 }
             )
-    return problems
+    return sorted(problems, key=lambda p: p["rank"])
+
+
+def missing_count(summary: dict[str, Any]) -> int:
+    """How many ranks the summary's ``missing_ranks`` names (an entry may stand for a run of them)."""
+    return sum(m.get("count", 1) for m in summary["missing_ranks"])
+
+
+def missing_label(missing: dict[str, Any]) -> str:
+    """``rank 3`` or ``ranks 3-99``: what one entry of ``missing_ranks`` is about."""
+    return f"ranks {missing['ranks']}" if missing.get("count", 1) > 1 else f"rank {missing['rank']}"
 
 
 def one_line(summary: dict[str, Any]) -> str:
@@ -296,7 +343,7 @@ def one_line(summary: dict[str, Any]) -> str:
 
     throughput = job["throughput_samples_per_s"]
     rate = f"; {throughput:,.0f} samples/s" if throughput is not None else ""
-    missing = f"; {len(summary['missing_ranks'])} rank(s) missing" if summary["missing_ranks"] else ""
+    missing = f"; {missing_count(summary)} rank(s) missing" if summary["missing_ranks"] else ""
     own = (summary.get("ddlprof_overhead") or {}).get("own_pct_of_step")
     itself = f"; ddlprof's hooks {own:.2f}% of the step" if own is not None else ""
     return (

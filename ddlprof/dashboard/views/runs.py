@@ -11,6 +11,7 @@ import streamlit as st
 from ddlprof import figures
 from ddlprof.dashboard import data, shared
 from ddlprof.errors import DdlprofError
+from ddlprof.runs.summary import missing_label
 
 MS = st.column_config.NumberColumn(format="%.2f")
 RATE = st.column_config.NumberColumn(format="%.0f")
@@ -96,7 +97,7 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
             "No straggler: no rank's time outside communication is 10% and 1 ms above the median rank's."
         )
     for missing in summary["missing_ranks"]:
-        st.warning(f"rank {missing['rank']}: {missing['problem']}")
+        st.warning(f"{missing_label(missing)}: {missing['problem']}")
     for warning in summary["warnings"]:
         st.warning(f"rank {warning['rank']}, {warning['collector']}: {warning['reason']}")
 
