@@ -119,3 +119,21 @@ def test_interval_arithmetic():
     assert intervals.length(merged) == 7
     assert intervals.overlap(merged, [(2, 6)]) == 2
     assert intervals.clip(merged, 1, 6) == [(1, 3), (5, 6)]
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        '"a string"',
+        "[[1, 2], 3]",
+        '[{"ph": "X", "ts": null, "dur": 1}]',
+        '[{"ph": "X", "ts": 1, "dur": 1, "cat": "kernel", "args": [1]}]',
+        '[{"ph": "X", "ts": 1, "dur": 1, "cat": "kernel", "args": {"correlation": "x"}}]',
+    ],
+)
+def test_trace_events_of_the_wrong_type_are_one_line(tmp_path, events):
+    trace = tmp_path / "w_0.pt.trace.json"
+    trace.write_text(f'{{"traceEvents": {events}}}')
+    done = ddlprof("analyze", str(trace))
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "w_0.pt.trace.json" in done.stderr and "Traceback" not in done.stderr

@@ -59,16 +59,27 @@ def read(path: Path) -> Trace:
 
     try:
         info = _distributed_info(path)
+        if not isinstance(info, dict):
+            raise ValueError("distributedInfo is not an object")
         name_rank = _RANK_IN_NAME.search(path.name)
         rank = info.get("rank", int(name_rank.group(1)) if name_rank else None)
-        trace = Trace(path, rank if rank is not None else -1, info.get("world_size"), "cpu")
+        world_size = info.get("world_size")
+        if not (rank is None or _count(rank)) or not (world_size is None or _count(world_size)):
+            raise ValueError("distributedInfo's rank and world_size must be integers")
+        trace = Trace(path, rank if rank is not None else -1, world_size, "cpu")
         with _open(path) as file:
             seen = _take(trace, ijson.items(file, "traceEvents.item", use_float=True))
-    except (OSError, EOFError, ijson.JSONError, ValueError) as exc:
+    # a field of the wrong type (a string for a number, a list for an object) is a TypeError or an
+    # AttributeError in the loop, caught here rather than checked per event in the hot loop
+    except (OSError, EOFError, ijson.JSONError, ValueError, TypeError, AttributeError, OverflowError) as exc:
         detail = " ".join(str(exc).split())[:200]
         raise DdlprofError(f"{path}: not a readable Kineto trace ({type(exc).__name__}: {detail})") from None
     if seen == 0:
         raise DdlprofError(f"{path}: no traceEvents (not a Kineto trace?)")
+    if trace.span[0] > trace.span[1]:
+        raise DdlprofError(
+            f"{path}: no complete (ph X) event among its {seen} traceEvents (not a Kineto trace?)"
+        )
     if not trace.steps:  # profiled without schedule/prof.step(): the whole trace is step 0
         trace.steps[0] = trace.span
         trace.whole_trace_as_one_step = True
@@ -76,6 +87,10 @@ def read(path: Path) -> Trace:
     if trace.device == "cpu":
         _cpu_timeline(trace)
     return trace
+
+
+def _count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1 << 20
 
 
 def _take(trace: Trace, events: Iterable[dict[str, Any]]) -> int:
@@ -88,7 +103,7 @@ def _take(trace: Trace, events: Iterable[dict[str, Any]]) -> int:
     compute, comm, memory, launches = trace.compute, trace.comm, trace.memory, trace.launches
     for event in events:
         seen += 1
-        if event.get("ph") != "X":
+        if not isinstance(event, dict) or event.get("ph") != "X":
             continue
         start = float(event.get("ts", 0.0))
         end = start + float(event.get("dur", 0.0))
