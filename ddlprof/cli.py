@@ -643,7 +643,7 @@ def _run_model_predict(args: argparse.Namespace) -> int:
 
 def _run_model_features(args: argparse.Namespace) -> int:
     torch = require_torch("ddlprof model features")
-    from ddlprof.models.features import macro_features
+    from ddlprof.models.features import NO_GRADIENTS, macro_features
     from ddlprof.models.render import print_features
 
     result = macro_features(
@@ -654,6 +654,8 @@ def _run_model_features(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         seq_len=args.seq_len,
     )
+    if result["num_grad_tensors"] == 0:
+        print(f"ddlprof model features: warning: {result['model']}: {NO_GRADIENTS}", file=sys.stderr)
     return _show(result, args.json, print_features)
 
 

@@ -259,3 +259,22 @@ def test_cli_help_does_not_import_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "examples:" in done.stdout and "FILE.py:FACTORY" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "factory, params",
+    [("nn.ReLU()", 0), ("nn.Linear(4, 3).requires_grad_(False)", 15)],
+    ids=["no-parameters", "frozen"],
+)
+def test_a_model_with_no_trainable_parameter_has_features_and_a_warning(tmp_path, factory, params):
+    model = tmp_path / "m.py"
+    model.write_text(
+        f"import torch\nfrom torch import nn\n\ndef build():\n    return {factory}\n\n"
+        "def sample_input(batch_size):\n    return torch.randn(batch_size, 4)\n"
+    )
+    done = ddlprof("model", "features", "--json", f"{model}:build")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["num_grad_tensors"], result["num_params"], result["bucket_bytes"]) == (0, params, [])
+    assert "warning" in done.stderr and "no parameter requires a gradient" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -240,6 +240,9 @@ def bucket_caps(bucket_cap_mb: float | None, first_bucket_mb: float | None) -> t
     return cap, first
 
 
+NO_GRADIENTS = "no parameter requires a gradient: nothing for DDP to all-reduce (DDP refuses such a module)"
+
+
 def ddp_buckets(
     params: Sequence[torch.Tensor],
     expect_sparse: Sequence[bool],
@@ -263,6 +266,8 @@ def ddp_buckets(
     assignment over the parameters in definition order, reversed (``order`` "parameter").
     """
     n = len(params)
+    if n == 0:  # DDP itself refuses such a module; its assignment function asserts on no tensors
+        return {"indices": [], "bytes": [], "order": "none", "reason": NO_GRADIENTS}
     limits = [first, cap]
     reason = None
     if ready_order is not None and sorted(ready_order) == list(range(n)):

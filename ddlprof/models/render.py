@@ -39,6 +39,8 @@ def _flops(value: float | None) -> str:
 
 def _buckets(sizes: list[int]) -> str:
     """MiB per bucket, the first few: enough to see the small first bucket and the usual size."""
+    if not sizes:
+        return "none"
     shown = " ".join(f"{size / (1 << 20):.3g}" for size in sizes[:_SHOWN_BUCKETS])
     return shown + (f" … (+{len(sizes) - _SHOWN_BUCKETS})" if len(sizes) > _SHOWN_BUCKETS else "") + " MiB"
 
@@ -57,7 +59,7 @@ def print_features(result: dict[str, Any], console: Console | None = None) -> No
     table.add_column("feature", no_wrap=True)
     table.add_column("value", justify="right")
     table.add_column("how", style="dim")
-    order = {"gradient_ready": "gradient-ready", "parameter": "initial"}.get(
+    order = {"gradient_ready": "gradient-ready", "parameter": "initial", "none": "no gradients"}.get(
         result["bucket_order"], "reverse parameters"
     )
     rows = [
