@@ -19,6 +19,7 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ddlprof import __version__
 from ddlprof.collectors.config import COLLECTORS
@@ -33,27 +34,39 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def bounded(kind: type[int] | type[float], low: float, high: float) -> Callable[[str], int | float]:
-    """An argparse ``type``: a ``kind`` number from ``low`` to ``high`` (both included), else one line
-    naming the range. NaN and infinities never pass, so no option can make a loop spin or never end."""
+def bounded(kind: type, low: float, high: float) -> Callable[[str], Any]:
+    """An argparse type: a finite ``kind`` (int or float) from ``low`` to ``high``, else a usage error
+    naming the allowed range (NaN and infinities are refused: no option means them)."""
 
-    def parse(text: str) -> int | float:
+    lowest = "above 0" if low == TINY else f"from {_number(low)}"
+    allowed = f"the allowed range: {lowest} to {_number(high)}"
+
+    def parse(text: str) -> Any:
         try:
             value = kind(text)
         except ValueError:
-            value = None
-        if value is None or not math.isfinite(value) or not low <= value <= high:
-            raise argparse.ArgumentTypeError(
-                f"expected {_kind_name(kind)} from {low} to {high}, got {text!r}"
-            )
+            raise argparse.ArgumentTypeError(f"{text!r} is not {_KIND_NAMES[kind]}; {allowed}") from None
+        if not (math.isfinite(value) and low <= value <= high):
+            raise argparse.ArgumentTypeError(f"{text} is outside {allowed}")
         return value
 
-    parse.__name__ = kind.__name__  # argparse names the type in its own messages
     return parse
 
 
-def _kind_name(kind: type) -> str:
-    return "a whole number" if kind is int else "a number"
+_KIND_NAMES = {int: "an integer", float: "a number"}
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if value == int(value) and abs(value) < 1e15 else f"{value:g}"
+
+
+#: A float option that must be above zero: its smallest allowed value.
+TINY = 1e-9
+#: The most nodes ``advise`` considers per option: 256 keeps it near 1 s (1024 took 8.4 s).
+MAX_ADVISE_NODES = 256
+MAX_RANKS = 1 << 20  # GPUs per node, nodes, world sizes: as a rank header may have them
+MAX_BATCH = 1 << 20
+MAX_MS = 1e9
 
 
 def _add_command(
@@ -303,7 +316,7 @@ def add_report(commands: argparse._SubParsersAction) -> None:
     report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
     report.add_argument(
         "--warmup",
-        type=int,
+        type=bounded(int, 0, 10**12),
         metavar="N",
         help="steps to drop at the start (default: a fifth of the steps, 1 to 10)",
     )
@@ -317,8 +330,6 @@ def add_report(commands: argparse._SubParsersAction) -> None:
 def run_report(args: argparse.Namespace) -> int:
     from ddlprof.profiler.report import report
 
-    if args.warmup is not None and args.warmup < 0:
-        raise DdlprofError("--warmup must be 0 or more")
     return report(args.runs, as_json=args.json, html=args.html, warmup=args.warmup, store=not args.no_store)
 
 
@@ -489,18 +500,22 @@ def add_model(commands: argparse._SubParsersAction) -> None:
     )
     features.add_argument("model", metavar="NAME_OR_PATH", help="a model name or FILE.py:FACTORY")
     features.add_argument(
-        "--batch-per-gpu", type=int, default=32, metavar="B", help="samples per GPU per step (default: 32)"
+        "--batch-per-gpu",
+        type=bounded(int, 1, MAX_BATCH),
+        default=32,
+        metavar="B",
+        help="samples per GPU per step (default: 32)",
     )
     features.add_argument(
         "--bucket-cap-mb",
-        type=float,
+        type=bounded(float, TINY, 1e6),
         metavar="MB",
         help="DDP's bucket_cap_mb (default: DDP's own, 25 MiB after a 1 MiB first bucket; when given, "
         "the first bucket has this cap too, as in DDP)",
     )
     features.add_argument(
         "--seq-len",
-        type=int,
+        type=bounded(int, 1, 1 << 20),
         default=128,
         metavar="N",
         help="tokens per sample for text models (default: 128)",
@@ -537,13 +552,24 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument("--model", required=True, metavar="NAME", help="a model name or FILE.py:FACTORY")
     predict.add_argument(
-        "--batch-per-gpu", type=int, required=True, metavar="B", help="samples per GPU per step"
+        "--batch-per-gpu",
+        type=bounded(int, 1, MAX_BATCH),
+        required=True,
+        metavar="B",
+        help="samples per GPU per step",
     )
-    predict.add_argument("--gpus-per-node", type=int, required=True, metavar="G", help="GPUs in each node")
-    predict.add_argument("--nodes", type=int, default=1, metavar="N", help="nodes (default: 1)")
+    predict.add_argument(
+        "--gpus-per-node", type=bounded(int, 1, 1024), required=True, metavar="G", help="GPUs in each node"
+    )
+    predict.add_argument(
+        "--nodes", type=bounded(int, 1, MAX_RANKS), default=1, metavar="N", help="nodes (default: 1)"
+    )
     single = predict.add_mutually_exclusive_group(required=False)
     single.add_argument(
-        "--single-gpu-step-ms", type=float, metavar="MS", help="the measured step time on one GPU, in ms"
+        "--single-gpu-step-ms",
+        type=bounded(float, TINY, MAX_MS),
+        metavar="MS",
+        help="the measured step time on one GPU, in ms",
     )
     single.add_argument(
         "--gpu",
@@ -552,13 +578,13 @@ def _add_predict_command(model_commands: argparse._SubParsersAction) -> None:
     )
     predict.add_argument(
         "--intra-busbw-gbps",
-        type=float,
+        type=bounded(float, TINY, 1e6),
         metavar="X",
         help="all-reduce bus bandwidth among the GPUs of a node, GB/s (default: from --gpu)",
     )
     predict.add_argument(
         "--inter-busbw-gbps",
-        type=float,
+        type=bounded(float, TINY, 1e6),
         metavar="Y",
         help="all-reduce bus bandwidth across all ranks of a multi-node job, GB/s (no default)",
     )
@@ -1018,7 +1044,7 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     )
     what.add_argument(
         "--single-gpu-step-ms",
-        type=float,
+        type=bounded(float, TINY, MAX_MS),
         metavar="MS",
         help="your measured step time on one GPU (with --step-gpu); other models' features import torch",
     )
@@ -1031,7 +1057,7 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     )
     what.add_argument(
         "--batch-per-gpu",
-        type=int,
+        type=bounded(int, 1, MAX_BATCH),
         metavar="B",
         help="samples per GPU per step (default: 32, or the run's; the data covers 32-64)",
     )
@@ -1042,11 +1068,17 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     size.add_argument(
         "--dataset", metavar="NAME|SIZE", help="imagenet-1k, cifar-10, cifar-100, mnist, coco-2017, or a size"
     )
-    work.add_argument("--epochs", type=float, metavar="E", help="epochs (default: the model's, else 1)")
+    work.add_argument(
+        "--epochs", type=bounded(float, TINY, 1e6), metavar="E", help="epochs (default: the model's, else 1)"
+    )
 
     limits = advise.add_argument_group("filters")
-    limits.add_argument("--budget", type=float, metavar="USD", help="most the whole run may cost")
-    limits.add_argument("--deadline", type=float, metavar="HOURS", help="longest the whole run may take")
+    limits.add_argument(
+        "--budget", type=bounded(float, 0, 1e12), metavar="USD", help="most the whole run may cost"
+    )
+    limits.add_argument(
+        "--deadline", type=bounded(float, TINY, 1e6), metavar="HOURS", help="longest the whole run may take"
+    )
     limits.add_argument("--clouds", type=_names, metavar="aws,gcp", help="clouds to consider (default: both)")
     limits.add_argument("--regions", type=_names, metavar="R1,R2", help="regions to consider (default: all)")
     limits.add_argument(
@@ -1059,30 +1091,44 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         help="--spot: spot options only; --no-spot: on-demand only (default: both)",
     )
     limits.add_argument(
-        "--max-nodes", type=int, default=4, metavar="N", help="most instances per option (default: 4)"
+        "--max-nodes",
+        type=bounded(int, 1, MAX_ADVISE_NODES),
+        default=4,
+        metavar="N",
+        help="most instances per option (default: 4)",
     )
 
     spot = advise.add_argument_group("spot interruptions")
     spot.add_argument(
         "--checkpoint-interval",
-        type=float,
+        type=bounded(float, 0, 1e6),
         default=30.0,
         metavar="MIN",
         help="minutes between checkpoints; half of it is lost per interruption (default: 30)",
     )
     spot.add_argument(
-        "--restart-time", type=float, default=10.0, metavar="MIN", help="minutes to restart (default: 10)"
+        "--restart-time",
+        type=bounded(float, 0, 1e6),
+        default=10.0,
+        metavar="MIN",
+        help="minutes to restart (default: 10)",
     )
     spot.add_argument(
         "--spot-interruption-pct",
-        type=float,
+        type=bounded(float, 0, 100),
         default=20.0,
         metavar="PCT",
         help="monthly chance an instance is interrupted, where the catalog has no bucket (GCP; default: 20)",
     )
 
     out = advise.add_argument_group("output")
-    out.add_argument("--top", type=int, default=10, metavar="N", help="options shown (default: 10; 0: all)")
+    out.add_argument(
+        "--top",
+        type=bounded(int, 0, 10**6),
+        default=10,
+        metavar="N",
+        help="options shown (default: 10; 0: all)",
+    )
     out.add_argument(
         "--all-regions",
         action="store_true",

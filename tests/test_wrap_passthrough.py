@@ -219,7 +219,8 @@ def test_a_sample_interval_out_of_range_is_one_line_and_the_job_never_starts(tmp
     assert done.returncode == 2 and "ran" not in done.stdout
     assert (
         done.stderr.count("\n") == 1
-        and "--gpu-sample-interval: expected a number from 0.01 to 3600" in done.stderr
+        and "--gpu-sample-interval: " in done.stderr
+        and "the allowed range: from 0.01 to 3,600" in done.stderr
     )
     assert not out.exists()
 
