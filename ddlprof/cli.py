@@ -62,7 +62,8 @@ def _number(value: float) -> str:
 
 #: A float option that must be above zero: its smallest allowed value.
 TINY = 1e-9
-#: The most nodes ``advise`` considers per option: 256 keeps it near 1 s (1024 took 8.4 s).
+#: ``ddlprof.advisor.filters.MAX_NODES``, which this module may not import at start-up (a test
+#: checks that they agree)
 MAX_ADVISE_NODES = 256
 MAX_RANKS = 1 << 20  # GPUs per node, nodes, world sizes: as a rank header may have them
 MAX_BATCH = 1 << 20
@@ -1074,7 +1075,7 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
 
     limits = advise.add_argument_group("filters")
     limits.add_argument(
-        "--budget", type=bounded(float, 0, 1e12), metavar="USD", help="most the whole run may cost"
+        "--budget", type=bounded(float, TINY, 1e12), metavar="USD", help="most the whole run may cost"
     )
     limits.add_argument(
         "--deadline", type=bounded(float, TINY, 1e6), metavar="HOURS", help="longest the whole run may take"

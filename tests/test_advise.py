@@ -439,13 +439,22 @@ def _run(*args: str) -> tuple[int, str, str]:
         ),
         (["--model", "resnet50", "--instances", "p4d.24xlarg"], "unknown instance type 'p4d.24xlarg'"),
         (["--model", "resnet50", "--dataset", "imagenet-2k"], "unknown dataset 'imagenet-2k'"),
-        (["--model", "resnet50", "--budget", "-5"], "--budget must be positive"),
+        (
+            ["--model", "resnet50", "--budget", "-5"],
+            "argument --budget: -5 is outside the allowed range: above 0",
+        ),
         (["--model", "gpt2"], "no default workload for gpt2"),
         (["--model", "resnet50", "--run", "/nonexistent/run"], "/nonexistent/run: no such directory"),
         (["--budget", "100"], "pass --model NAME"),
         (["--model", "resnet50", "--spot-interruption-pct", "100"], "--spot-interruption-pct must be"),
-        (["--model", "resnet50", "--checkpoint-interval", "-1"], "--checkpoint-interval must be 0 or more"),
-        (["--model", "resnet50", "--max-nodes", "0"], "--max-nodes must be at least 1"),
+        (
+            ["--model", "resnet50", "--checkpoint-interval", "-1"],
+            "argument --checkpoint-interval: -1 is outside the allowed range: from 0",
+        ),
+        (
+            ["--model", "resnet50", "--max-nodes", "0"],
+            "argument --max-nodes: 0 is outside the allowed range: from 1 to 256",
+        ),
         (["--model", "resnet50", "--json", "--csv"], "not allowed with argument --json"),
     ],
 )

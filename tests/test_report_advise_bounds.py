@@ -47,6 +47,13 @@ def test_numeric_options_out_of_range_are_one_line_naming_the_range(argv, capsys
     assert "outside the allowed range" in err
 
 
+def test_the_cli_and_the_advisor_allow_the_same_nodes():
+    from ddlprof.advisor.filters import MAX_NODES
+    from ddlprof.cli import MAX_ADVISE_NODES
+
+    assert MAX_ADVISE_NODES == MAX_NODES
+
+
 def test_advise_at_the_most_nodes_allowed_stays_fast(capsys):
     started = time.perf_counter()
     assert main([*ADVISE, "--max-nodes", "256", "--json"]) == 0

@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ddlprof import figures
+from ddlprof.advisor.filters import MAX_NODES
 from ddlprof.dashboard import shared
 from ddlprof.errors import DdlprofError
 
@@ -115,7 +116,9 @@ def _form() -> dict[str, Any] | None:
             help="one of the measured models, or type another name",
         )
         batch = left.number_input("Batch per GPU", min_value=1, value=32, step=1, key="advisor_batch")
-        max_nodes = left.number_input("Max nodes", min_value=1, value=4, step=1, key="advisor_max_nodes")
+        max_nodes = left.number_input(
+            "Max nodes", min_value=1, max_value=MAX_NODES, value=4, step=1, key="advisor_max_nodes"
+        )
         budget = middle.number_input(
             "Budget USD", min_value=0.0, value=None, step=10.0, key="advisor_budget", help="empty: none"
         )
