@@ -148,22 +148,39 @@ def shipped_record() -> dict[str, Any] | None:
     return record if isinstance(record, dict) else None
 
 
+def _same_shape(record: Any, like: Any) -> bool:
+    """Whether ``record`` has the keys and JSON types of ``like`` throughout (numbers finite), list
+    items checked against ``like``'s first item: the fit as ``fit`` writes it."""
+    if isinstance(like, dict):
+        return isinstance(record, dict) and all(
+            key in record and _same_shape(record[key], value) for key, value in like.items()
+        )
+    if isinstance(like, list):
+        return isinstance(record, list) and (not like or all(_same_shape(item, like[0]) for item in record))
+    if isinstance(like, int | float) and not isinstance(like, bool):
+        number = isinstance(record, int | float) and not isinstance(record, bool)
+        return number and abs(record) < 1e300  # finite, and an int that fits a float
+    return like is None or record is None or type(record) is type(like)
+
+
 def load_models() -> Fitted:
     """The saved models when their stamp matches the training rows; else refitted (and saved)."""
     rows, info = training_rows()
     path = models_path()
     record = _read(path)
+    shipped = shipped_record()
+    if record is not None and shipped is not None and not _same_shape(record, shipped):
+        record = None  # hand-edited or foreign: every part of it is read later, so it is refitted
     if record is not None and record.get("stamp") == stamp(info["training_sha256"]):
         try:
             return Fitted(_from_record(record), record, path, refitted=False)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):  # a hand-edited or foreign file
             pass
     why = "missing" if not path.exists() else "stale or unreadable"
-    shipped = shipped_record()
     if shipped is not None and shipped.get("stamp") == stamp(info["training_sha256"]):
         try:
             models = _from_record(shipped)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, AttributeError):  # a hand-edited or foreign file
             pass
         else:
             note = _save(path, shipped)

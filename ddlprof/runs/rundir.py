@@ -160,7 +160,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
         value = data.get(name, default)
         if value is not None and not records.number(value, 0, records.MAX_WORLD_SIZE, integer=True):
             raise DdlprofError(f"{file}: manifest field {name} must be an integer, not {_short(value)}")
-    if data.get("schema_version", 0) > SCHEMA_VERSION:
+    if (data.get("schema_version") or 0) > SCHEMA_VERSION:
         raise DdlprofError(f"{file}: written by a newer ddlprof (schema {data['schema_version']}); upgrade")
     return data
 

@@ -1,0 +1,473 @@
+"""Fuzz every reader of a file ddlprof did not write itself, or that a crash may have cut.
+
+Each test starts from a valid file, mutates it (a value's type swapped, a field removed, huge and
+negative numbers, NaN and Infinity, the text cut at a line or anywhere, random bytes) and runs the
+command that reads it in-process through ``ddlprof.cli.main``. The property: exit 0 (maybe with a
+warning) or exit 2 with one line naming the file; never a traceback (an exception out of ``main``
+fails the test), never unbounded memory (the address space is capped while the command runs), and
+the summary that ``report`` prints and writes is strict JSON (no NaN, no Infinity).
+
+Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
+    run directory (manifest, node and rank files) via report     150
+    summary.json via the dashboard's cache reader                 100
+    Kineto traces via analyze                                     150
+    catalog files (instances.csv, prices.csv, catalog.json)        60
+    fitted stall models file via model predict                     40
+    SQLite store (corrupt or foreign schema) via report            30
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import resource
+import shutil
+import sqlite3
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ddlprof.cli import main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fuzz(examples: int) -> settings:
+    """Bounded in time (the whole module well under 3 minutes on 2 cores), no example database."""
+    return settings(
+        max_examples=examples, deadline=None, suppress_health_check=list(HealthCheck), database=None
+    )
+
+
+HEADROOM = 3 << 30  # address space a command may add: far above any of these inputs' needs
+
+
+def _reject(constant: str) -> None:
+    raise AssertionError(f"{constant} in JSON ddlprof wrote")
+
+
+def strict(text: str) -> Any:
+    return json.loads(text, parse_constant=_reject)
+
+
+@contextlib.contextmanager
+def capped_memory():
+    """Cap the address space at what the process uses now plus HEADROOM: a reader that grows
+    without bound raises MemoryError (and fails the test) instead of taking the machine."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    status = Path("/proc/self/status").read_text().splitlines()
+    used = int(next(line for line in status if line.startswith("VmSize")).split()[1]) << 10
+    cap = used + HEADROOM if hard == resource.RLIM_INFINITY else min(hard, used + HEADROOM)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def cli(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    """``ddlprof ARGV`` in-process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    saved = {key: os.environ.get(key) for key in env or {}}
+    os.environ.update(env or {})
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), capped_memory():
+            try:
+                code = main(list(argv))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 2
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    return code, out.getvalue(), err.getvalue()
+
+
+def check(code: int, err: str, *names: str) -> None:
+    """Exit 0, or exit 2 with one error line naming one of ``names`` (the file read)."""
+    assert "Traceback" not in err, err
+    assert code in (0, 2), (code, err)
+    if code == 2:
+        errors = [line for line in err.splitlines() if "warning:" not in line]
+        assert len(errors) == 1, err
+        assert any(name in errors[0] for name in names), err
+
+
+# -- mutations -------------------------------------------------------------------------------------
+
+ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.sampled_from([0, -1, 2**63, 10**400, -(10**9)]),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=6),
+    st.sampled_from([[], {}, [[1]], [None], {"a": 1}, "NaN"]),
+)
+
+
+def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found += _paths(item, (*prefix, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found += _paths(item, (*prefix, index))
+    return found
+
+
+def mutate(data: st.DataObject, value: Any) -> Any:
+    """``value`` (a parsed JSON document) with one to three fields replaced by odd values or removed."""
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = _paths(value)
+        if not paths:
+            return data.draw(ODD_VALUES)
+        path = data.draw(st.sampled_from(paths))
+        parent = value
+        for key in path[:-1]:
+            parent = parent[key]
+        if isinstance(parent, dict) and data.draw(st.booleans()):
+            del parent[path[-1]]
+        else:
+            parent[path[-1]] = data.draw(ODD_VALUES)
+    return value
+
+
+def spoil_text(data: st.DataObject, text: str) -> bytes:
+    """The file's bytes: as they are, cut at a line or anywhere, or random bytes."""
+    how = data.draw(st.sampled_from(["keep", "keep", "line", "anywhere", "random"]))
+    raw = text.encode()
+    if how == "line":
+        lines = raw.splitlines(keepends=True)
+        return b"".join(lines[: data.draw(st.integers(0, len(lines)))])
+    if how == "anywhere":
+        return raw[: data.draw(st.integers(0, len(raw)))]
+    if how == "random":
+        return data.draw(st.binary(max_size=300))
+    return raw
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(value, allow_nan=True)  # NaN and Infinity as Python writes them
+
+
+# -- run directories -------------------------------------------------------------------------------
+
+
+def _step(n: int) -> dict:
+    return {
+        "type": "step",
+        "step": n,
+        "start": 1.7e9 + n,
+        "end": 1.7e9 + n + 0.01,
+        "step_ms": 10.0 + n,
+        "data_wait_ms": 1.0,
+        "loop_ms": 0.5,
+        "forwards": 1,
+        "samples": 8,
+        "traced": n == 4,
+        "own_ms": 0.1,
+        "comm": {
+            "buckets": 2,
+            "bytes": 300,
+            "exposed_ms": 2.0,
+            "gpu_lag_ms": 3.0,
+            "per_bucket": [[0, 100], [1, 200]],
+        },
+    }
+
+
+def _rank_records(rank: int) -> list[dict]:
+    link = {"ranks": 2, "latency_us": 20.0, "busbw_gbps": 50.0}
+    return [
+        {
+            "type": "rank",
+            "schema_version": 1,
+            "rank": rank,
+            "world_size": 3,
+            "host": f"h{rank}",
+            "device": "cpu",
+        },
+        {
+            "type": "probe",
+            "nodes": 2,
+            "world_size": 3,
+            "local_size": 1,
+            "intra": None,
+            "full": link,
+            "seconds": 0.5,
+        },
+        *[_step(n) for n in range(1, 9)],
+        {"type": "workload", "after_step": 3, "module": "Net", "bucket_sizes": [100, 200], "num_params": 75},
+        {"type": "trace", "steps": [4, 4], "file": "traces/run/x.json"},
+        {"type": "warning", "collector": "data", "reason": "odd", "step": 5},
+        {"type": "end", "steps": 8},
+    ]
+
+
+def _write_run(run: Path, files: dict[str, Any]) -> None:
+    for name, content in files.items():
+        path = run / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+
+
+def _valid_run() -> dict[str, Any]:
+    return {
+        "manifest.json": {
+            "schema": "ddlprof.run",
+            "schema_version": 1,
+            "run_id": "r",
+            "nnodes": 2,
+            "command": ["x"],
+        },
+        "nodes/n0.json": {"node_id": "n0", "exit_code": 0, "start_unix": 1.7e9, "gpus": [{"name": "T4"}]},
+        "ranks/rank-0.jsonl": _rank_records(0),
+        "ranks/rank-1.jsonl": _rank_records(1),
+    }
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_report_reads_any_run_directory(data):
+    files = _valid_run()
+    target = data.draw(st.sampled_from(sorted(files)))
+    if target.endswith(".jsonl"):
+        records = files[target]
+        index = data.draw(st.integers(0, len(records) - 1))
+        records[index] = mutate(data, records[index])
+        text = "\n".join(json_text(r) for r in records) + "\n"
+    else:
+        text = json_text(mutate(data, files[target]))
+    texts = {
+        name: ("\n".join(json.dumps(r) for r in v) + "\n" if name.endswith(".jsonl") else json.dumps(v))
+        for name, v in files.items()
+        if name != target
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        _write_run(run, {**texts, target: spoil_text(data, text)})
+        warmup = data.draw(st.sampled_from([[], ["--warmup", "2"]]))
+        code, out, err = cli("report", "--json", "--no-store", *warmup, str(run))
+        check(code, err, target.split("/")[-1], str(run), "--warmup")
+        if code == 0:
+            assert strict(out)["job"]["step_ms"] is not None
+            strict((run / "summary.json").read_text())
+
+
+# -- summary.json ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reported(tmp_path_factory):
+    """A run directory and the summary.json its report wrote."""
+    run = tmp_path_factory.mktemp("reported") / "run"
+    files = _valid_run()
+    _write_run(
+        run,
+        {
+            n: "\n".join(json.dumps(r) for r in v) + "\n" if n.endswith(".jsonl") else json.dumps(v)
+            for n, v in files.items()
+        },
+    )
+    code, out, err = cli("report", "--json", "--no-store", str(run))
+    assert code == 0, err
+    return run, strict(out)
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_the_dashboards_summary_cache_reads_any_summary_json(reported, data):
+    from ddlprof.runs.summary import cached_summary
+
+    run, summary = reported
+    text = json_text(mutate(data, json.loads(json.dumps(summary))))
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "run"
+        shutil.copytree(run, copy)
+        (copy / "summary.json").write_bytes(spoil_text(data, text))
+        with capped_memory():
+            found = cached_summary(copy)
+        assert found is None or isinstance(found, dict)
+
+
+# -- Kineto traces ---------------------------------------------------------------------------------
+
+
+def _kineto() -> dict:
+    events: list[dict] = [{"ph": "M", "name": "process_name", "pid": 1, "args": {"name": "x"}}]
+    for step in range(3):
+        t0 = 1000.0 * step
+        events += [
+            {
+                "ph": "X",
+                "cat": "user_annotation",
+                "name": f"ProfilerStep#{step}",
+                "ts": t0,
+                "dur": 900,
+                "tid": 1,
+            },
+            {"ph": "X", "cat": "cpu_op", "name": "enumerate(DataLoader)#x", "ts": t0, "dur": 50, "tid": 1},
+            {"ph": "X", "cat": "cpu_op", "name": "aten::mm", "ts": t0 + 60, "dur": 100, "tid": 1},
+            {
+                "ph": "X",
+                "cat": "cuda_runtime",
+                "name": "cudaLaunchKernel",
+                "ts": t0 + 70,
+                "dur": 5,
+                "args": {"correlation": 10 + step},
+            },
+            {
+                "ph": "X",
+                "cat": "kernel",
+                "name": "gemm",
+                "ts": t0 + 80,
+                "dur": 300,
+                "args": {"correlation": 10 + step},
+            },
+            {"ph": "X", "cat": "kernel", "name": "ncclAllReduce", "ts": t0 + 400, "dur": 200, "args": {}},
+            {
+                "ph": "X",
+                "cat": "gpu_memcpy",
+                "name": "Memcpy",
+                "ts": t0 + 650,
+                "dur": 20,
+                "args": {"correlation": 1},
+            },
+        ]
+    return {"distributedInfo": {"rank": 0, "world_size": 1}, "traceEvents": events, "baseTimeNanoseconds": 1}
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_analyze_reads_any_kineto_trace(data):
+    text = json_text(mutate(data, _kineto()))
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "w_0.pt.trace.json"
+        trace.write_bytes(spoil_text(data, text))
+        code, out, err = cli("analyze", "--json", str(trace))
+        check(code, err, trace.name)
+        if code == 0:
+            strict(out)
+
+
+# -- catalog ---------------------------------------------------------------------------------------
+
+CATALOG = REPO / "ddlprof" / "advisor" / "catalog" / "data"
+ODD_CELLS = ["", "nan", "inf", "-1", "1e400", "abc", "true", '"', "0"]
+
+
+@fuzz(60)
+@given(data=st.data())
+def test_catalog_commands_read_any_catalog_snapshot(data):
+    name = data.draw(st.sampled_from(["instances.csv", "prices.csv", "catalog.json"]))
+    text = (CATALOG / name).read_text()
+    if name == "catalog.json":
+        text = json_text(mutate(data, json.loads(text)))
+    else:
+        lines = text.splitlines()
+        for _ in range(data.draw(st.integers(1, 4))):
+            row = data.draw(st.integers(0, len(lines) - 1))
+            cells = lines[row].split(",")
+            cells[data.draw(st.integers(0, len(cells) - 1))] = data.draw(st.sampled_from(ODD_CELLS))
+            lines[row] = ",".join(cells)
+        text = "\n".join(lines) + "\n"
+    with tempfile.TemporaryDirectory() as tmp:
+        for file in ("instances.csv", "prices.csv", "catalog.json"):
+            shutil.copy(CATALOG / file, Path(tmp) / file)
+        (Path(tmp) / name).write_bytes(spoil_text(data, text))
+        command = data.draw(
+            st.sampled_from([["catalog", "list", "--json"], ["catalog", "show", "p4d.24xlarge"]])
+        )
+        code, _, err = cli(*command, env={"DDLPROF_CATALOG_DIR": tmp})
+        check(code, err, name, tmp)
+
+
+# -- fitted stall models ---------------------------------------------------------------------------
+
+FIT = REPO / "ddlprof" / "models" / "data" / "stall_models.json"
+PREDICT = [
+    "model",
+    "predict",
+    "--model",
+    "resnet50",
+    "--batch-per-gpu",
+    "32",
+    "--gpus-per-node",
+    "2",
+    "--gpu",
+    "H200",
+    "--json",
+]
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_model_predict_reads_any_fitted_models_file(data):
+    record = json.loads(FIT.read_text())
+    # keep the stamp most of the time: a stale file is refitted, and the mutation would go unread
+    keep = {"format", "ddlprof", "training_sha256"}
+    paths = [p for p in _paths(record) if p[0] not in keep]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent = record
+        for key in path[:-1]:
+            parent = parent[key]
+        with contextlib.suppress(KeyError, IndexError, TypeError):
+            parent[path[-1]] = data.draw(ODD_VALUES)
+    with tempfile.TemporaryDirectory() as home:
+        (Path(home) / "models").mkdir()
+        fitted = Path(home) / "models" / "stall_models.json"
+        fitted.write_bytes(spoil_text(data, json_text(record)))
+        code, out, err = cli(*PREDICT, env={"DDLPROF_HOME": home})
+        check(code, err, "stall_models.json")
+        if code == 0:
+            strict(out)
+
+
+# -- the SQLite store ------------------------------------------------------------------------------
+
+
+def _foreign_db(path: Path, data: st.DataObject) -> None:
+    how = data.draw(st.sampled_from(["bytes", "foreign", "versions", "columns"]))
+    if how == "bytes":
+        path.write_bytes(b"SQLite format 3\x00" + data.draw(st.binary(max_size=400)))
+        return
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+        if how == "foreign":
+            conn.execute("CREATE TABLE runs (x TEXT)")
+        elif how == "versions":
+            conn.execute("CREATE TABLE schema_version (version)")
+            conn.execute("INSERT INTO schema_version VALUES (?)", (data.draw(ODD_VALUES.filter(_bindable)),))
+        else:
+            conn.execute("CREATE TABLE runs (run_key INTEGER, world_size BLOB)")
+            conn.execute("INSERT INTO runs VALUES (1, x'00')")
+
+
+def _bindable(value: Any) -> bool:
+    return value is None or (
+        isinstance(value, int | float | str)
+        and abs(hash(value)) >= 0
+        and (not isinstance(value, int) or -(2**63) <= value < 2**63)
+    )
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_report_survives_any_local_dataset_file(reported, data):
+    run, _ = reported
+    with tempfile.TemporaryDirectory() as home:
+        _foreign_db(Path(home) / "dataset.sqlite", data)
+        code, out, err = cli("report", "--json", str(run), env={"DDLPROF_HOME": home})
+        check(code, err, "dataset.sqlite")
+        if code == 0:
+            strict(out)
