@@ -1009,9 +1009,17 @@ workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaul
 (1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
 pre-training (1M steps x 256 sequences) for bert-base; other models need --samples.
 
-spot: AWS Spot Instance Advisor buckets when the catalog has them; GCP publishes no interruption
-rate, so --spot-interruption-pct (default 20% per instance per month) is assumed and shown. Each
-interruption loses half a --checkpoint-interval of work plus a --restart-time.
+spot: each interruption loses half a --checkpoint-interval of work plus a --restart-time. The rate
+(interruptions per instance per day) is --interruptions-per-day when given (for every spot option,
+AWS too); else the AWS Spot Instance Advisor bucket of the catalog row, its midpoint as the rate per
+month and its upper edge as the high end of the range; else (GCP publishes no rate) an assumed 20% a
+month, the lower edge of AWS's worst bucket, named as such in each option. --explain shows the rate,
+expected interruptions, hours and USD lost for the top options.
+
+data: --data-region REGION --dataset-gb GB adds, to each option in another region or cloud, the cost
+of moving the dataset there once at the source cloud's published egress price (sources and dates in
+advisor/data/egress.csv; a route without one is excluded, never priced at 0). Every option runs in
+one region, so no gradient traffic crosses regions: none is modelled.
 
 examples:
   ddlprof advise --model resnet50 --budget 100
@@ -1019,6 +1027,7 @@ examples:
   ddlprof advise --model vit_b_16 --batch-per-gpu 64 --dataset imagenet-1k --epochs 300 --json
   ddlprof advise --model resnet50 --regions us-east-1,us-central1 --max-nodes 2 --explain
   ddlprof advise --model resnet50 --budget 100 --emit skypilot > task.yaml
+  ddlprof advise --model resnet50 --budget 100 --data-region us-east-1 --dataset-gb 150 --json
   ddlprof advise --run ddlprof-runs/20261123T101500Z-train --model resnet50 --csv
   ddlprof advise --model my_net.py:build --single-gpu-step-ms 41 --step-gpu A10G --samples 2M
 """
@@ -1115,11 +1124,24 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         help="minutes to restart (default: 10)",
     )
     spot.add_argument(
-        "--spot-interruption-pct",
-        type=bounded(float, 0, 100),
-        default=20.0,
-        metavar="PCT",
-        help="monthly chance an instance is interrupted, where the catalog has no bucket (GCP; default: 20)",
+        "--interruptions-per-day",
+        type=bounded(float, 0, 1e6),
+        metavar="RATE",
+        help="interruptions per instance per day, >= 0, for every spot option (default: the AWS bucket's "
+        "midpoint; where none is published, as on GCP, 20%% a month assumed)",
+    )
+
+    data = advise.add_argument_group("dataset location")
+    data.add_argument(
+        "--data-region",
+        metavar="REGION",
+        help="AWS or GCP region the dataset lies in: options elsewhere pay its egress (default: none priced)",
+    )
+    data.add_argument(
+        "--dataset-gb",
+        type=bounded(float, 0, 1e9),
+        metavar="GB",
+        help="dataset size in GB (>= 0) moved once to an option outside --data-region (default: 0)",
     )
 
     out = advise.add_argument_group("output")
@@ -1176,7 +1198,9 @@ ADVISE_KEYWORDS = (
     "max_nodes",
     "checkpoint_interval",
     "restart_time",
-    "spot_interruption_pct",
+    "interruptions_per_day",
+    "data_region",
+    "dataset_gb",
     "all_regions",
     "top",
 )

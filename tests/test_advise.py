@@ -28,7 +28,7 @@ from ddlprof.advisor.options import Advice, AdviseRequest
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.ranking import advise
 from ddlprof.advisor.render import emit_skypilot, emit_torchrun
-from ddlprof.advisor.spot import interruption_overhead
+from ddlprof.advisor.spot import UNPUBLISHED_PCT_PER_MONTH, bucket_rate, interruption_overhead, per_day
 from ddlprof.cli import main
 from ddlprof.errors import DdlprofError
 from ddlprof.models import memory as memory_table
@@ -77,15 +77,22 @@ def _catalog_with(tmp_path: Path, instances: list[dict] = (), prices: list[dict]
 
 
 def test_interruption_overhead_by_hand():
-    got = interruption_overhead(100.0, 2, 10.0, checkpoint_interval_min=30, restart_min=10)
-    rate = -math.log(0.9) / 730  # per instance-hour for a 10% monthly chance
-    assert got["expected_interruptions"] == pytest.approx(2 * rate * 100)
+    got = interruption_overhead(100.0, 2, 0.1, checkpoint_interval_min=30, restart_min=10)
+    assert got["expected_interruptions"] == pytest.approx(2 * 0.1 * 100 / 24)  # 0.1 per instance-day
     assert got["hours_lost_per_interruption"] == pytest.approx((15 + 10) / 60)
-    assert got["overhead_hours"] == pytest.approx(2 * rate * 100 * 25 / 60)
+    assert got["overhead_hours"] == pytest.approx(2 * 0.1 * 100 / 24 * 25 / 60)
     assert interruption_overhead(100.0, 2, 0.0)["overhead_hours"] == 0
-    assert interruption_overhead(100.0, 4, 10.0)["overhead_hours"] == pytest.approx(2 * got["overhead_hours"])
-    with pytest.raises(DdlprofError):
-        interruption_overhead(1.0, 1, 100.0)
+    assert interruption_overhead(100.0, 4, 0.1)["overhead_hours"] == pytest.approx(2 * got["overhead_hours"])
+    for bad in (-0.1, math.inf, math.nan):
+        with pytest.raises(DdlprofError):
+            interruption_overhead(1.0, 1, bad)
+
+
+def test_bucket_midpoint_is_the_rate_and_upper_edge_the_high_end():
+    assert bucket_rate("5-10%") == pytest.approx((0.075 * 12 / 365, 0.10 * 12 / 365))
+    assert bucket_rate("<5%") == pytest.approx((0.025 * 12 / 365, 0.05 * 12 / 365))
+    rate, high = bucket_rate(">20%")  # no upper edge published: its lower edge, no high end
+    assert rate == pytest.approx(0.20 * 12 / 365) and high is None
 
 
 def test_on_demand_and_spot_prices_add_up(fitted):
@@ -103,10 +110,14 @@ def test_on_demand_and_spot_prices_add_up(fitted):
             option.hours * option.price.on_demand_usd_per_hour * option.count
         )
         assert option.usd_per_million_samples == pytest.approx(option.total_cost_usd / total * 1e6)
-        assert option.interruption is None and option.data_transfer_usd == 0
-    for option in spot:  # GCP: no published bucket, the assumed 20% a month
-        assert option.interruption["assumed"] and option.interruption["monthly_pct"] == 20.0
-        expected = interruption_overhead(option.compute_hours, option.count, 20.0)["overhead_hours"]
+        assert option.interruption is None and option.egress_usd == 0
+    for option in spot:  # GCP: no published rate, the named assumption of 20% a month
+        assert (
+            option.interruption["basis"] == "assumed" and "GCP publishes no" in option.interruption["source"]
+        )
+        assert option.interruption["rate_per_day"] == pytest.approx(per_day(UNPUBLISHED_PCT_PER_MONTH))
+        rate = option.interruption["rate_per_day"]
+        expected = interruption_overhead(option.compute_hours, option.count, rate)["overhead_hours"]
         assert option.hours == pytest.approx(option.compute_hours + expected)
         assert option.total_cost_usd == pytest.approx(
             option.hours * option.price.spot_usd_per_hour * option.count
@@ -116,7 +127,8 @@ def test_on_demand_and_spot_prices_add_up(fitted):
 
 def test_several_instances_and_an_aws_spot_bucket(fitted, tmp_path):
     """A spot price and a Spot Instance Advisor bucket (as a refresh would add them) are priced with the
-    bucket's upper edge; n instances cost n x the price for the same hours, plus more interruptions."""
+    bucket's midpoint, its upper edge raising the range; n instances cost n x the price for the same
+    hours, plus more interruptions."""
     row = {
         "cloud": "aws",
         "instance_type": "p4d.24xlarge",
@@ -134,10 +146,14 @@ def test_several_instances_and_an_aws_spot_bucket(fitted, tmp_path):
     for count in (1, 2, 3, 4):
         od, sp = by_key[(count, False)], by_key[(count, True)]
         assert od.total_cost_usd == pytest.approx(od.hours * 21.96 * count)
-        assert sp.interruption["bucket"] == "10-15%" and sp.interruption["monthly_pct"] == 15.0
-        assert not sp.interruption["assumed"]
-        overhead = interruption_overhead(sp.compute_hours, count, 15.0)["overhead_hours"]
+        assert sp.interruption["bucket"] == "10-15%" and sp.interruption["basis"] == "aws_bucket"
+        assert sp.interruption["rate_per_day"] == pytest.approx(per_day(12.5))
+        assert sp.interruption["rate_per_day_high"] == pytest.approx(per_day(15.0))
+        overhead = interruption_overhead(sp.compute_hours, count, per_day(12.5))["overhead_hours"]
         assert sp.total_cost_usd == pytest.approx((sp.compute_hours + overhead) * 9.5 * count)
+        high = interruption_overhead(sp.compute_hours, count, per_day(15.0))["overhead_hours"]
+        assert sp.interruption["cost_usd_high"] == pytest.approx(high * 9.5 * count)
+        assert sp.total_cost_range()[1] > sp.total_cost_usd * (1 + sp.error_pct / 100)
         assert sp.compute_hours == od.compute_hours and sp.total_cost_usd < od.total_cost_usd
     one, two = by_key[(1, True)], by_key[(2, True)]
     assert two.interruption["expected_interruptions"] / two.compute_hours == pytest.approx(
@@ -446,7 +462,23 @@ def _run(*args: str) -> tuple[int, str, str]:
         (["--model", "gpt2"], "no default workload for gpt2"),
         (["--model", "resnet50", "--run", "/nonexistent/run"], "/nonexistent/run: no such directory"),
         (["--budget", "100"], "pass --model NAME"),
-        (["--model", "resnet50", "--spot-interruption-pct", "100"], "--spot-interruption-pct must be"),
+        (
+            ["--model", "resnet50", "--interruptions-per-day", "-1"],
+            "argument --interruptions-per-day: -1 is outside the allowed range: from 0",
+        ),
+        (
+            ["--model", "resnet50", "--interruptions-per-day", "inf"],
+            "argument --interruptions-per-day: inf is outside the allowed range",
+        ),
+        (
+            ["--model", "resnet50", "--data-region", "us-east-1", "--dataset-gb", "-1"],
+            "argument --dataset-gb: -1 is outside the allowed range",
+        ),
+        (
+            ["--model", "resnet50", "--data-region", "us-east-1", "--dataset-gb", "nan"],
+            "argument --dataset-gb: nan is outside the allowed range",
+        ),
+        (["--model", "resnet50", "--data-region", "mars-1", "--dataset-gb", "1"], "is no AWS or GCP region"),
         (
             ["--model", "resnet50", "--checkpoint-interval", "-1"],
             "argument --checkpoint-interval: -1 is outside the allowed range: from 0",
@@ -489,7 +521,11 @@ def test_json_keys_and_csv(capsys):
     assert len(data["options"]) <= 10
     assumptions = data["assumptions"]
     assert assumptions["spot"]["checkpoint_interval_min"] == 30 and assumptions["spot"]["restart_min"] == 10
-    assert assumptions["data_transfer_usd"] == 0 and "one region" in assumptions["data_transfer"]
+    assert (
+        assumptions["egress"]["data_region"] is None
+        and "one region" in assumptions["egress"]["gradient_traffic"]
+    )
+    assert all(o["egress_usd"] == 0 and o["price_date"] for o in data["options"])
     assert assumptions["workload"]["total_samples"] == 1_281_167 * 90
     assert "MAPE" in data["options"][0]["provenance"]["step_ms"]
     assert "catalog snapshot" in data["options"][0]["provenance"]["price"]
@@ -509,7 +545,9 @@ def test_table_and_explain():
     assert re.search(r"scaled from H200 tf32, err \d+(\.\d+)?%", out) and "; price" in out
     assert "amp-bf16" in out and "precision: amp" in out
     assert "step-time scaling warnings" in out and "a ratio of peaks across unit types is rough" in out
-    assert "catalog snapshot is" in err  # the stale-snapshot warning goes to stderr
+    assert "the oldest prices in use are: aws " in err  # the stale-price warning goes to stderr
+    assert "spot interruptions: the top spot options" in out and "interruptions per instance-day" in out
+    assert "GCP publishes no interruption rate" in out
 
 
 def test_precision_in_json_rows_and_measured_precision_unscaled():

@@ -3,12 +3,13 @@ made, the warnings, and the top choice in one sentence."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
-from ddlprof.advisor.catalog import Catalog
+from ddlprof.advisor.catalog import STALE_AFTER_DAYS, Catalog
 from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
-from ddlprof.advisor.options import Advice, AdviseRequest
-from ddlprof.advisor.spot import BUCKET_PCT
+from ddlprof.advisor.options import Advice, AdviseRequest, Option
+from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
 from ddlprof.models.published import scaling_error
@@ -76,23 +77,32 @@ def assumptions(
         },
         "throughput": "world size x batch per GPU x 1000 / step_ms",
         "hours": "samples x epochs / throughput / 3600, plus the expected interruption overhead for spot",
-        "total_cost": "hours x USD per instance-hour x instances + data transfer",
-        "data_transfer_usd": 0,
-        "data_transfer": "0: every option runs in one region of one cloud; moving the dataset into the "
-        "region, storage and egress are not priced",
+        "total_cost": "hours x USD per instance-hour x instances + egress of the dataset",
+        "egress": {
+            "data_region": request.data_region,
+            "dataset_gb": request.dataset_gb,
+            "meaning": "moving --dataset-gb once from --data-region to the option's region, at the source "
+            "cloud's first-tier price (inter-region within a cloud, internet to the other cloud; ingress "
+            "free); 0 in the data region or without --data-region; routes with no sourced price are "
+            "excluded; sources per row in advisor/data/egress.csv",
+            "gradient_traffic": "not modelled across regions: every option runs in one region of one cloud",
+        },
         "spot": {
             "checkpoint_interval_min": request.checkpoint_interval_min,
             "restart_min": request.restart_min,
             "lost_per_interruption": "half a checkpoint interval of work + the restart, all instances billed",
-            "expected_interruptions": "instances x (-ln(1 - monthly chance) / 730 h) x compute hours "
+            "expected_interruptions": "instances x interruptions per instance-day x compute hours / 24 "
             "(first order)",
-            "aws_buckets_pct": BUCKET_PCT,
+            "interruptions_per_day": request.interruptions_per_day,
+            "given_meaning": "--interruptions-per-day, when given, is used for every spot option (AWS too)",
+            "aws_buckets_pct_per_month": {k: list(v) for k, v in BUCKETS_PCT.items()},
             "aws_buckets_meaning": "Spot Instance Advisor 'frequency of interruption' (trailing month), "
-            "read as the chance that one instance is interrupted within a month; the bucket's upper edge, "
-            "30% for '>20%'",
-            "unpublished_interruption_pct": request.unpublished_interruption_pct,
-            "unpublished_meaning": "assumed for options without a bucket (GCP publishes no interruption "
-            "rate)",
+            "read as interruptions per instance per month: the midpoint is the rate, the upper edge the "
+            "range's high end; '>20%' has no upper edge: 20% is the rate (a floor), no high end",
+            "unpublished_pct_per_month": UNPUBLISHED_PCT_PER_MONTH,
+            "unpublished_per_day": round(per_day(UNPUBLISHED_PCT_PER_MONTH), 6),
+            "unpublished_meaning": f"assumed where no rate is published (GCP; AWS rows without a bucket): "
+            f"{UNPUBLISHED_REASON}",
         },
         "memory": {
             "estimate_gb": None if basis.memory_bytes is None else round(basis.memory_bytes / 1e9, 3),
@@ -128,11 +138,39 @@ def assumptions(
     }
 
 
-def advice_warnings(basis: StepBasis, catalog: Catalog, workload: Workload) -> list[str]:
+def oldest_price_dates(options: list[Option]) -> dict[str, date]:
+    """Each cloud's oldest price date among the options (the rows the ranking uses)."""
+    oldest: dict[str, date] = {}
+    for option in options:
+        dated = option.price.source_date
+        if dated is not None and (option.cloud not in oldest or dated < oldest[option.cloud]):
+            oldest[option.cloud] = dated
+    return oldest
+
+
+def price_age_warning(options: list[Option], today: date | None = None) -> str | None:
+    """One line when any price in use is older than 30 days: each cloud's oldest price date in use and
+    its age (the snapshot's date is only its newest source)."""
+    today = today or date.today()
+    oldest = oldest_price_dates(options)
+    if not oldest or all((today - d).days <= STALE_AFTER_DAYS for d in oldest.values()):
+        return None
+    ages = ", ".join(
+        f"{cloud} {day.isoformat()} ({(today - day).days} days old)" for cloud, day in sorted(oldest.items())
+    )
+    return (
+        f"the oldest prices in use are: {ages}; prices may have changed since, check each figure's "
+        "source (ddlprof catalog show INSTANCE)"
+    )
+
+
+def advice_warnings(
+    basis: StepBasis, catalog: Catalog, workload: Workload, options: list[Option]
+) -> list[str]:
     out = [*basis.notes]
     if workload.note:
         out.append(workload.note)
-    stale = catalog.staleness_warning()
+    stale = price_age_warning(options) if options else catalog.staleness_warning()
     if stale:
         out.append(stale)
     low, high = MEASURED_BATCHES

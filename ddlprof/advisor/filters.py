@@ -18,6 +18,7 @@ from typing import Any
 
 from ddlprof.advisor.catalog import Catalog, Instance
 from ddlprof.advisor.options import AdviseRequest, Option
+from ddlprof.advisor.spot import check_rate
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.errors import DdlprofError
 
@@ -48,9 +49,7 @@ def check_filters(request: AdviseRequest, catalog: Catalog) -> tuple[list[Instan
     ):
         if not value >= 0:
             raise DdlprofError(f"{what} must be 0 or more minutes, got {value:g}")
-    pct = request.unpublished_interruption_pct
-    if not 0 <= pct < 100:
-        raise DdlprofError(f"--spot-interruption-pct must be at least 0 and below 100, got {pct:g}")
+    check_rate(request.interruptions_per_day)
     regions = None
     if request.regions:
         known = catalog.regions()

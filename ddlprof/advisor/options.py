@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.advisor.catalog import Instance, Price
-from ddlprof.advisor.spot import CHECKPOINT_INTERVAL_MIN, RESTART_MIN, UNPUBLISHED_INTERRUPTION_PCT
+from ddlprof.advisor.spot import CHECKPOINT_INTERVAL_MIN, RESTART_MIN
 from ddlprof.advisor.throughput import StepBasis, StepEstimate
 from ddlprof.advisor.uncertainty import widen
 from ddlprof.advisor.workloads import Workload
@@ -37,7 +37,9 @@ class AdviseRequest:
     max_nodes: int = DEFAULT_MAX_NODES
     checkpoint_interval_min: float = CHECKPOINT_INTERVAL_MIN
     restart_min: float = RESTART_MIN
-    unpublished_interruption_pct: float = UNPUBLISHED_INTERRUPTION_PCT
+    interruptions_per_day: float | None = None  # None: the row's AWS bucket, else the named assumption
+    data_region: str | None = None  # where the dataset lies; None: no egress priced
+    dataset_gb: float | None = None
     all_regions: bool = False  # False: one option per (instance type, count, pricing), its best region
 
 
@@ -64,7 +66,7 @@ class Option:
     total_cost_usd: float
     usd_per_million_samples: float
     memory_required_gb: float | None
-    data_transfer_usd: float = 0.0
+    egress: dict[str, Any] | None = None  # moving the dataset in (``ddlprof.advisor.egress.egress_for``)
     pareto: bool = False
     over_budget_usd: float | None = None
     over_deadline_hours: float | None = None
@@ -84,8 +86,38 @@ class Option:
         gpus = f"{self.world_size} x {self.gpu}"
         return f"{self.count} x {self.instance_type} ({gpus}) in {self.region}, {pricing}"
 
+    @property
+    def egress_usd(self) -> float:
+        return self.egress["usd"] if self.egress else 0.0
+
+    @property
+    def price_date(self) -> str | None:
+        """The date of the price this option pays (prices.csv dates each row once, on-demand and spot)."""
+        return self.price.source_date.isoformat() if self.price.source_date else None
+
+    def _interruption_high(self) -> tuple[float, float]:
+        """Extra (hours, USD) at the high end of the interruption rate (0 where none is known)."""
+        spot = self.interruption
+        if not spot or spot["overhead_hours_high"] is None:
+            return 0.0, 0.0
+        return spot["overhead_hours_high"] - spot["overhead_hours"], spot["cost_usd_high"] - spot["cost_usd"]
+
+    def hours_range(self) -> tuple[float, float]:
+        low, high = widen(self.hours, self.error_pct)
+        return low, high + self._interruption_high()[0]
+
+    def total_cost_range(self) -> tuple[float, float]:
+        """The step-time error's range, its high end raised by the interruption rate's high end; egress
+        is a fixed sum, not scaled by the step's error."""
+        low, high = widen(self.total_cost_usd - self.egress_usd, self.error_pct)
+        return low + self.egress_usd, high + self.egress_usd + self._interruption_high()[1]
+
     def cost_per_million_range(self) -> tuple[float, float]:
-        return widen(self.usd_per_million_samples, self.error_pct)
+        samples_m = self.total_cost_usd / self.usd_per_million_samples if self.usd_per_million_samples else 0
+        if not samples_m:
+            return widen(self.usd_per_million_samples, self.error_pct)
+        low, high = self.total_cost_range()
+        return low / samples_m, high / samples_m
 
     def to_dict(self, provenance: dict[str, str]) -> dict[str, Any]:
         e = self.error_pct
@@ -114,11 +146,12 @@ class Option:
             "inter_busbw_gbps": self.step.inter_busbw_gbps,
             "throughput_samples_per_s": round(self.throughput_samples_per_s, 2),
             "usd_per_instance_hour": self.usd_per_instance_hour,
-            "price_date": self.price.source_date.isoformat() if self.price.source_date else None,
+            "price_date": self.price_date,
             "compute_hours": round(self.compute_hours, 4),
             "interruption": _rounded(self.interruption) if self.interruption else None,
             "hours": round(self.hours, 4),
-            "data_transfer_usd": self.data_transfer_usd,
+            "egress_usd": round(self.egress_usd, 2),
+            "egress": _rounded(self.egress) if self.egress else None,
             "total_cost_usd": round(self.total_cost_usd, 2),
             "usd_per_million_samples": round(self.usd_per_million_samples, 4),
             "memory_required_gb": None
@@ -130,8 +163,8 @@ class Option:
             "error_basis": self.error_basis,
             "step_ms_range": [round(step_low, 3), round(step_high, 3)],
             "throughput_range": [round(tput_low, 2), round(tput_high, 2)],
-            "hours_range": [round(v, 4) for v in widen(self.hours, e)],
-            "total_cost_usd_range": [round(v, 2) for v in widen(self.total_cost_usd, e)],
+            "hours_range": [round(v, 4) for v in self.hours_range()],
+            "total_cost_usd_range": [round(v, 2) for v in self.total_cost_range()],
             "cost_per_1m_samples_range": [round(v, 4) for v in self.cost_per_million_range()],
             "within_error_of_top": self.within_error_of_top,
             "provenance": provenance,
@@ -180,6 +213,8 @@ class Advice:
             out["single_gpu_step_ms"] = f"{option.step.calibrated} (ddlprof calibrate)"
         if option.interruption is not None:
             out["interruption"] = option.interruption["source"]
+        if option.egress is not None:
+            out["egress"] = f"{option.egress['route']}: {option.egress['source']}"
         return out
 
     def to_dict(self, top: int | None = None) -> dict[str, Any]:

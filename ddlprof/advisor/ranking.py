@@ -8,9 +8,11 @@ or spot, from the catalog snapshot (``ddlprof.advisor.catalog``). For each optio
 - **Step time**, ms: predicted or measured (``ddlprof.advisor.throughput``, all options in one batch).
 - **Throughput** = world size x batch per GPU x 1000 / step_ms, samples/s.
 - **Hours** = samples x epochs / throughput / 3600 (+ the spot overhead, ``ddlprof.advisor.spot``).
-- **Total cost** = hours x price per instance-hour x instances + data transfer. Data transfer
-  between regions or clouds is 0: every option lies in one region of one cloud (moving the dataset
-  in, storage and egress of results are not priced).
+- **Total cost** = hours x price per instance-hour x instances + egress: moving ``--dataset-gb`` from
+  ``--data-region`` to the option's region, at the source cloud's published price
+  (``ddlprof.advisor.egress``; 0 in the data region or without ``--data-region``). Every option lies in
+  one region of one cloud, so no gradient traffic crosses regions (none is priced); storage and the
+  egress of results are not priced.
 
 Options are filtered (memory, price, predictability, ``--deadline``, ``--budget``:
 ``ddlprof.advisor.filters``), ranked by USD per 1M samples, and the Pareto-optimal ones (time vs.
@@ -22,9 +24,11 @@ the dataset's models.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
+from ddlprof.advisor import egress as egress_module
 from ddlprof.advisor.catalog import Catalog, Instance, load_catalog
 from ddlprof.advisor.explain import advice_warnings, assumptions, explain_top, step_provenance
 from ddlprof.advisor.filters import Exclusions, check_filters, fit_memory, memory_required_gb, within_limits
@@ -55,11 +59,9 @@ def training_hours(total_samples: float, throughput_samples_per_s: float) -> flo
     return total_samples / throughput_samples_per_s / 3600
 
 
-def total_cost_usd(
-    hours: float, usd_per_instance_hour: float, instances: int, transfer_usd: float = 0.0
-) -> float:
-    """hours x price per instance-hour x instances, plus data transfer."""
-    return hours * usd_per_instance_hour * instances + transfer_usd
+def total_cost_usd(hours: float, usd_per_instance_hour: float, instances: int) -> float:
+    """hours x price per instance-hour x instances (egress is added by :func:`add_egress`)."""
+    return hours * usd_per_instance_hour * instances
 
 
 def usd_per_million_samples(total_usd: float, total_samples: float) -> float:
@@ -96,6 +98,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     """Enumerate, predict, price, filter and rank every option of the request."""
     catalog = catalog or load_catalog()
     instances, regions = check_filters(request, catalog)
+    data_cloud = check_data_region(request, catalog)
     basis = make_basis(request)
     if fitted is None:
         from ddlprof.models.registry import load_models
@@ -107,6 +110,8 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     counts = range(1, request.max_nodes + 1)
     steps = predict_steps(basis, [(i, n) for i in fitting for n in counts], fitted)
     candidates = _priced(fitting, steps, catalog, regions, basis, request, required_gb, excluded)
+    if data_cloud is not None:
+        candidates = add_egress(candidates, request, data_cloud, excluded)
     feasible = within_limits(candidates, request, excluded)
     met = bool(feasible)
     if met:
@@ -129,7 +134,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         met_constraints=met,
         top_choice="",
         warnings=[
-            *advice_warnings(basis, catalog, request.workload),
+            *advice_warnings(basis, catalog, request.workload, ranked),
             *([fitted.fallback] if getattr(fitted, "fallback", None) else []),
         ],
         basis=basis,
@@ -182,7 +187,9 @@ def advise_result(
     max_nodes: int = 4,
     checkpoint_interval: float = 30.0,
     restart_time: float = 10.0,
-    spot_interruption_pct: float = 20.0,
+    interruptions_per_day: float | None = None,
+    data_region: str | None = None,
+    dataset_gb: float | None = None,
     all_regions: bool = False,
     top: int = 10,
 ) -> tuple[Advice, dict[str, Any]]:
@@ -217,7 +224,9 @@ def advise_result(
         max_nodes=max_nodes,
         checkpoint_interval_min=checkpoint_interval,
         restart_min=restart_time,
-        unpublished_interruption_pct=spot_interruption_pct,
+        interruptions_per_day=interruptions_per_day,
+        data_region=data_region,
+        dataset_gb=dataset_gb,
         all_regions=all_regions,
     )
     advice = advise(request)
@@ -269,9 +278,10 @@ def _priced(
                             price,
                             count,
                             compute_hours,
+                            hourly,
                             request.checkpoint_interval_min,
                             request.restart_min,
-                            request.unpublished_interruption_pct,
+                            request.interruptions_per_day,
                         )
                         if spot
                         else None
@@ -303,6 +313,50 @@ def _priced(
                         )
                     )
     return options
+
+
+def check_data_region(request: AdviseRequest, catalog: Catalog) -> str | None:
+    """The cloud of ``--data-region`` (None without it); an unknown region is an error."""
+    egress_module.check_dataset_gb(request.dataset_gb)
+    if request.data_region is None:
+        if request.dataset_gb:
+            raise DdlprofError("--dataset-gb needs --data-region REGION (where the dataset lies)")
+        return None
+    clouds = {p.cloud for p in catalog.prices if p.region == request.data_region}
+    if not clouds:
+        known = catalog.regions()
+        close = difflib.get_close_matches(request.data_region.lower(), known, n=3, cutoff=0.5)
+        hint = f"; closest: {', '.join(close)}" if close else ""
+        raise DdlprofError(
+            f"--data-region {request.data_region!r} is no AWS or GCP region of the catalog{hint}"
+        )
+    (cloud,) = clouds
+    return cloud
+
+
+def add_egress(
+    options: list[Option], request: AdviseRequest, data_cloud: str, excluded: Exclusions
+) -> list[Option]:
+    """Each option's cost of moving the dataset in, added to its total; options on a route with no
+    sourced egress price are left out with that reason (never priced at 0)."""
+    rates = egress_module.load_egress()
+    samples = request.workload.total_samples
+    kept = []
+    for option in options:
+        source = request.data_region or ""
+        moved = egress_module.egress_for(
+            rates, request.dataset_gb or 0.0, data_cloud, source, option.cloud, option.region
+        )
+        if moved["usd"] is None:
+            reason = f"no sourced egress price for {moved['route']} (see advisor/data/egress.csv)"
+            where = {"region": option.region, "count": option.count, "spot": option.spot}
+            excluded.add(option.instance, "egress", reason, **where)
+            continue
+        option.egress = moved
+        option.total_cost_usd += moved["usd"]
+        option.usd_per_million_samples = usd_per_million_samples(option.total_cost_usd, samples)
+        kept.append(option)
+    return kept
 
 
 def best_region(ranked: list[Option]) -> list[Option]:

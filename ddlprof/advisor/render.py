@@ -124,6 +124,7 @@ CSV_COLUMNS = (
     "usd_per_instance_hour",
     "price_date",
     "compute_hours",
+    "egress_usd",
     "hours",
     "total_cost_usd",
     "usd_per_million_samples",
@@ -193,6 +194,8 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         if option["step_basis"].startswith("calibrated"):
             source += f"; {option['step_basis'].split(':')[0]}"
         source += f"; price {option['price_date']}"
+        if option["egress_usd"]:
+            source += f"; egress ${option['egress_usd']:,.2f}"
         total = f"{option['total_cost_usd']:,.2f}"
         if option.get("over_budget_usd") is not None:
             total += f" (+{option['over_budget_usd']:,.2f})"
@@ -232,12 +235,18 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         f"{error['worst_off_by_factor']:g}x; benchmarks/published_check.py)",
         f"precision: {step['precision']} ({step['precision_meaning']}); measured at "
         f"{step['measured_precision']}",
-        f"prices: catalog snapshot {assumptions['catalog']['snapshot_date']} (each row's price date shown); "
-        "data transfer $0: every option is in one region",
+        f"prices: catalog snapshot {assumptions['catalog']['snapshot_date']} (each row's price date shown)",
+        _egress_line(assumptions["egress"]),
         f"spot: checkpoint every {spot['checkpoint_interval_min']:g} min, restart "
-        f"{spot['restart_min']:g} min; AWS interruption buckets read as a monthly chance of "
-        f"{', '.join(f'{k} -> {v:g}%' for k, v in spot['aws_buckets_pct'].items())}; "
-        f"{spot['unpublished_interruption_pct']:g}% a month assumed where none is published (GCP)",
+        f"{spot['restart_min']:g} min; "
+        + (
+            f"--interruptions-per-day {spot['interruptions_per_day']:g} for every spot option"
+            if spot["interruptions_per_day"] is not None
+            else "AWS Spot Instance Advisor buckets: the midpoint as interruptions per instance per month, "
+            f"the upper edge for the range; {spot['unpublished_pct_per_month']:g}% a month "
+            f"({spot['unpublished_per_day']:g} a day) assumed where none is published (GCP): "
+            f"{spot['unpublished_meaning'].split(': ', 1)[1]}"
+        ),
         f"memory: {assumptions['memory']['source']}; needs {assumptions['memory']['required_gb']} GB per GPU "
         f"with {assumptions['memory']['allowance']}"
         if assumptions["memory"]["required_gb"] is not None
@@ -262,9 +271,54 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
                 highlight=False,
             )
         return
+    _print_spot(console, result["options"])
     _print_uncertainty(console, result["options"])
     _print_scaling_warnings(console, result["options"])
     _print_excluded(console, excluded)
+
+
+def _egress_line(egress: dict[str, Any]) -> str:
+    if egress["data_region"] is None:
+        return (
+            "egress: none priced (no --data-region); every option runs in one region, so no gradient "
+            "traffic crosses regions"
+        )
+    return (
+        f"egress: {egress['dataset_gb'] or 0:g} GB from {egress['data_region']} to each option elsewhere, at "
+        "the source cloud's first-tier price (advisor/data/egress.csv, source and date per route in "
+        "--json); inter-region gradient traffic is not modelled: every option runs in one region"
+    )
+
+
+#: Spot options whose interruption numbers --explain prints.
+SPOT_SHOWN = 5
+
+
+def _print_spot(console: Any, options: list[dict[str, Any]]) -> None:
+    """The spot model's numbers for the top spot options: rate, its source, expected interruptions,
+    hours and USD lost (and their high end where the rate has one)."""
+    shown = [o for o in options if o["interruption"]][:SPOT_SHOWN]
+    if not shown:
+        return
+    console.print("[bold]spot interruptions: the top spot options[/bold]", highlight=False)
+    for option in shown:
+        spot = option["interruption"]
+        high = (
+            f" (high end {spot['rate_per_day_high']:.4g}/day: {spot['overhead_hours_high']:.3g} h, "
+            f"${spot['cost_usd_high']:,.2f})"
+            if spot["rate_per_day_high"] is not None
+            else " (no high end known)"
+        )
+        console.print(
+            f"  {option['rank']} {option['count']} x {option['instance_type']} {option['region']}: "
+            f"{spot['rate_per_day']:.4g} interruptions per instance-day -> "
+            f"{spot['expected_interruptions']:.2f} expected over {option['compute_hours']:,.1f} h x "
+            f"{option['count']} instance(s), {spot['hours_lost_per_interruption'] * 60:g} min lost each = "
+            f"{spot['overhead_hours']:.3g} h, ${spot['cost_usd']:,.2f}{high}; price of "
+            f"{option['price_date']}; rate: {spot['source']}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _print_uncertainty(console: Any, options: list[dict[str, Any]]) -> None:

@@ -1,0 +1,179 @@
+"""``ddlprof advise``'s sourced figures: each cloud's oldest price date in use, the spot rate's source
+(AWS bucket, --interruptions-per-day, the named assumption), and the dataset's egress."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+
+import pytest
+
+from ddlprof.advisor import egress, workloads
+from ddlprof.advisor.catalog import load_catalog
+from ddlprof.advisor.explain import price_age_warning
+from ddlprof.advisor.options import Advice, AdviseRequest
+from ddlprof.advisor.ranking import advise
+from ddlprof.advisor.spot import interruption_overhead
+from tests.test_advise import _catalog_with, _run
+
+RESNET50 = workloads.resolve_workload("resnet50", None, None, None)
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    from ddlprof.models.registry import load_models
+
+    return load_models()
+
+
+def _advise(fitted, catalog=None, **kwargs) -> Advice:
+    kwargs.setdefault("model", "resnet50")
+    kwargs.setdefault("workload", RESNET50)
+    return advise(AdviseRequest(**kwargs), catalog=catalog, fitted=fitted)
+
+
+def _key(option):
+    return (option.instance_type, option.count, option.spot, option.region)
+
+
+# -- price dates ----------------------------------------------------------------------------------
+
+
+def test_warning_names_each_clouds_oldest_price_date_in_use(fitted, tmp_path):
+    """An older GCP row in use shows up in the warning with its age; the newest date alone does not."""
+    row = {
+        "cloud": "gcp",
+        "instance_type": "a2-highgpu-1g",
+        "region": "us-central1",
+        "on_demand_usd_per_hour": "3.67",
+        "spot_usd_per_hour": "1.1",
+        "spot_interruption": "",
+        "source": "test fixture",
+        "source_date": "2023-01-02",
+    }
+    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
+    advice = _advise(fitted, catalog, all_regions=True)
+    assert any(o.price_date == "2023-01-02" for o in advice.options)
+    today = date(2026, 12, 6)
+    warning = price_age_warning(advice.options, today)
+    assert f"gcp 2023-01-02 ({(today - date(2023, 1, 2)).days} days old)" in warning
+    assert f"aws 2026-08-26 ({(today - date(2026, 8, 26)).days} days old)" in warning
+    assert any("gcp 2023-01-02" in w for w in advice.warnings)
+    # the same row left out of the ranking (--regions): only the clouds and dates in use are named
+    aws_only = _advise(fitted, catalog, regions=["us-east-1"], all_regions=True)
+    warning = price_age_warning(aws_only.options, today)
+    assert "aws 2026-08-26" in warning and "gcp" not in warning
+    assert price_age_warning(aws_only.options, date(2026, 9, 1)) is None  # 6 days: fresh
+
+
+def test_json_and_explain_show_each_options_price_date():
+    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0")
+    options = json.loads(out)["options"]
+    assert code == 0 and {o["cloud"] for o in options} == {"aws", "gcp"}
+    for option in options:
+        assert option["price_date"] and option["price_date"] in option["provenance"]["price"]
+    code, out, _ = _run("--model", "resnet50", "--spot", "--explain")
+    assert code == 0 and "price of 2025-03-06" in out
+
+
+# -- spot interruptions ---------------------------------------------------------------------------
+
+
+def test_interruptions_per_day_overrides_aws_bucket_and_gcp(fitted, tmp_path):
+    row = {
+        "cloud": "aws",
+        "instance_type": "p4d.24xlarge",
+        "region": "us-east-1",
+        "on_demand_usd_per_hour": "21.96",
+        "spot_usd_per_hour": "9.5",
+        "spot_interruption": ">20%",
+        "source": "test fixture",
+        "source_date": "2026-08-26",
+    }
+    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
+    default = {_key(o): o for o in _advise(fitted, catalog, spot=True, all_regions=True).options}
+    aws = default[("p4d.24xlarge", 2, True, "us-east-1")]
+    assert aws.interruption["basis"] == "aws_bucket" and aws.interruption["rate_per_day_high"] is None
+    given = _advise(fitted, catalog, spot=True, all_regions=True, interruptions_per_day=0.5).options
+    assert given and all(o.interruption["basis"] == "given" for o in given)
+    for option in given:
+        expected = interruption_overhead(option.compute_hours, option.count, 0.5)["overhead_hours"]
+        assert option.hours == pytest.approx(option.compute_hours + expected)
+        assert option.interruption["cost_usd"] == pytest.approx(
+            expected * option.usd_per_instance_hour * option.count
+        )
+        assert option.total_cost_usd > default[_key(option)].total_cost_usd  # 0.5/day > any default rate
+
+
+# -- egress ---------------------------------------------------------------------------------------
+
+
+def test_an_option_elsewhere_costs_exactly_the_egress_more(fitted):
+    plain = {_key(o): o for o in _advise(fitted, all_regions=True).options}
+    moved = _advise(fitted, all_regions=True, data_region="us-east-1", dataset_gb=150.0).options
+    assert {_key(o) for o in moved} == set(plain)  # every route from us-east-1 has a sourced price
+    clouds_seen = set()
+    for option in moved:
+        extra = option.total_cost_usd - plain[_key(option)].total_cost_usd
+        if option.region == "us-east-1":
+            expected = 0.0
+        elif option.cloud == "aws":
+            expected = 150 * 0.02  # inter-region from us-east-1 (egress.csv)
+        else:
+            expected = 150 * 0.09  # us-east-1 to the internet (egress.csv)
+        assert extra == pytest.approx(expected) and option.egress_usd == pytest.approx(expected)
+        assert option.hours == plain[_key(option)].hours
+        clouds_seen.add((option.cloud, option.region == "us-east-1"))
+    assert clouds_seen == {("aws", True), ("aws", False), ("gcp", False)}
+
+
+def test_cli_json_egress_in_total():
+    code, out, _ = _run(
+        "--model",
+        "resnet50",
+        "--budget",
+        "100",
+        "--data-region",
+        "us-east-1",
+        "--dataset-gb",
+        "150",
+        "--json",
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["assumptions"]["egress"]["data_region"] == "us-east-1"
+    assert result["assumptions"]["egress"]["dataset_gb"] == 150
+    assert result["options"]
+    for option in result["options"]:
+        compute = option["hours"] * option["usd_per_instance_hour"] * option["count"]
+        assert option["total_cost_usd"] == pytest.approx(compute + option["egress_usd"], abs=0.02)
+        if option["region"] == "us-east-1":
+            assert option["egress_usd"] == 0
+        else:
+            assert option["egress_usd"] > 0 and "https://" in option["provenance"]["egress"]
+            assert option["egress"]["route"].startswith("aws us-east-1 -> ")
+
+
+def test_a_route_without_a_sourced_price_is_excluded_not_free(fitted):
+    advice = _advise(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=10.0)
+    assert advice.options and all(o.region == "eu-west-1" and o.egress_usd == 0 for o in advice.options)
+    reasons = [e["reason"] for e in advice.excluded if e["kind"] == "egress"]
+    assert reasons and all("no sourced egress price for aws eu-west-1 -> " in r for r in reasons)
+
+
+def test_gcp_routes():
+    rates = egress.load_egress()
+    same = egress.route_rate(rates, "gcp", "us-central1", "gcp", "us-east4")
+    far = egress.route_rate(rates, "gcp", "us-central1", "gcp", "europe-west4")
+    out = egress.route_rate(rates, "gcp", "us-central1", "aws", "us-east-1")
+    sydney = egress.route_rate(rates, "gcp", "us-central1", "aws", "ap-southeast-2")
+    assert same.usd_per_gb < far.usd_per_gb
+    assert out.usd_per_gb == pytest.approx(0.12 * 1e9 / 2**30)  # priced per GiB
+    assert sydney.usd_per_gb > out.usd_per_gb  # the named destination beats '*'
+    assert egress.route_rate(rates, "aws", "eu-west-1", "aws", "us-east-1") is None
+
+
+def test_every_egress_row_has_a_source():
+    for rate in egress.load_egress():
+        assert rate.source.startswith("https://") and rate.notes
+        assert rate.source_date == "" or rate.source_date[:4].isdigit()
