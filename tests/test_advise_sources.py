@@ -159,6 +159,9 @@ def test_a_route_without_a_sourced_price_is_excluded_not_free(fitted):
     assert advice.options and all(o.region == "eu-west-1" and o.egress_usd == 0 for o in advice.options)
     reasons = [e["reason"] for e in advice.excluded if e["kind"] == "egress"]
     assert reasons and all("no sourced egress price for aws eu-west-1 -> " in r for r in reasons)
+    nothing_moved = _advise(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=0.0)
+    assert {o.region for o in nothing_moved.options} > {"eu-west-1"}
+    assert all(o.egress_usd == 0 for o in nothing_moved.options)
 
 
 def test_gcp_routes():

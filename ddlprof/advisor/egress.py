@@ -120,6 +120,8 @@ def egress_for(
     rate = route_rate(rates, data_cloud, data_region, cloud, region)
     how = "inter-region" if cloud == data_cloud else "internet"
     route = f"{data_cloud} {data_region} -> {cloud} {region} ({how})"
+    if dataset_gb == 0:  # nothing moved costs nothing, whether or not the route's price is known
+        return {"usd": 0.0, "usd_per_gb": None, "route": route, "source": "--dataset-gb 0"}
     if rate is None:
         return {"usd": None, "usd_per_gb": None, "route": route, "source": "no sourced egress price"}
     dated = rate.source_date or "undated"
