@@ -138,6 +138,8 @@ def test_cli_json_egress_in_total():
         "--dataset-gb",
         "150",
         "--json",
+        "--top",
+        "0",
     )
     assert code == 0
     result = json.loads(out)
@@ -152,6 +154,7 @@ def test_cli_json_egress_in_total():
         else:
             assert option["egress_usd"] > 0 and "https://" in option["provenance"]["egress"]
             assert option["egress"]["route"].startswith("aws us-east-1 -> ")
+    assert {o["region"] == "us-east-1" for o in result["options"]} == {True, False}
 
 
 def test_a_route_without_a_sourced_price_is_excluded_not_free(fitted):
