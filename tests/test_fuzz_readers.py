@@ -8,17 +8,18 @@ fails the test), never unbounded memory (the address space is capped while the c
 the summary that ``report`` prints and writes is strict JSON (no NaN, no Infinity).
 
 Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
-    run directory (manifest, node and rank files) via report     150
-    summary.json via the dashboard's cache reader                 100
-    Kineto traces via analyze                                     150
-    catalog files (instances.csv, prices.csv, catalog.json)        60
-    fitted stall models file via model predict                     40
-    SQLite store (corrupt or foreign schema) via report            30
+    run directory (manifest, node and rank files) via report     600
+    summary.json via the dashboard's cache reader                 300
+    Kineto traces via analyze                                     600
+    catalog files (instances.csv, prices.csv, catalog.json)       150
+    fitted stall models file via model predict                    120
+    SQLite store (corrupt or foreign schema) via report           100
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -125,12 +126,17 @@ def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     return found
 
 
+def odd_value(data: st.DataObject) -> Any:
+    """A fresh copy: the sampled lists and dicts are shared, and a later mutation must not grow them."""
+    return copy.deepcopy(data.draw(ODD_VALUES))
+
+
 def mutate(data: st.DataObject, value: Any) -> Any:
     """``value`` (a parsed JSON document) with one to three fields replaced by odd values or removed."""
     for _ in range(data.draw(st.integers(1, 3))):
         paths = _paths(value)
         if not paths:
-            return data.draw(ODD_VALUES)
+            return odd_value(data)
         path = data.draw(st.sampled_from(paths))
         parent = value
         for key in path[:-1]:
@@ -138,7 +144,7 @@ def mutate(data: st.DataObject, value: Any) -> Any:
         if isinstance(parent, dict) and data.draw(st.booleans()):
             del parent[path[-1]]
         else:
-            parent[path[-1]] = data.draw(ODD_VALUES)
+            parent[path[-1]] = odd_value(data)
     return value
 
 
@@ -236,7 +242,7 @@ def _valid_run() -> dict[str, Any]:
     }
 
 
-@fuzz(150)
+@fuzz(600)
 @given(data=st.data())
 def test_report_reads_any_run_directory(data):
     files = _valid_run()
@@ -284,7 +290,7 @@ def reported(tmp_path_factory):
     return run, strict(out)
 
 
-@fuzz(100)
+@fuzz(300)
 @given(data=st.data())
 def test_the_dashboards_summary_cache_reads_any_summary_json(reported, data):
     from ddlprof.runs.summary import cached_summary
@@ -347,7 +353,7 @@ def _kineto() -> dict:
     return {"distributedInfo": {"rank": 0, "world_size": 1}, "traceEvents": events, "baseTimeNanoseconds": 1}
 
 
-@fuzz(150)
+@fuzz(600)
 @given(data=st.data())
 def test_analyze_reads_any_kineto_trace(data):
     text = json_text(mutate(data, _kineto()))
@@ -366,7 +372,7 @@ CATALOG = REPO / "ddlprof" / "advisor" / "catalog" / "data"
 ODD_CELLS = ["", "nan", "inf", "-1", "1e400", "abc", "true", '"', "0"]
 
 
-@fuzz(60)
+@fuzz(150)
 @given(data=st.data())
 def test_catalog_commands_read_any_catalog_snapshot(data):
     name = data.draw(st.sampled_from(["instances.csv", "prices.csv", "catalog.json"]))
@@ -410,7 +416,7 @@ PREDICT = [
 ]
 
 
-@fuzz(40)
+@fuzz(120)
 @given(data=st.data())
 def test_model_predict_reads_any_fitted_models_file(data):
     record = json.loads(FIT.read_text())
@@ -419,11 +425,12 @@ def test_model_predict_reads_any_fitted_models_file(data):
     paths = [p for p in _paths(record) if p[0] not in keep]
     for _ in range(data.draw(st.integers(1, 3))):
         path = data.draw(st.sampled_from(paths))
-        parent = record
-        for key in path[:-1]:
-            parent = parent[key]
-        with contextlib.suppress(KeyError, IndexError, TypeError):
-            parent[path[-1]] = data.draw(ODD_VALUES)
+        value = odd_value(data)
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier edit replaced a parent
+            parent = record
+            for key in path[:-1]:
+                parent = parent[key]
+            parent[path[-1]] = value
     with tempfile.TemporaryDirectory() as home:
         (Path(home) / "models").mkdir()
         fitted = Path(home) / "models" / "stall_models.json"
@@ -461,7 +468,7 @@ def _bindable(value: Any) -> bool:
     )
 
 
-@fuzz(30)
+@fuzz(100)
 @given(data=st.data())
 def test_report_survives_any_local_dataset_file(reported, data):
     run, _ = reported

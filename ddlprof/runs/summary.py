@@ -141,12 +141,13 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             )
         chosen = steady or after_warmup or log.steps  # a very short run: use what there is
         steady_counts.append(len(chosen))
+        first, last = chosen[0].get("start"), chosen[-1].get("end")  # either may be null
         window = [
-            min(window[0], chosen[0].get("start", window[0])),
-            max(window[1], chosen[-1].get("end", window[1])),
+            window[0] if first is None else min(window[0], first),
+            window[1] if last is None else max(window[1], last),
         ]
         rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
-        lags += [s["comm"]["gpu_lag_ms"] for s in chosen if "gpu_lag_ms" in (s.get("comm") or {})]
+        lags += [lag for s in chosen if (lag := (s.get("comm") or {}).get("gpu_lag_ms")) is not None]
         rank_rows.append(_rank_summary(log, rows))
         costs.append(_own_cost(log, chosen, rank_rows[-1]["step_ms"]))
 
