@@ -111,10 +111,34 @@ def test_shipped_catalog_loads_and_every_row_is_valid():
             if text:
                 assert 0 < float(text) < 200, where
         if row["on_demand_usd_per_hour"] and row["spot_usd_per_hour"]:
-            assert float(row["spot_usd_per_hour"]) < float(row["on_demand_usd_per_hour"]), where
+            # AWS caps spot at on-demand: a sourced spot price may equal it (p5.4xlarge in ap-northeast-1)
+            assert float(row["spot_usd_per_hour"]) <= float(row["on_demand_usd_per_hour"]), where
+        if row["cloud"] == "aws" and row["spot_usd_per_hour"]:
+            assert row["spot_interruption"], f"{where}: an AWS spot price without its interruption bucket"
         assert row["spot_interruption"] in (*SPOT_BUCKETS, ""), where
         assert row["source"].startswith("https://"), where
         assert date.fromisoformat(row["source_date"]) <= compiled, where
+
+
+def test_shipped_catalog_covers_the_current_gpu_generations():
+    """Issue 15: the H100/H200/B200 types users can rent are listed and priced, with AWS spot data."""
+    catalog = load_catalog(DATA_DIR)
+    for name in (
+        "p5en.48xlarge",
+        "p6-b200.48xlarge",
+        "p5.4xlarge",
+        "a3-megagpu-8g",
+        "a3-highgpu-1g",
+        "a2-megagpu-16g",
+    ):
+        priced = [p for p in catalog.prices_for(name) if p.on_demand_usd_per_hour and p.source_date]
+        assert priced, f"{name} has no dated on-demand price"
+    assert {"H200", "B200"} <= {i.gpu for i in catalog.instances.values()}
+    aws_spot = [p for p in catalog.prices if p.cloud == "aws" and p.spot_usd_per_hour is not None]
+    assert len(aws_spot) >= 100
+    assert all(p.spot_interruption and "spot" in p.source for p in aws_spot)
+    for name in ("a3-highgpu-8g", "a3-megagpu-8g"):
+        assert catalog.instance(name).network_gbps, f"{name} has no network bandwidth"
 
 
 def test_catalog_json_says_what_is_covered_and_missing():

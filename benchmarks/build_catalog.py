@@ -1,0 +1,375 @@
+"""Rebuild the shipped catalog's new figures (issue 15) from fetched public sources.
+
+Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and writes them back with:
+
+- AWS: p5.4xlarge, p5e.48xlarge, p5en.48xlarge and p6-b200.48xlarge added; spot prices (lowest
+  availability-zone price per region, ``spot_min``) and Spot Instance Advisor interruption buckets
+  (``pct_interrupt``) for every catalog type from the vantage-sh (instances.vantage.sh) dump committed in
+  tsaol/aws-gpu@2d0108c7 (commit date 2025-11-30); regions where that dump has a spot price join the
+  type's regions. On-demand prices already in the catalog (2026-08-26) are kept; new types take theirs
+  from tsaol/aws-gpu@299375be (2026-08-26).
+- GCP: on-demand and spot prices of the A2, A3 and G2 types from Cyclenerd's pricing.yml at commit
+  fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added.
+
+A row's ``source`` names every source of its figures with their dates; its ``source_date`` is the oldest
+of them. Usage (after fetching the sources, see ``SOURCES``)::
+
+    git -C /work/.mirror/tsaol+aws-gpu/repo show 2d0108c7:data/gpu_instances_raw.json > aws_raw.json
+    git -C <Cyclenerd/google-cloud-pricing-cost-calculator clone> show fd66b26:pricing.yml > gcp.yml
+    python benchmarks/build_catalog.py --aws-raw aws_raw.json \\
+        --aws-od benchmarks/catalog_sources/aws_od_299375be.json --gcp-pricing gcp.yml
+
+``aws_od_299375be.json`` holds the ``pricing`` maps of tsaol/aws-gpu@299375be
+data/{p5,p5en,p6-b200,p5e}_instances.js as ``{type: {"onDemand": {region: usd}}}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+from pathlib import Path
+
+import yaml
+
+DATA = Path(__file__).resolve().parents[1] / "ddlprof" / "advisor" / "catalog" / "data"
+
+AWS_RAW = "https://github.com/tsaol/aws-gpu/blob/2d0108c7bd261c8e40493fbd35135437bd6c9099/data/gpu_instances_raw.json"
+AWS_RAW_DATE = "2025-11-30"
+AWS_OD = "https://github.com/tsaol/aws-gpu/blob/299375be7a2b940b53b3d80ec79fd66ee688f4fa/{file}"
+AWS_OD_DATE = "2026-08-26"
+GCP_PRICING = (
+    "https://github.com/Cyclenerd/google-cloud-pricing-cost-calculator/blob/"
+    "fd66b26ff84fee5cdd94f341ea89206e76c06b99/pricing.yml"
+)
+GCP_PRICING_DATE = "2026-07-30"
+SKYPILOT_GCP = (
+    "https://github.com/skypilot-org/skypilot-catalog/blob/006059e0f18acb1341e22a27751e9f80df6ba92f/"
+    "catalogs/v8/gcp/vms.csv"
+)
+GCP_NET = "https://cloud.google.com/compute/docs/gpus/gpu-network-bandwidth"
+AWS_EFA_DOC = "https://github.com/tsaol/aws-gpu/blob/299375be7a2b940b53b3d80ec79fd66ee688f4fa/{file}"
+
+
+# Regions excluded from AWS rows: GovCloud (separate partition) and Local Zones (not a region).
+def _aws_region_ok(region: str) -> bool:
+    return not region.startswith("us-gov-") and region.count("-") == 2
+
+
+NEW_AWS = [
+    # instance_type, gpu, count, memory/GPU, vcpus, ram GiB, link, link GB/s, network, efa, file, notes
+    (
+        "p5.4xlarge",
+        "H100",
+        1,
+        80,
+        16,
+        256,
+        "none (1 GPU)",
+        "",
+        "100",
+        "true",
+        "data/p5_instances.js",
+        "network '100 Gigabit' and efa from the vantage dump (" + AWS_RAW + "); ram_gb is GiB",
+    ),
+    (
+        "p5e.48xlarge",
+        "H200",
+        8,
+        141,
+        192,
+        2048,
+        "NVSwitch NVLink 4",
+        "900",
+        "3200",
+        "true",
+        "data/p5e_instances.js",
+        "'3200 Gbps EFAv2', '900 GB/s NVSwitch' in the source; generation 'preview' there and no price in "
+        "either AWS source (AWS sells p5e through Capacity Blocks): no on-demand or spot price",
+    ),
+    (
+        "p5en.48xlarge",
+        "H200",
+        8,
+        141,
+        192,
+        2048,
+        "NVSwitch NVLink 4",
+        "900",
+        "3200",
+        "true",
+        "data/p5en_instances.js",
+        "'3200 Gbps EFAv3', '900 GB/s NVSwitch' in the source; 1128 GB = 8 x 141",
+    ),
+    (
+        "p6-b200.48xlarge",
+        "B200",
+        8,
+        179,
+        192,
+        2048,
+        "NVSwitch NVLink 5",
+        "1800",
+        "3200",
+        "true",
+        "data/p6-b200_instances.js",
+        "'3200 Gbps EFAv4', '1800 GB/s NVLink' in the source; gpu_memory_gb = the source's 1432 GB / 8",
+    ),
+]
+
+NEW_GCP = [
+    # instance_type, gpu, count, memory/GPU, link, link GB/s, regions (where the type is offered)
+    (
+        "a2-megagpu-16g",
+        "A100-40GB",
+        16,
+        40,
+        "NVSwitch NVLink 3",
+        "600",
+        ["asia-southeast1", "europe-west4", "us-central1"],
+    ),
+    ("a3-highgpu-1g", "H100", 1, 80, "none (1 GPU)", "", None),
+    ("a3-highgpu-2g", "H100", 2, 80, "NVSwitch NVLink 4", "900", None),
+    ("a3-highgpu-4g", "H100", 4, 80, "NVSwitch NVLink 4", "900", None),
+    ("a3-megagpu-8g", "H100", 8, 80, "NVSwitch NVLink 4", "900", None),
+]
+# Regions where SkyPilot's GCP catalog lists a3-highgpu-1g (zones with the type): used for 1g/2g/4g.
+A3_SMALL_REGIONS = [
+    "asia-east1",
+    "asia-northeast1",
+    "asia-south1",
+    "asia-south2",
+    "asia-southeast1",
+    "australia-southeast1",
+    "europe-north1",
+    "europe-west1",
+    "europe-west3",
+    "europe-west4",
+    "europe-west8",
+    "europe-west9",
+    "us-central1",
+    "us-east4",
+    "us-east5",
+    "us-west1",
+    "us-west4",
+]
+# GCP network bandwidth per machine type that the stored copy of GCP_NET states (its overview table).
+GCP_NETWORK = {
+    "a3-highgpu-8g": ("1000", "GPUDirect-TCPX; 'A3 High ... 1,000 Gbps' in the overview table"),
+    "a3-megagpu-8g": ("1800", "GPUDirect-TCPXO; 'A3 Mega ... 1,800 Gbps' in the overview table"),
+}
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def read(name: str) -> tuple[list[str], list[dict]]:
+    with (DATA / name).open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def write(name: str, header: list[str], rows: list[dict]) -> None:
+    with (DATA / name).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def aws_rows(prices: list[dict], raw: list[dict], od: dict) -> list[dict]:
+    by_type = {item["instance_type"]: item["pricing"] for item in raw}
+    existing = {(r["instance_type"], r["region"]): r for r in prices if r["cloud"] == "aws"}
+    names = list(dict.fromkeys([r["instance_type"] for r in prices if r["cloud"] == "aws"]))
+    names += [n[0] for n in NEW_AWS if n[0] not in names]
+    rows = []
+    for name in names:
+        linux = {r: v["linux"] for r, v in by_type.get(name, {}).items() if "linux" in v}
+        new_od = {r: p for r, p in od.get(name, {}).get("onDemand", {}).items() if _aws_region_ok(r)}
+        regions = {r for (n, r) in existing if n == name} | set(new_od)
+        regions |= {r for r, v in linux.items() if v.get("spot_min") and _aws_region_ok(r)}
+        for region in sorted(regions):
+            old = existing.get((name, region))
+            parts, dates = [], []
+            on_demand = ""
+            if old and old["on_demand_usd_per_hour"]:
+                on_demand = old["on_demand_usd_per_hour"]
+                parts.append(f"{old['source']} (on-demand, {old['source_date']})")
+                dates.append(old["source_date"])
+            elif region in new_od:
+                on_demand = _fmt(new_od[region])
+                parts.append(f"{AWS_OD.format(file=od[name]['file'])} (on-demand, {AWS_OD_DATE})")
+                dates.append(AWS_OD_DATE)
+            elif linux.get(region, {}).get("ondemand"):
+                on_demand = _fmt(float(linux[region]["ondemand"]))
+                parts.append(f"{AWS_RAW} (on-demand, {AWS_RAW_DATE})")
+                dates.append(AWS_RAW_DATE)
+            cell = linux.get(region, {})
+            spot = _fmt(float(cell["spot_min"])) if cell.get("spot_min") else ""
+            bucket = cell.get("pct_interrupt", "") or ""
+            if spot and not bucket:
+                spot = ""  # a spot price without an interruption bucket is not shipped (see catalog.json)
+            if spot or bucket:
+                said = []
+                if spot:
+                    said.append(
+                        f"spot = lowest availability-zone Linux price (spot_min {cell['spot_min']}, "
+                        f"spot_avg {cell.get('spot_avg')}, spot_max {cell.get('spot_max')}; zone count not "
+                        "given)"
+                    )
+                if bucket:
+                    said.append(f"interruption = Spot Instance Advisor bucket (pct_interrupt {bucket})")
+                parts.append(f"{AWS_RAW} ({'; '.join(said)}; {AWS_RAW_DATE}, vantage-sh data)")
+                dates.append(AWS_RAW_DATE)
+            if not parts:
+                continue
+            rows.append(
+                {
+                    "cloud": "aws",
+                    "instance_type": name,
+                    "region": region,
+                    "on_demand_usd_per_hour": on_demand,
+                    "spot_usd_per_hour": spot,
+                    "spot_interruption": bucket,
+                    "source": " | ".join(parts),
+                    "source_date": min(dates),
+                }
+            )
+    return rows
+
+
+def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
+    instances = pricing["compute"]["instance"]
+    regions: dict[str, list[str]] = {}
+    kept = []
+    for row in prices:
+        if row["cloud"] != "gcp":
+            continue
+        if row["instance_type"].startswith("n1-"):
+            kept.append(row)  # N1 + GPU: Cyclenerd's file has no attachable-GPU SKUs; keep as it was
+            continue
+        regions.setdefault(row["instance_type"], []).append(row["region"])
+    for name, _gpu, _n, _mem, _link, _gbps, where in NEW_GCP:
+        regions[name] = where or A3_SMALL_REGIONS
+    # a3-megagpu-8g: the pricing file itself lists it in its 9 regions only (not in all 40 like the others)
+    regions["a3-megagpu-8g"] = sorted(instances["a3-megagpu-8g"]["cost"])
+    rows = []
+    for name, where in regions.items():
+        cost = instances[name]["cost"]
+        for region in sorted(where):
+            if region not in cost:
+                continue
+            hour = cost[region].get("hour")
+            spot = cost[region].get("hour_spot")
+            source = f"{GCP_PRICING} ({GCP_PRICING_DATE}, 'generated: Thu Jul 30 06:13:17 2026')"
+            if name in {n[0] for n in NEW_GCP} and name != "a3-megagpu-8g":
+                source += f" | {SKYPILOT_GCP} (region list only: zones listing the type)"
+            rows.append(
+                {
+                    "cloud": "gcp",
+                    "instance_type": name,
+                    "region": region,
+                    "on_demand_usd_per_hour": _fmt(hour) if hour else "",
+                    "spot_usd_per_hour": _fmt(spot) if spot else "",
+                    "spot_interruption": "",
+                    "source": source,
+                    "source_date": GCP_PRICING_DATE,
+                }
+            )
+    return rows + kept
+
+
+def instance_rows(header: list[str], rows: list[dict], pricing: dict) -> list[dict]:
+    names = {r["instance_type"] for r in rows}
+    instances = pricing["compute"]["instance"]
+    out = []
+    for row in rows:
+        if row["instance_type"] in GCP_NETWORK:
+            gbps, why = GCP_NETWORK[row["instance_type"]]
+            row = {**row, "network_gbps": gbps, "network_up_to": "false"}
+            row["notes"] = f"network_gbps {gbps}: {why} of {GCP_NET} (stored copy, undated); " + row["notes"]
+        out.append(row)
+        if row["instance_type"] == "p5.48xlarge":
+            for name, gpu, n, mem, vcpus, ram, link, gbps, net, efa, file, notes in NEW_AWS:
+                if name not in names:
+                    out.append(
+                        {
+                            "cloud": "aws",
+                            "instance_type": name,
+                            "gpu": gpu,
+                            "gpu_count": str(n),
+                            "gpu_memory_gb": str(mem),
+                            "vcpus": str(vcpus),
+                            "ram_gb": str(ram),
+                            "gpu_link": link,
+                            "gpu_link_gbps": gbps,
+                            "network_gbps": net,
+                            "network_up_to": "false",
+                            "efa": efa,
+                            "source": AWS_OD.format(file=file),
+                            "source_date": AWS_OD_DATE,
+                            "notes": notes + "; gpu_link_gbps = per-GPU NVLink of the GPU (gpu_specs.csv); "
+                            "efa true: the source lists EFA / gpuDirectRDMA",
+                        }
+                    )
+        if row["instance_type"] == "a3-highgpu-8g":
+            for name, gpu, n, mem, link, gbps, _where in NEW_GCP:
+                spec = instances[name]
+                if name in names:
+                    continue
+                network, net_note = (
+                    "",
+                    (
+                        f"network_gbps not established: {GCP_NET} gives only the series maximum (up to 100 "
+                        "Gbps for A2, up to 1,000 Gbps for A3 High) in the stored copy, not this type's"
+                    ),
+                )
+                if name in GCP_NETWORK:
+                    network, why = GCP_NETWORK[name]
+                    net_note = f"network_gbps {network}: {why} of {GCP_NET} (stored copy, undated)"
+                out.append(
+                    {
+                        "cloud": "gcp",
+                        "instance_type": name,
+                        "gpu": gpu,
+                        "gpu_count": str(n),
+                        "gpu_memory_gb": str(mem),
+                        "vcpus": str(spec["cpu"]),
+                        "ram_gb": _fmt(spec["ram"]),
+                        "gpu_link": link,
+                        "gpu_link_gbps": gbps,
+                        "network_gbps": network,
+                        "network_up_to": "false" if network else "",
+                        "efa": "",
+                        "source": GCP_PRICING,
+                        "source_date": GCP_PRICING_DATE,
+                        "notes": f"vcpus, ram_gb (GB) and GPU count from the pricing source; {net_note}; "
+                        "efa not applicable (AWS only)",
+                    }
+                )
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--aws-raw", required=True, type=Path)
+    parser.add_argument("--aws-od", required=True, type=Path)
+    parser.add_argument("--gcp-pricing", required=True, type=Path)
+    args = parser.parse_args()
+    raw = json.loads(args.aws_raw.read_text())
+    od = json.loads(args.aws_od.read_text())
+    pricing = yaml.safe_load(args.gcp_pricing.read_text())
+
+    header, instances = read("instances.csv")
+    instances = instance_rows(header, instances, pricing)
+    write("instances.csv", header, instances)
+
+    price_header, prices = read("prices.csv")
+    rows = aws_rows(prices, raw, od) + gcp_rows(prices, pricing)
+    order = {r["instance_type"]: i for i, r in enumerate(instances)}
+    rows.sort(key=lambda r: (order[r["instance_type"]], r["region"]))
+    write("prices.csv", price_header, rows)
+
+
+if __name__ == "__main__":
+    main()
