@@ -161,7 +161,7 @@ GCP_NETWORK = {
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.6f}".rstrip("0").rstrip(".")
+    return f"{value:.10f}".rstrip("0").rstrip(".")
 
 
 def read(name: str) -> tuple[list[str], list[dict]]:

@@ -275,12 +275,13 @@ def test_aws_refresh_writes_the_recorded_prices_and_specs(old):
     price_dates = {p.source_date.isoformat() for p in catalog.prices}
     assert price_dates <= {s["date"] for s in meta["sources"]}
 
-    # p4d in eu-west-1 and g4dn.12xlarge in us-east-1 get no spot price and keep their on-demand price
+    # p4d in eu-west-1 and g4dn.12xlarge in us-east-1 get no spot price and keep their on-demand price;
+    # they change too, as the shipped snapshot has a spot price there
     assert summary["changes"] | {"largest_changes": []} == {
         "added": 0,
         "removed": 0,
-        "changed": 4,
-        "unchanged": 2,
+        "changed": 6,
+        "unchanged": 0,
         "largest_changes": [],
     }
     assert summary["spot_prices"] == 4 and summary["on_demand_prices"] == 6
@@ -372,7 +373,7 @@ def test_aws_dry_run_writes_nothing(old):
         summary = refresh(AwsFetcher(stubs), regions=AWS_REGIONS, out=old, dry_run=True, now=NOW)
         stubs.assert_all_used()
     assert summary["dry_run"] is True and summary["written_to"] is None
-    assert summary["changes"]["changed"] == 4
+    assert summary["changes"]["changed"] == 6
     assert _files(old) == snapshot
     assert sorted(p.name for p in old.parent.iterdir()) == ["catalog"]
 
@@ -670,14 +671,14 @@ def test_gcp_refresh_sums_the_skus_of_each_machine_shape(old, billing):
     assert ("n1-standard-4+1xnvidia-tesla-t4", "europe-west4") not in gcp  # no N1 or T4 SKU there
     # Untouched: the AWS rows, and the GCP rows of regions not refreshed.
     assert _rows_by_key(old, "aws") == aws_before
-    assert gcp[("a2-highgpu-1g", "us-east1")]["source_date"] == "2025-03-06"
+    assert gcp[("a2-highgpu-1g", "us-east1")]["source_date"] == "2026-07-30"
 
     meta = load_catalog(old).meta
     whats = [m["what"] for m in meta["missing"]]
     assert "GCP a2-ultragpu-1g spot price in europe-west4" in whats
     assert "GCP n1-standard-4+1xnvidia-tesla-t4 on-demand price in europe-west4" in whats
     assert not any(w.startswith("GCP N1 + T4 prices") for w in whats)  # superseded
-    assert "GCP network_gbps (all types)" in whats  # still true, kept
+    assert "GCP network_gbps of A2, G2, a3-highgpu-1g/2g/4g and N1 + GPU types" in whats  # still true, kept
     assert summary["price_rows"] == 7 and summary["spot_prices"] == 6
 
 
