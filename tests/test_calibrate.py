@@ -12,7 +12,7 @@ import sqlite3
 import statistics
 
 import pytest
-from conftest import ddlprof
+from conftest import ddlprof, env
 
 from ddlprof.errors import DdlprofError
 from ddlprof.models import benchmark
@@ -177,7 +177,10 @@ def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
     # a calibration is a basis at its own precision only: under amp (bf16 on an L4) it is not used
     assert not _single(_advise_l4("amp"), "L4")["step_basis"].startswith("calibrated")
 
-    text = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge", "--precision", "tf32")
+    wide = {**env(), "COLUMNS": "400"}  # one table row a line: the basis is not wrapped
+    text = ddlprof(
+        "advise", "--model", "resnet50", "--instances", "g6.xlarge", "--precision", "tf32", env=wide
+    )
     assert text.returncode == 0 and "calibrated on this GPU type (L4) on 2026-12-03" in text.stdout
 
     done = ddlprof(
