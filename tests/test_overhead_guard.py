@@ -47,6 +47,10 @@ def test_own_time_per_step_stays_within_budget(tmp_path):
     # the figure is a real measurement: positive, and each steady step carries its own share
     assert report["ddlprof_overhead"]["own_ms_per_step"] > 0
     assert 0 < report["ddlprof_overhead"]["own_pct_of_step"] < 100
+    # split by hook: the parts add up to the whole, and the loop's hooks are among them
+    by_hook = report["ddlprof_overhead"]["own_ms_per_step_by_hook"]
+    assert {"steps", "data"} <= set(by_hook)
+    assert sum(by_hook.values()) == pytest.approx(report["ddlprof_overhead"]["own_ms_per_step"], rel=0.01)
 
 
 def test_guard_fails_when_a_hook_is_one_ms_slower(tmp_path):
@@ -76,6 +80,8 @@ def test_guard_fails_when_a_hook_is_one_ms_slower(tmp_path):
     reason = over_budget(report)
     assert reason is not None and "over the" in reason, report["ddlprof_overhead"]
     assert report["ddlprof_overhead"]["own_ms_per_step"] >= 1.0
+    by_hook = report["ddlprof_overhead"]["own_ms_per_step_by_hook"]
+    assert by_hook["steps"] >= 1.0 > by_hook["data"]  # the slow hook is named, not the others
 
 
 def test_own_time_counts_the_hooks_but_not_the_users_code(tmp_path):

@@ -136,7 +136,7 @@ class CommTracker:
     def before_forward(self, module: Any, args: Any, kwargs: Any) -> None:
         started = time.perf_counter_ns()
         self._before_forward(module, args, kwargs)
-        self.session.count_own(started)
+        self.session.count_own(started, "comm_forward")
 
     def _before_forward(self, module: Any, args: Any, kwargs: Any) -> None:
         import torch
@@ -158,7 +158,7 @@ class CommTracker:
         if self.inline is False and module.training and self.session.guard.active("comm"):
             started = time.perf_counter_ns()
             self.session.guard.call("comm", self._watch_backward, output)
-            self.session.count_own(started)
+            self.session.count_own(started, "comm_forward")
 
     def _register_default_hook(self, ddp: Any) -> None:
         self.register(ddp, ddp.process_group, self.wrap(mean_allreduce, unwrap=True))
@@ -179,7 +179,9 @@ class CommTracker:
             if timing is not None:
                 timing.hook_s = returned / 1e9 - timing.ready
             result = future.then(_first) if unwrap else future
-            session.count_own(entered, user_ns=0 if unwrap else returned - called)
+            session.count_own(entered, "comm_hook", user_ns=returned - called)
+            if unwrap:  # DDP's own all-reduce, issued from Python by ddlprof's stand-in for its C++ hook
+                session.book_own("comm_allreduce", returned - called)
             return result
 
         return timed_hook
@@ -226,7 +228,7 @@ class CommTracker:
             started = time.perf_counter_ns()
             self.backward_watched = True
             self.session.guard.call("comm", self._time_backward)
-            self.session.count_own(started)
+            self.session.count_own(started, "comm_backward")
 
     def _time_backward(self) -> None:
         state = self.session.state
@@ -253,7 +255,7 @@ class CommTracker:
         def counted(callback: Any) -> None:
             started = time.perf_counter_ns()
             guard.call("comm", callback)
-            session.count_own(started)
+            session.count_own(started, "comm_backward")
 
         def before_finalize() -> None:
             if before is not None:

@@ -30,7 +30,7 @@ def install(session: Session) -> None:
         end = time.perf_counter_ns()
         if session.guard.active("data"):
             session.guard.call("data", _on_batch, session, start / 1e9, end / 1e9, batch)
-        session.count_own(entered, user_ns=end - start)
+        session.count_own(entered, "data", user_ns=end - start)
         return batch
 
     _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]

@@ -47,6 +47,7 @@ class StepState:
     traced: bool = False
     after_trace_export: bool = False
     own_ns: int = 0  # host time spent inside ddlprof's hooks and callbacks during the step
+    own_ns_by: dict[str, int] = field(default_factory=dict)  # the same, per hook (OWN_PARTS)
 
 
 class Session:
@@ -112,11 +113,17 @@ class Session:
 
     # -- events from the collectors --------------------------------------------------------------
 
-    def count_own(self, started_ns: int, user_ns: int = 0) -> None:
+    def count_own(self, started_ns: int, part: str, user_ns: int = 0) -> None:
         """Book the host time since ``started_ns``, less ``user_ns`` spent in the user's own code, as
-        ddlprof's own (the step's ``own_ms``): every hook and callback ddlprof puts into the job does
-        this, so that each run states what the collectors cost it."""
-        self.state.own_ns += time.perf_counter_ns() - started_ns - user_ns
+        ddlprof's own (the step's ``own_ms``, and ``own_ms_by[part]``): every hook and callback ddlprof
+        puts into the job does this, so that each run states what the collectors cost it, and which
+        hook (one of ``OWN_PARTS``)."""
+        self.book_own(part, time.perf_counter_ns() - started_ns - user_ns)
+
+    def book_own(self, part: str, spent_ns: int) -> None:
+        state = self.state
+        state.own_ns += spent_ns
+        state.own_ns_by[part] = state.own_ns_by.get(part, 0) + spent_ns
 
     def on_batch(self, start: float, end: float, samples: int | None) -> None:
         state = self.state
@@ -157,7 +164,7 @@ class Session:
         started = time.perf_counter_ns()
         self.manual_steps = True
         self.guard.call("steps", self.end_step, samples)
-        self.count_own(started)
+        self.count_own(started, "steps")
 
     def end_step(self, samples: int | None = None) -> None:
         now = time.perf_counter()
@@ -239,6 +246,7 @@ class Session:
             "comm": comm,
             "traced": state.traced or state.after_trace_export,
             "own_ms": round(state.own_ns / 1e6, 4),
+            "own_ms_by": {part: round(ns / 1e6, 4) for part, ns in state.own_ns_by.items()},
         }
 
     def _write(self, record: dict) -> None:

@@ -16,6 +16,6 @@ def install(session: Session) -> None:
     def after_optimizer_step(optimizer: Any, _args: Any, _kwargs: Any) -> None:
         started = time.perf_counter_ns()
         session.guard.call("steps", session.on_optimizer_step, optimizer)
-        session.count_own(started)
+        session.count_own(started, "steps")
 
     register_optimizer_step_post_hook(after_optimizer_step)

@@ -211,6 +211,9 @@ def own_cost_line(cost: dict[str, Any] | None) -> str | None:
     parts = [f"ddlprof itself: {1e3 * cost['own_ms_per_step']:.0f} us of host time per step in its hooks"]
     if cost.get("own_pct_of_step") is not None:
         parts[0] += f" ({cost['own_pct_of_step']:.2f}% of the step)"
+    by_hook = sorted((cost.get("own_ms_per_step_by_hook") or {}).items(), key=lambda kv: -kv[1])
+    if len(by_hook) > 1:
+        parts[0] += ": " + ", ".join(f"{part} {1e3 * ms:.0f} us" for part, ms in by_hook)
     if cost.get("trace_window_s") is not None:
         windows = cost.get("trace_windows") or 1
         parts.append(f"trace window{'s' if windows > 1 else ''} {cost['trace_window_s']:.1f} s once")

@@ -83,7 +83,12 @@ def good_step(record: dict[str, Any]) -> bool:
         and all(_optional(record.get(key), MAX_UNIX) for key in ("start", "end"))
         and (record.get("samples") is None or number(record["samples"], high=MAX_COUNT, integer=True))
         and _comm(record.get("comm"))
+        and _own_by(record.get("own_ms_by"))
     )
+
+
+def _own_by(parts: Any) -> bool:
+    return parts is None or (isinstance(parts, dict) and all(number(v) for v in parts.values()))
 
 
 def _link(stats: Any) -> bool:

@@ -235,11 +235,15 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def _own_cost(log: RankLog, steady: list[dict[str, Any]], step_ms: float | None) -> dict[str, float | None]:
+def _own_cost(log: RankLog, steady: list[dict[str, Any]], step_ms: float | None) -> dict[str, Any]:
     """What ddlprof says it cost one rank: host time in its hooks per steady step, and the trace
     windows' one-off cost (the traced steps' time above the steady median step, plus any export that
     ran at exit, after the last step)."""
     own = [v for s in steady if (v := _number(s.get("own_ms"))) is not None]
+    by_part: dict[str, float] = {}
+    for step in steady:
+        for part, ms in (step.get("own_ms_by") or {}).items():
+            by_part[part] = by_part.get(part, 0.0) + ms
     median_step = statistics.median(s["step_ms"] for s in steady) if steady else None
     window_s = None
     if log.traces and median_step is not None:
@@ -248,12 +252,13 @@ def _own_cost(log: RankLog, steady: list[dict[str, Any]], step_ms: float | None)
         window_s = excess + at_exit
     return {
         "own_ms": statistics.mean(own) if own else None,
+        "own_ms_by": {part: total / len(steady) for part, total in by_part.items()} if own else {},
         "step_ms": step_ms,  # the rank's mean steady step, as its row of the summary has it
         "trace_window_s": window_s,
     }
 
 
-def _job_cost(costs: list[dict[str, float | None]], logs: dict[int, RankLog]) -> dict[str, Any]:
+def _job_cost(costs: list[dict[str, Any]], logs: dict[int, RankLog]) -> dict[str, Any]:
     """The job's figures: the mean rank's own time per step, the costliest rank's trace windows (the
     ranks wait for each other at every all-reduce), and the bandwidth probe's seconds."""
     own = [c["own_ms"] for c in costs if c["own_ms"] is not None]
@@ -262,8 +267,13 @@ def _job_cost(costs: list[dict[str, float | None]], logs: dict[int, RankLog]) ->
     probe = [v for log in logs.values() if log.probe and (v := _number(log.probe.get("seconds"))) is not None]
     own_ms = statistics.mean(own) if own else None
     pct = 100 * own_ms / statistics.mean(step) if own_ms is not None and step else None
+    ranks = [c["own_ms_by"] for c in costs if c["own_ms"] is not None]
+    parts = sorted({part for by in ranks for part in by})
     return {
         "own_ms_per_step": round(own_ms, 4) if own_ms is not None else None,
+        "own_ms_per_step_by_hook": {
+            part: round(statistics.mean(by.get(part, 0.0) for by in ranks), 4) for part in parts
+        },
         "own_pct_of_step": round(pct, 3) if pct is not None else None,
         "trace_window_s": round(max(windows), 3) if windows else None,
         "trace_windows": max((len(log.traces) for log in logs.values()), default=0),
