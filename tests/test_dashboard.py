@@ -267,6 +267,8 @@ def test_advisor_page_has_the_advise_form(tmp_path, app):
     model = at.selectbox(key="advisor_model")
     assert model.value == "resnet50" and "bert-base" in model.options and "vit_b_16" in model.options
     assert at.number_input(key="advisor_batch").value == 32
+    precision = at.selectbox(key="advisor_precision")
+    assert precision.value == "amp" and {"tf32", "fp32", "bf16", "fp16"} <= set(precision.options)
     assert at.number_input(key="advisor_max_nodes").value == 4
     assert at.number_input(key="advisor_budget").value is None
     assert at.number_input(key="advisor_deadline").value is None
@@ -301,16 +303,20 @@ def test_advisor_page_ranks_as_the_cli_does(tmp_path, app):
 
 def test_advisor_page_filters_as_the_cli_does(tmp_path, app):
     expected = _advise_cli(
-        "--model", "bert-base", "--clouds", "aws", "--no-spot", "--max-nodes", "2", "--batch-per-gpu", "64"
-    )
+        "--model", "bert-base", "--clouds", "aws", "--no-spot", "--max-nodes", "2", "--batch-per-gpu", "64",
+        "--precision", "tf32",
+    )  # fmt: skip
     at = app(tmp_path, "advisor")
     at.selectbox(key="advisor_model").set_value("bert-base")
     at.multiselect(key="advisor_clouds").set_value(["aws"])
     at.radio(key="advisor_spot").set_value("on-demand only")
     at.number_input(key="advisor_max_nodes").set_value(2)
     at.number_input(key="advisor_batch").set_value(64)
+    at.selectbox(key="advisor_precision").set_value("tf32")
     table = _frame(_advise_page(at), "advisor_table")
     assert list(table["instance_type"]) == [o["instance_type"] for o in expected["options"]]
+    assert set(table["precision"]) == {"tf32"} and set(table["batch_per_gpu"]) == {64}
+    assert list(table["step_ms"]) == pytest.approx([o["step_ms"] for o in expected["options"]], rel=1e-3)
     assert list(table["count"]) == [o["count"] for o in expected["options"]]
     assert set(table["cloud"]) == {"aws"} and not table["spot"].any() and table["count"].max() <= 2
 

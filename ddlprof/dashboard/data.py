@@ -168,6 +168,7 @@ STORE_COLUMNS = (
     "gpus_per_node",
     "nodes",
     "gpu",
+    "precision",
     "step_ms",
     "interconnect_stall_ms",
     "network_stall_ms",

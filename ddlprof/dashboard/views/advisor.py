@@ -17,6 +17,7 @@ from ddlprof import figures
 from ddlprof.advisor.filters import MAX_NODES
 from ddlprof.dashboard import shared
 from ddlprof.errors import DdlprofError
+from ddlprof.models.gpus import DEFAULT_PRECISION, PRECISIONS
 
 #: Where the page keeps its last answer, and the options picked for the Compare page (comparables).
 RESULT_KEY = "advisor_result"
@@ -32,6 +33,8 @@ COLUMNS = (
     "region",
     "spot",
     "gpu",
+    "precision",
+    "batch_per_gpu",
     "world_size",
     "step_ms",
     "step_source",
@@ -116,6 +119,13 @@ def _form() -> dict[str, Any] | None:
             help="one of the measured models, or type another name",
         )
         batch = left.number_input("Batch per GPU", min_value=1, value=32, step=1, key="advisor_batch")
+        precision = left.selectbox(
+            "Precision",
+            list(PRECISIONS),
+            index=PRECISIONS.index(DEFAULT_PRECISION),
+            key="advisor_precision",
+            help="amp: autocast to bf16 where the GPU has it, else fp16 (what most training runs at)",
+        )
         max_nodes = left.number_input(
             "Max nodes", min_value=1, max_value=MAX_NODES, value=4, step=1, key="advisor_max_nodes"
         )
@@ -134,6 +144,7 @@ def _form() -> dict[str, Any] | None:
     return {
         "model": (model or "").strip() or None,
         "batch_per_gpu": int(batch),
+        "precision": precision,
         "budget": budget,
         "deadline": deadline,
         "clouds": list(clouds) or None,
@@ -203,7 +214,8 @@ def _show(answer: dict[str, Any]) -> None:
         assumptions = result["assumptions"]
         step = assumptions["step_time"]
         st.caption(
-            f"{assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, "
+            f"{assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, precision "
+            f"{step['precision']} ({step['precision_meaning']}), "
             f"{assumptions['workload']['total_samples']:,.0f} samples ({assumptions['workload']['source']}); "
             f"step times: {step['stall_model']} stall model, CV step error "
             f"{step['validation']['step_ms_mape_pct']:.1f}%; prices: catalog snapshot "
