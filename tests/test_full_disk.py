@@ -37,7 +37,7 @@ def test_a_full_disk_cuts_the_records_back_to_whole_lines_and_says_why(tmp_path,
     path = tmp_path / "ranks" / "rank-0.jsonl"
     writer = records.RecordWriter(str(path))
     header = {"type": "rank", "rank": 0}
-    steps = [{"type": "step", "step": step, "pad": "x" * 200} for step in range(1, 20)]
+    steps = [{"type": "step", "step": step, "step_ms": 1.0, "pad": "x" * 200} for step in range(1, 20)]
     # Room for the header and four steps, and some: the fifth step is cut, and its room holds a warning.
     _disk_of(monkeypatch, capacity=len(json.dumps(header)) + 4 * len(json.dumps(steps[0])) + 120)
     guard = Guard()
