@@ -1069,7 +1069,8 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         "--batch-per-gpu",
         type=bounded(int, 1, MAX_BATCH),
         metavar="B",
-        help="samples per GPU per step (default: 32, or the run's; the data covers 32-64)",
+        help="samples per GPU per step (default: the run's, else the largest power of two whose memory "
+        "estimate fits each option's GPU; the measured steps cover 32-64, larger batches are extrapolated)",
     )
 
     work = advise.add_argument_group("workload")

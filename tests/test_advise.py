@@ -173,9 +173,10 @@ def test_batched_prediction_equals_model_predict(fitted):
     for option in advice.options:
         if option.step.source != "predicted":
             continue
-        expected = predict(
-            "resnet50", 32, option.gpus_per_node, option.count, instance=option.instance, fitted=fitted
-        )
+        expected = predict(  # at the batch advise chose for the option: the largest that fits its GPU
+            "resnet50", option.batch_per_gpu, option.gpus_per_node, option.count, instance=option.instance,
+            fitted=fitted,
+        )  # fmt: skip
         assert option.step.step_ms == pytest.approx(expected["step_ms"], rel=1e-12)
         checked += 1
     assert checked >= 10 and any(o.count > 1 for o in advice.options)
@@ -745,6 +746,31 @@ def test_within_error_of_top_matches_the_ranges(args):
         assert not all(r["within_error_of_top"] for r in rows)
 
 
+def test_without_a_batch_each_option_fills_its_gpu_and_says_so():
+    """No --batch-per-gpu: each option runs the largest power of two whose memory estimate fits its GPU
+    (a bigger GPU never gets a smaller batch); --batch-per-gpu sets one batch for all."""
+    from ddlprof.models.batchfit import MAX_BATCH
+    from ddlprof.models.memory import shipped_memory_estimate
+
+    result = _json_rows("--budget", "100")
+    assert result["assumptions"]["batch_per_gpu"] is None
+    assert "largest power of two" in result["assumptions"]["batch_per_gpu_choice"]
+    by_memory = {}
+    for row in result["options"]:
+        batch, memory = row["batch_per_gpu"], row["gpu_memory_gb"]
+        assert batch & (batch - 1) == 0 and row["memory_required_gb"] <= memory
+        if batch < MAX_BATCH:  # twice the batch would not fit
+            assert filters.memory_required_gb(shipped_memory_estimate("resnet50", 2 * batch)[0]) > memory
+        by_memory.setdefault(memory, set()).add(batch)
+    assert all(len(batches) == 1 for batches in by_memory.values())
+    batches = [next(iter(by_memory[m])) for m in sorted(by_memory)]
+    assert batches == sorted(batches) and len(set(batches)) >= 3
+    assert result["options"][0]["batch_per_gpu"] > 32  # the top choice is not the old fixed 32
+    fixed = _json_rows("--budget", "100", "--batch-per-gpu", "64")
+    assert fixed["assumptions"]["batch_per_gpu"] == 64
+    assert {r["batch_per_gpu"] for r in fixed["options"]} == {64}
+
+
 def test_table_marks_options_within_error():
     rows = _json_rows("--budget", "100")["options"][:10]
     assert any(r["within_error_of_top"] for r in rows[1:])
@@ -754,7 +780,7 @@ def test_table_marks_options_within_error():
     footnote = "≈: cost per sample within the error of the top choice; the ranking among them is not certain"
     assert footnote in out
     assert "uncertainty: the top choice and the options within its error" in out
-    assert "no published or measured reference for GPU L4" in out
+    assert "no published or measured reference for GPU" in out
     # no option within the top's error: no marker, no footnote
     rows = _json_rows(*NARROW)["options"]
     code, out, _ = _run("--model", "resnet50", *NARROW)

@@ -148,7 +148,7 @@ def test_batches_other_than_the_calibrated_ones():
 
 def _advise_l4(precision: str = "tf32") -> dict:
     """advise at the precision the calibrations below are stored at (resnet50's default, tf32)."""
-    instances = ("--instances", "g6.xlarge,g5.xlarge")
+    instances = ("--instances", "g6.xlarge,g5.xlarge", "--batch-per-gpu", "32")  # the calibrated batch
     done = ddlprof("advise", "--model", "resnet50", *instances, "--precision", precision, "--json")
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
@@ -178,7 +178,8 @@ def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
     # a calibration is a basis at its own precision only: under amp (bf16 on an L4) it is not used
     assert not _single(_advise_l4("amp"), "L4")["step_basis"].startswith("calibrated")
 
-    text = ddlprof("advise", "--model", "resnet50", "--instances", "g6.xlarge", "--precision", "tf32")
+    l4 = ("--instances", "g6.xlarge", "--precision", "tf32", "--batch-per-gpu", "32")
+    text = ddlprof("advise", "--model", "resnet50", *l4)
     flat = re.sub(r"[\s│]+", " ", text.stdout)  # a cell wrapped over two table lines read as one
     assert text.returncode == 0 and "calibrated on this GPU type (L4) on 2026-12-03" in flat
 

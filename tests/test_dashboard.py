@@ -266,7 +266,7 @@ def test_advisor_page_has_the_advise_form(tmp_path, app):
     assert _titles(at) == ["Advisor"]
     model = at.selectbox(key="advisor_model")
     assert model.value == "resnet50" and "bert-base" in model.options and "vit_b_16" in model.options
-    assert at.number_input(key="advisor_batch").value == 32
+    assert at.number_input(key="advisor_batch").value is None  # the largest that fits each GPU
     precision = at.selectbox(key="advisor_precision")
     assert precision.value == "amp" and {"tf32", "fp32", "bf16", "fp16"} <= set(precision.options)
     assert at.number_input(key="advisor_max_nodes").value == 4

@@ -58,4 +58,4 @@ def test_the_cli_and_the_advisor_allow_the_same_nodes():
 def test_advise_at_the_most_nodes_allowed_stays_fast(capsys):
     started = time.perf_counter()
     assert main([*ADVISE, "--max-nodes", "256", "--json"]) == 0
-    assert time.perf_counter() - started < 5  # about 1 s on 2 cores; 1024 nodes took 8.4 s
+    assert time.perf_counter() - started < 10  # about 1.3 s on 2 idle cores; 100000 nodes ran for minutes

@@ -12,6 +12,7 @@ from ddlprof.advisor.options import Advice, AdviseRequest, Option
 from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
+from ddlprof.models.batchfit import MAX_BATCH
 from ddlprof.models.published import scaling_error
 
 MEASURED_BATCHES = (32, 64)
@@ -48,10 +49,15 @@ def assumptions(
     required_gb: float | None,
 ) -> dict[str, Any]:
     cv = fitted.cv(fitted.selected)
+    fixed_batch = request.batch_per_gpu is not None or basis.kind != "dataset" or basis.memory_bytes is None
     return {
         "model": basis.model,
         "workload": workload.to_dict(),
-        "batch_per_gpu": basis.batch_per_gpu,
+        # None: each option at the largest batch that fits its GPU (the option's batch_per_gpu says)
+        "batch_per_gpu": basis.batch_per_gpu if fixed_batch else None,
+        "batch_per_gpu_choice": "given, or the run's"
+        if fixed_batch
+        else f"the largest power of two (at most {MAX_BATCH}) whose memory estimate fits each option's GPU",
         "step_time": {
             "basis": basis.kind,
             "description": basis.description,
@@ -174,10 +180,15 @@ def advice_warnings(
     if stale:
         out.append(stale)
     low, high = MEASURED_BATCHES
-    if not low <= basis.batch_per_gpu <= high:
+    outside = sorted({o.batch_per_gpu for o in options} - set(range(low, high + 1)))
+    if not options and not low <= basis.batch_per_gpu <= high:
+        outside = [basis.batch_per_gpu]
+    if outside:
+        batches = ", ".join(map(str, outside))
         out.append(
-            f"batch per GPU {basis.batch_per_gpu} outside the measured {low}-{high}: step times are "
-            "extrapolated"
+            f"batch per GPU {batches} outside the measured {low}-{high}: step times are extrapolated "
+            "(linearly in the batch from the measured ones; at large batches they can be far off, "
+            "BENCHMARKS.md: issue 14)"
         )
     if basis.memory_bytes is None:
         out.append("no memory estimate for this model: GPU memory fit not checked")
@@ -219,8 +230,11 @@ def explain_top(advice: Advice) -> str:
         else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
         f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
     )
+    low, high = top.total_cost_range()
     return (
         f"{top.label} has the lowest cost per sample (${top.usd_per_million_samples:,.2f} per 1M "
         f"samples) of the {len(advice.options)} options{' within ' + within if within else ''}: "
-        f"${top.total_cost_usd:,.2f} for the {samples} in {format_hours(top.hours)}{tail}."
+        f"${top.total_cost_usd:,.2f} (${low:,.2f} to ${high:,.2f}) for the {samples} in "
+        f"{format_hours(top.hours)} at {top.step.precision}, batch {top.batch_per_gpu} per GPU, step time "
+        f"{top.step.basis} (error {top.error_pct:.0f}%){tail}."
     )

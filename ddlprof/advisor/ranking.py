@@ -106,10 +106,13 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         fitted = load_models()
     required_gb = memory_required_gb(basis.memory_bytes) if basis.memory_bytes else None
     excluded = Exclusions()
-    fitting = fit_memory(instances, basis, required_gb, excluded)
     counts = range(1, request.max_nodes + 1)
-    steps = predict_steps(basis, [(i, n) for i in fitting for n in counts], fitted)
-    candidates = _priced(fitting, steps, catalog, regions, basis, request, required_gb, excluded)
+    candidates = []
+    for batch_basis, group in _batches(request, basis, instances, excluded):
+        group_gb = memory_required_gb(batch_basis.memory_bytes) if batch_basis.memory_bytes else None
+        fitting = fit_memory(group, batch_basis, group_gb, excluded)
+        steps = predict_steps(batch_basis, [(i, n) for i in fitting for n in counts], fitted)
+        candidates += _priced(fitting, steps, catalog, regions, batch_basis, request, group_gb, excluded)
     if data_cloud is not None:
         candidates = add_egress(candidates, request, data_cloud, excluded)
     feasible = within_limits(candidates, request, excluded)
@@ -231,6 +234,29 @@ def advise_result(
     )
     advice = advise(request)
     return advice, advice.to_dict(top=top or None)
+
+
+def _batches(
+    request: AdviseRequest, basis: StepBasis, instances: list[Instance], excluded: Exclusions
+) -> list[tuple[StepBasis, list[Instance]]]:
+    """The batch per GPU each instance type is predicted at, with its basis: ``--batch-per-gpu``, or a
+    run's own batch, for all; otherwise (a model of the dataset) the largest power of two whose memory
+    estimate fits the instance's GPU (``ddlprof.models.batchfit``), as users fill the GPU."""
+    if request.batch_per_gpu is not None or basis.kind != "dataset" or basis.memory_bytes is None:
+        return [(basis, instances)]
+    from ddlprof.models.batchfit import largest_fitting_batch
+
+    groups: dict[int, list[Instance]] = {}
+    for instance in instances:
+        fits = largest_fitting_batch(basis.model, instance.gpu_memory_gb, memory_required_gb)
+        if fits is None:  # not even batch 1: fit_memory says so at the default batch
+            groups.setdefault(basis.batch_per_gpu, []).append(instance)
+        else:
+            groups.setdefault(fits[0], []).append(instance)
+    return [
+        (basis if batch == basis.batch_per_gpu else dataset_basis(basis.model, batch, basis.precision), group)
+        for batch, group in sorted(groups.items())
+    ]
 
 
 def _priced(

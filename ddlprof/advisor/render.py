@@ -159,8 +159,10 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
     mape = step["validation"]["step_ms_mape_pct"]
     error = step["scaling_error"]
     met = result["met_constraints"]
+    batch = assumptions["batch_per_gpu"]
     title = (
-        f"ddlprof advise: {assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, "
+        f"ddlprof advise: {assumptions['model']}, "
+        f"{'batch per GPU: the largest that fits each GPU' if batch is None else f'batch {batch} per GPU'}, "
         f"{workload['total_samples']:,.0f} samples"
     )
     if not met:
@@ -174,6 +176,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         ("pricing", "left"),
         ("GPUs", "left"),
         ("precision", "left"),
+        ("batch", "right"),
         ("step ms", "right"),
         ("samples/s", "right"),
         ("hours", "right"),
@@ -213,6 +216,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             pricing,
             f"{option['world_size']} x {option['gpu']}",
             option["precision"] or "",
+            str(option["batch_per_gpu"]),
             f"{option['step_ms']:,.1f}",
             f"{option['throughput_samples_per_s']:,.0f}",
             hours,

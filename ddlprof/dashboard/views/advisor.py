@@ -118,7 +118,14 @@ def _form() -> dict[str, Any] | None:
             key="advisor_model",
             help="one of the measured models, or type another name",
         )
-        batch = left.number_input("Batch per GPU", min_value=1, value=32, step=1, key="advisor_batch")
+        batch = left.number_input(
+            "Batch per GPU",
+            min_value=1,
+            value=None,
+            step=1,
+            key="advisor_batch",
+            help="empty: the largest power of two that fits each GPU's memory",
+        )
         precision = left.selectbox(
             "Precision",
             list(PRECISIONS),
@@ -143,7 +150,7 @@ def _form() -> dict[str, Any] | None:
         return None
     return {
         "model": (model or "").strip() or None,
-        "batch_per_gpu": int(batch),
+        "batch_per_gpu": None if batch is None else int(batch),
         "precision": precision,
         "budget": budget,
         "deadline": deadline,
@@ -214,7 +221,7 @@ def _show(answer: dict[str, Any]) -> None:
         assumptions = result["assumptions"]
         step = assumptions["step_time"]
         st.caption(
-            f"{assumptions['model']}, batch {assumptions['batch_per_gpu']} per GPU, precision "
+            f"{assumptions['model']}, batch per GPU {assumptions['batch_per_gpu_choice']}, precision "
             f"{step['precision']} ({step['precision_meaning']}), "
             f"{assumptions['workload']['total_samples']:,.0f} samples ({assumptions['workload']['source']}); "
             f"step times: {step['stall_model']} stall model, CV step error "
