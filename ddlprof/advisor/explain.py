@@ -110,10 +110,12 @@ def assumptions(
             "unpublished_meaning": f"assumed where no rate is published (GCP; AWS rows without a bucket): "
             f"{UNPUBLISHED_REASON}",
         },
-        "memory": {
-            "estimate_gb": None if basis.memory_bytes is None else round(basis.memory_bytes / 1e9, 3),
+        "memory": {  # at the basis' batch; with the batch chosen per GPU, each option's memory_required_gb
+            "estimate_gb": None
+            if basis.memory_bytes is None or not fixed_batch
+            else round(basis.memory_bytes / 1e9, 3),
             "source": basis.memory_source or "none: memory fit not checked",
-            "required_gb": None if required_gb is None else round(required_gb, 3),
+            "required_gb": None if required_gb is None or not fixed_batch else round(required_gb, 3),
             "allowance": f"+{MEMORY_FRAGMENTATION:.0%} allocator fragmentation, +{MEMORY_CONTEXT_GB:g} GB "
             "CUDA context and library workspaces",
         },

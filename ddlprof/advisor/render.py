@@ -50,6 +50,18 @@ def _header(option: dict[str, Any], model: str, workload: dict[str, Any]) -> lis
     ]
 
 
+def _memory_line(assumptions: dict[str, Any]) -> str:
+    memory = assumptions["memory"]
+    if memory["source"].startswith("none"):
+        return "memory: no estimate, GPU fit not checked"
+    if memory["required_gb"] is None:  # the batch chosen per GPU
+        return (
+            f"memory: {memory['source'].split(', batch')[0]}, at each option's batch, with "
+            f"{memory['allowance']} (memory_required_gb in --json)"
+        )
+    return f"memory: {memory['source']}; needs {memory['required_gb']} GB per GPU with {memory['allowance']}"
+
+
 def emit_torchrun(option: dict[str, Any], model: str, workload: dict[str, Any], script: str) -> str:
     """A torchrun command line for the option (run it on every instance)."""
     nodes, gpus = option["count"], option["gpus_per_node"]
@@ -251,10 +263,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             f"({spot['unpublished_per_day']:g} a day) assumed where none is published (GCP): "
             f"{spot['unpublished_meaning'].split(': ', 1)[1]}"
         ),
-        f"memory: {assumptions['memory']['source']}; needs {assumptions['memory']['required_gb']} GB per GPU "
-        f"with {assumptions['memory']['allowance']}"
-        if assumptions["memory"]["required_gb"] is not None
-        else "memory: no estimate, GPU fit not checked",
+        _memory_line(assumptions),
         "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions priced "
         "higher (--all-regions)",
     ]
