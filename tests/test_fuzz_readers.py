@@ -11,6 +11,7 @@ Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
     run directory (manifest, node and rank files) via report     600
     summary.json via the dashboard's cache reader                 300
     Kineto traces via analyze                                     600
+    Kineto traces (.json, .json.gz) and trace records via trace   300
     catalog files (instances.csv, prices.csv, catalog.json)       150
     fitted stall models file via model predict                    120
     SQLite store (corrupt or foreign schema) via report           100
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gzip
 import io
 import json
 import os
@@ -478,3 +480,63 @@ def test_report_survives_any_local_dataset_file(reported, data):
         check(code, err, "dataset.sqlite")
         if code == 0:
             strict(out)
+
+
+# -- trace --merge ---------------------------------------------------------------------------------
+
+
+def _merge_run(data: st.DataObject) -> tuple[dict[str, Any], str]:
+    """A run of two ranks whose trace records name a Kineto file each (.json.gz or .json), one of
+    them (or a trace record, or a rank's header) mutated; and the name of the mutated file."""
+    files: dict[str, Any] = _valid_run()
+    traces = {}
+    for rank in (0, 1):
+        suffix = data.draw(st.sampled_from([".json.gz", ".json"]))
+        name = f"traces/run/h{rank}_{rank}.4.pt.trace{suffix}"
+        records = files[f"ranks/rank-{rank}.jsonl"]
+        next(r for r in records if r["type"] == "trace")["file"] = name
+        kineto = _kineto()
+        kineto["distributedInfo"]["rank"] = rank
+        traces[name] = kineto
+    target = data.draw(st.sampled_from([*traces, *traces, "ranks/rank-0.jsonl"]))
+    texts = {
+        name: "\n".join(json.dumps(r) for r in v) + "\n" if name.endswith(".jsonl") else json.dumps(v)
+        for name, v in files.items()
+    }
+    if target.endswith(".jsonl"):
+        records = files[target]
+        index = data.draw(st.sampled_from([0, len(records) - 3]))  # the header or the trace record
+        records[index] = mutate(data, records[index])
+        texts[target] = spoil_text(data, "\n".join(json_text(r) for r in records) + "\n")
+    for name, kineto in traces.items():
+        raw = (
+            spoil_text(data, json_text(mutate(data, kineto)))
+            if name == target
+            else json.dumps(kineto).encode()
+        )
+        if name.endswith(".gz"):
+            cut = name == target and data.draw(st.booleans())
+            raw = gzip.compress(raw)
+            raw = raw[: data.draw(st.integers(0, len(raw)))] if cut else raw
+        texts[name] = raw
+    return texts, target
+
+
+@fuzz(300)
+@given(data=st.data())
+def test_trace_merge_reads_any_kineto_trace_and_trace_record(data):
+    texts, target = _merge_run(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        _write_run(run, texts)
+        out = Path(tmp) / data.draw(st.sampled_from(["merged.json.gz", "merged.json"]))
+        code, printed, err = cli("trace", "--json", str(run), "--merge", str(out))
+        check(code, err, target.split("/")[-1], str(run))
+        assert not out.with_name(out.name + ".part").exists()
+        if code == 0:
+            strict(printed)
+            opened = gzip.open if out.name.endswith(".gz") else open
+            with opened(out, "rt") as merged:
+                strict(merged.read())
+        else:
+            assert not out.exists()

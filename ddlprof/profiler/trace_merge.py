@@ -370,14 +370,67 @@ def _copy_rank(
     process_meta: dict[Any, dict[str, Any]] = {}
     thread_meta: dict[Any, list[dict[str, Any]]] = {}
     gpu_pids: set[Any] = set()
+    marker_name = f"ProfilerStep#{window[0]}"
+    add = writer.add
+    try:
+        copied, count, marker = _copy_events(
+            source, position, ranks, base, marker_name, add, pids, process_meta, thread_meta, gpu_pids
+        )
+    # a field of the wrong type (a list for a pid, a string for a ts) is a TypeError in the loop,
+    # caught here rather than checked per event; errors of writing the output are not caught
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise _unreadable(source.path, exc) from None
+    if count == 0:
+        raise DdlprofError(f"{source.path}: no traceEvents (not a Kineto trace?)")
+    # Metadata of the processes that have events, under their new pids, in the block's order.
+    processes = []
+    for pid, new in sorted(pids.items(), key=lambda item: _role(item[0], host_pid, process_meta, gpu_pids)):
+        role, name = _process_name(pid, host_pid, process_meta, gpu_pids, log)
+        processes.append(f"rank {rank} {name}")
+        add(
+            {"ph": "M", "name": "process_name", "pid": new, "tid": 0, "args": {"name": f"rank {rank} {name}"}}
+        )
+        sort_index = block + role
+        add(
+            {
+                "ph": "M",
+                "name": "process_sort_index",
+                "pid": new,
+                "tid": 0,
+                "args": {"sort_index": sort_index},
+            }
+        )
+        for event in thread_meta.get(pid, []):
+            event.pop("ts", None)
+            add({**event, "pid": new})
+    return {"events": copied, "processes": processes, "marker": marker}
+
+
+def _copy_events(
+    source: _Source,
+    position: int,
+    ranks: int,
+    base: int,
+    marker_name: str,
+    add: Any,
+    pids: dict[Any, int],
+    process_meta: dict[Any, dict[str, Any]],
+    thread_meta: dict[Any, list[dict[str, Any]]],
+    gpu_pids: set[Any],
+) -> tuple[int, int, float | None]:
+    """The rank's events into ``add`` with new pids, flow ids and ts (its process and thread
+    metadata into the maps instead); returns (events copied, events read, the marker's ts). An
+    event that is not an object is skipped, as analyze skips it."""
+    host_pid = source.log.meta.get("pid")
+    block = (position + 1) * PID_BLOCK
     other_ids: dict[Any, int] = {}  # ids that are not small ints (Kineto writes none)
     shift = (source.base_ns - base) / 1000
-    marker_name = f"ProfilerStep#{window[0]}"
     marker: float | None = None
     count = copied = 0
-    add = writer.add
     for event in _events(source.path):
         count += 1
+        if not isinstance(event, dict):
+            continue
         ph = event.get("ph")
         pid = event.get("pid")
         if ph == "M":
@@ -404,30 +457,7 @@ def _copy_rank(
             marker = event.get("ts")
         add(event)
         copied += 1
-    if count == 0:
-        raise DdlprofError(f"{source.path}: no traceEvents (not a Kineto trace?)")
-    # Metadata of the processes that have events, under their new pids, in the block's order.
-    processes = []
-    for pid, new in sorted(pids.items(), key=lambda item: _role(item[0], host_pid, process_meta, gpu_pids)):
-        role, name = _process_name(pid, host_pid, process_meta, gpu_pids, log)
-        processes.append(f"rank {rank} {name}")
-        add(
-            {"ph": "M", "name": "process_name", "pid": new, "tid": 0, "args": {"name": f"rank {rank} {name}"}}
-        )
-        sort_index = block + role
-        add(
-            {
-                "ph": "M",
-                "name": "process_sort_index",
-                "pid": new,
-                "tid": 0,
-                "args": {"sort_index": sort_index},
-            }
-        )
-        for event in thread_meta.get(pid, []):
-            event.pop("ts", None)
-            add({**event, "pid": new})
-    return {"events": copied, "processes": processes, "marker": marker}
+    return copied, count, marker
 
 
 def _new_pid(
