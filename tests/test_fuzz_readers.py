@@ -10,6 +10,7 @@ the summary that ``report`` prints and writes is strict JSON (no NaN, no Infinit
 Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
     run directory (manifest, node and rank files) via report     600
     summary.json via the dashboard's cache reader                 300
+    fresh summary.json with junk deeper down via the dashboard    300
     Kineto traces via analyze                                     600
     Kineto traces (.json, .json.gz) and trace records via trace   300
     catalog files (instances.csv, prices.csv, catalog.json)       150
@@ -540,3 +541,58 @@ def test_trace_merge_reads_any_kineto_trace_and_trace_record(data):
                 strict(merged.read())
         else:
             assert not out.exists()
+
+
+# -- the dashboard's runs --------------------------------------------------------------------------
+
+FRESHNESS = {"runs", "schema_version", "ddlprof_version"}  # what cached_summary checks first
+
+
+@fuzz(300)
+@given(data=st.data())
+def test_the_dashboards_run_data_reads_any_fresh_summary_json(reported, data):
+    """A summary.json that passes the cache's freshness check but holds junk deeper down: the run is
+    summarised from its files instead, or listed with one line; the Runs and Compare pages' rows
+    come out of what the dashboard loaded."""
+    from ddlprof.dashboard import data as dashboard
+    from ddlprof.runs.summary import cached_summary
+
+    run, original = reported
+    summary = json.loads(json.dumps(original))
+    paths = [p for p in _paths(summary) if p[0] not in FRESHNESS and p[:2] != ("steps", "warmup_auto")]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier edit replaced a parent
+            parent = summary
+            for key in path[:-1]:
+                parent = parent[key]
+            if isinstance(parent, dict) and data.draw(st.booleans()):
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = odd_value(data)
+    with tempfile.TemporaryDirectory() as tmp:
+        copy = Path(tmp) / "run"
+        shutil.copytree(run, copy)
+        summary["runs"] = [str(copy)]
+        fresh = {**original, "runs": [str(copy)]}
+        (copy / "summary.json").write_text(json.dumps(fresh))
+        assert cached_summary(copy) == fresh  # the unmutated file passes the freshness check
+        (copy / "summary.json").write_text(json_text(summary))  # so does this one, but for its junk
+        with capped_memory():
+            loaded = dashboard.load_summary(copy)
+            if "error" in loaded:
+                assert "\n" not in loaded["error"] and str(copy) in loaded["error"]
+                return
+            found = loaded["summary"]
+            json.loads(json.dumps(found, allow_nan=False))  # finite numbers only
+            dashboard.table_row("run", found)
+            dashboard.comparable("run", found)
+            dashboard.device(found)
+            dashboard.model_name(found)
+            for item in (*found["ranks"], found["job"]):
+                assert isinstance(item["step_ms"], int | float)
+            for warning in found["warnings"]:
+                assert {"rank", "collector", "reason"} <= set(warning)
+            for gpu in found["gpus"]:
+                for value in gpu.values():
+                    assert not isinstance(value, dict) or {"median", "max"} <= set(value)

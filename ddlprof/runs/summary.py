@@ -8,6 +8,7 @@ holds (schema: ``summary.schema.json`` beside this file).
 
 from __future__ import annotations
 
+import functools
 import json
 import statistics
 import time
@@ -375,12 +376,15 @@ def cached_summary(run: Path) -> dict[str, Any] | None:
 
     That is: written by this ddlprof version with this schema, for exactly this one run directory,
     with the automatic warm-up, and newer than every file it was computed from (a rank that wrote
-    more steps since, or a node that joined, makes it stale).
+    more steps since, or a node that joined, makes it stale). A file that passes all of that but
+    holds NaN or Infinity, or a field of the wrong type or none where ``summary.schema.json``
+    requires one (edited, or cut and patched by hand), is not used either: the dashboard, which
+    reads fields deep down, summarises the run from its files instead.
     """
     path = summary_path(run)
     try:
         written = path.stat().st_mtime_ns
-        summary = json.loads(path.read_text(encoding="utf-8"))
+        summary = json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse)
         (only,) = summary["runs"]
         current = (
             Path(only).resolve() == run.resolve()
@@ -393,7 +397,24 @@ def cached_summary(run: Path) -> dict[str, Any] | None:
     if not current:
         return None
     newest = max((mtime for _, _, mtime in source_files(run)), default=0)
-    return summary if written >= newest else None
+    return summary if written >= newest and _valid(summary) else None
+
+
+def _refuse(constant: str) -> None:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _valid(summary: dict[str, Any]) -> bool:
+    """``summary`` has what ``summary.schema.json`` requires (jsonschema comes with the dashboard,
+    the one reader of cached summaries)."""
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(_schema()).is_valid(summary)
+
+
+@functools.cache
+def _schema() -> dict[str, Any]:
+    return json.loads((Path(__file__).with_name("summary.schema.json")).read_text(encoding="utf-8"))
 
 
 def write_summary_if_absent(run: Path, summary: dict[str, Any]) -> bool:
