@@ -129,11 +129,19 @@ def test_interval_arithmetic():
         '[{"ph": "X", "ts": null, "dur": 1}]',
         '[{"ph": "X", "ts": 1, "dur": 1, "cat": "kernel", "args": [1]}]',
         '[{"ph": "X", "ts": 1, "dur": 1, "cat": "kernel", "args": {"correlation": "x"}}]',
+        # a NaN duration (a "NaN" string) once came out as NaN in --json
+        '[{"ph": "X", "ts": 0, "dur": 5, "cat": "cpu_op", "name": "a"}, '
+        '{"ph": "X", "ts": 1, "dur": "NaN", "cat": "cpu_op", "name": "b"}]',
+        # a GPU trace whose one kernel was launched outside its one step: no step row (a TypeError once)
+        '[{"ph": "X", "cat": "user_annotation", "name": "ProfilerStep#1", "ts": 0, "dur": 10}, '
+        '{"ph": "X", "cat": "cuda_runtime", "name": "cudaLaunchKernel", "ts": 20, "dur": 1, '
+        '"args": {"correlation": 7}}, '
+        '{"ph": "X", "cat": "kernel", "name": "k", "ts": 50, "dur": 5, "args": {"correlation": 7}}]',
     ],
 )
 def test_trace_events_of_the_wrong_type_are_one_line(tmp_path, events):
     trace = tmp_path / "w_0.pt.trace.json"
     trace.write_text(f'{{"traceEvents": {events}}}')
-    done = ddlprof("analyze", str(trace))
+    done = ddlprof("analyze", "--json", str(trace))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "w_0.pt.trace.json" in done.stderr and "Traceback" not in done.stderr

@@ -20,6 +20,7 @@ _STEP = re.compile(r"^ProfilerStep#(\d+)$")
 _RANK_IN_NAME = re.compile(r"_(\d+)\.(?:\d+\.)?pt\.trace\.json")
 _CPU_COMM = ("gloo:", "nccl:", "mpi:")
 _DATALOADER = "enumerate(DataLoader)"
+_INF = float("inf")
 # DDP's own host work as torch records it: the reducer's gradient/bucket copies and the collectives it
 # (or its buffer broadcast) launches. Nested ops overlap and are merged, never added twice.
 _DDP_HOST = ("torch::distributed::reducer::", "torch.distributed.ddp.reducer::", "c10d::")
@@ -107,6 +108,8 @@ def _take(trace: Trace, events: Iterable[dict[str, Any]]) -> int:
             continue
         start = float(event.get("ts", 0.0))
         end = start + float(event.get("dur", 0.0))
+        if not (-_INF < start < _INF and -_INF < end < _INF):  # NaN too (a "NaN" string)
+            raise ValueError(f"ts and dur must be finite numbers: {event}")
         first, last = min(first, start), max(last, end)
         cat = event.get("cat")
         if cat == "kernel":

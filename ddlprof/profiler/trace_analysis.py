@@ -175,6 +175,14 @@ def analyze(paths: list[Path]) -> dict[str, Any]:
     rows = dict(sorted(rows_of.items()))
     step_sets = {rank: {r["step"] for r in rs} for rank, rs in rows.items()}
     common = set.intersection(*step_sets.values())
+    if not common:
+        empty = [str(by_rank[rank].path) for rank, steps in step_sets.items() if not steps]
+        raise DdlprofError(
+            f"{', '.join(empty)}: no step with GPU work launched inside it (a trace cut short, or its "
+            "ProfilerStep#N marks and kernels do not line up)"
+            if empty
+            else f"no step is in every rank's trace ({', '.join(str(t.path) for t in traces)})"
+        )
     warnings = [
         f"{t.path}: no ProfilerStep#N marks (profile with a schedule and prof.step()); "
         "the whole trace is one step"
