@@ -366,7 +366,7 @@ def add_trace(commands: argparse._SubParsersAction) -> None:
     )
     trace.add_argument(
         "--window",
-        type=int,
+        type=bounded(int, 0, 10**12),
         metavar="FIRST_STEP",
         help="the window that starts at this step, when the run has several (default: the first)",
     )
@@ -894,7 +894,11 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
         help=f"a model name or FILE.py:FACTORY, repeatable (default: {', '.join(CALIBRATE_MODELS)})",
     )
     calibrate.add_argument(
-        "--batch-per-gpu", type=int, default=32, metavar="B", help="samples per step (default: 32)"
+        "--batch-per-gpu",
+        type=bounded(int, 1, MAX_BATCH),
+        default=32,
+        metavar="B",
+        help="samples per step (default: 32)",
     )
     calibrate.add_argument(
         "--precision",
@@ -902,9 +906,15 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
         help="fp32/tf32: TF32 off/on; fp16/bf16: autocast (AMP) (default: PyTorch's defaults, stored "
         "under the precision advise assumes for the model)",
     )
-    calibrate.add_argument("--steps", type=int, default=30, metavar="N", help="timed steps (default: 30)")
     calibrate.add_argument(
-        "--warmup", type=int, default=5, metavar="N", help="untimed steps first (default: 5)"
+        "--steps", type=bounded(int, 1, 100_000), default=30, metavar="N", help="timed steps (default: 30)"
+    )
+    calibrate.add_argument(
+        "--warmup",
+        type=bounded(int, 0, 100_000),
+        default=5,
+        metavar="N",
+        help="untimed steps first (default: 5)",
     )
     calibrate.add_argument(
         "--gpu",
@@ -921,8 +931,6 @@ def run_calibrate(args: argparse.Namespace) -> int:
     from ddlprof.models.calibration import gpu_type, store_calibration
     from ddlprof.runs.store import database_path
 
-    if args.batch_per_gpu < 1 or args.steps < 1 or args.warmup < 0:
-        raise DdlprofError("--batch-per-gpu and --steps must be at least 1, --warmup at least 0")
     where, device_name = device()
     store_as, not_stored = None, None
     if where.type == "cpu":
@@ -1261,7 +1269,11 @@ def add_dashboard(commands: argparse._SubParsersAction) -> None:
         help="the directory holding run directories (default: ./ddlprof-runs)",
     )
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, metavar="P", help=f"port (default: {DEFAULT_PORT})"
+        "--port",
+        type=bounded(int, 1, 65535),
+        default=DEFAULT_PORT,
+        metavar="P",
+        help=f"port (default: {DEFAULT_PORT})",
     )
     parser.add_argument(
         "--host",

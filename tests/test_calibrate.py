@@ -215,7 +215,7 @@ def test_calibrate_command_on_the_cpu_prints_what_it_measured_and_stores_nothing
     ("args", "message"),
     [
         (["--model", "resnet5"], "unknown model 'resnet5'; did you mean resnet50"),
-        (["--steps", "0"], "--steps must be at least 1"),
+        (["--steps", "0"], "--steps: 0 is outside the allowed range: from 1 to 100,000"),
         (["--gpu", "L4"], "no CUDA GPU here; a CPU step is never stored as a GPU"),
     ],
 )

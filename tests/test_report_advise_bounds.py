@@ -1,13 +1,14 @@
-"""Every numeric option of report, advise and model refuses what it cannot mean (negative, zero where
-a count, NaN, infinities, absurd sizes) with one usage line naming the allowed range."""
+"""Every numeric option of every command refuses what it cannot mean (negative, zero where a count,
+NaN, infinities, absurd sizes) with one usage line naming the allowed range."""
 
 from __future__ import annotations
 
+import argparse
 import time
 
 import pytest
 
-from ddlprof.cli import main
+from ddlprof.cli import COMMANDS, build_parser, main
 
 PREDICT = ["model", "predict", "--model", "resnet50", "--batch-per-gpu", "32", "--gpus-per-node", "2"]
 ADVISE = ["advise", "--model", "resnet50"]
@@ -38,6 +39,14 @@ ADVISE = ["advise", "--model", "resnet50"]
         [*PREDICT, "--single-gpu-step-ms", "nan"],
         [*PREDICT, "--intra-busbw-gbps", "-1"],
         [*PREDICT, "--inter-busbw-gbps", "inf"],
+        ["trace", "RUN", "--merge", "m.json", "--window", "-1"],
+        ["calibrate", "--batch-per-gpu", "0"],
+        ["calibrate", "--steps", "1000000"],
+        ["calibrate", "--warmup", "-1"],
+        ["dashboard", "--port", "70000"],
+        ["dashboard", "--port", "0"],
+        ["wrap", "--gpu-sample-interval", "nan", "true"],
+        ["stalls", "--steps", "0", "true"],
     ],
 )
 def test_numeric_options_out_of_range_are_one_line_naming_the_range(argv, capsys):
@@ -46,6 +55,26 @@ def test_numeric_options_out_of_range_are_one_line_naming_the_range(argv, capsys
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.count("\n") == 1, err
     assert "outside the allowed range" in err
+
+
+def _options(parser: argparse.ArgumentParser, prog: str = "ddlprof"):
+    """(command, option, type) of every option of every command and sub-command."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _options(sub, f"{prog} {name}")
+        elif action.option_strings or action.type is not None:
+            yield prog, "/".join(action.option_strings) or action.dest, action.type
+
+
+def test_every_numeric_option_of_every_command_has_bounds():
+    """A bare int or float type accepts -1, 10**30 (and float NaN): every number goes through
+    cli.bounded, whose usage line names the range."""
+    found = list(_options(build_parser()))
+    assert {p for p, _, _ in found} >= {f"ddlprof {c}" for c in COMMANDS}  # the walk saw every command
+    bare = [(prog, option) for prog, option, kind in found if kind in (int, float)]
+    assert bare == []
+    assert any(getattr(kind, "__qualname__", "").startswith("bounded.") for _, _, kind in found)
 
 
 def test_the_cli_and_the_advisor_allow_the_same_nodes():
