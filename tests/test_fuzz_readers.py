@@ -16,6 +16,7 @@ Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
     catalog files (instances.csv, prices.csv, catalog.json)       150
     fitted stall models file via model predict                    120
     SQLite store (corrupt or foreign schema) via report           100
+    its calibrations table (values of any type) via advise, predict 100
 """
 
 from __future__ import annotations
@@ -481,6 +482,43 @@ def test_report_survives_any_local_dataset_file(reported, data):
         check(code, err, "dataset.sqlite")
         if code == 0:
             strict(out)
+
+
+CALIBRATION = {
+    "gpu": "L4", "model": "resnet50", "precision": "tf32", "batch_per_gpu": 32, "step_ms": 120.0,
+    "steps_ms": [120.0, 121.0], "warmup_steps": 5, "device_name": "NVIDIA L4", "torch": "2.13.0",
+    "cuda": "13.0", "ddlprof_version": "0", "calibrated_unix": 1.0, "date": "2026-12-01",
+}  # fmt: skip
+CALIBRATED_COLUMNS = ("gpu", "model", "precision", "batch_per_gpu", "step_ms", "steps_ms", "date")
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_advise_survives_any_calibrations_table(data):
+    """Rows of the calibrations table with values of the wrong type or range (another program's, or a
+    damaged file's): advise and model predict read them and go on."""
+    from ddlprof.runs.calibrations import record_calibration
+
+    with tempfile.TemporaryDirectory() as home:
+        os.environ["DDLPROF_HOME"], saved = home, os.environ.get("DDLPROF_HOME")
+        try:
+            record_calibration(dict(CALIBRATION))
+        finally:
+            os.environ.pop("DDLPROF_HOME") if saved is None else os.environ.update(DDLPROF_HOME=saved)
+        with contextlib.closing(sqlite3.connect(Path(home) / "dataset.sqlite")) as conn, conn:
+            for _ in range(data.draw(st.integers(1, 3))):
+                column = data.draw(st.sampled_from(CALIBRATED_COLUMNS))
+                value = data.draw(ODD_VALUES.filter(_bindable) | st.binary(max_size=8))
+                with contextlib.suppress(sqlite3.IntegrityError):  # NOT NULL columns refuse a null
+                    conn.execute(f"UPDATE calibrations SET {column} = ?", (value,))
+        argv = ["--model", "resnet50", "--precision", "tf32", "--batch-per-gpu", "32", "--json"]
+        code, out, err = cli("advise", "--instances", "g6.xlarge", *argv, env={"DDLPROF_HOME": home})
+        check(code, err, "dataset.sqlite")
+        if code == 0:
+            strict(out)
+        predict = ["model", "predict", "--gpus-per-node", "1", "--gpu", "L4", *argv]
+        code, out, err = cli(*predict, env={"DDLPROF_HOME": home})
+        check(code, err, "dataset.sqlite")
 
 
 # -- trace --merge ---------------------------------------------------------------------------------

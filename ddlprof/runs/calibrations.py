@@ -24,9 +24,11 @@ import sqlite3
 from typing import Any
 
 from ddlprof.errors import DdlprofError
+from ddlprof.runs.records import MAX_MS, loads, number
 from ddlprof.runs.store import StoreError, _connect, database_path, ensure_table, read_only
 
 TABLE = "calibrations"
+MAX_BATCH = 1 << 20
 KEY = ("gpu", "model", "precision", "batch_per_gpu")
 _COLUMNS: tuple[tuple[str, str], ...] = (
     ("gpu", "TEXT NOT NULL"),
@@ -92,8 +94,31 @@ def load_calibrations(gpu: str | None = None, model: str | None = None) -> list[
             rows = [dict(r) for r in conn.execute(f"{query} ORDER BY {order}", params)]
     except sqlite3.Error as exc:
         raise DdlprofError(f"{path}: unreadable store ({exc})") from None
+    usable = []
     for row in rows:
         for column in COLUMNS:  # a table an older ddlprof made, not written to since: no such column
             row.setdefault(column, None)
-        row["steps_ms"] = json.loads(row["steps_ms"]) if row.get("steps_ms") else []
-    return rows
+        row["steps_ms"] = _steps(row.get("steps_ms"))
+        if _usable(row):
+            usable.append(row)
+    return usable
+
+
+def _usable(row: dict[str, Any]) -> bool:
+    """A row whose key and step time are of their types and in range: another program's, or a
+    damaged file's, rows are left out rather than break every advise."""
+    return (
+        all(isinstance(row[c], str) and row[c] for c in ("gpu", "model", "precision"))
+        and number(row["batch_per_gpu"], 1, MAX_BATCH, integer=True)
+        and number(row["step_ms"], 1e-6, MAX_MS)
+        and (row["date"] is None or isinstance(row["date"], str))
+    )
+
+
+def _steps(text: Any) -> list[float]:
+    """The stored steps, or [] where they are not a JSON list of finite numbers."""
+    try:
+        steps = loads(text) if isinstance(text, str) and text else []
+    except ValueError:
+        return []
+    return steps if isinstance(steps, list) and all(number(v, high=MAX_MS) for v in steps) else []
