@@ -4,7 +4,8 @@
     ddlprof wrap torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50 --batch-size 64
 
 It is an ordinary script with no ddlprof in it. Knobs for experiments: --data-delay-ms sleeps in the
-dataset's __getitem__ (a slow input pipeline), --comm-delay-ms registers a DDP comm hook that sleeps
+dataset's __getitem__ (a slow input pipeline; --data-delay-ranks limits it to some ranks, a straggler),
+--bucket-cap-mb sets DDP's gradient bucket size, --comm-delay-ms registers a DDP comm hook that sleeps
 before each all-reduce (a slow network), --exit-code ends the job with that code after training.
 """
 
@@ -132,6 +133,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--data-delay-ms", type=float, default=0.0, help="sleep per sample in __getitem__")
     parser.add_argument(
+        "--data-delay-ranks",
+        type=lambda text: {int(part) for part in text.split(",")},
+        help="comma-separated ranks that --data-delay-ms slows (default: every rank)",
+    )
+    parser.add_argument("--bucket-cap-mb", type=float, help="DDP's bucket_cap_mb (default: DDP's own, 25 MB)")
+    parser.add_argument(
         "--comm-delay-ms", type=float, default=0.0, help="sleep before each bucket all-reduce"
     )
     parser.add_argument(
@@ -167,7 +174,8 @@ def main() -> int:
 
     classes = 10 if args.model == "small_cnn" else 1000
     model, shape, vocab = build_model(args.model, classes)
-    ddp = DDP(model.to(device), device_ids=[device.index] if use_cuda else None)
+    buckets = {} if args.bucket_cap_mb is None else {"bucket_cap_mb": args.bucket_cap_mb}
+    ddp = DDP(model.to(device), device_ids=[device.index] if use_cuda else None, **buckets)
     if args.python_comm_hook:
         ddp.register_comm_hook(dist.group.WORLD, allreduce_hook)
     elif args.comm_delay_ms:
@@ -187,7 +195,8 @@ def main() -> int:
         batches = (fixed for _ in range(micro_batches))
     else:
         samples = micro_batches * args.batch_size * world
-        dataset = RandomSamples(samples, shape, classes, args.data_delay_ms, vocab)
+        slowed = args.data_delay_ranks is None or rank in args.data_delay_ranks
+        dataset = RandomSamples(samples, shape, classes, args.data_delay_ms if slowed else 0.0, vocab)
         loader = DataLoader(
             dataset,
             batch_size=args.batch_size,

@@ -30,8 +30,30 @@ def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
 <h1>ddlprof report</h1>
 <p>Measured from {html.escape(", ".join(summary["runs"]))}: {summary["world_size"]} rank(s) on
 {summary["nodes"]} node(s), {summary["steps"]["steady_per_rank"]} steady steps per rank.</p>
+{_diagnosis_html(summary.get("diagnosis"), summary["job"]["step_ms"])}
 {"".join(parts)}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
 </body></html>
 """
+
+
+def _diagnosis_html(diagnosis: dict[str, Any] | None, step_ms: float) -> str:
+    """The verdict and the recommendations, as the terminal report prints them after its table."""
+    if not diagnosis:
+        return ""
+    items = []
+    for rec in diagnosis["recommendations"]:
+        if rec["predicted_step_ms"] is None:
+            predicted = f"predicted step: not modelled ({html.escape(rec['basis'])})"
+        else:
+            predicted = (
+                f"predicted step: <b>{rec['predicted_step_ms']:.1f} ms</b> (now {step_ms:.1f} ms); "
+                f"{html.escape(rec['basis'])}; {html.escape(rec['uncertainty'])}"
+            )
+        items.append(
+            f"<li><b>{html.escape(rec['limit'])}</b>: {html.escape(rec['action'])}<br>"
+            f"evidence: {html.escape(rec['evidence'])}<br>{predicted}</li>"
+        )
+    listed = f"<ol>{''.join(items)}</ol>" if items else "<p>No recommendation with measured evidence.</p>"
+    return f"<h2>Verdict</h2><p><b>{html.escape(diagnosis['sentence'])}</b></p>{listed}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ddlprof.runs.breakdown import CATEGORIES
@@ -60,6 +61,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     console.print(table)
     for key, mark in marks.items():
         console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")
+    if "diagnosis" in summary:
+        print_diagnosis(summary["diagnosis"], summary["job"]["step_ms"], console)
     for gpu in summary.get("gpus", []):
         console.print(
             f"GPU {gpu['gpu']} on {gpu['host']} (median of {gpu['samples']} NVML samples): "
@@ -85,6 +88,27 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         console.print(
             f"GPU timeline: {len(summary['traces'])} trace file(s) under {run}/traces; all ranks of a window "
             f"in one Perfetto tab (ui.perfetto.dev): ddlprof trace {run} --merge window.json.gz"
+        )
+
+
+def print_diagnosis(diagnosis: dict[str, Any], step_ms: float, console: Console) -> None:
+    """The verdict in one line, then each recommendation with its evidence and predicted step."""
+    console.print(f"[bold]verdict: {escape(diagnosis['sentence'])}[/bold]")
+    for number, rec in enumerate(diagnosis["recommendations"], 1):
+        console.print(f"[bold]{number}. {escape(rec['limit'])}[/bold]: {escape(rec['action'])}")
+        console.print(f"   evidence: {escape(rec['evidence'])}")
+        if rec["predicted_step_ms"] is None:
+            console.print(f"   [dim]predicted step: not modelled ({escape(rec['basis'])})[/dim]")
+            continue
+        change = 100 * (rec["predicted_step_ms"] - step_ms) / step_ms if step_ms else 0.0
+        console.print(
+            f"   predicted step: {rec['predicted_step_ms']:.1f} ms (now {step_ms:.1f} ms, {change:+.0f}%)"
+            f"[dim]; {escape(rec['basis'])}; {escape(rec['uncertainty'])}[/dim]"
+        )
+    if not diagnosis["recommendations"]:
+        console.print(
+            "[dim]no recommendation: no limit with measured evidence above "
+            f"{100 * diagnosis['thresholds']['recommend_share']:.0f}% of the step[/dim]"
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import ddlprof
 from ddlprof.errors import DdlprofError
 from ddlprof.runs.breakdown import CATEGORIES, reasons, step_categories
+from ddlprof.runs.diagnosis import diagnose
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
@@ -191,7 +192,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
     probe = next((log.probe for _, log in sorted(logs.items()) if log.probe and log.probe.get("full")), None)
 
-    return {
+    summary = {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
         "ddlprof_version": ddlprof.__version__,
@@ -230,6 +231,8 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         "gpus": steady_counters(load_samples([r.path for r in runs]), *window),
         "ddlprof_overhead": _job_cost(costs, logs),
     }
+    summary["diagnosis"] = diagnose(summary)
+    return summary
 
 
 def _number(value: Any) -> float | None:

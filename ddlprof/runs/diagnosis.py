@@ -1,0 +1,378 @@
+"""From a run's summary to a verdict and ranked recommendations: what to change, and what it would give.
+
+Pure functions over the summary dict of ``summary.py`` (the report, its HTML and the dashboard share
+them). Each rule looks at one kind of limit and returns a recommendation only when the summary holds
+the evidence for it. Predicted step times here are arithmetic on the measured breakdown, never a
+fitted model: each recommendation says how its figure was obtained (``basis``) and how far to trust
+it (``uncertainty``); where no such arithmetic exists the prediction is null and says so.
+
+Stalls that every rank shares (the least rank's data stall, the least rank's exposed communication)
+are what the job would save; a stall on one rank only is a straggler's, and the other ranks' wait for
+it shows up as their communication, which is why the straggler's own exposed communication is the
+job's real one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+#: A limit names the run's verdict when removing it would save at least this share of the step ...
+VERDICT_SHARE = 0.25
+#: ... and gets a recommendation when it would save at least this share (less is noise on a busy host).
+RECOMMEND_SHARE = 0.10
+#: Buckets smaller than this are latency-bound: a ring all-reduce of 1 MB takes ~0.1 ms at 10 GB/s,
+#: the order of one all-reduce's fixed cost on gloo or NCCL.
+SMALL_BUCKET_BYTES = 1 << 20
+#: DDP's defaults (torch.nn.parallel.DistributedDataParallel): bucket_cap_mb=25, and a first bucket
+#: capped at 1 MB (``dist._DEFAULT_FIRST_BUCKET_BYTES``).
+DDP_BUCKET_CAP_MB = 25
+DDP_FIRST_BUCKET_BYTES = 1 << 20
+#: Under this lag of the GPU behind the host at the end of backward the run is launch-bound
+#: (``breakdown.LAUNCH_BOUND_LAG_MS``: the same threshold as the report's footnote).
+LAUNCH_BOUND_LAG_MS = 10.0
+LOW_UTIL_PCT = 50.0
+
+Recommendation = dict[str, Any]
+Rule = Callable[[dict[str, Any]], Recommendation | None]
+
+_CAUSE = {"compute_ms": "compute", "data_stall_ms": "data", "other_ms": "other"}
+
+
+def _v(row: dict[str, Any], key: str) -> float:
+    return row.get(key) or 0.0
+
+
+def _comm(row: dict[str, Any]) -> float:
+    return _v(row, "interconnect_stall_ms") + _v(row, "network_stall_ms")
+
+
+def _known(summary: dict[str, Any], key: str) -> bool:
+    return all(r.get(key) is not None for r in summary["ranks"]) and bool(summary["ranks"])
+
+
+def _step(summary: dict[str, Any]) -> float:
+    return summary["job"]["step_ms"] or 0.0
+
+
+def _share(ms: float, summary: dict[str, Any]) -> float:
+    step = _step(summary)
+    return ms / step if step > 0 else 0.0
+
+
+def _pct(ms: float, summary: dict[str, Any]) -> str:
+    return f"{100 * _share(ms, summary):.0f}%"
+
+
+def _recommendation(
+    summary: dict[str, Any],
+    rule: str,
+    limit: str,
+    action: str,
+    evidence: str,
+    saving_ms: float | None,
+    basis: str,
+    uncertainty: str,
+) -> Recommendation:
+    step = _step(summary)
+    predicted = None if saving_ms is None else round(max(0.0, step - saving_ms), 2)
+    return {
+        "rule": rule,
+        "limit": limit,
+        "action": action,
+        "evidence": evidence,
+        "saving_ms": None if saving_ms is None else round(saving_ms, 2),
+        "predicted_step_ms": predicted,
+        "basis": basis,
+        "uncertainty": uncertainty,
+    }
+
+
+def _slowest_straggler(summary: dict[str, Any]) -> tuple[dict[str, Any], float, float] | None:
+    """The summary's slowest straggler, its busy time and the slowest other rank's (ms per step)."""
+    found = summary.get("stragglers") or []
+    named = {s["rank"] for s in found}
+    busy = {r["rank"]: (r["step_ms"] or 0.0) - _comm(r) for r in summary["ranks"]}
+    others = [b for rank, b in busy.items() if rank not in named]
+    if not found or not others:
+        return None
+    worst = max(found, key=lambda s: busy[s["rank"]])
+    return worst, busy[worst["rank"]], max(others)
+
+
+def straggler(summary: dict[str, Any]) -> Recommendation | None:
+    """The slowest straggler: made as fast as the slowest other rank, the others stop waiting for it."""
+    slowest = _slowest_straggler(summary)
+    if slowest is None:
+        return None
+    worst, busy, reference = slowest
+    rank, saving = worst["rank"], busy - reference
+    if _share(saving, summary) < RECOMMEND_SHARE:
+        return None
+    cause = worst.get("cause", "compute_ms")
+    actions = {
+        "data_stall_ms": f"rank {rank}'s input pipeline: give its DataLoader more workers or find what "
+        "slows its loading there (its storage, its share of CPU cores)",
+        "compute_ms": f"rank {rank}'s device: check its clocks and temperature and what else runs on it, "
+        "or move the job off that GPU or host",
+        "other_ms": f"rank {rank}'s own loop work (logging, evaluation, host copies): spread it over the "
+        "ranks or do it less often",
+    }
+    return _recommendation(
+        summary,
+        "straggler",
+        f"rank {rank} (straggler)",
+        actions.get(cause, actions["compute_ms"]),
+        f"rank {rank} is busy {busy:.1f} ms per step, {saving:.1f} ms ({_pct(saving, summary)} of the "
+        f"step) more than the slowest other rank ({reference:.1f} ms), mostly {_CAUSE.get(cause, cause)}; "
+        "the other ranks wait for it in communication",
+        saving,
+        "measured arithmetic: job step minus the straggler's busy time above the slowest other rank's",
+        "exact if the straggler becomes as fast as that rank; ranks sharing CPU cores differ by a few ms "
+        "from step to step",
+    )
+
+
+def input_bound(summary: dict[str, Any]) -> Recommendation | None:
+    """Every rank waits for data: more DataLoader workers (or prefetch) hide the loading under compute."""
+    if not _known(summary, "data_stall_ms"):
+        return None
+    stall = min(_v(r, "data_stall_ms") for r in summary["ranks"])
+    if _share(stall, summary) < RECOMMEND_SHARE:
+        return None
+    step = _step(summary)
+    rest = step - stall
+    from_none = math.ceil(stall / rest) + 1 if rest > 0 else None
+    factor = step / rest if rest > 0 else None
+    workers = (
+        f"from num_workers=0 use at least {from_none}; with W workers already, about {factor:.1f} x W"
+        if from_none is not None and factor is not None
+        else "many more workers"
+    )
+    return _recommendation(
+        summary,
+        "input_bound",
+        "input pipeline",
+        f"more DataLoader workers ({workers}; one more than loading needs, for jitter), a larger "
+        "prefetch_factor if loading is bursty, and pin_memory=True on GPUs",
+        f"data stall {stall:.1f} ms per step on every rank ({_pct(stall, summary)} of the step); "
+        f"the rest of the step is {rest:.1f} ms",
+        stall,
+        "measured arithmetic: step minus the data stall every rank shares (loading fully hidden under "
+        "the rest of the step by enough workers)",
+        "a floor: needs free CPU cores for the workers and storage that keeps up; the workers' own CPU "
+        "use can slow compute on a host with few cores",
+    )
+
+
+def _bucket_facts(summary: dict[str, Any]) -> tuple[list[int], int | None]:
+    workload = summary.get("workload") or {}
+    sizes = [int(s) for s in workload.get("bucket_sizes") or [] if isinstance(s, int | float)]
+    grad = workload.get("grad_bytes")
+    return sizes, int(grad) if isinstance(grad, int | float) else (sum(sizes) or None)
+
+
+def _default_buckets(grad_bytes: int) -> int:
+    """How many buckets DDP's defaults make of ``grad_bytes`` (first bucket 1 MB, then 25 MB)."""
+    if grad_bytes <= DDP_FIRST_BUCKET_BYTES:
+        return 1
+    return 1 + math.ceil((grad_bytes - DDP_FIRST_BUCKET_BYTES) / (DDP_BUCKET_CAP_MB << 20))
+
+
+def _exposed(summary: dict[str, Any]) -> float | None:
+    if not _known(summary, "interconnect_stall_ms") and not _known(summary, "network_stall_ms"):
+        return None
+    return min(_comm(r) for r in summary["ranks"])
+
+
+def bucket_size(summary: dict[str, Any]) -> Recommendation | None:
+    """Communication-bound with many small buckets: fewer, larger buckets pay the fixed cost less often."""
+    exposed = _exposed(summary)
+    sizes, grad = _bucket_facts(summary)
+    if exposed is None or not sizes or not grad or _share(exposed, summary) < RECOMMEND_SHARE:
+        return None
+    now, after = len(sizes), _default_buckets(grad)
+    mean = sum(sizes) / now
+    if after >= now or mean >= SMALL_BUCKET_BYTES:
+        return None
+    saving = exposed * (1 - after / now)
+    return _recommendation(
+        summary,
+        "bucket_size",
+        "gradient communication (small buckets)",
+        f"raise DDP's bucket_cap_mb to {DDP_BUCKET_CAP_MB} (its default): {now} buckets become {after}",
+        f"exposed communication {exposed:.1f} ms per step on every rank ({_pct(exposed, summary)} of the "
+        f"step) over {now} buckets of {mean / 1024:.0f} KiB on average",
+        saving,
+        f"measured arithmetic: buckets under {SMALL_BUCKET_BYTES >> 20} MB cost mostly a fixed per-call "
+        "time, so exposed communication scales with the bucket count",
+        "a best case: the bytes still travel, and a larger last bucket overlaps less with backward; "
+        "the step lands between this and the current step",
+    )
+
+
+def compression(summary: dict[str, Any]) -> Recommendation | None:
+    """Communication-bound with large fp32 buckets: a 16-bit compression hook halves the bytes."""
+    exposed = _exposed(summary)
+    sizes, _ = _bucket_facts(summary)
+    workload = summary.get("workload") or {}
+    if exposed is None or not sizes or _share(exposed, summary) < RECOMMEND_SHARE:
+        return None
+    if workload.get("comm_hook") or sum(sizes) / len(sizes) < SMALL_BUCKET_BYTES:
+        return None  # a hook already runs, or the buckets are latency-bound (bucket_size's case)
+    if "float" not in str(workload.get("parameter_dtype") or "float").replace("float16", "half"):
+        return None  # 16-bit gradients already
+    saving = exposed / 2
+    return _recommendation(
+        summary,
+        "compression",
+        "gradient communication (bytes)",
+        "register a 16-bit gradient compression hook: ddp.register_comm_hook(None, "
+        "torch.distributed.algorithms.ddp_comm_hooks.default_hooks.bf16_compress_hook) "
+        "(fp16_compress_hook on GPUs without bf16)",
+        f"exposed communication {exposed:.1f} ms per step on every rank ({_pct(exposed, summary)} of the "
+        f"step) over {len(sizes)} bucket(s) of {sum(sizes) / len(sizes) / 2**20:.1f} MiB on average",
+        saving,
+        "measured arithmetic: large buckets are bandwidth-bound, and 16-bit gradients halve the bytes",
+        "a best case: the casts cost some compute, and a fixed per-call part does not halve; "
+        "training numerics change slightly",
+    )
+
+
+def network(summary: dict[str, Any]) -> Recommendation | None:
+    """Traffic between machines limits the step: a better-connected instance (``ddlprof advise``)."""
+    if summary.get("nodes", 1) < 2 or not _known(summary, "network_stall_ms"):
+        return None
+    stall = min(_v(r, "network_stall_ms") for r in summary["ranks"])
+    if _share(stall, summary) < RECOMMEND_SHARE:
+        return None
+    run = summary["runs"][0]
+    return _recommendation(
+        summary,
+        "network",
+        "network between machines",
+        f"an instance with a faster network, or fewer larger nodes: `ddlprof advise --run {run}` "
+        "ranks them with their predicted step time and cost",
+        f"network stall {stall:.1f} ms per step on every rank ({_pct(stall, summary)} of the step) "
+        f"across {summary['nodes']} nodes",
+        None,
+        "none here: the stall model behind `ddlprof advise` predicts other instances",
+        "see `ddlprof advise` for its predicted step time and range",
+    )
+
+
+def launch_bound(summary: dict[str, Any]) -> Recommendation | None:
+    """The GPU keeps up with the host's launches: fewer, larger kernels."""
+    lag = summary.get("gpu_lag_ms")
+    if lag is None or lag >= LAUNCH_BOUND_LAG_MS:
+        return None
+    return _recommendation(
+        summary,
+        "launch_bound",
+        "kernel launches",
+        "fewer, larger kernels: torch.compile the model, capture the step in CUDA graphs, or a larger "
+        "batch per GPU",
+        f"at the end of backward the GPU is only {lag:.1f} ms (median) behind the host",
+        None,
+        "none: ddlprof has no model of launch overhead",
+        "measure again after the change",
+    )
+
+
+def low_gpu_util(summary: dict[str, Any]) -> Recommendation | None:
+    """A GPU busy less than half the time: share it, or rent a smaller one."""
+    idle = [
+        g for g in summary.get("gpus") or [] if (g.get("util_pct") or {}).get("median", 100) < LOW_UTIL_PCT
+    ]
+    if not idle:
+        return None
+    named = ", ".join(f"GPU {g['gpu']} on {g['host']} {g['util_pct']['median']:.0f}%" for g in idle)
+    return _recommendation(
+        summary,
+        "low_gpu_util",
+        "GPU utilisation",
+        "share the GPU (MPS, MIG, or several jobs) or a smaller instance: `ddlprof advise` prices them",
+        f"median NVML utilisation under {LOW_UTIL_PCT:.0f}%: {named}",
+        None,
+        "none: a cost change, not a step-time change",
+        "NVML utilisation counts a GPU busy when any kernel runs, so it overstates use",
+    )
+
+
+RULES: tuple[Rule, ...] = (
+    straggler,
+    input_bound,
+    bucket_size,
+    compression,
+    network,
+    launch_bound,
+    low_gpu_util,
+)
+
+
+def _verdict(summary: dict[str, Any]) -> tuple[str, str]:
+    """The run's limit in one word and one sentence: the largest saving, if it reaches VERDICT_SHARE."""
+    job = summary["job"]
+    limits: list[tuple[float, str, str]] = []
+    slowest = _slowest_straggler(summary)
+    if slowest is not None:
+        worst, busy, reference = slowest
+        held = busy - reference
+        sentence = (
+            f"straggler: rank {worst['rank']} holds every step back by {held:.1f} ms = {_pct(held, summary)}"
+        )
+        limits.append((held, "straggler", f"{sentence} of the step"))
+    if _known(summary, "data_stall_ms"):
+        data = min(_v(r, "data_stall_ms") for r in summary["ranks"])
+        limits.append(
+            (
+                data,
+                "input-bound",
+                f"input-bound: data stall {data:.1f} ms = {_pct(data, summary)} of the step",
+            )
+        )
+    exposed = _exposed(summary)
+    if exposed is not None:
+        where = (
+            "machines"
+            if _v(job, "network_stall_ms") > _v(job, "interconnect_stall_ms")
+            else "ranks of a node"
+        )
+        limits.append(
+            (
+                exposed,
+                "communication-bound",
+                f"communication-bound: exposed gradient communication {exposed:.1f} ms = "
+                f"{_pct(exposed, summary)} of the step (mostly between {where})",
+            )
+        )
+    if limits:
+        saving, name, sentence = max(limits)
+        if _share(saving, summary) >= VERDICT_SHARE:
+            return name, sentence
+    lag = summary.get("gpu_lag_ms")
+    if lag is not None and lag < LAUNCH_BOUND_LAG_MS:
+        return (
+            "launch-bound",
+            f"launch-bound: the GPU is only {lag:.1f} ms behind the host when backward ends",
+        )
+    compute = _v(job, "compute_ms")
+    return (
+        "compute-bound",
+        f"compute-bound: compute {compute:.1f} ms = {_pct(compute, summary)} of the step; "
+        f"no stall reaches {100 * VERDICT_SHARE:.0f}%",
+    )
+
+
+def diagnose(summary: dict[str, Any]) -> dict[str, Any]:
+    """The verdict and the recommendations with evidence, largest predicted saving first."""
+    verdict, sentence = _verdict(summary)
+    found = [r for rule in RULES if (r := rule(summary)) is not None]
+    found.sort(key=lambda r: -(r["saving_ms"] if r["saving_ms"] is not None else -1.0))
+    return {
+        "verdict": verdict,
+        "sentence": sentence,
+        "recommendations": found,
+        "thresholds": {"verdict_share": VERDICT_SHARE, "recommend_share": RECOMMEND_SHARE},
+    }
