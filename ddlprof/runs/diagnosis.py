@@ -74,6 +74,7 @@ def _recommendation(
     saving_ms: float | None,
     basis: str,
     uncertainty: str,
+    change: dict[str, Any] | None = None,
 ) -> Recommendation:
     step = _step(summary)
     predicted = None if saving_ms is None else round(max(0.0, step - saving_ms), 2)
@@ -81,6 +82,7 @@ def _recommendation(
         "rule": rule,
         "limit": limit,
         "action": action,
+        "change": change or {},
         "evidence": evidence,
         "saving_ms": None if saving_ms is None else round(saving_ms, 2),
         "predicted_step_ms": predicted,
@@ -131,6 +133,7 @@ def straggler(summary: dict[str, Any]) -> Recommendation | None:
         "measured arithmetic: job step minus the straggler's busy time above the slowest other rank's",
         "exact if the straggler becomes as fast as that rank; ranks sharing CPU cores differ by a few ms "
         "from step to step",
+        {"rank": rank},
     )
 
 
@@ -163,6 +166,7 @@ def input_bound(summary: dict[str, Any]) -> Recommendation | None:
         "the rest of the step by enough workers)",
         "a floor: needs free CPU cores for the workers and storage that keeps up; the workers' own CPU "
         "use can slow compute on a host with few cores",
+        {"num_workers": from_none} if from_none is not None else None,
     )
 
 
@@ -209,6 +213,7 @@ def bucket_size(summary: dict[str, Any]) -> Recommendation | None:
         "time, so exposed communication scales with the bucket count",
         "a best case: the bytes still travel, and a larger last bucket overlaps less with backward; "
         "the step lands between this and the current step",
+        {"bucket_cap_mb": DDP_BUCKET_CAP_MB},
     )
 
 
@@ -237,6 +242,7 @@ def compression(summary: dict[str, Any]) -> Recommendation | None:
         "measured arithmetic: large buckets are bandwidth-bound, and 16-bit gradients halve the bytes",
         "a best case: the casts cost some compute, and a fixed per-call part does not halve; "
         "training numerics change slightly",
+        {"comm_hook": "bf16_compress_hook"},
     )
 
 

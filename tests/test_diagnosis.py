@@ -1,0 +1,137 @@
+"""The diagnosis rules over hand-made summaries: each fires on its evidence, and only on it."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from conftest import REPO
+
+from ddlprof.runs import diagnosis
+from ddlprof.runs.diagnosis import diagnose
+
+SCHEMA = json.loads((REPO / "ddlprof" / "runs" / "summary.schema.json").read_text())
+DIAGNOSIS_SCHEMA = {**SCHEMA["properties"]["diagnosis"], "$defs": SCHEMA["$defs"]}
+
+
+def _rank(rank: int, compute: float, data: float = 0.5, comm: float = 1.0, other: float = 0.5) -> dict:
+    return {
+        "rank": rank,
+        "step_ms": compute + data + comm + other,
+        "compute_ms": compute,
+        "data_stall_ms": data,
+        "interconnect_stall_ms": comm,
+        "network_stall_ms": 0.0,
+        "other_ms": other,
+    }
+
+
+def _summary(*ranks: dict, stragglers: list | None = None, **extra) -> dict:
+    keys = ("step_ms", "compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
+    job = {k: sum(r[k] for r in ranks) / len(ranks) for k in keys}
+    return {
+        "runs": ["/runs/x"],
+        "nodes": 1,
+        "world_size": len(ranks),
+        "job": job,
+        "ranks": list(ranks),
+        "stragglers": stragglers or [],
+        "workload": {"grad_bytes": 154_280, "bucket_sizes": [154_280], "parameter_dtype": ["float"]},
+        **extra,
+    }
+
+
+def _check(result: dict) -> dict:
+    jsonschema.validate(result, DIAGNOSIS_SCHEMA)
+    return result
+
+
+def test_healthy_run_is_compute_bound_with_nothing_to_change():
+    result = _check(diagnose(_summary(_rank(0, 30.0), _rank(1, 30.5))))
+    assert result["verdict"] == "compute-bound"
+    assert result["sentence"].startswith("compute-bound: compute 30.")
+    assert result["recommendations"] == []
+
+
+def test_input_bound_predicts_the_step_without_the_shared_data_stall():
+    result = _check(diagnose(_summary(_rank(0, 10.0, data=20.0), _rank(1, 10.0, data=22.0))))
+    assert result["verdict"] == "input-bound"
+    assert (
+        result["sentence"] == "input-bound: data stall 20.0 ms = 62% of the step"
+    )  # the least rank's, of 32.5
+    (top,) = result["recommendations"]
+    assert top["rule"] == "input_bound"
+    assert top["saving_ms"] == 20.0 and top["predicted_step_ms"] == pytest.approx(32.5 - 20.0)
+    # loading 20 ms a batch under 12.5 ms of the rest of the step needs 2 workers, plus one for jitter
+    assert "at least 3" in top["action"]
+
+
+def test_data_stall_on_one_rank_is_a_straggler_not_input_bound():
+    slow = _rank(1, 10.0, data=30.0, comm=1.0)
+    fast = _rank(0, 10.0, data=0.5, comm=30.5)  # waits for rank 1 in the all-reduce
+    straggling = [
+        {"rank": 1, "busy_ms": 40.5, "median_busy_ms": 25.75, "excess_pct": 57.3, "cause": "data_stall_ms"}
+    ]
+    result = _check(diagnose(_summary(fast, slow, stragglers=straggling)))
+    assert result["verdict"] == "straggler"
+    top = result["recommendations"][0]
+    assert top["rule"] == "straggler" and "rank 1's input pipeline" in top["action"]
+    # rank 1 busy 41.5 - 1 = 40.5 ms vs rank 0's 11 ms: the job's 41.5 ms step would drop by 29.5 ms
+    assert top["saving_ms"] == pytest.approx(29.5)
+    assert top["predicted_step_ms"] == pytest.approx(41.5 - 29.5)
+    assert all(r["rule"] != "input_bound" for r in result["recommendations"])
+
+
+def test_small_buckets_predict_fewer_calls():
+    summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=31.0))
+    summary["workload"] = {"grad_bytes": 150_000, "bucket_sizes": [30_000] * 5, "parameter_dtype": ["float"]}
+    result = _check(diagnose(summary))
+    assert result["verdict"] == "communication-bound"
+    (top,) = result["recommendations"]
+    assert top["rule"] == "bucket_size" and "5 buckets become 1" in top["action"]
+    assert top["saving_ms"] == pytest.approx(30.0 * 4 / 5)
+
+
+def test_large_fp32_buckets_suggest_compression_and_a_hook_already_there_does_not():
+    summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=30.0))
+    summary["workload"] = {
+        "grad_bytes": 100 << 20,
+        "bucket_sizes": [25 << 20] * 4,
+        "parameter_dtype": ["float"],
+    }
+    (top,) = _check(diagnose(summary))["recommendations"]
+    assert top["rule"] == "compression" and top["saving_ms"] == pytest.approx(15.0)
+    summary["workload"]["comm_hook"] = "bf16_compress_hook"
+    assert diagnose(summary)["recommendations"] == []
+    summary["workload"] = {**summary["workload"], "comm_hook": None, "parameter_dtype": ["c10::BFloat16"]}
+    assert diagnosis.compression(summary) is None
+
+
+def test_network_launch_and_utilisation_rules_carry_evidence_but_no_invented_prediction():
+    summary = _summary(_rank(0, 10.0, comm=0.0), _rank(1, 10.0, comm=0.0), gpu_lag_ms=2.5)
+    summary["nodes"] = 2
+    for row in [*summary["ranks"], summary["job"]]:
+        row["network_stall_ms"] = 8.0
+        row["step_ms"] += 8.0
+    summary["gpus"] = [{"host": "a", "gpu": 0, "samples": 9, "util_pct": {"median": 31.0, "max": 60.0}}]
+    found = {r["rule"]: r for r in _check(diagnose(summary))["recommendations"]}
+    assert set(found) == {"network", "launch_bound", "low_gpu_util"}
+    assert "ddlprof advise --run /runs/x" in found["network"]["action"]
+    assert "2.5 ms" in found["launch_bound"]["evidence"] and "31%" in found["low_gpu_util"]["evidence"]
+    assert all(r["predicted_step_ms"] is None and r["basis"] for r in found.values())
+    assert diagnose(summary)["verdict"] == "communication-bound"  # 8 of 19 ms: the verdict names it
+
+
+def test_unmeasured_categories_fire_no_rule():
+    """A summary whose data and communication could not be measured gives no recommendation for them."""
+    summary = _summary(_rank(0, 10.0, data=20.0), _rank(1, 10.0, data=20.0))
+    for row in summary["ranks"]:
+        row["data_stall_ms"] = row["interconnect_stall_ms"] = row["network_stall_ms"] = None
+    result = _check(diagnose(summary))
+    assert result["recommendations"] == [] and result["verdict"] == "compute-bound"
+
+
+def test_small_stalls_are_not_recommended():
+    # 2 ms of 40 (5%): below the recommendation threshold
+    assert diagnose(_summary(_rank(0, 36.0, data=2.0), _rank(1, 36.0, data=2.0)))["recommendations"] == []
