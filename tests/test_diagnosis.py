@@ -37,7 +37,7 @@ def _summary(*ranks: dict, stragglers: list | None = None, **extra) -> dict:
         "job": job,
         "ranks": list(ranks),
         "stragglers": stragglers or [],
-        "workload": {"grad_bytes": 154_280, "bucket_sizes": [154_280], "parameter_dtype": ["float"]},
+        "workload": {"grad_bytes": 154_280, "bucket_sizes": [154_280], "parameter_dtype": "float"},
         **extra,
     }
 
@@ -85,7 +85,7 @@ def test_data_stall_on_one_rank_is_a_straggler_not_input_bound():
 
 def test_small_buckets_predict_fewer_calls():
     summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=31.0))
-    summary["workload"] = {"grad_bytes": 150_000, "bucket_sizes": [30_000] * 5, "parameter_dtype": ["float"]}
+    summary["workload"] = {"grad_bytes": 150_000, "bucket_sizes": [30_000] * 5, "parameter_dtype": "float"}
     result = _check(diagnose(summary))
     assert result["verdict"] == "communication-bound"
     (top,) = result["recommendations"]
@@ -98,7 +98,7 @@ def test_large_fp32_buckets_suggest_compression_and_a_hook_already_there_does_no
     summary["workload"] = {
         "grad_bytes": 100 << 20,
         "bucket_sizes": [25 << 20] * 4,
-        "parameter_dtype": ["float"],
+        "parameter_dtype": "float",
     }
     (top,) = _check(diagnose(summary))["recommendations"]
     assert top["rule"] == "compression" and top["saving_ms"] == pytest.approx(15.0)

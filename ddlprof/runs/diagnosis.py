@@ -15,8 +15,11 @@ job's real one.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from typing import Any
+
+from ddlprof.runs.breakdown import LAUNCH_BOUND_LAG_MS  # the report footnotes launch-bound runs by it
 
 #: A limit names the run's verdict when removing it would save at least this share of the step ...
 VERDICT_SHARE = 0.25
@@ -29,9 +32,6 @@ SMALL_BUCKET_BYTES = 1 << 20
 #: capped at 1 MB (``dist._DEFAULT_FIRST_BUCKET_BYTES``).
 DDP_BUCKET_CAP_MB = 25
 DDP_FIRST_BUCKET_BYTES = 1 << 20
-#: Under this lag of the GPU behind the host at the end of backward the run is launch-bound
-#: (``breakdown.LAUNCH_BOUND_LAG_MS``: the same threshold as the report's footnote).
-LAUNCH_BOUND_LAG_MS = 10.0
 LOW_UTIL_PCT = 50.0
 
 Recommendation = dict[str, Any]
@@ -226,8 +226,8 @@ def compression(summary: dict[str, Any]) -> Recommendation | None:
         return None
     if workload.get("comm_hook") or sum(sizes) / len(sizes) < SMALL_BUCKET_BYTES:
         return None  # a hook already runs, or the buckets are latency-bound (bucket_size's case)
-    if "float" not in str(workload.get("parameter_dtype") or "float").replace("float16", "half"):
-        return None  # 16-bit gradients already
+    if "float" not in re.split(r"[^a-z0-9]+", str(workload.get("parameter_dtype") or "float")):
+        return None  # DDP names fp32 parameters "float" (c10::BFloat16 or c10::Half: 16-bit already)
     saving = exposed / 2
     return _recommendation(
         summary,
