@@ -320,3 +320,22 @@ def test_a_broken_rank_file_is_named_and_the_others_still_report(tmp_path, spoil
     assert [r["rank"] for r in result["ranks"]] == [0] and result["job"]["step_ms"] == 10.0
     assert "warning: rank 1:" in done.stderr and "rank-1.jsonl" in done.stderr
     assert {"rank": 1, "problem": "unreadable rank file (no rank header)"} in result["missing_ranks"]
+
+
+def test_verdict_and_recommendations_in_text_json_and_html(tmp_path):
+    """Every rank waits 6 of 10 ms for data: the three outputs give the verdict and the workers."""
+    ranks = {
+        r: [_rank(r), *[_step(n, data=6.0, exposed=0.5) for n in range(1, 11)], {"type": "end"}]
+        for r in (0, 1)
+    }
+    run = _run_dir(tmp_path, ranks)
+    html = tmp_path / "report.html"
+    table = ddlprof("report", "--no-store", "--html", str(html), str(run))
+    assert table.returncode == 0, table.stderr
+    after_table = table.stdout.split("└", 1)[1]
+    assert "verdict: input-bound: data stall 6.0 ms = 60% of the step" in after_table
+    assert "predicted step: 4.0 ms" in after_table
+    result = json.loads(ddlprof("report", "--no-store", "--json", str(run)).stdout)
+    (top,) = result["diagnosis"]["recommendations"]
+    assert top["rule"] == "input_bound" and top["predicted_step_ms"] == 4.0
+    assert "input-bound: data stall 6.0 ms = 60% of the step" in html.read_text()
