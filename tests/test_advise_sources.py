@@ -8,15 +8,11 @@ from datetime import date, timedelta
 
 import pytest
 
-from ddlprof.advisor import egress, workloads
+from ddlprof.advisor import egress
 from ddlprof.advisor.catalog import load_catalog
 from ddlprof.advisor.explain import price_age_warning
-from ddlprof.advisor.options import Advice, AdviseRequest
-from ddlprof.advisor.ranking import advise
 from ddlprof.advisor.spot import interruption_overhead
-from tests.test_advise import _catalog_with, _run
-
-RESNET50 = workloads.resolve_workload("resnet50", None, None, None)
+from tests.test_advise import _advise, _catalog_with, _run
 
 
 @pytest.fixture(scope="module")
@@ -24,12 +20,6 @@ def fitted():
     from ddlprof.models.registry import load_models
 
     return load_models()
-
-
-def _advise(fitted, catalog=None, **kwargs) -> Advice:
-    kwargs.setdefault("model", "resnet50")
-    kwargs.setdefault("workload", RESNET50)
-    return advise(AdviseRequest(**kwargs), catalog=catalog, fitted=fitted)
 
 
 def _key(option):

@@ -163,29 +163,15 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         for w in log.warnings
     ]
     collector_off = {w["collector"]: w["reason"] for w in warnings}
-    warnings += [
-        {
-            "rank": log.rank,
-            "collector": "records",
-            "reason": f"{log.torn_lines} unreadable line(s) skipped (the rank was killed while writing?)",
-        }
-        for log in logs.values()
-        if log.torn_lines
-    ]
-    warnings += [
-        {
-            "rank": log.rank,
-            "collector": "records",
-            "reason": f"{log.bad_records} record(s) with a bad field skipped",
-        }
-        for log in logs.values()
-        if log.bad_records
-    ]
-    warnings += [
-        {"rank": log.rank, "collector": "records", "reason": log.problem}
-        for log in logs.values()
-        if log.problem
-    ]
+    for log in logs.values():
+        records = [
+            f"{log.torn_lines} unreadable line(s) skipped (the rank was killed while writing?)"
+            if log.torn_lines
+            else None,
+            f"{log.bad_records} record(s) with a bad field skipped" if log.bad_records else None,
+            log.problem,
+        ]
+        warnings += [{"rank": log.rank, "collector": "records", "reason": r} for r in records if r]
     comm_states = ["timed" if any(s.get("comm") for s in log.steps) else None for log in stepped.values()]
     saw_forward = any(s.get("loop_ms") is not None for log in stepped.values() for s in log.steps)
     gpu_lag_ms = round(statistics.median(lags), 3) if lags else None
