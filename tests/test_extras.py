@@ -37,7 +37,7 @@ HEAVY = {
 #: What each extra must bring (pip names).
 EXTRAS = {
     "html": {"plotly"},
-    "dashboard": {"streamlit", "plotly", "scikit-learn"},
+    "dashboard": {"streamlit", "plotly", "scikit-learn", "jsonschema"},  # jsonschema: cached summaries
     "cloud": {"boto3"},
     "models": {"torchvision", "transformers", "scikit-learn"},
     "tensorboard": {"torch-tb-profiler"},
