@@ -11,8 +11,10 @@ Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and wr
 - GCP: on-demand and spot prices of the A2, A3 and G2 types from Cyclenerd's pricing.yml at commit
   fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added.
 
-A row's ``source`` names every source of its figures with their dates; its ``source_date`` is the oldest
-of them. Usage (after fetching the sources, see ``SOURCES``)::
+A row's ``source`` names every source of its figures with their dates; ``source_date`` is the date of its
+on-demand price (of its spot price where it has none), ``spot_source_date`` that of its spot price and
+interruption bucket. The script reads its own earlier output (the on-demand part of a row's source is
+its first ``" | "`` part), so running it again gives the same files. Usage (after fetching the sources)::
 
     git -C /work/.mirror/tsaol+aws-gpu/repo show 2d0108c7:data/gpu_instances_raw.json > aws_raw.json
     git -C <Cyclenerd/google-cloud-pricing-cost-calculator clone> show fd66b26:pricing.yml > gcp.yml
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -177,6 +180,16 @@ def write(name: str, header: list[str], rows: list[dict]) -> None:
         writer.writerows(rows)
 
 
+_OD_PART = re.compile(r"^(?P<url>.*) \(on-demand, (?P<date>\d{4}-\d\d-\d\d)\)$")
+
+
+def on_demand_source(row: dict) -> tuple[str, str]:
+    """(source, date) of a row's on-demand price: the first part of a source this script wrote (so a
+    rebuild from its own output cites what it cited), else the whole source of an older row."""
+    match = _OD_PART.match(row["source"].split(" | ")[0])
+    return (match["url"], match["date"]) if match else (row["source"], row["source_date"])
+
+
 def aws_rows(prices: list[dict], raw: list[dict], od: dict) -> list[dict]:
     by_type = {item["instance_type"]: item["pricing"] for item in raw}
     existing = {(r["instance_type"], r["region"]): r for r in prices if r["cloud"] == "aws"}
@@ -190,20 +203,20 @@ def aws_rows(prices: list[dict], raw: list[dict], od: dict) -> list[dict]:
         regions |= {r for r, v in linux.items() if v.get("spot_min") and _aws_region_ok(r)}
         for region in sorted(regions):
             old = existing.get((name, region))
-            parts, dates = [], []
+            parts, od_date = [], ""
             on_demand = ""
             if old and old["on_demand_usd_per_hour"]:
                 on_demand = old["on_demand_usd_per_hour"]
-                parts.append(f"{old['source']} (on-demand, {old['source_date']})")
-                dates.append(old["source_date"])
+                url, od_date = on_demand_source(old)
+                parts.append(f"{url} (on-demand, {od_date})")
             elif region in new_od:
                 on_demand = _fmt(new_od[region])
                 parts.append(f"{AWS_OD.format(file=od[name]['file'])} (on-demand, {AWS_OD_DATE})")
-                dates.append(AWS_OD_DATE)
+                od_date = AWS_OD_DATE
             elif linux.get(region, {}).get("ondemand"):
                 on_demand = _fmt(float(linux[region]["ondemand"]))
                 parts.append(f"{AWS_RAW} (on-demand, {AWS_RAW_DATE})")
-                dates.append(AWS_RAW_DATE)
+                od_date = AWS_RAW_DATE
             cell = linux.get(region, {})
             spot = _fmt(float(cell["spot_min"])) if cell.get("spot_min") else ""
             bucket = cell.get("pct_interrupt", "") or ""
@@ -220,7 +233,6 @@ def aws_rows(prices: list[dict], raw: list[dict], od: dict) -> list[dict]:
                 if bucket:
                     said.append(f"interruption = Spot Instance Advisor bucket (pct_interrupt {bucket})")
                 parts.append(f"{AWS_RAW} ({'; '.join(said)}; {AWS_RAW_DATE}, vantage-sh data)")
-                dates.append(AWS_RAW_DATE)
             if not parts:
                 continue
             rows.append(
@@ -232,7 +244,8 @@ def aws_rows(prices: list[dict], raw: list[dict], od: dict) -> list[dict]:
                     "spot_usd_per_hour": spot,
                     "spot_interruption": bucket,
                     "source": " | ".join(parts),
-                    "source_date": min(dates),
+                    "source_date": od_date or AWS_RAW_DATE,
+                    "spot_source_date": AWS_RAW_DATE if spot or bucket else "",
                 }
             )
     return rows
@@ -246,7 +259,15 @@ def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
         if row["cloud"] != "gcp":
             continue
         if row["instance_type"].startswith("n1-"):
-            kept.append(row)  # N1 + GPU: Cyclenerd's file has no attachable-GPU SKUs; keep as it was
+            # N1 + GPU: Cyclenerd's file has no attachable-GPU SKUs; keep as it was
+            has_spot = row["spot_usd_per_hour"] or row["spot_interruption"]
+            kept.append(
+                {
+                    **row,
+                    "spot_source_date": row.get("spot_source_date")
+                    or (row["source_date"] if has_spot else ""),
+                }
+            )
             continue
         regions.setdefault(row["instance_type"], []).append(row["region"])
     for name, _gpu, _n, _mem, _link, _gbps, where in NEW_GCP:
@@ -274,6 +295,7 @@ def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
                     "spot_interruption": "",
                     "source": source,
                     "source_date": GCP_PRICING_DATE,
+                    "spot_source_date": GCP_PRICING_DATE if spot else "",
                 }
             )
     return rows + kept
@@ -365,6 +387,8 @@ def main() -> None:
     write("instances.csv", header, instances)
 
     price_header, prices = read("prices.csv")
+    if "spot_source_date" not in price_header:
+        price_header.append("spot_source_date")
     rows = aws_rows(prices, raw, od) + gcp_rows(prices, pricing)
     order = {r["instance_type"]: i for i, r in enumerate(instances)}
     rows.sort(key=lambda r: (order[r["instance_type"]], r["region"]))

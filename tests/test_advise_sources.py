@@ -58,6 +58,31 @@ def test_warning_names_each_clouds_oldest_price_date_in_use(fitted, tmp_path):
     assert price_age_warning(aws_only.options, oldest_aws + timedelta(days=6)) is None  # 6 days: fresh
 
 
+def test_a_spot_option_is_dated_by_its_spot_price(fitted, tmp_path):
+    """A row whose spot price is older than its on-demand price: the spot option carries the spot date,
+    in price_date, its provenance and the staleness warning."""
+    row = {
+        "cloud": "gcp",
+        "instance_type": "a2-highgpu-1g",
+        "region": "us-central1",
+        "on_demand_usd_per_hour": "3.67",
+        "spot_usd_per_hour": "1.1",
+        "spot_interruption": "",
+        "source": "test fixture",
+        "source_date": "2026-12-01",
+        "spot_source_date": "2023-01-02",
+    }
+    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
+    advice = _advise(fitted, catalog, clouds=["gcp"], regions=["us-central1"], all_regions=True)
+    mine = [o for o in advice.options if o.instance_type == "a2-highgpu-1g"]
+    assert {o.spot: o.price_date for o in mine} == {False: "2026-12-01", True: "2023-01-02"}
+    spot = next(o for o in mine if o.spot)
+    assert "(2023-01-02)" in advice.provenance(spot)["price"]
+    warning = price_age_warning([o for o in mine if o.spot], date(2026, 12, 6))
+    assert "gcp 2023-01-02" in warning
+    assert price_age_warning([o for o in mine if not o.spot], date(2026, 12, 6)) is None
+
+
 def test_json_and_explain_show_each_options_price_date():
     code, out, _ = _run("--model", "resnet50", "--json", "--top", "0")
     options = json.loads(out)["options"]

@@ -156,6 +156,44 @@ def test_catalog_json_says_what_is_covered_and_missing():
     assert {d.isoformat() for d in price_dates} <= {s["date"] for s in meta["sources"]}
 
 
+def test_spot_prices_carry_their_own_date(copy_dir):
+    """On-demand and spot prices of one row can come from sources of different dates: spot_source_date
+    dates the spot price and bucket; a snapshot written before that column reads it as source_date."""
+    prices = load_catalog(DATA_DIR).prices
+    for p in prices:
+        has_spot = p.spot_usd_per_hour is not None or p.spot_interruption is not None
+        assert (p.spot_source_date is not None) == has_spot, (p.instance_type, p.region)
+    assert any(p.spot_source_date and p.spot_source_date != p.source_date for p in prices)
+    meta = json.loads((DATA_DIR / "catalog.json").read_text())
+    assert {p.spot_source_date.isoformat() for p in prices if p.spot_source_date} <= {
+        s["date"] for s in meta["sources"]
+    }
+
+    path = copy_dir / "prices.csv"
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        header = [c for c in reader.fieldnames if c != "spot_source_date"]
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    older = load_catalog(copy_dir).prices
+    assert len(older) == len(prices)
+    for before, after in zip(prices, older, strict=True):
+        has_spot = after.spot_usd_per_hour is not None or after.spot_interruption is not None
+        assert after.spot_source_date == (after.source_date if has_spot else None)
+        assert after.source_date == before.source_date
+
+
+def test_show_names_the_spot_date():
+    shown = json.loads(_run("catalog", "show", "p4d.24xlarge", "--region", "us-east-1", "--json").stdout)
+    price = shown["prices"][0]
+    assert price["spot_source_date"] and price["spot_source_date"] != price["source_date"]
+    result = _run("catalog", "show", "p4d.24xlarge", "--region", "us-east-1")
+    assert "spot date" in result.stdout and price["spot_source_date"] in result.stdout
+
+
 def test_required_instance_types_are_in_the_catalog():
     catalog = load_catalog(DATA_DIR)
     for name in REQUIRED_TYPES:
@@ -264,10 +302,10 @@ def test_truncated_row_and_extra_fields(copy_dir):
     path = copy_dir / "prices.csv"
     lines = path.read_text().splitlines()
     path.write_text("\n".join([*lines[:20], lines[20][: len(lines[20]) // 3]]) + "\n")  # cut mid-file
-    with pytest.raises(DdlprofError, match=rf"{path}: line 21: .* fields, expected 8 \(truncated\?\)"):
+    with pytest.raises(DdlprofError, match=rf"{path}: line 21: .* fields, expected 9 \(truncated\?\)"):
         load_catalog(copy_dir)
     path.write_text("\n".join([*lines[:3], lines[3] + ",surplus", *lines[4:]]) + "\n")
-    with pytest.raises(DdlprofError, match=rf"{path}: line 4: 9 fields, expected 8"):
+    with pytest.raises(DdlprofError, match=rf"{path}: line 4: 10 fields, expected 9"):
         load_catalog(copy_dir)
 
 

@@ -150,7 +150,7 @@ def oldest_price_dates(options: list[Option]) -> dict[str, date]:
     """Each cloud's oldest price date among the options (the rows the ranking uses)."""
     oldest: dict[str, date] = {}
     for option in options:
-        dated = option.price.source_date
+        dated = option.price.spot_source_date if option.spot else option.price.source_date
         if dated is not None and (option.cloud not in oldest or dated < oldest[option.cloud]):
             oldest[option.cloud] = dated
     return oldest

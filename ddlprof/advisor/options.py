@@ -92,8 +92,9 @@ class Option:
 
     @property
     def price_date(self) -> str | None:
-        """The date of the price this option pays (prices.csv dates each row once, on-demand and spot)."""
-        return self.price.source_date.isoformat() if self.price.source_date else None
+        """The date of the price this option pays: the row's spot date for spot, else its on-demand date."""
+        dated = self.price.spot_source_date if self.spot else self.price.source_date
+        return dated.isoformat() if dated else None
 
     def _interruption_high(self) -> tuple[float, float]:
         """Extra (hours, USD) at the high end of the interruption rate (0 where none is known)."""
@@ -199,7 +200,7 @@ class Advice:
 
     def provenance(self, option: Option) -> dict[str, str]:
         price = option.price
-        dated = price.source_date.isoformat() if price.source_date else "undated"
+        dated = option.price_date or "undated"
         kind = "spot" if option.spot else "on-demand"
         source = option.step.source
         if source == "predicted" and option.step.scaled:

@@ -122,8 +122,8 @@ def interruption_for(
             else "no upper edge published: its lower edge 20% a month is the rate (a floor), no high end"
         )
         source = (
-            f"AWS Spot Instance Advisor bucket {bucket} ({price.source_date}), read as interruptions per "
-            f"instance per month: {edge}"
+            f"AWS Spot Instance Advisor bucket {bucket} ({price.spot_source_date}), read as interruptions "
+            f"per instance per month: {edge}"
         )
     else:
         rate, high = per_day(UNPUBLISHED_PCT_PER_MONTH), None

@@ -5,7 +5,10 @@ Three files in one snapshot directory:
 - ``instances.csv``: one row per instance type (GPUs, memory, vCPUs, intra-node GPU link, network,
   EFA), each with its source;
 - ``prices.csv``: one row per instance type and region (on-demand and spot USD per hour, spot
-  interruption bucket), each non-empty price with its source and date;
+  interruption bucket), each non-empty price with its source and date: ``source_date`` dates the
+  on-demand price (the spot price where there is no on-demand one), ``spot_source_date`` the spot price
+  and its interruption bucket (a snapshot without that column, written before it existed, or an empty
+  cell reads as the row's ``source_date``);
 - ``catalog.json``: the snapshot date, the sources, what is covered and what is missing and why.
 
 An empty cell means "not established", never zero. Loading validates every row and turns a
@@ -69,7 +72,9 @@ PRICE_COLUMNS = (
     "spot_interruption",
     "source",
     "source_date",
+    "spot_source_date",
 )
+SPOT_DATE = "spot_source_date"  # optional on reading: a missing column or cell reads as source_date
 
 
 @dataclass(frozen=True)
@@ -109,11 +114,13 @@ class Price:
     spot_usd_per_hour: float | None
     spot_interruption: str | None
     source: str
-    source_date: date | None
+    source_date: date | None  # of the on-demand price (of the spot price where there is none)
+    spot_source_date: date | None = None  # of the spot price and its interruption bucket
 
     def to_dict(self) -> dict:
         out = asdict(self)
-        out["source_date"] = self.source_date.isoformat() if self.source_date else None
+        for key in ("source_date", "spot_source_date"):
+            out[key] = out[key].isoformat() if out[key] else None
         return out
 
 
@@ -463,7 +470,7 @@ def _read_instances(path: Path, gpus: set[str] | None) -> dict[str, Instance]:
 def _read_prices(path: Path, instances: dict[str, Instance]) -> list[Price]:
     prices: list[Price] = []
     seen: set[tuple[str, str]] = set()
-    for line, row in _rows(path, PRICE_COLUMNS):
+    for line, row in _rows(path, tuple(c for c in PRICE_COLUMNS if c != SPOT_DATE)):
         try:
             cloud = _cloud(row)
             name = row["instance_type"]
@@ -487,11 +494,24 @@ def _read_prices(path: Path, instances: dict[str, Instance]) -> list[Price]:
             if has_figure and not row["source"]:
                 raise _RowError("a price without a source (source is empty)")
             source_date = _iso_date(row, "source_date", required=has_figure)
+            spot_date = _spot_date(row, source_date, spot is not None or bucket is not None)
         except _RowError as exc:
             raise _fail(path, line, str(exc)) from None
         seen.add((name, region))
-        prices.append(Price(cloud, name, region, on_demand, spot, bucket, row["source"], source_date))
+        prices.append(
+            Price(cloud, name, region, on_demand, spot, bucket, row["source"], source_date, spot_date)
+        )
     return prices
+
+
+def _spot_date(row: dict[str, str], source_date: date | None, has_spot: bool) -> date | None:
+    """The date of the row's spot price and bucket: its own cell, else (a snapshot written before that
+    column existed, or a hand-written row) the row's ``source_date``."""
+    if not row.get(SPOT_DATE):
+        return source_date if has_spot else None
+    if not has_spot:
+        raise _RowError(f"{SPOT_DATE} is {row[SPOT_DATE]!r} but the row has no spot price or bucket")
+    return _iso_date(row, SPOT_DATE, required=True)
 
 
 def _read_meta(path: Path) -> dict:

@@ -161,6 +161,7 @@ def _print_show(instance, prices, result: dict) -> None:
         ("spot", "right"),
         ("interruption", "center"),
         ("date", "left"),
+        ("spot date", "left"),
         ("source", "left"),
     ):
         table.add_column(name, justify=justify, overflow="fold")
@@ -171,6 +172,7 @@ def _print_show(instance, prices, result: dict) -> None:
             _money(price.spot_usd_per_hour),
             price.spot_interruption or "-",
             price.source_date.isoformat() if price.source_date else "-",
+            price.spot_source_date.isoformat() if price.spot_source_date else "-",
             price.source,
         )
     console.print(table)

@@ -365,6 +365,7 @@ class GcpFetcher:
                         "spot_interruption": "",
                         "source": f"{self.url} ({detail})",
                         "source_date": today,
+                        "spot_source_date": today if "spot" in figures else "",
                     }
                 )
 

@@ -41,6 +41,7 @@ from ddlprof.advisor.catalog import (
     CLOUDS,
     FILES,
     PRICE_COLUMNS,
+    SPOT_DATE,
     Catalog,
     _closest,
     catalog_source,
@@ -144,6 +145,10 @@ def merge(
             row.update(update)
 
     price_header, price_rows = _raw(base.data_dir / "prices.csv")
+    if SPOT_DATE not in price_header:  # a snapshot from before the column: its spot dates are the rows'
+        for row in price_rows:
+            has_spot = row.get("spot_usd_per_hour") or row.get("spot_interruption")
+            row[SPOT_DATE] = row.get("source_date", "") if has_spot else ""
     kept = [r for r in price_rows if not (r["cloud"] == cloud and r["region"] in refreshed)]
     order = {row["instance_type"]: i for i, row in enumerate(inst_rows)}
     prices = sorted(
@@ -159,7 +164,7 @@ def merge(
             price_header.append(column)
 
     meta = copy.deepcopy(base.meta)
-    dates = sorted(r["source_date"] for r in prices if r.get("source_date"))
+    dates = sorted(d for r in prices for d in (r.get("source_date"), r.get(SPOT_DATE)) if d)
     if dates:
         meta["snapshot_date"] = dates[-1]
         meta["snapshot_date_meaning"] = (
@@ -170,7 +175,7 @@ def merge(
 
     # Sources: keep those of the other cloud, undated reference documents, and those whose date still
     # appears on a row of this cloud that the refresh kept; the new ones replace any with the same id.
-    retained_dates = {r["source_date"] for r in kept if r["cloud"] == cloud} | {
+    retained_dates = {r[key] for r in kept if r["cloud"] == cloud for key in ("source_date", SPOT_DATE)} | {
         r.get("source_date", "")
         for r in inst_rows
         if r["cloud"] == cloud and r["instance_type"] not in fetched.instance_updates
