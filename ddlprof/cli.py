@@ -740,9 +740,11 @@ and machine shapes stay as the snapshot has them; the other cloud's rows are kep
 
   aws  boto3 with your usual AWS credentials: on-demand prices from the Price List API
        (pricing.get_products), spot prices from ec2.describe_spot_price_history (per region: the
-       median over its availability zones), and vCPUs, memory, network and EFA from
-       ec2.describe_instance_types. Needs pricing:GetProducts, ec2:DescribeSpotPriceHistory and
-       ec2:DescribeInstanceTypes.
+       lowest of its availability zones, as in the shipped snapshot), and vCPUs, memory, network
+       and EFA from ec2.describe_instance_types. Needs pricing:GetProducts,
+       ec2:DescribeSpotPriceHistory and ec2:DescribeInstanceTypes. Interruption buckets come from
+       the Spot Instance Advisor's public file (spot-bid-advisor.s3.amazonaws.com, no credentials);
+       if it cannot be read, the prices are written without buckets and one warning says so.
   gcp  the Cloud Billing Catalog API (Compute Engine, service 6F81-5844-456A) with an API key
        (GOOGLE_API_KEY or --api-key): on-demand and spot prices as the sum of each machine's vCPU,
        memory, GPU (and bundled local SSD) SKUs.
@@ -825,6 +827,8 @@ def run_catalog(args: argparse.Namespace) -> int:
         summary = refresh(
             fetcher, regions=regions, out=args.out, dry_run=args.dry_run, progress=progress_printer()
         )
+        for warning in summary["warnings"]:
+            print(f"ddlprof catalog refresh: warning: {warning}", file=sys.stderr)
         return _show(summary, args.json, print_summary)
 
     from ddlprof.advisor.catalog import load_catalog

@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import threading
+import urllib.error
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -36,6 +37,7 @@ from ddlprof.advisor.catalog import (
     load_catalog,
     user_catalog_dir,
 )
+from ddlprof.advisor.catalog import aws as aws_module
 from ddlprof.advisor.catalog import refresh as refresh_module
 from ddlprof.advisor.catalog.aws import AwsFetcher, parse_network
 from ddlprof.advisor.catalog.fetch import Fetched, fmt, median
@@ -53,6 +55,7 @@ AWS_REGIONS = ["us-east-1", "eu-west-1"]
 GCP_REGIONS = ["us-central1", "europe-west4"]
 NOW = datetime(2026, 11, 23, 4, 30, tzinfo=UTC)
 API_KEY = "test-key-not-a-secret"
+SPOT_ADVISOR = "aws_spot_advisor_data.json"
 
 
 def _recorded(name: str) -> dict:
@@ -108,6 +111,12 @@ def old(tmp_path: Path) -> Path:
 def _no_catalog_override(monkeypatch):
     monkeypatch.delenv(CATALOG_DIR_ENV, raising=False)
     monkeypatch.delenv("GOOGLE_API_KEY", raising=False)
+
+
+@pytest.fixture(autouse=True)
+def _recorded_spot_advisor(monkeypatch):
+    """The Spot Instance Advisor's file is served from tests/data/refresh, never fetched."""
+    monkeypatch.setattr(aws_module, "fetch_spot_advisor", lambda: (RECORDED / SPOT_ADVISOR).read_bytes())
 
 
 # -- AWS: botocore's Stubber -------------------------------------------------------------------------
@@ -213,30 +222,38 @@ def test_aws_refresh_writes_the_recorded_prices_and_specs(old):
 
     catalog = load_catalog(old)
     aws = _rows_by_key(old, "aws")
-    # On-demand from the Price List, spot = median over AZs of each AZ's latest price.
+    # On-demand from the Price List, spot = the lowest AZ's latest price (as the shipped snapshot's).
     p4d = aws[("p4d.24xlarge", "us-east-1")]
     assert p4d["on_demand_usd_per_hour"] == "21.957642"
-    assert p4d["spot_usd_per_hour"] == "9.1204"  # median of 9.1204, 8.7713, 10.0461
-    assert p4d["source_date"] == "2026-11-23"
+    assert p4d["spot_usd_per_hour"] == "8.7713"  # lowest of 9.1204, 8.7713, 10.0461
+    assert p4d["source_date"] == p4d["spot_source_date"] == "2026-11-23"
     assert p4d["source"].startswith(
         "https://api.pricing.us-east-1.amazonaws.com GetProducts (on-demand: SKU "
     )
-    assert "median of 3 AZs, lowest 8.7713 in us-east-1b" in p4d["source"]
-    # us-east-1a's older g5 record (0.4629) loses to its newer one (0.4177): median of 0.4177, 0.4521,
-    # 0.3979, 0.4402 = (0.4177 + 0.4402) / 2
-    assert aws[("g5.xlarge", "us-east-1")]["spot_usd_per_hour"] == "0.42895"
-    assert aws[("g5.xlarge", "eu-west-1")]["spot_usd_per_hour"] == "0.4812"
-    assert aws[("g4dn.12xlarge", "eu-west-1")]["spot_usd_per_hour"] == "1.71165"
+    assert "lowest of 3 AZs, in us-east-1b; median 9.1204" in p4d["source"]
+    # The Spot Instance Advisor's Linux bucket of the type in the region ("r": 4 -> ">20%").
+    assert p4d["spot_interruption"] == ">20%"
+    assert "spot-advisor-data.json (interruption: Linux" in p4d["source"]
+    # us-east-1a's older g5 record (0.4629) loses to its newer one (0.4177); lowest 0.3979 in 1c
+    assert aws[("g5.xlarge", "us-east-1")]["spot_usd_per_hour"] == "0.3979"
+    assert "lowest of 4 AZs, in us-east-1c; median 0.42895" in aws[("g5.xlarge", "us-east-1")]["source"]
+    assert aws[("g5.xlarge", "eu-west-1")]["spot_usd_per_hour"] == "0.4698"
+    assert aws[("g5.xlarge", "eu-west-1")]["spot_interruption"] == "5-10%"
+    g4dn = aws[("g4dn.12xlarge", "eu-west-1")]
+    assert g4dn["spot_usd_per_hour"] == "1.6923"
+    assert g4dn["spot_interruption"] == ""  # the advisor lists it for Windows only there
     assert aws[("g4dn.12xlarge", "us-east-1")]["spot_usd_per_hour"] == ""  # no spot record served
+    assert aws[("g4dn.12xlarge", "us-east-1")]["spot_interruption"] == ">20%"
     assert aws[("p4d.24xlarge", "eu-west-1")] | {"source": ""} == {
         "cloud": "aws",
         "instance_type": "p4d.24xlarge",
         "region": "eu-west-1",
         "on_demand_usd_per_hour": "23.71569",
         "spot_usd_per_hour": "",
-        "spot_interruption": "",
+        "spot_interruption": "<5%",
         "source": "",
         "source_date": "2026-11-23",
+        "spot_source_date": "2026-11-23",
     }
     # The Price List's us-west-2 and ap-northeast-1 products were not asked for: those rows are the old ones.
     for key, row in kept_regions.items():
@@ -257,7 +274,12 @@ def test_aws_refresh_writes_the_recorded_prices_and_specs(old):
     meta = catalog.meta
     assert meta["snapshot_date"] == "2026-11-23" and meta["compiled_on"] == "2026-11-23"
     ids = {s["id"] for s in meta["sources"]}
-    assert {"aws-price-list-api", "aws-spot-price-history", "aws-describe-instance-types"} <= ids
+    assert {
+        "aws-price-list-api",
+        "aws-spot-price-history",
+        "aws-describe-instance-types",
+        "aws-spot-advisor",
+    } <= ids
     assert "gcp-prices" in ids  # the GCP rows still cite it
     assert "aws-prices" in ids  # so do the AWS rows of regions not refreshed (same date)
     assert meta["refreshed"]["aws"]["at"] == "2026-11-23T04:30:00Z"
@@ -265,6 +287,7 @@ def test_aws_refresh_writes_the_recorded_prices_and_specs(old):
     whats = [m["what"] for m in meta["missing"]]
     assert "AWS p4d.24xlarge spot price in eu-west-1" in whats
     assert "AWS g4dn.12xlarge spot price in us-east-1" in whats
+    assert "AWS g4dn.12xlarge spot interruption bucket in eu-west-1" in whats
     assert "AWS spot prices (all instance types, all regions)" not in whats  # superseded
     assert any(
         w.startswith("AWS prices in regions not refreshed on 2026-11-23: ap-northeast-1") for w in whats
@@ -376,6 +399,54 @@ def test_aws_dry_run_writes_nothing(old):
     assert summary["changes"]["changed"] == 6
     assert _files(old) == snapshot
     assert sorted(p.name for p in old.parent.iterdir()) == ["catalog"]
+
+
+@pytest.mark.parametrize(
+    ("advisor", "why"),
+    [
+        (urllib.error.URLError("timed out"), "URLError: timed out"),
+        (b"<html>AccessDenied</html>", "not the Spot Instance Advisor's format"),
+        (
+            b'{"ranges": [{"index": 0, "label": "<5%"}], "spot_advisor": {"us-east-1": {"Linux": '
+            b'{"g5.xlarge": {"r": 7}}}}}',
+            "not the Spot Instance Advisor's format (KeyError: 7)",
+        ),
+        (b'{"ranges": [{"index": 0, "label": "<3%"}], "spot_advisor": {}}', "unknown bucket label(s) <3%"),
+    ],
+)
+def test_aws_refresh_without_the_spot_advisor_keeps_the_prices_and_warns_once(
+    old, monkeypatch, capsys, advisor, why
+):
+    def fetch() -> bytes:
+        if isinstance(advisor, Exception):
+            raise advisor
+        return advisor
+
+    monkeypatch.setattr(aws_module, "fetch_spot_advisor", fetch)
+    gcp_before = _rows_by_key(old, "gcp")
+    kept = {k: r for k, r in _rows_by_key(old, "aws").items() if k[1] not in AWS_REGIONS}
+    stubs = AwsStubs().add_all()
+    monkeypatch.setattr("ddlprof.advisor.catalog.aws.boto3_clients", lambda: stubs)
+    with stubs:
+        rc = main(["catalog", "refresh", "aws", "--regions", "us-east-1,eu-west-1", "--out", str(old)])
+        stubs.assert_all_used()
+    out = capsys.readouterr()
+    assert rc == 0, out.err
+    warnings = out.err.strip().splitlines()
+    assert len(warnings) == 1, warnings
+    assert warnings[0].startswith("ddlprof catalog refresh: warning: the Spot Instance Advisor (")
+    assert why in warnings[0] and "without interruption buckets" in warnings[0]
+    aws = _rows_by_key(old, "aws")
+    refreshed = {k: r for k, r in aws.items() if k[1] in AWS_REGIONS}
+    assert len(refreshed) == 6
+    assert all(r["spot_interruption"] == "" and "spot-advisor" not in r["source"] for r in refreshed.values())
+    assert aws[("p4d.24xlarge", "us-east-1")]["spot_usd_per_hour"] == "8.7713"  # prices are written
+    assert {k: aws[k] for k in kept} == kept  # the regions not refreshed keep their buckets
+    assert any(r["spot_interruption"] for r in kept.values())
+    assert _rows_by_key(old, "gcp") == gcp_before
+    meta = load_catalog(old).meta
+    assert any(m["what"] == "AWS spot interruption buckets (Spot Instance Advisor)" for m in meta["missing"])
+    assert "aws-spot-advisor" not in {s["id"] for s in meta["sources"]}
 
 
 def test_dry_run_into_a_new_directory_creates_nothing(tmp_path):
@@ -491,7 +562,8 @@ def test_aws_cli_in_process_and_unknown_region(old, monkeypatch, capsys):
     out = capsys.readouterr()
     assert rc == 0, out.err
     assert "aws: 3 instance types x 2 regions (us-east-1, eu-west-1)" in out.out
-    assert "median over its availability zones" in out.out
+    assert "lowest of its availability zones'" in out.out
+    assert "warning" not in out.err
     assert f"Wrote {old}; set DDLPROF_CATALOG_DIR={old} to use it." in out.out
     assert _rows_by_key(old, "aws")[("g5.xlarge", "us-east-1")]["source_date"] in _today()
 

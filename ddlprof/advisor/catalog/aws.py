@@ -9,10 +9,11 @@
   region) keeps it to about 40 calls.
 - Spot prices: ``ec2.describe_spot_price_history`` in each region, ProductDescriptions Linux/UNIX,
   StartTime = EndTime = now, which returns the price in effect now in every availability zone. The
-  catalog has one spot price per region: the **median** over the region's AZs of each AZ's latest
-  price (not the lowest: the cheapest AZ is often the one with the least spare capacity). The row's
-  source says how many AZs, the lowest AZ price and when the newest of those prices was set; the
-  row's ``source_date`` is the day of the refresh (the day the price was observed in effect).
+  catalog has one spot price per region: the **lowest** of the region's AZs' latest prices, the same
+  statistic as the shipped snapshot's (its source's ``spot_min``), so a refresh changes prices, not
+  what they mean. The row's source says in which AZ, over how many AZs, their median and when the
+  newest of those prices was set; the row's ``source_date`` and ``spot_source_date`` are the day of the
+  refresh (the day the prices were observed in effect).
 - Specs: ``ec2.describe_instance_types`` (filter instance-type, in the refreshed regions until every
   type is found): vCPUs, memory (GiB), ``NetworkInfo.NetworkPerformance`` ("Up to 25 Gigabit",
   "4x 100 Gigabit", "3200 Gigabit") and ``EfaSupported``. The GPU model and count are checked
@@ -20,7 +21,12 @@
   as the catalog has them (EC2 reports usable MiB, not the GPU's nominal size, and nothing about
   NVLink).
 
-Spot interruption buckets (the Spot Instance Advisor) have no API in boto3 and are left empty.
+- Interruption buckets: the Spot Instance Advisor's public file (``SPOT_ADVISOR_URL``, plain HTTPS, no
+  credentials; there is no boto3 API for it): ``spot_advisor[region]["Linux"][type]["r"]`` is an index
+  into ``ranges``, whose ``label`` ("<5%" ... ">20%") is the row's ``spot_interruption``. The file
+  carries no date; the bucket is dated the day of the refresh. If it cannot be fetched or read, the
+  refresh goes on with empty buckets and says so in one warning line (and in catalog.json 'missing').
+
 Credentials come from boto3's usual chain; missing credentials, no network, or a denied call end the
 refresh with one line and nothing written.
 """
@@ -30,12 +36,14 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from ddlprof.advisor.catalog import Instance, _closest
+from ddlprof.advisor.catalog import SPOT_BUCKETS, Instance, _closest
 from ddlprof.advisor.catalog.fetch import (
     Fetched,
     Progress,
@@ -61,6 +69,8 @@ DOCS = {
     "types": "https://docs.aws.amazon.com/AWSEC2/latest/APIReference/API_DescribeInstanceTypes.html",
 }
 PERMISSIONS = "pricing:GetProducts, ec2:DescribeSpotPriceHistory and ec2:DescribeInstanceTypes"
+SPOT_ADVISOR_URL = "https://spot-bid-advisor.s3.amazonaws.com/spot-advisor-data.json"
+SPOT_ADVISOR_OS = "Linux"
 
 ClientFactory = Callable[[str, str], Any]  # (service, region) -> a boto3 client
 
@@ -198,6 +208,41 @@ def parse_price_item(text: str, what: str) -> dict | None:
     }
 
 
+def fetch_spot_advisor(timeout: float = 30) -> bytes:
+    """The Spot Instance Advisor's public file, as bytes (urllib: no credentials, no extra package)."""
+    request = urllib.request.Request(SPOT_ADVISOR_URL, headers={"User-Agent": "ddlprof-catalog-refresh"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        return response.read()
+
+
+class SpotAdvisorError(Exception):
+    """The Spot Instance Advisor file could not be fetched or read (the refresh goes on without it)."""
+
+
+def parse_spot_advisor(body: bytes) -> dict[tuple[str, str], str]:
+    """{(instance type, region): bucket label} of Linux instances from the Spot Instance Advisor file."""
+    try:
+        doc = json.loads(body)
+        labels = {int(r["index"]): str(r["label"]) for r in doc["ranges"]}
+        regions = doc["spot_advisor"]
+        if not isinstance(regions, dict):
+            raise TypeError("spot_advisor is not an object")
+        out = {}
+        for region, systems in regions.items():
+            for name, cell in ((systems or {}).get(SPOT_ADVISOR_OS) or {}).items():
+                out[(name, region)] = labels[int(cell["r"])]
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise SpotAdvisorError(
+            f"not the Spot Instance Advisor's format ({type(exc).__name__}: {exc})"
+        ) from None
+    unknown = sorted(set(labels.values()) - set(SPOT_BUCKETS))
+    if unknown:
+        raise SpotAdvisorError(
+            f"unknown bucket label(s) {', '.join(unknown)} (known: {', '.join(SPOT_BUCKETS)})"
+        )
+    return out
+
+
 # -- the fetcher ------------------------------------------------------------------------------------
 
 
@@ -206,8 +251,11 @@ class AwsFetcher:
 
     cloud = "aws"
 
-    def __init__(self, clients: ClientFactory | None = None) -> None:
+    def __init__(
+        self, clients: ClientFactory | None = None, advisor: Callable[[], bytes] | None = None
+    ) -> None:
         self._clients = clients
+        self._advisor = advisor  # None: fetch_spot_advisor (looked up at call time)
 
     @staticmethod
     def resolves(what: str) -> bool:
@@ -251,6 +299,8 @@ class AwsFetcher:
             progress(f"spot prices in {region}")
             spot.update(self._spot(ec2, names, region, now))
         updates, spec_gaps = self._specs(clients, instances, regions, today, progress)
+        progress("spot interruption buckets (Spot Instance Advisor)")
+        buckets, advisor_failure = self._buckets()
 
         rows, od_gaps, spot_gaps = [], {}, {}
         for name in names:
@@ -271,20 +321,24 @@ class AwsFetcher:
                     parts.append(f"{pricing.meta.endpoint_url} GetProducts (on-demand: SKU {od['sku']})")
                 if sp is not None:
                     parts.append(
-                        f"{ec2_urls[region]} DescribeSpotPriceHistory (spot: {SPOT_PRODUCT}, median of "
-                        f"{sp['zones']} AZs, lowest {fmt(sp['lowest'])} in {sp['lowest_zone']}, newest price "
-                        f"set {_iso(sp['newest'])})"
+                        f"{ec2_urls[region]} DescribeSpotPriceHistory (spot: {SPOT_PRODUCT}, lowest of "
+                        f"{sp['zones']} AZs, in {sp['lowest_zone']}; median {fmt(sp['median'])}; newest "
+                        f"price set {_iso(sp['newest'])})"
                     )
+                bucket = buckets.get((name, region), "")
+                if bucket:
+                    parts.append(f"{SPOT_ADVISOR_URL} (interruption: {SPOT_ADVISOR_OS}, fetched {today})")
                 rows.append(
                     {
                         "cloud": "aws",
                         "instance_type": name,
                         "region": region,
                         "on_demand_usd_per_hour": fmt(od["price"]) if od else "",
-                        "spot_usd_per_hour": fmt(sp["median"]) if sp else "",
-                        "spot_interruption": "",
+                        "spot_usd_per_hour": fmt(sp["lowest"]) if sp else "",
+                        "spot_interruption": bucket,
                         "source": "; ".join(parts),
                         "source_date": today,
+                        "spot_source_date": today if sp or bucket else "",
                     }
                 )
 
@@ -307,7 +361,7 @@ class AwsFetcher:
                 "date": today,
                 "date_kind": f"fetched by `ddlprof catalog refresh aws` at {stamp}",
                 "what": "AWS spot prices: EC2 DescribeSpotPriceHistory (Linux/UNIX) at the time of the "
-                "refresh; per region the median over its availability zones of each zone's price in effect",
+                "refresh; per region the lowest of its availability zones' prices in effect",
             },
             {
                 "id": "aws-describe-instance-types",
@@ -319,18 +373,44 @@ class AwsFetcher:
                 "NetworkPerformance, EfaSupported; GPU model and count checked against the catalog)",
             },
         ]
+        if advisor_failure is None:
+            sources.append(
+                {
+                    "id": "aws-spot-advisor",
+                    "cloud": "aws",
+                    "url": SPOT_ADVISOR_URL,
+                    "date": today,
+                    "date_kind": f"fetched by `ddlprof catalog refresh aws` at {stamp} (the file is undated)",
+                    "what": "AWS spot interruption buckets: the Spot Instance Advisor's frequency of "
+                    f"interruption ({SPOT_ADVISOR_OS}) per instance type and region, its 'ranges' labels",
+                }
+            )
+        bucket_gaps: dict[tuple[str, str], list[str]] = {}
+        for row in rows if advisor_failure is None else []:
+            if row["spot_usd_per_hour"] and not row["spot_interruption"]:
+                why = f"no {SPOT_ADVISOR_OS} entry in the Spot Instance Advisor for that region"
+                bucket_gaps.setdefault((row["instance_type"], why), []).append(row["region"])
         missing = [
             *aggregate_missing("aws", od_gaps, today, "on-demand price "),
             *aggregate_missing("aws", spot_gaps, today, "spot price "),
+            *aggregate_missing("aws", bucket_gaps, today, "spot interruption bucket "),
             *spec_gaps,
-            {
-                "cloud": "aws",
-                "what": "AWS spot interruption buckets (Spot Instance Advisor)",
-                "why": "not fetched: the Spot Instance Advisor has no boto3 API; spot_interruption stays "
-                "empty",
-                "from_refresh": True,
-            },
         ]
+        warnings = []
+        if advisor_failure is not None:
+            warnings.append(
+                f"the Spot Instance Advisor ({SPOT_ADVISOR_URL}) could not be read ({advisor_failure}); "
+                "AWS spot rows are written without interruption buckets (advise then assumes a rate)"
+            )
+            missing.append(
+                {
+                    "cloud": "aws",
+                    "what": "AWS spot interruption buckets (Spot Instance Advisor)",
+                    "why": f"{SPOT_ADVISOR_URL} could not be read on {today} ({advisor_failure}); "
+                    "spot_interruption stays empty",
+                    "from_refresh": True,
+                }
+            )
         priced = sorted({r["instance_type"] for r in rows}, key=names.index)
         return Fetched(
             cloud="aws",
@@ -342,15 +422,27 @@ class AwsFetcher:
             covered={
                 "instance_types": priced,
                 "regions": ", ".join(regions),
-                "prices": "on-demand (Price List API) and spot (median over each region's availability "
-                "zones, DescribeSpotPriceHistory)",
+                "prices": "on-demand (Price List API) and spot (lowest of each region's availability "
+                "zones, DescribeSpotPriceHistory), interruption buckets (Spot Instance Advisor)",
                 "refreshed": stamp,
             },
             notes=[
-                "spot price per region = the median over its availability zones of each zone's Linux/UNIX "
-                "price in effect at the refresh (the row's source gives the AZ count and the lowest)",
+                "spot price per region = the lowest of its availability zones' Linux/UNIX prices in effect "
+                "at the refresh, as in the shipped snapshot (the row's source gives the zone, the AZ count "
+                "and their median)",
             ],
+            warnings=warnings,
         )
+
+    def _buckets(self) -> tuple[dict[tuple[str, str], str], str | None]:
+        """({(type, region): bucket}, None), or ({}, why) when the Spot Instance Advisor cannot be read."""
+        try:
+            body = (self._advisor or fetch_spot_advisor)()
+            return parse_spot_advisor(body), None
+        except SpotAdvisorError as exc:
+            return {}, str(exc)
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            return {}, f"{type(exc).__name__}: {getattr(exc, 'reason', None) or exc}"
 
     def _on_demand(
         self, pricing: Any, names: list[str], regions: list[str], progress: Progress

@@ -41,6 +41,7 @@ class Fetched:
     missing: list[dict] = field(default_factory=list)
     covered: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)  # lines for the user (how spot prices were summarised)
+    warnings: list[str] = field(default_factory=list)  # one line each: a part that failed, the rest written
 
 
 class Fetcher(Protocol):

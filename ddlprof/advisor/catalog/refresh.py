@@ -438,6 +438,7 @@ def refresh(
         "specs_updated": len(fetched.instance_updates),
         "missing": [m["what"] for m in fetched.missing],
         "notes": fetched.notes,
+        "warnings": fetched.warnings,
         "changes": diff,
         "other_clouds_newest_price": other_dates,
         "in_use": {"dir": str(in_use), "origin": origin, "is_target": _same(in_use, target)},
