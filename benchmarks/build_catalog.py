@@ -9,7 +9,9 @@ Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and wr
   type's regions. On-demand prices already in the catalog (2026-08-26) are kept; new types take theirs
   from tsaol/aws-gpu@299375be (2026-08-26).
 - GCP: on-demand and spot prices of the A2, A3 and G2 types from Cyclenerd's pricing.yml at commit
-  fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added.
+  fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added. network_gbps of every
+  GCP type: the figure of ``GCP_NETWORK`` (read from Google's page) with its note, else empty with a note
+  saying why (``GCP_NET_MISSING``); older network notes are replaced, not added to.
 
 A row's ``source`` names every source of its figures with their dates; ``source_date`` is the date of its
 on-demand price (of its spot price where it has none), ``spot_source_date`` that of its spot price and
@@ -301,15 +303,39 @@ def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
     return rows + kept
 
 
+# What the notes of a GCP type say about its network bandwidth: one statement, rewritten on every run.
+_NET_NOTE = re.compile(
+    r"network_gbps (\d+: [^;]*; '[^']*' in the overview table of \S+ \(stored copy, undated\)"
+    r"|not established[^;]*)(; |$)"
+)
+GCP_NET_MISSING = (
+    f"network_gbps not established: the stored copies of {GCP_NET} and of "
+    "https://cloud.google.com/compute/docs/accelerator-optimized-machines reachable when this was built give "
+    "only each series' maximum (A2 and G2 up to 100 Gbps, A3 High up to 1,000 Gbps, N1 + T4/V100 up to "
+    "100 Gbps by GPU and vCPU count), not the per-machine-type table"
+)
+
+
+def gcp_network(row: dict) -> dict:
+    """The row with its network_gbps and one note saying where the figure is from, or that it is not."""
+    notes = _NET_NOTE.sub("", row["notes"]).strip().removesuffix(";").strip()
+    if row["instance_type"] in GCP_NETWORK:
+        gbps, why = GCP_NETWORK[row["instance_type"]]
+        said = f"network_gbps {gbps}: {why} of {GCP_NET} (stored copy, undated)"
+        row = {**row, "network_gbps": gbps, "network_up_to": "false"}
+    else:
+        said = GCP_NET_MISSING
+        row = {**row, "network_gbps": "", "network_up_to": ""}
+    return {**row, "notes": "; ".join(part for part in (said, notes) if part)}
+
+
 def instance_rows(header: list[str], rows: list[dict], pricing: dict) -> list[dict]:
     names = {r["instance_type"] for r in rows}
     instances = pricing["compute"]["instance"]
     out = []
     for row in rows:
-        if row["instance_type"] in GCP_NETWORK:
-            gbps, why = GCP_NETWORK[row["instance_type"]]
-            row = {**row, "network_gbps": gbps, "network_up_to": "false"}
-            row["notes"] = f"network_gbps {gbps}: {why} of {GCP_NET} (stored copy, undated); " + row["notes"]
+        if row["cloud"] == "gcp":
+            row = gcp_network(row)
         out.append(row)
         if row["instance_type"] == "p5.48xlarge":
             for name, gpu, n, mem, vcpus, ram, link, gbps, net, efa, file, notes in NEW_AWS:
@@ -339,13 +365,7 @@ def instance_rows(header: list[str], rows: list[dict], pricing: dict) -> list[di
                 spec = instances[name]
                 if name in names:
                     continue
-                network, net_note = (
-                    "",
-                    (
-                        f"network_gbps not established: {GCP_NET} gives only the series maximum (up to 100 "
-                        "Gbps for A2, up to 1,000 Gbps for A3 High) in the stored copy, not this type's"
-                    ),
-                )
+                network, net_note = "", GCP_NET_MISSING
                 if name in GCP_NETWORK:
                     network, why = GCP_NETWORK[name]
                     net_note = f"network_gbps {network}: {why} of {GCP_NET} (stored copy, undated)"

@@ -194,6 +194,24 @@ def test_show_names_the_spot_date():
     assert "spot date" in result.stdout and price["spot_source_date"] in result.stdout
 
 
+def test_every_gcp_type_says_once_where_its_network_bandwidth_is_from():
+    """A figure with the page it was read from, or empty with why; never both, never said twice."""
+    meta = json.loads((DATA_DIR / "catalog.json").read_text())
+    unset = []
+    for instance in load_catalog(DATA_DIR).select(cloud="gcp"):
+        said = instance.notes.count("network_gbps ")
+        assert said == 1, (instance.instance_type, instance.notes)
+        if instance.network_gbps is None:
+            assert "network_gbps not established: " in instance.notes, instance.instance_type
+            unset.append(instance.instance_type)
+        else:
+            figure = f"network_gbps {instance.network_gbps:g}: "
+            assert figure in instance.notes and "gpu-network-bandwidth" in instance.notes, (
+                instance.instance_type
+            )
+    assert any(m["what"].startswith("GCP network_gbps") for m in meta["missing"]) == bool(unset)
+
+
 def test_required_instance_types_are_in_the_catalog():
     catalog = load_catalog(DATA_DIR)
     for name in REQUIRED_TYPES:
