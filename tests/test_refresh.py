@@ -312,6 +312,31 @@ def test_aws_refresh_writes_the_recorded_prices_and_specs(old):
     assert not [p for p in old.parent.iterdir() if p.name != "catalog"]  # no temp or backup dirs left
 
 
+def test_refreshing_a_snapshot_from_before_spot_source_date_dates_the_kept_spot_prices(old):
+    """A user's snapshot written before the column: the refresh writes it, the kept rows' spot prices
+    dated as their rows were."""
+    with (old / "prices.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        rows = list(reader)
+        header = [c for c in reader.fieldnames if c != "spot_source_date"]
+    with (old / "prices.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    before = {(r["instance_type"], r["region"]): r for r in rows}
+    with AwsStubs().add_all() as stubs:
+        refresh(AwsFetcher(stubs), regions=AWS_REGIONS, out=old, now=NOW)
+    after = _price_rows(old)
+    assert all("spot_source_date" in r for r in after)
+    kept = [r for r in after if not (r["cloud"] == "aws" and r["region"] in AWS_REGIONS)]
+    assert kept and any(r["spot_usd_per_hour"] for r in kept)
+    for row in kept:
+        old_row = before[(row["instance_type"], row["region"])]
+        has_spot = old_row["spot_usd_per_hour"] or old_row["spot_interruption"]
+        assert row["spot_source_date"] == (old_row["source_date"] if has_spot else ""), row
+    load_catalog(old)
+
+
 def test_aws_refresh_of_one_region_filters_by_region_code(old):
     pages = _recorded("aws_get_products.json")
     with AwsStubs(regions=["eu-west-1"]) as stubs:
