@@ -93,9 +93,16 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
         assert at.get_by_key(key).type == "plotly_chart"
     assert any("No GPU counters" in c.value for c in at.caption)
 
+    # the verdict first, as the report words it
+    assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"
+
     at.selectbox(key="run").set_value("straggler").run()
     assert not at.exception
     expected = summary(root / "straggler", "--no-store")
+    assert expected["diagnosis"]["verdict"] == "straggler"
+    assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"
+    top = expected["diagnosis"]["recommendations"][0]
+    assert any(f"**1. {top['limit']}**: {top['action']}" in m.value for m in at.markdown)
     assert [s["rank"] for s in expected["stragglers"]] == [1]
     stragglers = _frame(at, "stragglers")
     assert list(stragglers["rank"]) == [1] and list(stragglers["cause"]) == ["compute_ms"]

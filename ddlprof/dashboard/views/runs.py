@@ -55,9 +55,28 @@ def _gpu_table(gpus: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _verdict(summary: dict[str, Any]) -> None:
+    """The run's verdict and ranked recommendations first (``ddlprof report`` prints the same): a
+    summary cached by an older ddlprof has none, so it is diagnosed here."""
+    from ddlprof.runs.diagnosis import diagnose
+
+    diagnosis = summary.get("diagnosis") or diagnose(summary)
+    st.info(f"**Verdict:** {diagnosis['sentence']}")
+    step = summary["job"]["step_ms"]
+    for number, rec in enumerate(diagnosis["recommendations"], 1):
+        predicted = rec["predicted_step_ms"]
+        gain = (
+            f"predicted step {predicted:.1f} ms (now {step:.1f} ms, {100 * (predicted - step) / step:+.0f}%)"
+            if predicted is not None and step
+            else "predicted step: not modelled"
+        )
+        st.markdown(f"**{number}. {rec['limit']}**: {rec['action']}  \n{gain}; evidence: {rec['evidence']}")
+
+
 def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
     job, steps = summary["job"], summary["steps"]
     traced = steps["traced_excluded"]
+    _verdict(summary)
     st.caption(
         f"Measured from `{', '.join(summary['runs'])}` (the same summary as `ddlprof report`): "
         f"{summary['world_size']} rank(s) on {summary['nodes']} node(s), "
