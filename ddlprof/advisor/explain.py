@@ -7,7 +7,7 @@ from datetime import date
 from typing import Any
 
 from ddlprof.advisor.catalog import STALE_AFTER_DAYS, Catalog
-from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
+from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION, batch_per_gpu_type
 from ddlprof.advisor.options import Advice, AdviseRequest, Option
 from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
@@ -49,7 +49,7 @@ def assumptions(
     required_gb: float | None,
 ) -> dict[str, Any]:
     cv = fitted.cv(fitted.selected)
-    fixed_batch = request.batch_per_gpu is not None or basis.kind != "dataset" or basis.memory_bytes is None
+    fixed_batch = not batch_per_gpu_type(request, basis)
     return {
         "model": basis.model,
         "workload": workload.to_dict(),

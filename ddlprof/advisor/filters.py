@@ -152,6 +152,12 @@ def _group_exclusions(raw: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def batch_per_gpu_type(request: AdviseRequest, basis: StepBasis) -> bool:
+    """Whether each GPU type gets its own batch (the largest that fits): no ``--batch-per-gpu``, no
+    run (whose batch is kept), and a model of the dataset with a memory estimate to fit."""
+    return request.batch_per_gpu is None and basis.kind == "dataset" and basis.memory_bytes is not None
+
+
 def fit_memory(
     instances: list[Instance], basis: StepBasis, required_gb: float | None, excluded: Exclusions
 ) -> list[Instance]:

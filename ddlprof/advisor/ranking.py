@@ -31,7 +31,14 @@ from typing import Any
 from ddlprof.advisor import egress as egress_module
 from ddlprof.advisor.catalog import Catalog, Instance, load_catalog
 from ddlprof.advisor.explain import advice_warnings, assumptions, explain_top, step_provenance
-from ddlprof.advisor.filters import Exclusions, check_filters, fit_memory, memory_required_gb, within_limits
+from ddlprof.advisor.filters import (
+    Exclusions,
+    batch_per_gpu_type,
+    check_filters,
+    fit_memory,
+    memory_required_gb,
+    within_limits,
+)
 from ddlprof.advisor.options import Advice, AdviseRequest, Option
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.spot import interruption_for
@@ -242,7 +249,7 @@ def _batches(
     """The batch per GPU each instance type is predicted at, with its basis: ``--batch-per-gpu``, or a
     run's own batch, for all; otherwise (a model of the dataset) the largest power of two whose memory
     estimate fits the instance's GPU (``ddlprof.models.batchfit``), as users fill the GPU."""
-    if request.batch_per_gpu is not None or basis.kind != "dataset" or basis.memory_bytes is None:
+    if not batch_per_gpu_type(request, basis):
         return [(basis, instances)]
     from ddlprof.models.batchfit import largest_fitting_batch
 
