@@ -39,6 +39,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ddlprof.cli import main
+from tests.test_extras import PREDICT as EXTRAS_PREDICT
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,15 +142,21 @@ def mutate(data: st.DataObject, value: Any) -> Any:
         paths = _paths(value)
         if not paths:
             return odd_value(data)
-        path = data.draw(st.sampled_from(paths))
-        parent = value
+        edit(data, value, data.draw(st.sampled_from(paths)))
+    return value
+
+
+def edit(data: st.DataObject, document: Any, path: tuple, may_delete: bool = True) -> None:
+    """The value at ``path`` replaced by an odd one or, in an object, maybe removed; a path that an
+    earlier edit cut off (its parent replaced) is left alone."""
+    with contextlib.suppress(KeyError, IndexError, TypeError):
+        parent = document
         for key in path[:-1]:
             parent = parent[key]
-        if isinstance(parent, dict) and data.draw(st.booleans()):
+        if may_delete and isinstance(parent, dict) and data.draw(st.booleans()):
             del parent[path[-1]]
         else:
             parent[path[-1]] = odd_value(data)
-    return value
 
 
 def spoil_text(data: st.DataObject, text: str) -> bytes:
@@ -405,19 +412,7 @@ def test_catalog_commands_read_any_catalog_snapshot(data):
 # -- fitted stall models ---------------------------------------------------------------------------
 
 FIT = REPO / "ddlprof" / "models" / "data" / "stall_models.json"
-PREDICT = [
-    "model",
-    "predict",
-    "--model",
-    "resnet50",
-    "--batch-per-gpu",
-    "32",
-    "--gpus-per-node",
-    "2",
-    "--gpu",
-    "H200",
-    "--json",
-]
+PREDICT = [*EXTRAS_PREDICT, "--json"]
 
 
 @fuzz(120)
@@ -428,13 +423,7 @@ def test_model_predict_reads_any_fitted_models_file(data):
     keep = {"format", "ddlprof", "training_sha256"}
     paths = [p for p in _paths(record) if p[0] not in keep]
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        value = odd_value(data)
-        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier edit replaced a parent
-            parent = record
-            for key in path[:-1]:
-                parent = parent[key]
-            parent[path[-1]] = value
+        edit(data, record, data.draw(st.sampled_from(paths)), may_delete=False)
     with tempfile.TemporaryDirectory() as home:
         (Path(home) / "models").mkdir()
         fitted = Path(home) / "models" / "stall_models.json"
@@ -599,15 +588,7 @@ def test_the_dashboards_run_data_reads_any_fresh_summary_json(reported, data):
     summary = json.loads(json.dumps(original))
     paths = [p for p in _paths(summary) if p[0] not in FRESHNESS and p[:2] != ("steps", "warmup_auto")]
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        with contextlib.suppress(KeyError, IndexError, TypeError):  # an earlier edit replaced a parent
-            parent = summary
-            for key in path[:-1]:
-                parent = parent[key]
-            if isinstance(parent, dict) and data.draw(st.booleans()):
-                del parent[path[-1]]
-            else:
-                parent[path[-1]] = odd_value(data)
+        edit(data, summary, data.draw(st.sampled_from(paths)))
     with tempfile.TemporaryDirectory() as tmp:
         copy = Path(tmp) / "run"
         shutil.copytree(run, copy)
