@@ -11,6 +11,7 @@ trace window's cost) is read from each wrapped run directory beside it.
 
     python benchmarks/foreign_overhead.py --jobs plain,hf,lightning --rounds 5 --out results.json
     python benchmarks/foreign_overhead.py --jobs plain --variants unwrapped,bootstrap,steps,default
+    python benchmarks/foreign_overhead.py --combine a.json b.json    # rounds of several calls together
 """
 
 from __future__ import annotations
@@ -145,8 +146,25 @@ def main() -> int:
     parser.add_argument(
         "--keep-step-ms", action="store_true", help="keep every step's host time in the output"
     )
-    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--out", type=Path, help="the JSON written after every launch")
+    parser.add_argument(
+        "--combine",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="summarise earlier outputs together (a launch of a job, round and variant in a later file "
+        "replaces the same one of an earlier file) and print that; nothing is launched",
+    )
     args = parser.parse_args()
+    if args.combine:
+        kept: dict[tuple, dict] = {}
+        for path in args.combine:
+            for launch in json.loads(path.read_text())["launches"]:
+                kept[(launch["job_key"], launch["round"], launch["variant"])] = launch
+        print(json.dumps(summarise(list(kept.values())), indent=1))
+        return 0
+    if args.out is None:
+        parser.error("--out is required (unless --combine)")
     jobs, variants = args.jobs.split(","), args.variants.split(",")
     for name, known in ((jobs, JOBS), (variants, VARIANTS)):
         if unknown := [n for n in name if n not in known]:
