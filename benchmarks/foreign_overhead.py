@@ -124,6 +124,10 @@ def summarise(launches: list[dict]) -> dict:
                 "median_ratio": round(statistics.median(ratios), 4) if ratios else None,
                 "before_steady_s": [round(r["first_step_to_warmup_s"], 3) for r in mine],
             }
+            own = [r.get("ddlprof") or {} for r in mine]
+            for key in ("own_ms_per_step", "own_pct_of_step", "trace_window_s"):
+                if any(o.get(key) is not None for o in own):  # what each wrapped run says it cost
+                    per[variant][key] = [o.get(key) for o in own]
         out[job] = per
     return out
 
