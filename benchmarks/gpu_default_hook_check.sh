@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# ddlprof's own default hook (collectors/comm.py: mean_allreduce) and a user's Python hook on 2 GPUs:
-# both must time every untraced step (no unresolved comm, no collector warning). Writes $OUT/check.txt.
+# DDP's built-in C++ all-reduce (no hook: ddlprof registers none of its own) and a user's Python hook on
+# 2 GPUs (or 1: set NPROC=1): both must time every untraced step (no unresolved comm, no collector warning). Writes $OUT/check.txt.
 #   OUT=/tmp/out bash benchmarks/gpu_default_hook_check.sh
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=$PWD
 OUT=${OUT:-benchmarks/results/gpu}
@@ -8,7 +8,7 @@ mkdir -p "$OUT"
 for hook in default python; do
   extra=""
   [ $hook = python ] && extra=--python-comm-hook
-  python3 -m ddlprof wrap --out /tmp/r-$hook --trace-steps 30-31 -- torchrun --standalone --nproc_per_node=2 \
+  python3 -m ddlprof wrap --out /tmp/r-$hook --trace-steps 30-31 -- torchrun --standalone --nproc_per_node=${NPROC:-2} \
     examples/ddp_train.py --model resnet50 --batch-size 64 --steps 80 --synthetic $extra > "$OUT/wrap_$hook.log" 2>&1
   echo "exit $?" >> "$OUT/wrap_$hook.log"
   python3 -m ddlprof report --no-store --json /tmp/r-$hook > "$OUT/report_$hook.json" 2>> "$OUT/wrap_$hook.log"

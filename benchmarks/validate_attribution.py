@@ -73,9 +73,14 @@ def step_offset(run: Run, ranges: list[tuple[int, int]]) -> int:
 
 
 def handover_ms(step: dict[str, Any]) -> float | None:
-    """When the GPU reached the last bucket's hand-over, on the host clock (ms), if recorded."""
+    """When the GPU reached the end of backward, on the host clock (ms), if recorded (runs of
+    collectors before the default comm hook was dropped recorded the last bucket's hand-over)."""
     comm = step.get("comm") or {}
-    if comm.get("clock") != "cuda" or not comm.get("per_bucket") or "gpu_lag_ms" not in comm:
+    if comm.get("clock") != "cuda" or "gpu_lag_ms" not in comm:
+        return None
+    if "backward_end_ms" in comm:
+        return step["start"] * 1e3 + comm["backward_end_ms"] + comm["gpu_lag_ms"]
+    if not comm.get("per_bucket") or comm["per_bucket"][-1][2] is None:
         return None
     return step["start"] * 1e3 + comm["per_bucket"][-1][2] + comm["gpu_lag_ms"]
 

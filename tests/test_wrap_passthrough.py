@@ -318,3 +318,25 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+def test_a_jobs_builtin_cpp_comm_hook_is_left_alone_and_its_wait_still_timed(tmp_path):
+    script = f"""
+import torch, torch.distributed as dist
+dist.init_process_group("gloo", init_method="file://{tmp_path / "store"}", rank=0, world_size=1)
+model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(4, 1))
+model._register_builtin_comm_hook(dist.BuiltinCommHookType.ALLREDUCE)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+for step in range(6):
+    model(torch.ones(8, 4)).sum().backward()
+    opt.step()
+    opt.zero_grad()
+dist.destroy_process_group()
+"""
+    done = ddlprof("wrap", "--out", str(tmp_path / "r"), PY, "-c", script)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(x) for x in (tmp_path / "r" / "ranks" / "rank-0.jsonl").read_text().splitlines()]
+    assert not [r for r in records if r["type"] == "warning"]
+    comms = [r["comm"] for r in records if r["type"] == "step"]
+    assert len(comms) == 6 and all(c["clock"] == "cpu" and c["exposed_ms"] >= 0 for c in comms)
+    assert "ALLREDUCE" in str(next(r for r in records if r["type"] == "workload")["comm_hook"])
