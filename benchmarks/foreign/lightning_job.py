@@ -20,7 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 class Classifier(L.LightningModule):
     def __init__(self, model: str, image_size: int) -> None:
         super().__init__()
-        self.net = torchvision.models.get_model(model, num_classes=1000, image_size=image_size)
+        size = {"image_size": image_size} if model.startswith("vit") else {}  # only ViTs take it
+        self.net = torchvision.models.get_model(model, num_classes=1000, **size)
         self.loss = torch.nn.CrossEntropyLoss()
 
     def training_step(self, batch, batch_idx):
