@@ -67,6 +67,38 @@ def test_input_bound_predicts_the_step_without_the_shared_data_stall():
     assert "at least 3" in top["action"]
 
 
+def _loader(workers: int, cpu: float, blocked: float, cpus: int, ranks: int = 1) -> dict:
+    return {
+        "workers": workers,
+        "batch_ms": cpu + blocked,
+        "batch_cpu_ms": cpu,
+        "batch_cpu_wait_ms": 0.0,
+        "batches_per_step": 1,
+        "cpus": cpus,
+        "ranks_on_host": ranks,
+    }
+
+
+def test_input_bound_with_batch_costs_names_the_workers_that_hide_the_loading():
+    # a batch takes 30 ms to make, mostly blocked on storage; the rest of the step is 10.5 ms: 3 workers
+    # make a batch per 10 ms, plus one for jitter; 8 cores leave room for them
+    rank = {**_rank(0, 9.0, data=20.0), "loader": _loader(2, cpu=5.0, blocked=25.0, cpus=8)}
+    (top,) = _check(diagnose(_summary(rank)))["recommendations"]
+    assert top["change"] == {"num_workers": 4}
+    assert top["action"].startswith("fetch-bound: raise num_workers from 2 to 4")
+    assert top["predicted_step_ms"] == pytest.approx(10.5)
+
+
+def test_input_bound_on_busy_cores_says_the_preparation_must_get_cheaper_not_more_workers():
+    # 30 CPU-ms per batch, 10.5 ms of the rest of the step, 2 ranks on 4 cores: one free core per rank,
+    # so the step cannot fall below 30 ms whatever the workers
+    rank = {**_rank(0, 9.0, data=25.0), "loader": _loader(1, cpu=30.0, blocked=1.0, cpus=4, ranks=2)}
+    (top,) = _check(diagnose(_summary(rank)))["recommendations"]
+    assert top["action"].startswith("prep-bound with every core busy")
+    assert "GPU" in top["action"] and top["change"] == {}
+    assert top["predicted_step_ms"] == pytest.approx(30.0)
+
+
 def test_data_stall_on_one_rank_is_a_straggler_not_input_bound():
     slow = _rank(1, 10.0, data=30.0, comm=1.0)
     fast = _rank(0, 10.0, data=0.5, comm=30.5)  # waits for rank 1 in the all-reduce

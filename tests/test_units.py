@@ -55,6 +55,9 @@ def test_step_breakdown_single_and_multi_node():
         "interconnect_stall_ms": 20.0,
         "network_stall_ms": 0.0,
         "other_ms": 5.0,
+        "data_fetch_ms": None,  # no batch costs in this step record
+        "data_prep_ms": None,
+        "data_other_ms": None,
     }
     multi = step_categories(step, multi_node=True)
     assert multi["interconnect_stall_ms"] is None and multi["network_stall_ms"] == 20.0

@@ -1,7 +1,10 @@
-"""Data stall: the time the training loop is blocked in ``next()`` on a DataLoader iterator.
+"""Data stall: the time the training loop is blocked in ``next()`` on a DataLoader iterator, and what
+the batches it waited for cost to make (``loader_workers.py``).
 
 Every DataLoader iterator (single- and multi-process) inherits ``__next__`` from
-``_BaseDataLoaderIter``; wrapping it once times every loader the job creates.
+``_BaseDataLoaderIter``; wrapping it once times every loader the job creates. A multi-process
+iterator also gets a shared ring for its workers' batch costs while it starts them, and reads a
+batch's row when the batch arrives (``_process_data``, which names the worker that made it).
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import functools
 import time
 from typing import TYPE_CHECKING, Any
 
+from ddlprof.collectors import loader_workers
 from ddlprof.collectors.batches import batch_size
 
 if TYPE_CHECKING:
@@ -29,12 +33,61 @@ def install(session: Session) -> None:
         batch = original(self)
         end = time.perf_counter_ns()
         if session.guard.active("data"):
-            session.guard.call("data", _on_batch, session, start / 1e9, end / 1e9, batch)
+            session.guard.call("data", _on_batch, session, self, start / 1e9, end / 1e9, batch)
         session.count_own(entered, "data", user_ns=end - start)
         return batch
 
     _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
+    if session.guard.active("data"):
+        loader_workers.install()
+        _install_worker_rings(session)
 
 
-def _on_batch(session: Session, start: float, end: float, batch: Any) -> None:
-    session.on_batch(start, end, batch_size(batch))
+def _on_batch(session: Session, iterator: Any, start: float, end: float, batch: Any) -> None:
+    workers = getattr(iterator, "_num_workers", 0)
+    cost = iterator.__dict__.pop("_ddlprof_cost", None) if workers else loader_workers.take_inline()
+    session.on_batch(start, end, batch_size(batch), cost, workers)
+
+
+def _install_worker_rings(session: Session) -> None:
+    from torch.utils.data._utils import ExceptionWrapper
+    from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter as Iterator
+
+    original_init, original_reset = Iterator.__init__, Iterator._reset
+    original_process = Iterator._process_data
+
+    @functools.wraps(original_init)
+    def __init__(self: Any, loader: Any) -> None:
+        job_init = loader.worker_init_fn
+        reader = session.guard.call("data", _ring_for, loader) if session.guard.active("data") else None
+        if reader is None:
+            return original_init(self, loader)
+        self._ddlprof_reader = reader
+        loader.worker_init_fn = loader_workers.WorkerInit(reader.ring, job_init)
+        try:
+            original_init(self, loader)
+        finally:
+            loader.worker_init_fn = job_init  # the job's loader is as it was once the workers run
+
+    @functools.wraps(original_reset)
+    def _reset(self: Any, loader: Any, first_iter: bool = False) -> None:
+        original_reset(self, loader, first_iter)
+        reader = getattr(self, "_ddlprof_reader", None)
+        if reader is not None:
+            reader.reset()
+
+    @functools.wraps(original_process)
+    def _process_data(self: Any, data: Any, worker_idx: Any) -> Any:
+        reader = getattr(self, "_ddlprof_reader", None)
+        if reader is not None and not isinstance(data, ExceptionWrapper) and session.guard.active("data"):
+            self._ddlprof_cost = session.guard.call("data", reader.take, worker_idx)
+        return original_process(self, data, worker_idx)
+
+    Iterator.__init__ = __init__  # type: ignore[method-assign]
+    Iterator._reset = _reset  # type: ignore[method-assign]
+    Iterator._process_data = _process_data  # type: ignore[method-assign]
+
+
+def _ring_for(loader: Any) -> loader_workers.Reader | None:
+    workers = int(loader.num_workers)
+    return loader_workers.Reader(loader_workers.new_ring(workers), workers) if workers > 0 else None

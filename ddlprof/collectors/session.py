@@ -19,6 +19,7 @@ from typing import Any
 from ddlprof.collectors.comm import GpuClock, resolve_buckets
 from ddlprof.collectors.config import CollectorConfig, host_id
 from ddlprof.collectors.guard import Guard
+from ddlprof.collectors.loader_workers import usable_cpus
 from ddlprof.collectors.records import RecordWriter, rank_file
 from ddlprof.collectors.workload import ddp_bucket_sizes
 
@@ -28,6 +29,9 @@ COMPILED_DDP = (
     "a step without a DDP forward ddlprof could see (a DDP module run by torch.compile, where its hooks "
     "stand aside so as not to break the graph): no communication timing, samples from the DataLoader"
 )  # DDP rebuilds its buckets during the first iterations; read them after.
+
+
+LOADER_FIELDS = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms")
 
 
 @dataclass
@@ -48,6 +52,7 @@ class StepState:
     after_trace_export: bool = False
     own_ns: int = 0  # host time spent inside ddlprof's hooks and callbacks during the step
     own_ns_by: dict[str, int] = field(default_factory=dict)  # the same, per hook (OWN_PARTS)
+    loader: dict[str, float] | None = None  # what the step's batches cost to make (loader_workers.py)
 
 
 class Session:
@@ -125,13 +130,26 @@ class Session:
         state.own_ns += spent_ns
         state.own_ns_by[part] = state.own_ns_by.get(part, 0) + spent_ns
 
-    def on_batch(self, start: float, end: float, samples: int | None) -> None:
+    def on_batch(self, start: float, end: float, samples: int | None, cost: Any, workers: int) -> None:
+        """A batch reached the loop after ``end - start`` s in ``next()``; ``cost``: what it cost its
+        producer (a ``loader_workers.BatchCost``, None where not known)."""
         state = self.state
         state.data_wait_s += end - start
         if state.first_forward is None:
             state.data_wait_before_forward_s += end - start
         if samples:
             state.samples_loader += samples
+        loader = state.loader
+        if loader is None:
+            loader = state.loader = dict.fromkeys(LOADER_FIELDS, 0.0)
+        loader["batches"] += 1
+        loader["workers"] = max(loader["workers"], workers)
+        if cost is None:
+            loader["uncosted"] += 1
+        else:
+            loader["wall_ms"] += cost.wall_ms
+            loader["cpu_ms"] += cost.cpu_ms
+            loader["cpu_wait_ms"] += cost.cpu_wait_ms
 
     def on_step_work(self) -> None:
         """The loop starts work of the step (a DataLoader ``next()``, a DDP forward), outside any
@@ -247,6 +265,7 @@ class Session:
             "traced": state.traced or state.after_trace_export,
             "own_ms": round(state.own_ns / 1e6, 4),
             "own_ms_by": {part: round(ns / 1e6, 4) for part, ns in state.own_ns_by.items()},
+            "loader": {k: round(v, 4) for k, v in state.loader.items()} if state.loader else None,
         }
 
     def _write(self, record: dict) -> None:
@@ -321,6 +340,7 @@ def rank_meta() -> dict[str, Any]:
         "backend": None,
         "device": "cpu",
         "device_name": None,
+        "cpus": usable_cpus(),  # the cores this rank may run on: room for DataLoader workers
         "unix": time.time(),
     }
     if dist.is_available() and dist.is_initialized():

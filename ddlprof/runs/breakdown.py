@@ -23,6 +23,8 @@ from collections.abc import Iterable
 from typing import Any
 
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
+#: The data stall's parts, which add up to it: waiting for storage, CPU work, and what neither explains.
+DATA_PARTS = ("data_fetch_ms", "data_prep_ms", "data_other_ms")
 SINGLE_NODE = "single node: no traffic between machines"
 MULTI_NODE_SPLIT = (
     "multi-node run without a bandwidth probe (--no-probe, or it failed): all exposed communication "
@@ -93,6 +95,32 @@ def step_categories(
         "interconnect_stall_ms": interconnect,
         "network_stall_ms": network,
         "other_ms": other,
+        **data_split(data, step.get("loader")),
+    }
+
+
+def data_split(data_ms: float | None, loader: Any) -> dict[str, float | None]:
+    """The step's data stall in ``DATA_PARTS``, in proportion to what its batches cost to make.
+
+    Up to the producers' wall time per batch, the stall is split as that time was: CPU work and waiting
+    for a CPU (prep: decoding, augmentation, collation) against the rest (fetch: blocked on storage or
+    the network). A stall longer than the batches took to make is not theirs: the excess is
+    ``data_other_ms`` (the hand-over from the workers, pinning, the sampler). Null where a batch of
+    the step has no cost (older collectors, a worker that restarted).
+    """
+    if data_ms is None or not isinstance(loader, dict) or not loader.get("batches") or loader.get("uncosted"):
+        return dict.fromkeys(DATA_PARTS)
+    wall = float(loader.get("wall_ms") or 0.0)
+    explained = min(data_ms, wall)
+    prep_share = (
+        min(1.0, (float(loader.get("cpu_ms") or 0.0) + float(loader.get("cpu_wait_ms") or 0.0)) / wall)
+        if wall > 0
+        else 0.0
+    )
+    return {
+        "data_fetch_ms": explained * (1.0 - prep_share),
+        "data_prep_ms": explained * prep_share,
+        "data_other_ms": data_ms - explained,
     }
 
 

@@ -138,16 +138,24 @@ def straggler(summary: dict[str, Any]) -> Recommendation | None:
 
 
 def input_bound(summary: dict[str, Any]) -> Recommendation | None:
-    """Every rank waits for data: more DataLoader workers (or prefetch) hide the loading under compute."""
+    """Every rank waits for data: more DataLoader workers (or prefetch) hide the loading under compute,
+    as far as the CPU cores allow; past that, the preparation has to get cheaper or move to the GPU."""
     if not _known(summary, "data_stall_ms"):
         return None
-    stall = min(_v(r, "data_stall_ms") for r in summary["ranks"])
+    rank = min(summary["ranks"], key=lambda r: _v(r, "data_stall_ms"))
+    stall = _v(rank, "data_stall_ms")
     if _share(stall, summary) < RECOMMEND_SHARE:
         return None
-    step = _step(summary)
-    rest = step - stall
+    rest = _step(summary) - stall
+    evidence = (
+        f"data stall {stall:.1f} ms per step on every rank ({_pct(stall, summary)} of the step); "
+        f"the rest of the step is {rest:.1f} ms"
+    )
+    loader = rank.get("loader")
+    if loader and rest > 0:
+        return _input_bound_measured(summary, loader, stall, rest, evidence)
     from_none = math.ceil(stall / rest) + 1 if rest > 0 else None
-    factor = step / rest if rest > 0 else None
+    factor = _step(summary) / rest if rest > 0 else None
     workers = (
         f"from num_workers=0 use at least {from_none}; with W workers already, about {factor:.1f} x W"
         if from_none is not None and factor is not None
@@ -159,14 +167,71 @@ def input_bound(summary: dict[str, Any]) -> Recommendation | None:
         "input pipeline",
         f"more DataLoader workers ({workers}; one more than loading needs, for jitter), a larger "
         "prefetch_factor if loading is bursty, and pin_memory=True on GPUs",
-        f"data stall {stall:.1f} ms per step on every rank ({_pct(stall, summary)} of the step); "
-        f"the rest of the step is {rest:.1f} ms",
+        evidence,
         stall,
         "measured arithmetic: step minus the data stall every rank shares (loading fully hidden under "
         "the rest of the step by enough workers)",
         "a floor: needs free CPU cores for the workers and storage that keeps up; the workers' own CPU "
         "use can slow compute on a host with few cores",
         {"num_workers": from_none} if from_none is not None else None,
+    )
+
+
+def _input_bound_measured(
+    summary: dict[str, Any], loader: dict[str, Any], stall: float, rest: float, evidence: str
+) -> Recommendation:
+    """The data advice from what a batch costs to make: a batch takes ``cpu + blocked`` ms in one
+    worker when it need not wait for a core, so ``batches x that / rest`` workers make the batches a
+    step needs within the rest of the step; their CPU work needs ``batches x cpu`` core-ms per step,
+    which the cores left beside the training process (one) must supply."""
+    workers, batches = int(loader["workers"]), loader["batches_per_step"]
+    cpu, blocked = (
+        loader["batch_cpu_ms"],
+        max(0.0, loader["batch_ms"] - loader["batch_cpu_ms"] - loader["batch_cpu_wait_ms"]),
+    )
+    cpus, ranks = loader.get("cpus"), loader.get("ranks_on_host") or 1
+    free = max(1.0, cpus / ranks - 1) if isinstance(cpus, int) and cpus > 0 else None
+    needed = max(1, math.ceil(batches * (cpu + blocked) / rest))
+    cpu_floor = batches * cpu / free if free is not None else 0.0
+    predicted_step = max(rest, cpu_floor) + _v(summary["job"], "data_other_ms")
+    made = (
+        f"; a batch takes {cpu + blocked:.1f} ms to make ({cpu:.1f} CPU, {blocked:.1f} blocked on storage), "
+        f"{workers} worker(s)" + (f", {free:.0f} free core(s) per rank" if free is not None else "")
+    )
+    fetch_bound = blocked >= cpu
+    if free is not None and cpu_floor > rest:
+        target = max(workers, math.floor(free))
+        action = (
+            f"prep-bound with every core busy: the {batches * cpu:.0f} CPU-ms of decoding and augmentation "
+            f"per step need {batches * cpu / rest:.1f} cores, the rank has {free:.0f} free: move decoding to "
+            "the GPU (NVIDIA DALI, torchvision.io.decode_jpeg on CUDA), make augmentation cheaper, or take "
+            "an instance with more vCPUs per GPU"
+            + (f"; meanwhile num_workers={target}" if target > workers else "")
+        )
+        change = {"num_workers": target} if target > workers else None
+        basis = "measured arithmetic: the rest of the step, or the free cores' time for the batches' CPU work"
+    else:
+        target = needed + 1  # one more than loading needs, for jitter
+        kind = "fetch-bound" if fetch_bound else "prep-bound"
+        extra = (
+            ", a larger prefetch_factor, and a local cache or faster storage for the dataset"
+            if fetch_bound
+            else ", and pin_memory=True on GPUs"
+        )
+        action = f"{kind}: raise num_workers from {workers} to {target}{extra}"
+        change = {"num_workers": target}
+        basis = "measured arithmetic: batches made in parallel by enough workers within the rest of the step"
+    return _recommendation(
+        summary,
+        "input_bound",
+        "input pipeline",
+        action,
+        evidence + made,
+        max(0.0, _step(summary) - predicted_step),
+        basis,
+        "storage that keeps up with more readers at once is assumed; the workers' CPU use can slow "
+        "the training process on a host with few cores",
+        change,
     )
 
 

@@ -84,7 +84,16 @@ def good_step(record: dict[str, Any]) -> bool:
         and (record.get("samples") is None or number(record["samples"], high=MAX_COUNT, integer=True))
         and _comm(record.get("comm"))
         and _own_by(record.get("own_ms_by"))
+        and _loader(record.get("loader"))
     )
+
+
+def _loader(loader: Any) -> bool:
+    """What the step's batches cost to make (``collectors/session.py``: LOADER_FIELDS), or absent."""
+    if loader is None:
+        return True
+    keys = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms")
+    return isinstance(loader, dict) and all(number(loader.get(k, 0), high=MAX_COUNT) for k in keys)
 
 
 def _own_by(parts: Any) -> bool:

@@ -17,7 +17,7 @@ from typing import Any
 
 import ddlprof
 from ddlprof.errors import DdlprofError
-from ddlprof.runs.breakdown import CATEGORIES, reasons, step_categories
+from ddlprof.runs.breakdown import CATEGORIES, DATA_PARTS, reasons, step_categories
 from ddlprof.runs.diagnosis import diagnose
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
@@ -59,7 +59,7 @@ def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
         "device": log.meta.get("device_name") or log.meta.get("device"),
         "steps": len(steps),
     }
-    for key in ("step_ms", *CATEGORIES):
+    for key in ("step_ms", *CATEGORIES, *DATA_PARTS):
         row[key] = _mean([s[key] for s in steps])
     samples = [s["samples"] for s in steps]
     seconds = sum(s["step_ms"] for s in steps) / 1e3
@@ -67,6 +67,28 @@ def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
         sum(samples) / seconds if steps and seconds > 0 and all(samples) else None
     )
     return row
+
+
+def _loader(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What a batch cost its producer on this rank (medians over the steady steps), the DataLoader
+    workers making them and the CPU cores the rank may use: the inputs of the data advice."""
+    costed = [s["loader"] for s in steps if isinstance(s.get("loader"), dict) and s["loader"].get("batches")]
+    costed = [c for c in costed if not c.get("uncosted")]
+    if not costed:
+        return None
+
+    def per_batch(key: str) -> float:
+        return round(statistics.median(c[key] / c["batches"] for c in costed), 3)
+
+    return {
+        "workers": int(max(c.get("workers", 0) for c in costed)),
+        "batch_ms": per_batch("wall_ms"),
+        "batch_cpu_ms": per_batch("cpu_ms"),
+        "batch_cpu_wait_ms": per_batch("cpu_wait_ms"),
+        "batches_per_step": round(statistics.median(c["batches"] for c in costed), 3),
+        "cpus": log.meta.get("cpus"),
+        "ranks_on_host": log.meta.get("local_world_size"),
+    }
 
 
 def slower_than_median(busy: dict[int, float]) -> list[dict[str, Any]]:
@@ -150,10 +172,12 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         ]
         rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
         lags += [lag for s in chosen if (lag := (s.get("comm") or {}).get("gpu_lag_ms")) is not None]
-        rank_rows.append(_rank_summary(log, rows))
+        rank_rows.append({**_rank_summary(log, rows), "loader": _loader(log, chosen)})
         costs.append(_own_cost(log, chosen, rank_rows[-1]["step_ms"]))
 
-    job: dict[str, Any] = {key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES)}
+    job: dict[str, Any] = {
+        key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES, *DATA_PARTS)
+    }
     throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
     job["throughput_samples_per_s"] = sum(throughputs) if all(t is not None for t in throughputs) else None
 
