@@ -10,13 +10,21 @@ Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and wr
   from tsaol/aws-gpu@299375be (2026-08-26).
 - GCP: on-demand and spot prices of the A2, A3 and G2 types from Cyclenerd's pricing.yml at commit
   fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added. network_gbps of every
-  GCP type: the figure of ``GCP_NETWORK`` (read from Google's page) with its note, else empty with a note
-  saying why (``GCP_NET_MISSING``); older network notes are replaced, not added to.
+  GCP type: ``gcp_network_figure`` (A2 and G2 per machine type from Cyclenerd's transcription of Google's
+  tables, A3 8-GPU types, A3 Ultra and A4 from Google's overview table) with one note naming the source,
+  else empty with a note saying why; older network notes are replaced, not added to.
+- a3-ultragpu-8g (8 x H200) and a4-highgpu-8g (8 x B200) added (vCPUs and memory from SkyPilot's catalog);
+  a3-ultragpu-8g priced from ``gcp_a3ultra_tanod_20261013.json`` (the instance price is 8 x the dataset's
+  per-GPU share); a4-highgpu-8g unpriced (no dated source found). p5e.48xlarge in us-east-2 takes the EC2
+  Capacity Blocks rate of ``aws_capacity_blocks_2024q4.json``, its source saying it is a reservation rate.
 
 A row's ``source`` names every source of its figures with their dates; ``source_date`` is the date of its
 on-demand price (of its spot price where it has none), ``spot_source_date`` that of its spot price and
 interruption bucket. The script reads its own earlier output (the on-demand part of a row's source is
-its first ``" | "`` part), so running it again gives the same files. Usage (after fetching the sources)::
+its first ``" | "`` part), so running it again gives the same files. ``--aws-raw``/``--aws-od`` and
+``--gcp-pricing`` are each optional: without them the rows from those sources are kept as they are (the
+network notes, the transcribed files below and the new types are applied either way). Usage (after
+fetching the sources)::
 
     git -C /work/.mirror/tsaol+aws-gpu/repo show 2d0108c7:data/gpu_instances_raw.json > aws_raw.json
     git -C <Cyclenerd/google-cloud-pricing-cost-calculator clone> show fd66b26:pricing.yml > gcp.yml
@@ -24,7 +32,8 @@ its first ``" | "`` part), so running it again gives the same files. Usage (afte
         --aws-od benchmarks/catalog_sources/aws_od_299375be.json --gcp-pricing gcp.yml
 
 ``aws_od_299375be.json`` holds the ``pricing`` maps of tsaol/aws-gpu@299375be
-data/{p5,p5en,p6-b200,p5e}_instances.js as ``{type: {"onDemand": {region: usd}}}``.
+data/{p5,p5en,p6-b200,p5e}_instances.js as ``{type: {"onDemand": {region: usd}}}``; the other files of
+benchmarks/catalog_sources/ say in their ``_source`` where and how they were read.
 """
 
 from __future__ import annotations
@@ -53,6 +62,14 @@ SKYPILOT_GCP = (
     "catalogs/v8/gcp/vms.csv"
 )
 GCP_NET = "https://cloud.google.com/compute/docs/gpus/gpu-network-bandwidth"
+CYCLENERD_TYPES = (
+    "https://github.com/Cyclenerd/google-cloud-compute-machine-types/blob/"
+    "6df0dc708acd757a325024ea0508e1b32850533d/instances/series/{series}.sql"
+)
+CYCLENERD_TYPES_DATE = "2026-03-22"  # commit date of 6df0dc7, the version read
+SOURCES = Path(__file__).resolve().parent / "catalog_sources"
+A3_ULTRA_PRICES = SOURCES / "gcp_a3ultra_tanod_20261013.json"
+CAPACITY_BLOCKS = SOURCES / "aws_capacity_blocks_2024q4.json"
 AWS_EFA_DOC = "https://github.com/tsaol/aws-gpu/blob/299375be7a2b940b53b3d80ec79fd66ee688f4fa/{file}"
 
 
@@ -90,7 +107,8 @@ NEW_AWS = [
         "true",
         "data/p5e_instances.js",
         "'3200 Gbps EFAv2', '900 GB/s NVSwitch' in the source; generation 'preview' there and no price in "
-        "either AWS source (AWS sells p5e through Capacity Blocks): no on-demand or spot price",
+        "either AWS source (AWS sells p5e through Capacity Blocks): its only price is the Capacity Blocks "
+        "reservation rate in us-east-2 (see that row's source), no spot price",
     ),
     (
         "p5en.48xlarge",
@@ -138,6 +156,13 @@ NEW_GCP = [
     ("a3-highgpu-4g", "H100", 4, 80, "NVSwitch NVLink 4", "900", None),
     ("a3-megagpu-8g", "H100", 8, 80, "NVSwitch NVLink 4", "900", None),
 ]
+# GCP types that no price file lists with vCPUs and memory: (vCPUs, memory GiB) from SkyPilot's catalog
+# (SKYPILOT_GCP rows of the type), GPU memory from gpu_specs.csv, the link from the GPU's NVLink generation.
+NEW_GCP_SPECS = [
+    # instance_type, gpu, count, memory/GPU, vcpus, ram, link, link GB/s
+    ("a3-ultragpu-8g", "H200", 8, 141, 224, 2952, "NVSwitch NVLink 4", "900"),
+    ("a4-highgpu-8g", "B200", 8, 179, 224, 3968, "NVSwitch NVLink 5", "1800"),
+]
 # Regions where SkyPilot's GCP catalog lists a3-highgpu-1g (zones with the type): used for 1g/2g/4g.
 A3_SMALL_REGIONS = [
     "asia-east1",
@@ -158,11 +183,6 @@ A3_SMALL_REGIONS = [
     "us-west1",
     "us-west4",
 ]
-# GCP network bandwidth per machine type that the stored copy of GCP_NET states (its overview table).
-GCP_NETWORK = {
-    "a3-highgpu-8g": ("1000", "GPUDirect-TCPX; 'A3 High ... 1,000 Gbps' in the overview table"),
-    "a3-megagpu-8g": ("1800", "GPUDirect-TCPXO; 'A3 Mega ... 1,800 Gbps' in the overview table"),
-}
 
 
 def _fmt(value: float) -> str:
@@ -258,8 +278,8 @@ def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
     regions: dict[str, list[str]] = {}
     kept = []
     for row in prices:
-        if row["cloud"] != "gcp":
-            continue
+        if row["cloud"] != "gcp" or row["instance_type"] in {n[0] for n in NEW_GCP_SPECS}:
+            continue  # the new types' rows come from a3_ultra_rows
         if row["instance_type"].startswith("n1-"):
             # N1 + GPU: Cyclenerd's file has no attachable-GPU SKUs; keep as it was
             has_spot = row["spot_usd_per_hour"] or row["spot_interruption"]
@@ -303,35 +323,99 @@ def gcp_rows(prices: list[dict], pricing: dict) -> list[dict]:
     return rows + kept
 
 
-# What the notes of a GCP type say about its network bandwidth: one statement, rewritten on every run.
+# What the notes of a GCP type say about its network bandwidth: one statement, rewritten on every run
+# (the older forms this script wrote are matched too, so they are replaced rather than added to).
 _NET_NOTE = re.compile(
-    r"network_gbps (\d+: [^;]*; '[^']*' in the overview table of \S+ \(stored copy, undated\)"
+    r"network_gbps (\d+: [^;]*? \(source: [^)]*\)"
+    r"|\d+: [^;\[]*\[[^\]]*\]"
+    r"|\d+: [^;]*; '[^']*' in the overview table of \S+ \(stored copy, undated\)"
     r"|not established[^;]*)(; |$)"
 )
-GCP_NET_MISSING = (
-    f"network_gbps not established: the stored copies of {GCP_NET} and of "
-    "https://cloud.google.com/compute/docs/accelerator-optimized-machines reachable when this was built give "
-    "only each series' maximum (A2 and G2 up to 100 Gbps, A3 High up to 1,000 Gbps, N1 + T4/V100 up to "
-    "100 Gbps by GPU and vCPU count), not the per-machine-type table"
-)
+# Google's overview table (GCP_NET): one figure per series; per machine type where the series has one type.
+_OVERVIEW = f"{GCP_NET} overview table, stored copy, undated"
+GCP_NET_8G = {
+    name: (gbps, f"{tech}, '{series} ... {gbps[:-3]},{gbps[-3:]} Gbps' in Google's overview table", _OVERVIEW)
+    for name, gbps, tech, series in (
+        ("a3-highgpu-8g", "1000", "GPUDirect-TCPX", "A3 High"),
+        ("a3-megagpu-8g", "1800", "GPUDirect-TCPXO", "A3 Mega"),
+        ("a3-ultragpu-8g", "3600", "GPUDirect RDMA", "A3 Ultra"),
+        ("a4-highgpu-8g", "3600", "GPUDirect RDMA", "A4"),
+    )
+}
+# Cyclenerd's transcription of Google's A2 and G2 machine-type tables (bandwidth column, Gbps).
+A2_NET = {"1g": "24", "2g": "32", "4g": "50", "8g": "100", "16g": "100"}
+G2_NET = {"4": "10", "8": "16", "12": "16", "16": "32", "24": "32", "32": "32", "48": "50", "96": "100"}
+GCP_NET_MISSING = {
+    "a3-highgpu": (
+        "network_gbps not established: Google's per-type figure for the single-NIC A3 High types (1 to 4 "
+        f"GPUs) is not in the stored copies of {GCP_NET} found (they hold the overview and series "
+        f"maxima), and {CYCLENERD_TYPES.format(series='a3')} gives these types only its A3-wide default "
+        "(200), not a per-type figure"
+    ),
+    "n1": (
+        "network_gbps not established: Google gives N1 + T4/V100 'up to 100 Gbps, based on the "
+        f"combination of GPU and vCPU count' ({GCP_NET}), but the table of that rule is not in any stored "
+        f"copy found, and the per-vCPU N1 figures of {CYCLENERD_TYPES.format(series='n1')} are for N1 "
+        "without GPUs"
+    ),
+}
+
+
+def gcp_network_figure(name: str) -> tuple[str, str, str] | str:
+    """(Gbit/s, what the source says, source) of a GCP type's maximum network bandwidth, or why none."""
+    if name in GCP_NET_8G:
+        return GCP_NET_8G[name]
+    series, _, size = name.rpartition("-")
+    if name.startswith("a2-") and size in A2_NET:
+        where = f"{CYCLENERD_TYPES.format(series='a2')}, {CYCLENERD_TYPES_DATE}, from Google's A2 table"
+        return A2_NET[size], f"A2 {size} types (Cyclenerd a2.sql 'a2-%-{size}')", where
+    if series == "g2-standard" and size in G2_NET:
+        where = f"{CYCLENERD_TYPES.format(series='g2')}, {CYCLENERD_TYPES_DATE}, from Google's G2 table"
+        return G2_NET[size], f"Cyclenerd g2.sql '{name}'", where
+    if name.startswith("a3-highgpu-"):
+        return GCP_NET_MISSING["a3-highgpu"]
+    if name.startswith("n1-"):
+        return GCP_NET_MISSING["n1"]
+    return f"network_gbps not established: no source found for {name}"
 
 
 def gcp_network(row: dict) -> dict:
     """The row with its network_gbps and one note saying where the figure is from, or that it is not."""
     notes = _NET_NOTE.sub("", row["notes"]).strip().removesuffix(";").strip()
-    if row["instance_type"] in GCP_NETWORK:
-        gbps, why = GCP_NETWORK[row["instance_type"]]
-        said = f"network_gbps {gbps}: {why} of {GCP_NET} (stored copy, undated)"
+    figure = gcp_network_figure(row["instance_type"])
+    if isinstance(figure, tuple):
+        gbps, why, where = figure
+        said = f"network_gbps {gbps}: {why} (source: {where})"
         row = {**row, "network_gbps": gbps, "network_up_to": "false"}
     else:
-        said = GCP_NET_MISSING
+        said = figure
         row = {**row, "network_gbps": "", "network_up_to": ""}
     return {**row, "notes": "; ".join(part for part in (said, notes) if part)}
 
 
-def instance_rows(header: list[str], rows: list[dict], pricing: dict) -> list[dict]:
+def _gcp_instance(name, gpu, n, mem, vcpus, ram, link, gbps, source, date, said) -> dict:
+    row = {
+        "cloud": "gcp",
+        "instance_type": name,
+        "gpu": gpu,
+        "gpu_count": str(n),
+        "gpu_memory_gb": str(mem),
+        "vcpus": str(vcpus),
+        "ram_gb": str(ram),
+        "gpu_link": link,
+        "gpu_link_gbps": gbps,
+        "network_gbps": "",
+        "network_up_to": "",
+        "efa": "",
+        "source": source,
+        "source_date": date,
+        "notes": f"{said}; efa not applicable (AWS only)",
+    }
+    return gcp_network(row)
+
+
+def instance_rows(header: list[str], rows: list[dict], pricing: dict | None) -> list[dict]:
     names = {r["instance_type"] for r in rows}
-    instances = pricing["compute"]["instance"]
     out = []
     for row in rows:
         if row["cloud"] == "gcp":
@@ -362,45 +446,103 @@ def instance_rows(header: list[str], rows: list[dict], pricing: dict) -> list[di
                     )
         if row["instance_type"] == "a3-highgpu-8g":
             for name, gpu, n, mem, link, gbps, _where in NEW_GCP:
-                spec = instances[name]
                 if name in names:
                     continue
-                network, net_note = "", GCP_NET_MISSING
-                if name in GCP_NETWORK:
-                    network, why = GCP_NETWORK[name]
-                    net_note = f"network_gbps {network}: {why} of {GCP_NET} (stored copy, undated)"
+                spec = pricing["compute"]["instance"][name]  # new types need the pricing source
+                said = "vcpus, ram_gb (GB) and GPU count from the pricing source"
                 out.append(
-                    {
-                        "cloud": "gcp",
-                        "instance_type": name,
-                        "gpu": gpu,
-                        "gpu_count": str(n),
-                        "gpu_memory_gb": str(mem),
-                        "vcpus": str(spec["cpu"]),
-                        "ram_gb": _fmt(spec["ram"]),
-                        "gpu_link": link,
-                        "gpu_link_gbps": gbps,
-                        "network_gbps": network,
-                        "network_up_to": "false" if network else "",
-                        "efa": "",
-                        "source": GCP_PRICING,
-                        "source_date": GCP_PRICING_DATE,
-                        "notes": f"vcpus, ram_gb (GB) and GPU count from the pricing source; {net_note}; "
-                        "efa not applicable (AWS only)",
-                    }
+                    _gcp_instance(
+                        name,
+                        gpu,
+                        n,
+                        mem,
+                        spec["cpu"],
+                        _fmt(spec["ram"]),
+                        link,
+                        gbps,
+                        GCP_PRICING,
+                        GCP_PRICING_DATE,
+                        said,
+                    )
                 )
+        if row["instance_type"] == "a3-megagpu-8g":
+            for name, gpu, n, mem, vcpus, ram, link, gbps in NEW_GCP_SPECS:
+                if name in names:
+                    continue
+                said = (
+                    f"vcpus and ram_gb from {SKYPILOT_GCP} (its vCPUs and MemoryGiB of the type); "
+                    "gpu_memory_gb and gpu_link_gbps from ddlprof/models/data/gpu_specs.csv"
+                )
+                out.append(_gcp_instance(name, gpu, n, mem, vcpus, ram, link, gbps, SKYPILOT_GCP, "", said))
     return out
+
+
+def a3_ultra_rows() -> list[dict]:
+    """a3-ultragpu-8g prices: 8 x the per-GPU instance share of the transcribed dataset rows."""
+    data = json.loads(A3_ULTRA_PRICES.read_text())
+    rows = []
+    for region, cell in sorted(data["a3-ultragpu-8g"].items()):
+        od, spot = cell["od_per_gpu_h"], cell["spot_per_gpu_h"]
+        said = [f"{k} {v}" for k, v in (("od_per_gpu_h", od), ("spot_per_gpu_h", spot)) if v is not None]
+        source = (
+            f"{data['url']} ({data['date']} snapshot, from the Google Cloud Billing Catalog API; "
+            f"{', '.join(said)}, basis instance_share: instance price = 8 x the per-GPU figure, which the "
+            "dataset rounds to 4 decimals, so +-0.0004 $/h; transcribed in "
+            f"benchmarks/catalog_sources/{A3_ULTRA_PRICES.name})"
+        )
+        rows.append(
+            {
+                "cloud": "gcp",
+                "instance_type": "a3-ultragpu-8g",
+                "region": region,
+                "on_demand_usd_per_hour": _fmt(8 * od) if od is not None else "",
+                "spot_usd_per_hour": _fmt(8 * spot) if spot is not None else "",
+                "spot_interruption": "",
+                "source": source,
+                "source_date": data["date"],
+                "spot_source_date": data["date"] if spot is not None else "",
+            }
+        )
+    return rows
+
+
+def capacity_block_rows() -> list[dict]:
+    """p5e.48xlarge: the EC2 Capacity Blocks rate, the only public price of the type found."""
+    data = json.loads(CAPACITY_BLOCKS.read_text())
+    return [
+        {
+            "cloud": "aws",
+            "instance_type": "p5e.48xlarge",
+            "region": region,
+            "on_demand_usd_per_hour": _fmt(usd),
+            "spot_usd_per_hour": "",
+            "spot_interruption": "",
+            "source": (
+                f"{data['url']} (EC2 Capacity Blocks for ML 'Effective Instance Hourly Rate', NOT an "
+                "on-demand price: a reservation fee paid up front for a block of 1 to 182 days, plus an "
+                f"operating-system fee not included; valid through {data['valid_through']}, the page saying "
+                "'The current prices are scheduled to be updated on January 1, 2025'; stored copy "
+                f"{data['stored_copy']}, whose row lacks the instance-type cell: 8 x H200, 1128 GB HBM3, "
+                "US East (Ohio), the only H200 type in "
+                "AWS's Capacity Blocks guide of that period being p5e.48xlarge; transcribed in "
+                f"benchmarks/catalog_sources/{CAPACITY_BLOCKS.name})"
+            ),
+            "source_date": data["valid_through"],
+            "spot_source_date": "",
+        }
+        for region, usd in sorted(data["p5e.48xlarge"].items())
+    ]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--aws-raw", required=True, type=Path)
-    parser.add_argument("--aws-od", required=True, type=Path)
-    parser.add_argument("--gcp-pricing", required=True, type=Path)
+    parser.add_argument("--aws-raw", type=Path, help="without it (and --aws-od) AWS rows are kept")
+    parser.add_argument("--aws-od", type=Path)
+    parser.add_argument("--gcp-pricing", type=Path, help="without it GCP rows are kept")
     args = parser.parse_args()
-    raw = json.loads(args.aws_raw.read_text())
-    od = json.loads(args.aws_od.read_text())
-    pricing = yaml.safe_load(args.gcp_pricing.read_text())
+    if (args.aws_raw is None) != (args.aws_od is None):
+        parser.error("--aws-raw and --aws-od go together")
+    pricing = yaml.safe_load(args.gcp_pricing.read_text()) if args.gcp_pricing else None
 
     header, instances = read("instances.csv")
     instances = instance_rows(header, instances, pricing)
@@ -409,7 +551,14 @@ def main() -> None:
     price_header, prices = read("prices.csv")
     if "spot_source_date" not in price_header:
         price_header.append("spot_source_date")
-    rows = aws_rows(prices, raw, od) + gcp_rows(prices, pricing)
+    if args.aws_raw:
+        aws = aws_rows(prices, json.loads(args.aws_raw.read_text()), json.loads(args.aws_od.read_text()))
+    else:
+        aws = [r for r in prices if r["cloud"] == "aws"]
+    gcp = gcp_rows(prices, pricing) if pricing else [r for r in prices if r["cloud"] == "gcp"]
+    added = a3_ultra_rows() + capacity_block_rows()
+    replaced = {(r["instance_type"], r["region"]) for r in added}
+    rows = [r for r in aws + gcp if (r["instance_type"], r["region"]) not in replaced] + added
     order = {r["instance_type"]: i for i, r in enumerate(instances)}
     rows.sort(key=lambda r: (order[r["instance_type"]], r["region"]))
     write("prices.csv", price_header, rows)

@@ -580,7 +580,7 @@ def test_model_predict_precision_default_and_as_measured():
 
 
 def test_every_option_excluded_says_so_and_why():
-    code, out, _ = _run("--model", "resnet50", "--instances", "p5e.48xlarge")  # listed, never priced
+    code, out, _ = _run("--model", "resnet50", "--instances", "a4-highgpu-8g")  # listed, never priced
     assert code == 0
     assert "No option is left to rank" in out and "no prices in the catalog snapshot" in out
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -195,7 +196,7 @@ def test_show_names_the_spot_date():
 
 
 def test_every_gcp_type_says_once_where_its_network_bandwidth_is_from():
-    """A figure with the page it was read from, or empty with why; never both, never said twice."""
+    """A figure with the source it was read from, or empty with why; never both, never said twice."""
     meta = json.loads((DATA_DIR / "catalog.json").read_text())
     unset = []
     for instance in load_catalog(DATA_DIR).select(cloud="gcp"):
@@ -205,11 +206,42 @@ def test_every_gcp_type_says_once_where_its_network_bandwidth_is_from():
             assert "network_gbps not established: " in instance.notes, instance.instance_type
             unset.append(instance.instance_type)
         else:
-            figure = f"network_gbps {instance.network_gbps:g}: "
-            assert figure in instance.notes and "gpu-network-bandwidth" in instance.notes, (
-                instance.instance_type
-            )
+            said = rf"network_gbps {instance.network_gbps:g}: [^;]*\(source: https://"
+            figure = re.search(said, instance.notes)
+            assert figure, (instance.instance_type, instance.notes)
     assert any(m["what"].startswith("GCP network_gbps") for m in meta["missing"]) == bool(unset)
+
+
+def test_gcp_network_bandwidth_is_known_wherever_google_gives_it_per_type():
+    """Issue 15: every A2, G2, 8-GPU A3 and A4 type has its per-machine-type bandwidth (so multi-instance
+    options of these types are ranked); only the types whose per-type figure no source gives are empty."""
+    catalog = load_catalog(DATA_DIR)
+    unset = {i.instance_type for i in catalog.select(cloud="gcp") if i.network_gbps is None}
+    assert unset == {"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"} | {
+        i.instance_type for i in catalog.select(cloud="gcp") if i.instance_type.startswith("n1-")
+    }
+    expected = {"a2-highgpu-1g": 24, "a2-ultragpu-4g": 50, "a2-megagpu-16g": 100, "g2-standard-4": 10}
+    expected |= {"g2-standard-48": 50, "a3-highgpu-8g": 1000, "a3-ultragpu-8g": 3600, "a4-highgpu-8g": 3600}
+    assert {name: catalog.instance(name).network_gbps for name in expected} == expected
+
+
+def test_newest_gpu_types_are_listed_with_a_dated_price_or_why_not():
+    """Issue 15: the H200 and B200 types of both clouds; a figure no source gives stays empty with why."""
+    catalog = load_catalog(DATA_DIR)
+    meta = json.loads((DATA_DIR / "catalog.json").read_text())
+    ultra = catalog.instance("a3-ultragpu-8g")
+    assert (ultra.gpu, ultra.gpu_count, ultra.gpu_memory_gb, ultra.vcpus) == ("H200", 8, 141, 224)
+    priced = [p for p in catalog.prices_for("a3-ultragpu-8g") if p.on_demand_usd_per_hour]
+    assert len(priced) >= 5 and all(p.source.startswith("https://") and p.source_date for p in priced)
+    assert all(p.spot_usd_per_hour and p.spot_usd_per_hour < p.on_demand_usd_per_hour for p in priced)
+    a4 = catalog.instance("a4-highgpu-8g")
+    assert (a4.gpu, a4.gpu_count, a4.network_gbps) == ("B200", 8, 3600)
+    assert not [p for p in catalog.prices if p.instance_type == "a4-highgpu-8g"]
+    assert any("a4-highgpu-8g" in m["what"] and "price" in m["what"] for m in meta["missing"])
+    # p5e: AWS lists no on-demand price; the Capacity Blocks rate is shipped and says what it is.
+    (p5e,) = catalog.prices_for("p5e.48xlarge")
+    assert p5e.on_demand_usd_per_hour and p5e.source_date
+    assert "Capacity Blocks" in p5e.source and "NOT an on-demand price" in p5e.source
 
 
 def test_required_instance_types_are_in_the_catalog():
@@ -233,9 +265,9 @@ def test_regions_per_cloud():
 
 def test_snapshot_age_and_warning():
     catalog = load_catalog(DATA_DIR)
-    assert catalog.snapshot_age_days(date(2026, 8, 26)) == 0
-    assert catalog.staleness_warning(date(2026, 9, 25)) is None  # 30 days: not yet stale
-    warning = catalog.staleness_warning(date(2026, 11, 23))
+    assert catalog.snapshot_age_days(date(2026, 10, 13)) == 0
+    assert catalog.staleness_warning(date(2026, 11, 12)) is None  # 30 days: not yet stale
+    warning = catalog.staleness_warning(date(2027, 1, 10))
     assert warning is not None and "89 days" in warning and "\n" not in warning
 
 

@@ -775,7 +775,7 @@ def test_gcp_refresh_sums_the_skus_of_each_machine_shape(old, billing):
     assert "GCP a2-ultragpu-1g spot price in europe-west4" in whats
     assert "GCP n1-standard-4+1xnvidia-tesla-t4 on-demand price in europe-west4" in whats
     assert not any(w.startswith("GCP N1 + T4 prices") for w in whats)  # superseded
-    assert any(w.startswith("GCP network_gbps of every type but") for w in whats)  # still true, kept
+    assert any(w.startswith("GCP network_gbps of a3-highgpu-1g") for w in whats)  # still true, kept
     assert summary["price_rows"] == 7 and summary["spot_prices"] == 6
 
 
@@ -886,7 +886,7 @@ def test_list_says_when_the_shipped_snapshot_is_newer_than_the_users():
     assert result.returncode == 0, result.stderr
     text = " ".join(result.stdout.split())
     assert f"Catalog: your refreshed snapshot {user}, dated 2026-01-05." in text
-    assert "The snapshot shipped with this ddlprof is newer (2026-08-26)" in text
+    assert "The snapshot shipped with this ddlprof is newer (2026-10-13)" in text
     assert "ddlprof catalog: warning: the catalog snapshot is" in result.stderr  # and it is stale
     # A broken user snapshot names its file and says how to get back to the shipped one.
     (user / "prices.csv").write_text("cloud,instance_type\n")
