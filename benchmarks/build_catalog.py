@@ -15,8 +15,9 @@ Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and wr
   else empty with a note saying why; older network notes are replaced, not added to.
 - a3-ultragpu-8g (8 x H200) and a4-highgpu-8g (8 x B200) added (vCPUs and memory from SkyPilot's catalog);
   a3-ultragpu-8g priced from ``gcp_a3ultra_tanod_20261013.json`` (the instance price is 8 x the dataset's
-  per-GPU share); a4-highgpu-8g unpriced (no dated source found). p5e.48xlarge in us-east-2 takes the EC2
-  Capacity Blocks rate of ``aws_capacity_blocks_2024q4.json``, its source saying it is a reservation rate.
+  per-GPU share); a4-highgpu-8g unpriced (no dated source found). p5e.48xlarge stays unpriced: AWS
+  publishes no on-demand price for it (it sells it through EC2 Capacity Blocks, a reservation, which the
+  advisor does not rank as if it were on demand).
 
 A row's ``source`` names every source of its figures with their dates; ``source_date`` is the date of its
 on-demand price (of its spot price where it has none), ``spot_source_date`` that of its spot price and
@@ -69,7 +70,6 @@ CYCLENERD_TYPES = (
 CYCLENERD_TYPES_DATE = "2026-03-22"  # commit date of 6df0dc7, the version read
 SOURCES = Path(__file__).resolve().parent / "catalog_sources"
 A3_ULTRA_PRICES = SOURCES / "gcp_a3ultra_tanod_20261013.json"
-CAPACITY_BLOCKS = SOURCES / "aws_capacity_blocks_2024q4.json"
 AWS_EFA_DOC = "https://github.com/tsaol/aws-gpu/blob/299375be7a2b940b53b3d80ec79fd66ee688f4fa/{file}"
 
 
@@ -506,34 +506,6 @@ def a3_ultra_rows() -> list[dict]:
     return rows
 
 
-def capacity_block_rows() -> list[dict]:
-    """p5e.48xlarge: the EC2 Capacity Blocks rate, the only public price of the type found."""
-    data = json.loads(CAPACITY_BLOCKS.read_text())
-    return [
-        {
-            "cloud": "aws",
-            "instance_type": "p5e.48xlarge",
-            "region": region,
-            "on_demand_usd_per_hour": _fmt(usd),
-            "spot_usd_per_hour": "",
-            "spot_interruption": "",
-            "source": (
-                f"{data['url']} (EC2 Capacity Blocks for ML 'Effective Instance Hourly Rate', NOT an "
-                "on-demand price: a reservation fee paid up front for a block of 1 to 182 days, plus an "
-                f"operating-system fee not included; valid through {data['valid_through']}, the page saying "
-                "'The current prices are scheduled to be updated on January 1, 2025'; stored copy "
-                f"{data['stored_copy']}, whose row lacks the instance-type cell: 8 x H200, 1128 GB HBM3, "
-                "US East (Ohio), the only H200 type in "
-                "AWS's Capacity Blocks guide of that period being p5e.48xlarge; transcribed in "
-                f"benchmarks/catalog_sources/{CAPACITY_BLOCKS.name})"
-            ),
-            "source_date": data["valid_through"],
-            "spot_source_date": "",
-        }
-        for region, usd in sorted(data["p5e.48xlarge"].items())
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--aws-raw", type=Path, help="without it (and --aws-od) AWS rows are kept")
@@ -556,7 +528,7 @@ def main() -> None:
     else:
         aws = [r for r in prices if r["cloud"] == "aws"]
     gcp = gcp_rows(prices, pricing) if pricing else [r for r in prices if r["cloud"] == "gcp"]
-    added = a3_ultra_rows() + capacity_block_rows()
+    added = a3_ultra_rows()
     replaced = {(r["instance_type"], r["region"]) for r in added}
     rows = [r for r in aws + gcp if (r["instance_type"], r["region"]) not in replaced] + added
     order = {r["instance_type"]: i for i, r in enumerate(instances)}
