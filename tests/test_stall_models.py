@@ -184,6 +184,19 @@ def test_store_rows_join_the_training_set(monkeypatch):
     assert dataset.training_rows()[1]["training_sha256"] == info["dataset_sha256"]
 
 
+def test_store_rows_with_infinite_or_negative_figures_are_dropped_not_fitted(monkeypatch):
+    """SQLite keeps inf (NaN becomes NULL): a reported row with an infinite single-GPU step stopped
+    advise with sklearn's traceback; such rows are dropped with a reason."""
+    shipped = dataset.load_dataset()
+    infinite = shipped.iloc[[0]].assign(model="A", single_gpu_step_ms=float("inf"), source="reported")
+    negative = shipped.iloc[[1]].assign(model="B", grad_bytes=-1, source="reported")
+    monkeypatch.setattr(dataset, "store_rows", lambda: (pd.concat([infinite, negative]), "2 reported run(s)"))
+    rows, info = dataset.training_rows()
+    assert len(rows) == len(shipped) and info["store_rows_used"] == 0
+    assert info["store_rows_dropped"] == {"bad single_gpu_step_ms": 1, "bad grad_bytes": 1}
+    registry.fit(save=False, training=(rows, info))  # fits: nothing infinite reached it
+
+
 def test_shipped_dataset_matches_its_provenance():
     prov = dataset.provenance()
     raw = REPO / prov["raw"]["path"]

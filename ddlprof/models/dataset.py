@@ -24,6 +24,7 @@ import json
 from importlib import resources
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ddlprof.errors import DdlprofError
@@ -149,6 +150,12 @@ def usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
         if bad.any():
             dropped[f"no {column}"] = int(bad.sum())
             keep &= ~bad
+        if column != "model":  # a number: finite and not negative, or the row is not learned from
+            values = pd.to_numeric(frame[column], errors="coerce")
+            bad = keep & ~(np.isfinite(values) & (values >= 0))
+            if bad.any():
+                dropped[f"bad {column}"] = int(bad.sum())
+                keep &= ~bad
     single_node = frame["nodes"] == 1
     no_intra = keep & (frame["gpus_per_node"] > 1) & frame["intra_busbw_gbps"].isna() & single_node
     no_inter = keep & (frame["nodes"] > 1) & frame["inter_busbw_gbps"].isna()
