@@ -89,6 +89,7 @@ def straggler_run(out: Path) -> Path:
                     "pcie_rx_mb_per_s": 120.0,
                     "nvlink_tx_mb_per_s": 9000.0 + i,
                     "nvlink_rx_mb_per_s": 9100.0,
+                    "energy_mj": int(5e9 + (250.0 + gpu) * 1e3 * i * 0.05),
                 }
                 writer.writerow([values[c] for c in GPU_COLUMNS])
     return run

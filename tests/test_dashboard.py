@@ -12,6 +12,7 @@ from dashboard_runs import broken_runs, copy_run, real_run, straggler_run
 from streamlit.testing.v1 import AppTest
 
 from ddlprof.dashboard import data
+from ddlprof.runs.energy import energy_line
 
 APP = str(REPO / "ddlprof" / "dashboard" / "app.py")
 
@@ -92,6 +93,7 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
     for key in ("breakdown", "timeline"):
         assert at.get_by_key(key).type == "plotly_chart"
     assert any("No GPU counters" in c.value for c in at.caption)
+    assert any(c.value.startswith("energy: n/a (the job ran on the CPU") for c in at.caption)
 
     # the verdict first, as the report words it
     assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"
@@ -110,6 +112,9 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
     gpus = _frame(at, "gpu_table")
     assert list(gpus["gpu"]) == [0, 1]
     assert list(gpus["util_pct median"]) == [g["util_pct"]["median"] for g in expected["gpus"]]
+    assert expected["energy"]["method"] == "nvml_energy_counter"  # both ranks ran on GPU 0: 250 W
+    assert expected["energy"]["joules_per_step"] == pytest.approx(250.0 * expected["job"]["step_ms"] / 1e3)
+    assert any(c.value == energy_line(expected["energy"]) for c in at.caption)
 
 
 def test_runs_page_shows_the_local_dataset(runs_root, app):

@@ -42,6 +42,7 @@ def test_every_rank_records_steps_and_categories_add_up(wrapped):
     assert result["reasons"]["network_stall_ms"].startswith("single node")
     assert result["job"]["network_stall_ms"] == 0.0
     assert result["missing_ranks"] == []
+    assert result["energy"]["joules_per_sample"] is None and "CPU" in result["energy"]["reason"]
     # Two ranks sharing two CPU cores can differ by 20% for no reason of their own, so whether one is
     # named a straggler here is noise; what must hold is that the rule, not chance, names it.
     # (tests/test_report_input.py checks that an even job names none and an uneven one names the slow rank.)

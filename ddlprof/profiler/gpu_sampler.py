@@ -2,7 +2,9 @@
 training rank, so it costs the ranks no GIL time. Writes ``gpu/<host>.csv``.
 
 NVLink throughput comes from NVML's cumulative per-link data counters (KiB), turned into rates
-between samples; PCIe throughput is NVML's own 20 ms window (KB/s).
+between samples; PCIe throughput is NVML's own 20 ms window (KB/s). ``energy_mj`` is NVML's total
+energy counter (mJ since the driver loaded, Volta and later; empty where the GPU has none), which
+``ddlprof.runs.energy`` turns into joules per step and per sample.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ COLUMNS = [
     "pcie_rx_mb_per_s",
     "nvlink_tx_mb_per_s",
     "nvlink_rx_mb_per_s",
-]  # fmt: skip  (throughputs in MB/s, 1 MB = 1e6 bytes)
+    "energy_mj",
+]  # fmt: skip  (throughputs in MB/s, 1 MB = 1e6 bytes; energy_mj: NVML's total-energy counter)
 
 
 def _visible_indices(count: int) -> list[int]:
@@ -155,6 +158,7 @@ def _sample(
     pcie_tx = _try(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_TX_BYTES)
     pcie_rx = _try(pynvml.nvmlDeviceGetPcieThroughput, handle, pynvml.NVML_PCIE_UTIL_RX_BYTES)
     nvlink = _try(_nvlink_kib, pynvml, handle, links)
+    energy = _try(pynvml.nvmlDeviceGetTotalEnergyConsumption, handle)
     nvlink_tx = nvlink_rx = None
     if nvlink is not None:
         if index in previous:
@@ -173,4 +177,5 @@ def _sample(
         round(pcie_tx / 1e3, 1) if pcie_tx is not None else None,
         round(pcie_rx / 1e3, 1) if pcie_rx is not None else None,
         nvlink_tx, nvlink_rx,
+        energy,
     ]  # fmt: skip

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.summary import missing_label
 
@@ -70,6 +71,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             f"GPU {gpu['gpu']} on {gpu['host']} (median of {gpu['samples']} NVML samples): "
             + ", ".join(_counter(gpu, key, label) for key, label in _COUNTERS if gpu.get(key))
         )
+    if "energy" in summary:
+        console.print(energy_line(summary["energy"]))
     if cost := own_cost_line(summary.get("ddlprof_overhead")):
         console.print(cost)
     for straggler in summary["stragglers"]:

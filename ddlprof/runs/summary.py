@@ -19,6 +19,7 @@ import ddlprof
 from ddlprof.errors import DdlprofError
 from ddlprof.runs.breakdown import CATEGORIES, DATA_PARTS, reasons, step_categories
 from ddlprof.runs.diagnosis import diagnose
+from ddlprof.runs.energy import energy
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
@@ -201,6 +202,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     gpu_lag_ms = round(statistics.median(lags), 3) if lags else None
     workload = next((log.workload for _, log in sorted(logs.items()) if log.workload), None)
     probe = next((log.probe for _, log in sorted(logs.items()) if log.probe and log.probe.get("full")), None)
+    samples = load_samples([r.path for r in runs])
 
     summary = {
         "schema": SCHEMA,
@@ -238,7 +240,15 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             for t in log.traces
         ],
         "exit_codes": {str(n.get("node_id")): n.get("exit_code") for r in runs for n in r.nodes},
-        "gpus": steady_counters(load_samples([r.path for r in runs]), *window),
+        "gpus": steady_counters(samples, *window),
+        "energy": energy(
+            samples,
+            (window[0], window[1]),
+            [log.meta for log in stepped.values()],
+            [n for r in runs for n in r.nodes],
+            job["step_ms"],
+            job["throughput_samples_per_s"],
+        ),
         "ddlprof_overhead": _job_cost(costs, logs),
     }
     summary["diagnosis"] = diagnose(summary)

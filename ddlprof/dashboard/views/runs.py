@@ -11,6 +11,7 @@ import streamlit as st
 from ddlprof import figures
 from ddlprof.dashboard import data, shared
 from ddlprof.errors import DdlprofError
+from ddlprof.runs.energy import energy_line
 from ddlprof.runs.summary import missing_label
 
 MS = st.column_config.NumberColumn(format="%.2f")
@@ -119,6 +120,8 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
         st.warning(f"{missing_label(missing)}: {missing['problem']}")
     for warning in summary["warnings"]:
         st.warning(f"rank {warning['rank']}, {warning['collector']}: {warning['reason']}")
+
+    st.caption(energy_line(summary.get("energy")))
 
     st.subheader("GPU counters")
     if detail["samples"] is None:
