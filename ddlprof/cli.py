@@ -253,6 +253,100 @@ def run_stalls(args: argparse.Namespace) -> int:
     return _show(result, args.json, print_stalls)
 
 
+# -- share -----------------------------------------------------------------------------------------
+
+
+SHARE_HELP = """\
+Pack K copies of a one-GPU training job onto one GPU and measure what it gives: for each K of -n and
+each --mode, the copies run together, each an ordinary `ddlprof wrap` run under OUT/<mode>/k<K>/.
+The table: aggregate samples/s (over the steps every copy ran together), each copy's step time and
+slowdown against one copy alone, peak GPU memory per copy and in total, GPU utilisation, power and
+energy per sample; then the K and mode with the most samples per GPU-hour and per joule, and where
+adding a copy stops paying (out of memory, or under 5% more samples/s). Copies that run out of memory
+are reported as such. The result goes to OUT/share.json; on a GPU the factors are kept in the local
+store ($DDLPROF_HOME) for `ddlprof advise --jobs N`.
+
+modes: timeslice (plain concurrent processes), mps (ddlprof starts its own MPS daemon with its own
+pipe and log directories, never changes the GPU's compute mode, and always stops the daemon), mig
+(one copy per MIG device of a GPU that is already partitioned; ddlprof never creates partitions).
+Without an NVIDIA GPU the copies run on the CPU, time-sliced.
+
+examples:
+  ddlprof share -n 1,2,4 -- python train.py --batch-size 32
+  ddlprof share -n 1,2,4 --mode timeslice,mps --model resnet50 -- python train.py --model resnet50
+"""
+
+
+def _counts(text: str) -> list[int]:
+    try:
+        counts = sorted({int(part) for part in text.split(",") if part.strip()})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: copies as integers, e.g. 1,2,4") from None
+    if not counts or counts[0] < 1 or counts[-1] > 64:
+        raise argparse.ArgumentTypeError(f"{text!r}: copies from 1 to 64, e.g. 1,2,4")
+    return counts
+
+
+def _modes(text: str) -> list[str]:
+    modes = _names(text)
+    unknown = [m for m in modes if m not in ("timeslice", "mps", "mig")]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"{text!r}: modes among timeslice, mps, mig")
+    return list(dict.fromkeys(modes))
+
+
+def add_share(commands: argparse._SubParsersAction) -> None:
+    """``ddlprof share -n 1,2,4 [--mode timeslice,mps,mig] -- COMMAND ...``"""
+    share = _add_command(commands, "share", "pack K copies of a one-GPU job on one GPU", SHARE_HELP)
+    share.add_argument(
+        "-n", dest="counts", type=_counts, default=[1, 2, 4], metavar="K1,K2", help="copies (default: 1,2,4)"
+    )
+    share.add_argument(
+        "--mode",
+        type=_modes,
+        default=["timeslice"],
+        metavar="MODES",
+        help="timeslice, mps, mig, comma-separated (default: timeslice)",
+    )
+    share.add_argument(
+        "--steps", type=bounded(int, 1, 100_000), default=50, help="steps measured per copy (default: 50)"
+    )
+    share.add_argument(
+        "--warmup", type=bounded(int, 0, 100_000), default=10, help="steps first, not measured (default: 10)"
+    )
+    share.add_argument(
+        "--out", type=Path, metavar="DIR", help="where the runs go (default: ./ddlprof-runs/<UTC time>-share)"
+    )
+    share.add_argument(
+        "--timeout",
+        type=bounded(float, 1, 7 * 24 * 3600),
+        default=1800,
+        metavar="SECONDS",
+        help="time limit of one K (default: 1800)",
+    )
+    share.add_argument(
+        "--model",
+        metavar="NAME",
+        help="the name advise knows the job's model by, to store the factors under (default: the script's)",
+    )
+    share.add_argument("--no-store", action="store_true", help="keep nothing in the local store")
+    share.add_argument("--json", action="store_true", help="print share.json to stdout instead of a table")
+    share.add_argument("job", nargs=argparse.REMAINDER, metavar="COMMAND ...", help="the one-GPU job")
+
+
+def run_share(args: argparse.Namespace) -> int:
+    from ddlprof.profiler.render import print_share
+    from ddlprof.profiler.share import run_share as share
+    from ddlprof.profiler.wrap import default_out
+
+    job = _job(args)
+    out = args.out or default_out(["share"])
+    result = share(
+        job, args.counts, args.mode, args.steps, args.warmup, out, args.timeout, args.model, not args.no_store
+    )
+    return _show(result, args.json, print_share)
+
+
 # -- analyze ---------------------------------------------------------------------------------------
 
 
@@ -1302,6 +1396,7 @@ COMMANDS: dict[
 ] = {
     "wrap": (add_wrap, run_wrap),
     "stalls": (add_stalls, run_stalls),
+    "share": (add_share, run_share),
     "analyze": (add_analyze, run_analyze),
     "report": (add_report, run_report),
     "trace": (add_trace, run_trace),

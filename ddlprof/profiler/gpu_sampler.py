@@ -9,6 +9,7 @@ energy counter (mJ since the driver loaded, Volta and later; empty where the GPU
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 import threading
@@ -73,11 +74,17 @@ def gpu_inventory() -> tuple[list[dict[str, Any]], str | None]:
 
 
 class GpuSampler(threading.Thread):
-    def __init__(self, path: Path, indices: list[int], interval_s: float = 0.5) -> None:
+    """Samples ``indices`` into ``path``; with ``processes``, also each compute process's GPU memory
+    (``unix,gpu,pid,used_mib``: how ``ddlprof share`` tells the copies on one GPU apart)."""
+
+    def __init__(
+        self, path: Path, indices: list[int], interval_s: float = 0.5, processes: Path | None = None
+    ) -> None:
         super().__init__(name="ddlprof-gpu-sampler", daemon=True)
         self.path = path
         self.indices = indices
         self.interval_s = interval_s
+        self.processes = processes
         self.stopping = threading.Event()
         self.error: str | None = None
 
@@ -100,17 +107,37 @@ class GpuSampler(threading.Thread):
             links = {i: _active_links(pynvml, h) for i, h in handles.items()}
             previous: dict[int, tuple[float, int, int]] = {}
             # "w": wrap has claimed the file (made it empty, and only if absent) for this sampler.
-            with open(self.path, "w", newline="", encoding="utf-8") as file:
+            with contextlib.ExitStack() as files:
+                file = files.enter_context(open(self.path, "w", newline="", encoding="utf-8"))
                 writer = csv.writer(file)
                 writer.writerow(COLUMNS)
+                per_process = None
+                if self.processes is not None:
+                    per_process = csv.writer(
+                        files.enter_context(open(self.processes, "w", newline="", encoding="utf-8"))
+                    )
+                    per_process.writerow(["unix", "gpu", "pid", "used_mib"])
                 while not self.stopping.is_set():
                     now = time.time()
                     for index, handle in handles.items():
                         writer.writerow(_sample(pynvml, index, handle, links[index], now, previous))
+                        if per_process is not None:
+                            per_process.writerows(_processes(pynvml, index, handle, now))
                     file.flush()
                     self.stopping.wait(self.interval_s)
         finally:
             pynvml.nvmlShutdown()
+
+
+def _processes(pynvml: Any, index: int, handle: Any, now: float) -> list[list[Any]]:
+    """Each compute process on the GPU and its memory (none where NVML cannot say, as under MPS on
+    some drivers)."""
+    found = _try(pynvml.nvmlDeviceGetComputeRunningProcesses, handle) or []
+    return [
+        [round(now, 3), index, p.pid, p.usedGpuMemory // 2**20]
+        for p in found
+        if isinstance(getattr(p, "usedGpuMemory", None), int)
+    ]
 
 
 def _active_links(pynvml: Any, handle: Any) -> list[int]:

@@ -199,6 +199,79 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
         console.print(f"[dim]not added to the local dataset: {dataset['reason']}[/dim]")
 
 
+def _num(value: float | None, spec: str, suffix: str = "") -> str:
+    return "—" if value is None else f"{value:{spec}}{suffix}"
+
+
+def print_share(result: dict[str, Any], console: Console | None = None) -> None:
+    """``ddlprof share``: one row per mode and K, then the best K and mode and where it stops paying."""
+    console = console or Console()
+    gpu = result["gpu"]
+    where = gpu["name"] or f"the CPU ({gpu['reason']})"
+    table = Table(title=f"K copies of {' '.join(result['command'])[:60]} sharing {where}: {result['out']}")
+    for name in ("mode", "K", "samples/s", "gain", "step ms", "slowdown", "memory MiB"):
+        table.add_column(name, justify="left" if name == "mode" else "right")
+    for name in ("util %", "W", "J/sample"):
+        table.add_column(name, justify="right")
+    for row in result["groups"]:
+        if row["status"] != "ok":
+            table.add_row(row["mode"], str(row["copies"]), f"[red]{row['status']}[/red]: {row['reason']}")
+            continue
+        copies = row["copy_results"]
+        memory = [c.get("memory_peak_mib") for c in copies]
+        table.add_row(
+            row["mode"],
+            str(row["copies"]),
+            _num(row["aggregate_samples_per_s"], ",.1f"),
+            _num(row.get("gain_over_one"), ".2f", "x"),
+            " ".join(f"{c['step_ms']:.1f}" for c in copies),
+            " ".join(_num(c.get("slowdown"), ".2f", "x") for c in copies),
+            " + ".join(_num(m, ".0f") for m in memory) + f" = {_num(row.get('memory_peak_mib'), '.0f')}",
+            _num(row.get("util_pct_median"), ".0f"),
+            _num(row.get("power_w"), ".0f"),
+            _num(row.get("joules_per_sample"), ".4f"),
+        )
+    console.print(table)
+    console.print(
+        "[dim]samples/s over the steps all copies ran together; gain and slowdown against one copy "
+        "alone on the GPU; memory: each copy's peak (NVML, by process) = the GPU's peak in use[/dim]"
+    )
+    for why in result["modes_skipped"].values():
+        console.print(f"not run: {why}")
+    for row in result["groups"]:
+        if row["status"] == "ok" and not row["window"]["all_copies_stepping"]:
+            console.print(
+                f"[yellow]{row['mode']} K={row['copies']}: the copies stepped together for under "
+                "3 steps each; figures from each copy's own steps (pass more --steps)[/yellow]"
+            )
+    found = result["verdict"]
+    best = found["best_per_gpu_hour"]
+    if best:
+        unit = "GPU-hour" if gpu["name"] else "hour of this CPU"
+        console.print(
+            f"most samples per {unit}: {best['mode']} with K={best['copies']} "
+            f"({best['samples_per_gpu_hour']:,} samples per {unit})"
+        )
+    joule = found["best_per_joule"]
+    if joule:
+        console.print(
+            f"most samples per joule: {joule['mode']} with K={joule['copies']} "
+            f"({joule['samples_per_joule']:.2f} samples/J)"
+        )
+    else:
+        console.print(f"most samples per joule: n/a ({found['best_per_joule_reason']})")
+    for mode, where_stops in found["stops_paying"].items():
+        console.print(f"{mode} stops paying at {where_stops}")
+    stored = result.get("store") or {}
+    if stored.get("stored"):
+        console.print(
+            f"stored as model {stored['model']!r} on {stored['gpu_name']}: "
+            f"`ddlprof advise --model {stored['model']} --jobs N` packs copies by these factors"
+        )
+    elif stored.get("reason"):
+        console.print(f"[dim]packing factors not stored: {stored['reason']}[/dim]")
+
+
 _ANALYSIS_COLUMNS = {
     "step_ms": "step",
     "compute_ms": "compute",

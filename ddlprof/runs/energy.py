@@ -62,7 +62,7 @@ def _used_gpus(ranks: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict
     return used
 
 
-def _joules(group: Any) -> tuple[float, float, str] | None:
+def joules(group: Any) -> tuple[float, float, str] | None:
     """(joules, seconds, method) over the samples of one GPU, or None with fewer than two samples."""
     group = group.sort_values("unix")
     if "energy_mj" in group:
@@ -117,11 +117,11 @@ def energy(
     steady = mine[(mine["unix"] >= start) & (mine["unix"] <= end)]
     power, methods, gpus, run_j = 0.0, set(), 0, 0.0
     for key, group in mine.groupby(["host", "gpu"]):
-        whole = _joules(group)
+        whole = joules(group)
         if whole is not None:
             run_j += whole[0]
         part = steady[(steady["host"] == key[0]) & (steady["gpu"] == key[1])]
-        found = _joules(part)
+        found = joules(part)
         if found is None:
             length = max(0.0, end - start) if math.isfinite(end - start) else 0.0
             return {
@@ -131,8 +131,8 @@ def energy(
                 ),
                 "run_kwh": round(run_j / J_PER_KWH, 9) if whole is not None else None,
             }
-        joules, seconds, method = found
-        power += joules / seconds
+        spent, seconds, method = found
+        power += spent / seconds
         methods.add(method)
         gpus += 1
     if gpus == 0:

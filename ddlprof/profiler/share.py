@@ -1,0 +1,551 @@
+"""``ddlprof share``: K copies of a one-GPU training job on one GPU, for each K and sharing mode.
+
+Many jobs leave a modern GPU idle part of the time; several copies of them (a sweep) can share it:
+
+    timeslice   plain concurrent processes (the GPU time-slices between their contexts)
+    mps         the same under NVIDIA's Multi-Process Service: ddlprof starts its own MPS daemon with
+                its own pipe and log directories (CUDA_MPS_PIPE_DIRECTORY, CUDA_MPS_LOG_DIRECTORY), never
+                changes the GPU's compute mode, and always stops the daemon (Ctrl-C and failures too)
+    mig         one copy per MIG device (by UUID) of a GPU that is already partitioned; ddlprof never
+                creates or changes partitions
+
+Every copy is an ordinary ``ddlprof wrap`` run under ``OUT/<mode>/k<K>/copy<i>``; the parent samples
+the GPU itself (power, energy counter, memory per process) into ``OUT/<mode>/k<K>/gpu.csv``. Each
+copy's throughput is measured over the steps that ran while every copy of its group was stepping
+(after its warm-up), so a copy that started late or finished early does not pass for a faster one.
+On a machine without an NVIDIA GPU the copies run on the CPU (time-slicing only).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import ddlprof
+from ddlprof.collectors.config import STOP_AFTER
+from ddlprof.errors import DdlprofError
+from ddlprof.profiler.wrap import script_name, wrap_command
+from ddlprof.runs.energy import joules
+from ddlprof.runs.rundir import json_text, load_run, write_atomic
+
+SCHEMA = "ddlprof.share"
+SCHEMA_VERSION = 1
+MODES = ("timeslice", "mps", "mig")
+MPS_CONTROL = "nvidia-cuda-mps-control"
+#: Words a copy's output has when it ran out of memory (PyTorch's OutOfMemoryError, CUDA and cuBLAS).
+OOM_MARKERS = ("out of memory", "outofmemoryerror", "cublas_status_alloc_failed")
+#: One more copy pays when the aggregate throughput grows by at least this factor; below it the
+#: gain is within the spread of repeated runs on a shared GPU.
+PAYS_MIN_GAIN = 1.05
+MIN_OVERLAP_STEPS = 3
+
+
+@dataclass
+class Gpu:
+    """The one GPU the copies share: its NVML index, name, memory and MIG devices (None: no GPU)."""
+
+    index: int | None
+    name: str | None = None
+    memory_mib: int | None = None
+    mig_uuids: list[str] = field(default_factory=list)
+    mig_reason: str | None = None
+    reason: str | None = None  # why there is no GPU
+
+
+def find_gpu() -> Gpu:
+    """The first GPU the job may use (CUDA_VISIBLE_DEVICES's first entry, else 0), as NVML sees it."""
+    try:
+        import pynvml
+    except ImportError:
+        return Gpu(None, reason="nvidia-ml-py is not installed")
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return Gpu(None, reason=f"no NVIDIA driver or GPU ({exc})")
+    try:
+        visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",")[0].strip()
+        if visible and not visible.isdigit():
+            return Gpu(None, reason=f"CUDA_VISIBLE_DEVICES={visible}: give the GPU by its index")
+        index = int(visible) if visible else 0
+        if index >= pynvml.nvmlDeviceGetCount():
+            return Gpu(None, reason=f"NVML has no GPU {index}")
+        handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        gpu = Gpu(index, pynvml.nvmlDeviceGetName(handle), pynvml.nvmlDeviceGetMemoryInfo(handle).total >> 20)
+        gpu.mig_uuids, gpu.mig_reason = _mig_devices(pynvml, handle)
+        return gpu
+    finally:
+        pynvml.nvmlShutdown()
+
+
+def _mig_devices(pynvml: Any, handle: Any) -> tuple[list[str], str | None]:
+    """The UUIDs of the GPU's MIG devices as they are partitioned now, or the reason there are none."""
+    try:
+        current, _ = pynvml.nvmlDeviceGetMigMode(handle)
+    except pynvml.NVMLError:
+        return [], "this GPU has no MIG"
+    if current != pynvml.NVML_DEVICE_MIG_ENABLE:
+        return [], "MIG is off on this GPU (ddlprof never enables it or creates partitions)"
+    uuids = []
+    for i in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            uuids.append(pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, i)))
+        except pynvml.NVMLError:
+            continue
+    return uuids, None if uuids else "MIG is on but no MIG device is created (ddlprof never creates one)"
+
+
+def unavailable(mode: str, gpu: Gpu) -> str | None:
+    """Why ``mode`` cannot run here, in one line; None when it can."""
+    if mode == "timeslice":
+        return None
+    if gpu.index is None:
+        return f"{mode}: needs an NVIDIA GPU ({gpu.reason})"
+    if mode == "mps" and shutil.which(MPS_CONTROL) is None:
+        return f"mps: {MPS_CONTROL} is not installed here"
+    if mode == "mig" and not gpu.mig_uuids:
+        return f"mig: {gpu.mig_reason}"
+    return None
+
+
+@contextlib.contextmanager
+def mps_daemon(folder: Path) -> Iterator[dict[str, str]]:
+    """An MPS control daemon of ddlprof's own (its pipe and log directories under ``folder``); yields
+    the environment its clients need, and stops the daemon on the way out, whatever happened."""
+    env = {
+        "CUDA_MPS_PIPE_DIRECTORY": str((folder / "pipe").resolve()),
+        "CUDA_MPS_LOG_DIRECTORY": str((folder / "log").resolve()),
+    }
+    for path in env.values():
+        Path(path).mkdir(parents=True, exist_ok=True)
+    control = shutil.which(MPS_CONTROL) or MPS_CONTROL
+    full = {**os.environ, **env}
+    started = subprocess.run([control, "-d"], env=full, capture_output=True, text=True, timeout=60)
+    if started.returncode != 0:
+        detail = " ".join((started.stderr or started.stdout).split())[:200]
+        raise DdlprofError(f"mps: {MPS_CONTROL} -d failed (exit {started.returncode}): {detail}")
+    try:
+        yield env
+    finally:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            subprocess.run([control], input="quit\n", env=full, capture_output=True, text=True, timeout=60)
+
+
+@dataclass
+class Copy:
+    index: int
+    run_dir: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+    exit_code: int | None = None
+
+
+def _launch(
+    job: list[str], copies: int, mode: str, group: Path, gpu: Gpu, extra_env: dict[str, str], stop_after: int
+) -> list[Copy]:
+    started = []
+    for i in range(copies):
+        copy = Copy(i, group / f"copy{i}", group / f"copy{i}.log")
+        env = {**os.environ, **extra_env, STOP_AFTER: str(stop_after)}
+        if mode == "mig":
+            env["CUDA_VISIBLE_DEVICES"] = gpu.mig_uuids[i]
+        elif gpu.index is not None:
+            env["CUDA_VISIBLE_DEVICES"] = str(gpu.index)
+        argv = wrap_command(copy.run_dir, job, "--trace-steps", "0", "--no-gpu-sampling")
+        with copy.log.open("w") as log:  # stdin apart: no copy takes the terminal's foreground
+            copy.proc = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
+            )
+        started.append(copy)
+    return started
+
+
+def _wait(copies: list[Copy], deadline: float) -> bool:
+    """Wait for every copy; False when time ran out (the rest are stopped)."""
+    while any(c.proc is not None and c.proc.poll() is None for c in copies):
+        if time.monotonic() > deadline:
+            _stop(copies)
+            return False
+        time.sleep(0.2)
+    for copy in copies:
+        copy.exit_code = copy.proc.wait() if copy.proc is not None else None
+    return True
+
+
+def _stop(copies: list[Copy]) -> None:
+    """SIGTERM to every copy still running (wrap passes it to the job), SIGKILL after 10 s."""
+    for copy in copies:
+        if copy.proc is not None and copy.proc.poll() is None:
+            copy.proc.terminate()
+    for copy in copies:
+        if copy.proc is None:
+            continue
+        try:
+            copy.exit_code = copy.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            copy.proc.kill()
+            copy.exit_code = copy.proc.wait()
+
+
+def _out_of_memory(log: Path) -> bool:
+    try:
+        text = log.read_text(errors="replace").lower()
+    except OSError:
+        return False
+    return any(marker in text for marker in OOM_MARKERS)
+
+
+def _tail(log: Path) -> str:
+    try:
+        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    return " | ".join(lines[-2:])[:300]
+
+
+def _steps(copy: Copy, warmup: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The copy's steps after the warm-up and its rank header (one rank: a one-GPU job)."""
+    run = load_run(copy.run_dir)
+    if not run.ranks:
+        raise DdlprofError(f"copy {copy.index}: no rank file in {copy.run_dir}")
+    if len(run.ranks) > 1:
+        raise DdlprofError(f"copy {copy.index}: {len(run.ranks)} ranks; ddlprof share packs one-GPU jobs")
+    log = run.ranks[0]
+    steady = [s for s in log.steps if s["step"] > warmup and not s.get("traced")]
+    if not steady:
+        raise DdlprofError(f"copy {copy.index}: no step after the {warmup} warm-up step(s)")
+    return steady, log.meta
+
+
+def measure_copies(steps: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Each copy's step time and throughput over the window where every copy was stepping, and the
+    window; a copy with fewer than MIN_OVERLAP_STEPS steps in it makes every copy use its own steps."""
+    start = max(s[0]["start"] for s in steps)
+    end = min(s[-1]["end"] for s in steps)
+    inside = [[x for x in s if x["start"] >= start and x["end"] <= end] for s in steps]
+    overlapped = all(len(s) >= MIN_OVERLAP_STEPS for s in inside)
+    chosen = inside if overlapped else steps
+    rows = []
+    for own in chosen:
+        seconds = sum(x["step_ms"] for x in own) / 1e3
+        samples = [x.get("samples") for x in own]
+        rows.append(
+            {
+                "steps": len(own),
+                "step_ms": round(statistics.median(x["step_ms"] for x in own), 3),
+                "samples_per_s": sum(samples) / seconds if seconds > 0 and all(samples) else None,
+                "batch": statistics.median(samples) if all(samples) else None,
+            }
+        )
+    window = {
+        "start_unix": start if overlapped else min(s[0]["start"] for s in steps),
+        "end_unix": end if overlapped else max(s[-1]["end"] for s in steps),
+        "all_copies_stepping": overlapped,
+        "seconds": round(max(0.0, end - start), 3),
+    }
+    return rows, window
+
+
+def gpu_figures(group: Path, window: dict[str, Any], pids: list[int | None]) -> dict[str, Any]:
+    """Utilisation, memory (in total and per copy, by process id) and power over the window, from the
+    parent's samples of the shared GPU."""
+    import pandas as pd
+
+    none = {"util_pct_median": None, "memory_peak_mib": None, "copy_memory_peak_mib": [None] * len(pids)}
+    try:
+        frame = pd.read_csv(group / "gpu.csv")
+    except (OSError, ValueError, pd.errors.ParserError):
+        return {**none, "power_w": None, "energy_method": None}
+    inside = frame[(frame["unix"] >= window["start_unix"]) & (frame["unix"] <= window["end_unix"])]
+    util = inside["util_pct"].dropna()
+    memory = inside["mem_used_mib"].dropna()
+    found = joules(inside)
+    per_copy: list[float | None] = [None] * len(pids)
+    with contextlib.suppress(OSError, ValueError, pd.errors.ParserError, KeyError):
+        processes = pd.read_csv(group / "processes.csv")
+        for i, pid in enumerate(pids):
+            used = processes[processes["pid"] == pid]["used_mib"]
+            per_copy[i] = float(used.max()) if len(used) else None
+    return {
+        "util_pct_median": float(util.median()) if len(util) else None,
+        "memory_peak_mib": float(memory.max()) if len(memory) else None,
+        "copy_memory_peak_mib": per_copy,
+        "power_w": round(found[0] / found[1], 2) if found else None,
+        "energy_method": found[2] if found else None,
+    }
+
+
+def run_group(
+    job: list[str], mode: str, copies: int, out: Path, gpu: Gpu, env: dict[str, str], steps: int, warmup: int,
+    timeout_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """Run K copies in one mode and measure them; the row of the result."""
+    group = out / mode / f"k{copies}"
+    group.mkdir(parents=True)
+    sampler = None
+    if gpu.index is not None:
+        from ddlprof.profiler.gpu_sampler import GpuSampler
+
+        sampler = GpuSampler(group / "gpu.csv", [gpu.index], 0.2, processes=group / "processes.csv")
+        sampler.start()
+    launched: list[Copy] = []
+    try:
+        launched = _launch(job, copies, mode, group, gpu, env, warmup + steps)
+        finished = _wait(launched, time.monotonic() + timeout_s)
+    finally:
+        _stop(launched)
+        if sampler is not None:
+            sampler.stop()
+    row: dict[str, Any] = {"mode": mode, "copies": copies, "dir": str(group)}
+    details = [{"copy": c.index, "run_dir": str(c.run_dir), "exit_code": c.exit_code} for c in launched]
+    row["copy_results"] = details
+    failed = [c for c in launched if c.exit_code != 0]
+    if not finished:
+        return {**row, "status": "timeout", "reason": f"not finished in {timeout_s:g} s (--timeout)"}
+    if failed:
+        oom = [c for c in failed if _out_of_memory(c.log)]
+        for c in failed:
+            details[c.index]["status"] = "out_of_memory" if c in oom else "failed"
+            details[c.index]["error"] = _tail(c.log)
+        if oom:
+            return {
+                **row,
+                "status": "out_of_memory",
+                "reason": f"{len(oom)} of {copies} copies ran out of GPU memory",
+            }
+        first = failed[0]
+        return {
+            **row,
+            "status": "failed",
+            "reason": f"copy {first.index} exit code {first.exit_code}: {_tail(first.log)}",
+        }
+    try:
+        measured = [_steps(c, warmup) for c in launched]
+    except DdlprofError as exc:
+        return {**row, "status": "failed", "reason": str(exc)}
+    per_copy, window = measure_copies([m[0] for m in measured])
+    figures = gpu_figures(group, window, [m[1].get("pid") for m in measured]) if sampler else {}
+    for detail, copy_row, memory in zip(
+        details, per_copy, figures.get("copy_memory_peak_mib") or [None] * copies, strict=True
+    ):
+        detail.update(copy_row, status="ok", memory_peak_mib=memory)
+    rates = [r["samples_per_s"] for r in per_copy]
+    aggregate = sum(rates) if all(r is not None for r in rates) else None  # type: ignore[misc]
+    power = figures.get("power_w")
+    return {
+        **row,
+        "status": "ok",
+        "reason": None,
+        "window": window,
+        "aggregate_samples_per_s": round(aggregate, 3) if aggregate is not None else None,
+        "samples_per_gpu_hour": round(aggregate * 3600) if aggregate is not None else None,
+        "util_pct_median": figures.get("util_pct_median"),
+        "memory_peak_mib": figures.get("memory_peak_mib"),
+        "power_w": power,
+        "energy_method": figures.get("energy_method"),
+        "joules_per_sample": round(power / aggregate, 6) if power and aggregate else None,
+        "samples_per_joule": round(aggregate / power, 6) if power and aggregate else None,
+    }
+
+
+def baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """One copy alone on the whole GPU: the time-sliced K=1 run, else MPS's (a MIG slice is not it)."""
+    for mode in ("timeslice", "mps"):
+        for row in rows:
+            if row["mode"] == mode and row["copies"] == 1 and row["status"] == "ok":
+                return row
+    return None
+
+
+def add_slowdowns(rows: list[dict[str, Any]]) -> None:
+    """Each copy's step time over the baseline copy's, and each group's gain over the baseline."""
+    base = baseline(rows)
+    if base is None:
+        return
+    base_step = base["copy_results"][0]["step_ms"]
+    base_rate = base["aggregate_samples_per_s"]
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        for detail in row["copy_results"]:
+            detail["slowdown"] = round(detail["step_ms"] / base_step, 3) if base_step else None
+        rate = row["aggregate_samples_per_s"]
+        row["gain_over_one"] = round(rate / base_rate, 3) if rate and base_rate else None
+
+
+def verdict(rows: list[dict[str, Any]], gpu: Gpu) -> dict[str, Any]:
+    """The K and mode with the most samples per GPU-hour and per joule, and where each mode stops
+    paying: the first K that runs out of memory, or gains under PAYS_MIN_GAIN over the K before."""
+    ok = [r for r in rows if r["status"] == "ok" and r["aggregate_samples_per_s"]]
+    best_hour = max(ok, key=lambda r: r["aggregate_samples_per_s"], default=None)
+    energetic = [r for r in ok if r.get("samples_per_joule")]
+    best_joule = max(energetic, key=lambda r: r["samples_per_joule"], default=None)
+    stops: dict[str, str] = {}
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        previous = None
+        for row in sorted((r for r in rows if r["mode"] == mode), key=lambda r: r["copies"]):
+            if row["status"] == "out_of_memory":
+                stops[mode] = f"K={row['copies']}: {row['reason']} (memory)"
+                break
+            if row["status"] != "ok":
+                stops[mode] = f"K={row['copies']}: {row['status']} ({row['reason']})"
+                break
+            rate = row["aggregate_samples_per_s"]
+            if previous is not None and rate and previous["aggregate_samples_per_s"]:
+                gain = rate / previous["aggregate_samples_per_s"]
+                if gain < PAYS_MIN_GAIN:
+                    stops[mode] = (
+                        f"K={row['copies']}: {gain:.2f}x the aggregate samples/s of K={previous['copies']} "
+                        f"(under {PAYS_MIN_GAIN:.2f}x: {'compute' if gpu.index is not None else 'CPU'} "
+                        "saturated)"
+                    )
+                    break
+            previous = row
+    energy_reason = None
+    if best_joule is None:
+        energy_reason = (
+            f"no energy figure: no NVIDIA GPU here ({gpu.reason})"
+            if gpu.index is None
+            else "no energy figure: too few GPU samples in the windows"
+        )
+    return {
+        "best_per_gpu_hour": _pick(best_hour),
+        "best_per_joule": _pick(best_joule),
+        "best_per_joule_reason": energy_reason,
+        "stops_paying": stops,
+    }
+
+
+def _pick(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    if row is None:
+        return None
+    keys = ("mode", "copies", "aggregate_samples_per_s", "samples_per_gpu_hour", "samples_per_joule")
+    return {k: row.get(k) for k in keys}
+
+
+def packing_rows(rows: list[dict[str, Any]], gpu: Gpu, model: str, out: Path) -> list[dict[str, Any]]:
+    """The rows the local store keeps: every measured K and mode with its factor over one copy alone."""
+    base = baseline(rows)
+    if gpu.index is None or base is None or not base["aggregate_samples_per_s"]:
+        return []
+    single = base["aggregate_samples_per_s"]
+    return [
+        {
+            "gpu_name": gpu.name,
+            "model": model,
+            "mode": r["mode"],
+            "copies": r["copies"],
+            "factor": r["aggregate_samples_per_s"] / single,
+            "aggregate_samples_per_s": r["aggregate_samples_per_s"],
+            "single_samples_per_s": single,
+            "batch_per_gpu": r["copy_results"][0].get("batch"),
+            "joules_per_sample": r.get("joules_per_sample"),
+            "peak_memory_mib": r.get("memory_peak_mib"),
+            "share_dir": str(out.resolve()),
+            "ddlprof_version": ddlprof.__version__,
+        }
+        for r in rows
+        if r["status"] == "ok" and r["aggregate_samples_per_s"]
+    ]
+
+
+def _store(rows: list[dict[str, Any]], gpu: Gpu, model: str, out: Path, store: bool) -> dict[str, Any]:
+    from ddlprof.runs import packing
+    from ddlprof.runs import store as local_store
+
+    if gpu.index is None:
+        return {"stored": False, "reason": "no NVIDIA GPU: a CPU is not a GPU type advise prices"}
+    if not store or local_store.disabled():
+        return {"stored": False, "reason": f"--no-store or {local_store.NO_STORE_ENV}"}
+    kept = packing_rows(rows, gpu, model, out)
+    if not kept:
+        return {"stored": False, "reason": "no copy ran alone on the whole GPU (K=1, timeslice or mps)"}
+    problem = packing.record_packing(kept)
+    if problem:
+        return {"stored": False, "reason": problem}
+    return {"stored": True, "model": model, "gpu_name": gpu.name, "rows": len(kept)}
+
+
+@contextlib.contextmanager
+def _terminations_raise() -> Iterator[None]:
+    """SIGTERM and SIGHUP end ``ddlprof share`` through its cleanup (copies stopped, MPS daemon quit),
+    as Ctrl-C does."""
+
+    def leave(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, leave) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_share(
+    job: list[str],
+    counts: list[int],
+    modes: list[str],
+    steps: int,
+    warmup: int,
+    out: Path,
+    timeout_s: float,
+    model: str | None = None,
+    store: bool = True,
+    gpu: Gpu | None = None,
+) -> dict[str, Any]:
+    """Every K of every mode that can run here, in order; returns (and writes) ``OUT/share.json``."""
+    from rich.console import Console
+    from rich.progress import Progress
+
+    if not job:
+        raise DdlprofError("no command given; e.g. ddlprof share -n 1,2,4 -- python train.py")
+    if out.exists() and any(out.iterdir()):
+        raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+    gpu = gpu or find_gpu()
+    skipped = {m: why for m in modes if (why := unavailable(m, gpu))}
+    runnable = [m for m in modes if m not in skipped]
+    if not runnable:
+        raise DdlprofError("; ".join(skipped.values()))
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    plan = [(m, k) for m in runnable for k in sorted(set(counts))]
+    with _terminations_raise(), Progress(console=Console(stderr=True), transient=True) as progress:
+        task = progress.add_task("ddlprof share", total=len(plan))
+        for mode in runnable:
+            ks = [k for m, k in plan if m == mode]
+            with contextlib.ExitStack() as stack:
+                env = stack.enter_context(mps_daemon(out / "mps")) if mode == "mps" else {}
+                for k in ks:
+                    progress.update(task, description=f"{mode}: {k} cop{'y' if k == 1 else 'ies'}")
+                    if mode == "mig" and k > len(gpu.mig_uuids):
+                        reason = f"{len(gpu.mig_uuids)} MIG device(s) on this GPU, one copy per device"
+                        rows.append({"mode": mode, "copies": k, "status": "skipped", "reason": reason})
+                    else:
+                        rows.append(run_group(job, mode, k, out, gpu, env, steps, warmup, timeout_s))
+                    progress.advance(task)
+    add_slowdowns(rows)
+    name = model or script_name(job)
+    result = {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "command": job,
+        "out": str(out),
+        "gpu": {"index": gpu.index, "name": gpu.name, "memory_mib": gpu.memory_mib, "reason": gpu.reason},
+        "steps": steps,
+        "warmup": warmup,
+        "modes_skipped": skipped,
+        "groups": rows,
+        "verdict": verdict(rows, gpu),
+    }
+    result["store"] = _store(rows, gpu, name, out, store)
+    write_atomic(out / "share.json", json_text(result))
+    return result

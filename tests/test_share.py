@@ -1,0 +1,184 @@
+"""``ddlprof share``: K copies of a one-GPU job, orchestrated and measured (on the CPU here), the MPS
+daemon's life, out-of-memory copies, and the arithmetic of the verdict."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+
+import pytest
+from conftest import REPO, ddlprof
+
+from ddlprof.profiler import share
+from ddlprof.profiler.share import Gpu, measure_copies, run_share, verdict
+from ddlprof.runs import packing
+
+EXAMPLE = str(REPO / "examples" / "ddp_train.py")
+
+
+def test_k_cpu_processes_time_slice_and_gpu_modes_say_why_not(tmp_path):
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "1,2", "--mode", "timeslice,mps,mig", "--steps", "6", "--warmup", "2",
+        "--out", str(out), "--json", "--", sys.executable, EXAMPLE, "--steps", "100", "--batch-size", "8",
+        timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result == json.loads((out / "share.json").read_text())
+    assert result["gpu"]["index"] is None
+    # modes that need a GPU say so, one line each
+    assert set(result["modes_skipped"]) == {"mps", "mig"}
+    for mode, why in result["modes_skipped"].items():
+        assert why.startswith(f"{mode}: needs an NVIDIA GPU") and "\n" not in why
+    groups = {(g["mode"], g["copies"]): g for g in result["groups"]}
+    assert set(groups) == {("timeslice", 1), ("timeslice", 2)}
+    for (_, k), group in groups.items():
+        assert group["status"] == "ok", group
+        copies = group["copy_results"]
+        assert len(copies) == k and all(c["status"] == "ok" and c["exit_code"] == 0 for c in copies)
+        for c in copies:  # each copy is an ordinary wrapped run of its own
+            assert (tmp_path / c["run_dir"]).joinpath("ranks", "rank-0.jsonl").exists()
+            assert c["samples_per_s"] == pytest.approx(8 * 1e3 / c["step_ms"], rel=0.5)
+        assert group["aggregate_samples_per_s"] == pytest.approx(
+            sum(c["samples_per_s"] for c in copies), abs=1e-3
+        )
+        assert group["joules_per_sample"] is None and group["power_w"] is None
+    one = groups[("timeslice", 1)]
+    assert groups[("timeslice", 2)]["gain_over_one"] == pytest.approx(
+        groups[("timeslice", 2)]["aggregate_samples_per_s"] / one["aggregate_samples_per_s"], rel=1e-2
+    )
+    assert result["verdict"]["best_per_joule"] is None
+    assert "no NVIDIA GPU" in result["verdict"]["best_per_joule_reason"]
+    assert result["store"]["stored"] is False and packing.load_packing() == []
+
+
+def test_only_gpu_modes_is_one_line_and_exit_2(tmp_path):
+    done = ddlprof("share", "--mode", "mps", "--out", str(tmp_path / "o"), "--", sys.executable, "-c", "0")
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "mps: needs an NVIDIA GPU" in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_copy_out_of_memory_is_reported_as_such(tmp_path):
+    job = [
+        sys.executable,
+        "-c",
+        "import sys; print('torch.OutOfMemoryError: CUDA out of memory.'); sys.exit(1)",
+    ]
+    result = run_share(job, [1, 2], ["timeslice"], 5, 1, tmp_path / "o", 120, gpu=Gpu(None, reason="test"))
+    for group in result["groups"]:
+        assert group["status"] == "out_of_memory"
+        assert group["reason"] == f"{group['copies']} of {group['copies']} copies ran out of GPU memory"
+        assert all(c["status"] == "out_of_memory" for c in group["copy_results"])
+    assert result["verdict"]["stops_paying"]["timeslice"].startswith("K=1: 1 of 1 copies ran out")
+
+
+@pytest.fixture
+def fake_mps(tmp_path, monkeypatch):
+    """An nvidia-cuda-mps-control on PATH that logs each call: its arguments, stdin and directories."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "mps-calls.jsonl"
+    bin_dir.mkdir()
+    script = bin_dir / share.MPS_CONTROL
+    script.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "stdin = '' if sys.argv[1:] == ['-d'] else sys.stdin.read()\n"
+        f"with open({str(calls)!r}, 'a') as f:\n"
+        "    f.write(json.dumps({'argv': sys.argv[1:], 'stdin': stdin,\n"
+        "        'pipe': os.environ.get('CUDA_MPS_PIPE_DIRECTORY'),\n"
+        "        'log': os.environ.get('CUDA_MPS_LOG_DIRECTORY')}) + '\\n')\n"
+    )
+    script.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def read() -> list[dict]:
+        return [json.loads(line) for line in calls.read_text().splitlines()] if calls.exists() else []
+
+    return read
+
+
+def test_mps_daemon_is_ddlprofs_own_and_always_stopped(tmp_path, fake_mps):
+    out = tmp_path / "o"
+    job = [sys.executable, "-c", "raise SystemExit(3)"]  # every copy fails: the daemon still stops
+    result = run_share(job, [1], ["mps"], 5, 1, out, 60, gpu=Gpu(0, "Fake GPU"), store=False)
+    assert result["groups"][0]["status"] == "failed"
+    calls = fake_mps()
+    assert [c["argv"] for c in calls] == [["-d"], []] and calls[1]["stdin"] == "quit\n"
+    for call in calls:
+        assert call["pipe"] == str((out / "mps" / "pipe").resolve())
+        assert call["log"] == str((out / "mps" / "log").resolve())
+
+
+def test_mps_daemon_is_stopped_when_share_is_terminated(tmp_path, fake_mps):
+    job = [sys.executable, "-c", "import time; time.sleep(120)"]
+    timer = threading.Timer(4.0, os.kill, (os.getpid(), signal.SIGTERM))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_share(job, [2], ["mps"], 5, 1, tmp_path / "o", 300, gpu=Gpu(0, "Fake GPU"), store=False)
+    finally:
+        timer.cancel()
+    assert [c["argv"] for c in fake_mps()] == [["-d"], []]
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is put back
+
+
+def _steps(first_start: float, step_s: float, n: int, batch: int = 10) -> list[dict]:
+    return [
+        {"step": i, "start": first_start + i * step_s, "end": first_start + (i + 1) * step_s,
+         "step_ms": step_s * 1e3, "samples": batch}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_throughput_counts_only_the_steps_all_copies_ran_together():
+    """Copy 1 starts 2 s late; copy 0's steps alone (faster, unshared) before then are left out."""
+    alone = _steps(0.0, 0.1, 20)  # 0-2 s alone at 100 ms
+    shared = _steps(2.0, 0.2, 20)  # 2-6 s at 200 ms
+    late = _steps(2.0, 0.2, 15)  # 2-5 s
+    rows, window = measure_copies([alone + shared, late])
+    assert window["start_unix"] == 2.0 and window["end_unix"] == pytest.approx(5.0)
+    assert window["all_copies_stepping"] is True
+    assert [r["step_ms"] for r in rows] == [200.0, 200.0]
+    assert [r["samples_per_s"] for r in rows] == [pytest.approx(50.0), pytest.approx(50.0)]
+
+
+def _row(mode: str, k: int, rate: float | None, status: str = "ok", joule: float | None = None) -> dict:
+    return {
+        "mode": mode, "copies": k, "status": status, "reason": "2 of 4 copies ran out of GPU memory",
+        "aggregate_samples_per_s": rate, "samples_per_gpu_hour": rate and rate * 3600,
+        "samples_per_joule": joule,
+    }  # fmt: skip
+
+
+def test_verdict_names_the_best_and_where_it_stops_paying():
+    rows = [
+        _row("timeslice", 1, 100.0, joule=1.0),
+        _row("timeslice", 2, 180.0, joule=1.5),
+        _row("timeslice", 4, 184.0, joule=1.4),  # +2%: saturated
+        _row("mps", 1, 100.0, joule=1.0),
+        _row("mps", 2, 190.0, joule=1.6),
+        _row("mps", 4, None, status="out_of_memory"),
+    ]
+    found = verdict(rows, Gpu(0, "H100"))
+    assert (found["best_per_gpu_hour"]["mode"], found["best_per_gpu_hour"]["copies"]) == ("mps", 2)
+    assert (found["best_per_joule"]["mode"], found["best_per_joule"]["copies"]) == ("mps", 2)
+    assert found["stops_paying"]["timeslice"].startswith("K=4: 1.02x the aggregate samples/s of K=2")
+    assert "compute saturated" in found["stops_paying"]["timeslice"]
+    assert found["stops_paying"]["mps"] == "K=4: 2 of 4 copies ran out of GPU memory (memory)"
+
+
+def test_packing_factors_are_stored_for_a_gpu_only_against_one_copy_alone(tmp_path):
+    rows = [_row("timeslice", 1, 100.0), _row("timeslice", 2, 170.0), _row("mig", 2, 150.0)]
+    for row in rows:
+        row["copy_results"] = [{"batch": 32}]
+    gpu = Gpu(0, "NVIDIA H100 80GB HBM3")
+    assert share._store(rows, gpu, "resnet50", tmp_path, True)["stored"] is True
+    stored = {(r["mode"], r["copies"]): r for r in packing.load_packing("resnet50")}
+    assert stored[("timeslice", 2)]["factor"] == pytest.approx(1.7)
+    assert stored[("mig", 2)]["factor"] == pytest.approx(1.5)
+    assert stored[("timeslice", 2)]["gpu_name"] == "NVIDIA H100 80GB HBM3"
+    assert share._store(rows, Gpu(None, reason="none"), "resnet50", tmp_path, True)["stored"] is False
