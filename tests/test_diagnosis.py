@@ -167,3 +167,22 @@ def test_unmeasured_categories_fire_no_rule():
 def test_small_stalls_are_not_recommended():
     # 2 ms of 40 (5%): below the recommendation threshold
     assert diagnose(_summary(_rank(0, 36.0, data=2.0), _rank(1, 36.0, data=2.0)))["recommendations"] == []
+
+
+def test_a_one_gpu_job_with_an_idle_gpu_is_told_to_measure_sharing_it():
+    summary = _summary(_rank(0, 10.0, comm=0.0))
+    summary["gpus"] = [{"host": "a", "gpu": 0, "samples": 40, "util_pct": {"median": 35.0, "max": 70.0}}]
+    found = {r["rule"]: r for r in _check(diagnose(summary))["recommendations"]}
+    assert set(found) == {"share_gpu"}  # not low_gpu_util as well: one recommendation for one finding
+    assert "ddlprof share -n 1,2,4" in found["share_gpu"]["action"]
+    assert "busy only 35%" in found["share_gpu"]["action"] and "35%" in found["share_gpu"]["evidence"]
+    assert found["share_gpu"]["saving_ms"] is None and found["share_gpu"]["predicted_step_ms"] is None
+
+
+@pytest.mark.parametrize(("world_size", "median"), [(1, 80.0), (2, 35.0)], ids=["busy GPU", "two ranks"])
+def test_share_is_not_suggested_for_a_busy_gpu_or_a_multi_gpu_job(world_size, median):
+    ranks = [_rank(r, 10.0, comm=0.0) for r in range(world_size)]
+    summary = _summary(*ranks)
+    summary["gpus"] = [{"host": "a", "gpu": 0, "samples": 40, "util_pct": {"median": median, "max": 90.0}}]
+    rules = {r["rule"] for r in diagnose(summary)["recommendations"]}
+    assert "share_gpu" not in rules

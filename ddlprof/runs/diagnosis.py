@@ -351,8 +351,44 @@ def launch_bound(summary: dict[str, Any]) -> Recommendation | None:
     )
 
 
+def _one_idle_gpu(summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The GPU of a one-GPU job (one rank, one GPU sampled) when it is busy under LOW_UTIL_PCT."""
+    gpus = summary.get("gpus") or []
+    if summary.get("world_size") != 1 or len(gpus) != 1:
+        return None
+    median = (gpus[0].get("util_pct") or {}).get("median")
+    return gpus[0] if median is not None and median < LOW_UTIL_PCT else None
+
+
+def share_gpu(summary: dict[str, Any]) -> Recommendation | None:
+    """A one-GPU job that leaves its GPU idle: several copies of it (a sweep) can share the GPU;
+    ``ddlprof share`` measures what packing them gives."""
+    gpu = _one_idle_gpu(summary)
+    if gpu is None:
+        return None
+    util = gpu["util_pct"]["median"]
+    return _recommendation(
+        summary,
+        "share_gpu",
+        "GPU utilisation (one-GPU job)",
+        f"the GPU is busy only {util:.0f}% of the time: run several copies of the job (a sweep) on it, "
+        f"and measure what packing gives first: `ddlprof share -n 1,2,4 [--mode timeslice,mps] -- "
+        f"<the job's command>` (samples per GPU-hour and per joule for each number of copies)",
+        f"median NVML utilisation {util:.0f}% on GPU {gpu['gpu']} of {gpu['host']} over "
+        f"{gpu['samples']} steady samples, one rank",
+        None,
+        "none: a cost change (more samples per GPU-hour), not a step-time change; `ddlprof share` "
+        "measures it",
+        "each copy's own step gets slower; NVML utilisation counts a GPU busy when any kernel runs, so "
+        "it overstates use and packing may give more than it suggests",
+    )
+
+
 def low_gpu_util(summary: dict[str, Any]) -> Recommendation | None:
-    """A GPU busy less than half the time: share it, or rent a smaller one."""
+    """A GPU busy less than half the time: share it, or rent a smaller one (a one-GPU job gets
+    ``share_gpu`` instead)."""
+    if _one_idle_gpu(summary) is not None:
+        return None
     idle = [
         g for g in summary.get("gpus") or [] if (g.get("util_pct") or {}).get("median", 100) < LOW_UTIL_PCT
     ]
@@ -378,6 +414,7 @@ RULES: tuple[Rule, ...] = (
     compression,
     network,
     launch_bound,
+    share_gpu,
     low_gpu_util,
 )
 
