@@ -1136,6 +1136,12 @@ examples:
   ddlprof advise --model resnet50 --budget 100 --data-region us-east-1 --dataset-gb 150 --json
   ddlprof advise --run ddlprof-runs/20261123T101500Z-train --model resnet50 --csv
   ddlprof advise --model my_net.py:build --single-gpu-step-ms 41 --step-gpu A10G --samples 2M
+  ddlprof advise --model resnet50 --jobs 16 --sort carbon      # a sweep; packed where share measured it
+
+energy and carbon: each option's kWh (GPUs only: measured joules per sample where `ddlprof share`
+measured them, else the GPUs' datasheet maximum power x hours, an upper bound; advisor/data/
+gpu_power.csv) and kg CO2e at its region's grid intensity (advisor/data/grid_intensity.csv, from
+CodeCarbon's tables: source, commit and date per row).
 """
 
 
@@ -1187,6 +1193,13 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     )
     work.add_argument(
         "--epochs", type=bounded(float, TINY, 1e6), metavar="E", help="epochs (default: the model's, else 1)"
+    )
+    work.add_argument(
+        "--jobs",
+        type=bounded(int, 1, 10**6),
+        metavar="N",
+        help="a sweep of N runs of this workload: options may also pack k copies per GPU where `ddlprof "
+        "share` measured the factor for the model and GPU type (local store); never a guessed factor",
     )
 
     limits = advise.add_argument_group("filters")
@@ -1276,6 +1289,12 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         choices=("torchrun", "skypilot"),
         help="print a launch spec for the top option: a torchrun command line or a SkyPilot task YAML",
     )
+    out.add_argument(
+        "--sort",
+        choices=("cost", "time", "carbon"),
+        default="cost",
+        help="rank by USD per 1M samples (default), by hours, or by kg CO2e",
+    )
     out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
     out.add_argument(
         "--script",
@@ -1310,6 +1329,8 @@ ADVISE_KEYWORDS = (
     "dataset_gb",
     "all_regions",
     "top",
+    "jobs",
+    "sort",
 )
 
 

@@ -41,9 +41,16 @@ class AdviseRequest:
     data_region: str | None = None  # where the dataset lies; None: no egress priced
     dataset_gb: float | None = None
     all_regions: bool = False  # False: one option per (instance type, count, pricing), its best region
+    jobs: int | None = None  # a sweep of N runs of the workload (``--jobs``); None: one run
+    sort: str = "cost"  # cost (USD per 1M samples), time (hours) or carbon (kg CO2e)
+
+    @property
+    def total_samples(self) -> float:
+        """Samples of the whole request: the workload's, times the jobs of a sweep."""
+        return self.workload.total_samples * (self.jobs or 1)
 
 
-@dataclass
+@dataclass(slots=True)  # slots: advise makes a quarter of a million of them (--max-nodes 256)
 class Option:
     """One way to run the job, priced."""
 
@@ -74,6 +81,8 @@ class Option:
     error_pct: float = 0.0  # relative error of the step time (``ddlprof.advisor.uncertainty.step_error``)
     error_basis: str = ""
     within_error_of_top: bool = False  # its cost-per-sample range overlaps the top option's
+    packing: dict[str, Any] | None = None  # k copies per GPU at a measured factor (``advisor.packing``)
+    energy: dict[str, Any] | None = None  # kWh and kg CO2e with their bases (``advisor.carbon``)
     instance: Instance | None = field(default=None, repr=False)
 
     @property
@@ -85,6 +94,14 @@ class Option:
         pricing = "spot" if self.spot else "on-demand"
         gpus = f"{self.world_size} x {self.gpu}"
         return f"{self.count} x {self.instance_type} ({gpus}) in {self.region}, {pricing}"
+
+    @property
+    def copies_per_gpu(self) -> int:
+        return self.packing["copies_per_gpu"] if self.packing else 1
+
+    @property
+    def kg_co2e(self) -> float | None:
+        return self.energy["kg_co2e"] if self.energy else None
 
     @property
     def egress_usd(self) -> float:
@@ -168,6 +185,11 @@ class Option:
             "total_cost_usd_range": [round(v, 2) for v in self.total_cost_range()],
             "cost_per_1m_samples_range": [round(v, 4) for v in self.cost_per_million_range()],
             "within_error_of_top": self.within_error_of_top,
+            "copies_per_gpu": self.copies_per_gpu,
+            "packing": self.packing,
+            "energy_kwh": _maybe(self.energy and self.energy["kwh"], 3),
+            "emissions_kg_co2e": _maybe(self.kg_co2e, 3),
+            "energy": self.energy,
             "provenance": provenance,
         }
         if self.over_budget_usd is not None:
@@ -175,6 +197,10 @@ class Option:
         if self.over_deadline_hours is not None:
             out["over_deadline_hours"] = round(self.over_deadline_hours, 3)
         return out
+
+
+def _maybe(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
 
 
 def _rounded(values: dict[str, Any]) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.advisor import egress as egress_module
+from ddlprof.advisor.carbon import option_energy
 from ddlprof.advisor.catalog import Catalog, Instance, load_catalog
 from ddlprof.advisor.explain import advice_warnings, assumptions, explain_top, step_provenance
 from ddlprof.advisor.filters import (
@@ -40,6 +41,7 @@ from ddlprof.advisor.filters import (
     within_limits,
 )
 from ddlprof.advisor.options import Advice, AdviseRequest, Option
+from ddlprof.advisor.packing import measured_factors, packed_options
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.spot import interruption_for
 from ddlprof.advisor.throughput import (
@@ -120,18 +122,25 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         fitting = fit_memory(group, batch_basis, group_gb, excluded)
         steps = predict_steps(batch_basis, [(i, n) for i in fitting for n in counts], fitted)
         candidates += _priced(fitting, steps, catalog, regions, batch_basis, request, group_gb, excluded)
+    packing_note = None
+    if request.jobs:
+        factors = measured_factors(request.model or "")
+        candidates += packed_options(candidates, request, factors)
+        packing_note = _packing_note(request, factors)
     if data_cloud is not None:
         candidates = add_egress(candidates, request, data_cloud, excluded)
     feasible = within_limits(candidates, request, excluded)
     met = bool(feasible)
     if met:
-        ranked = sorted(
-            feasible, key=lambda o: (o.usd_per_million_samples, o.hours, o.instance_type, o.region)
-        )
+        if request.sort == "carbon":  # else only the options left after best_region need it
+            add_energy(feasible, request)
+        ranked = sorted(feasible, key=SORT_KEYS[request.sort])
     else:  # nothing meets the budget and deadline: the cheapest, with how far over they are
         ranked = sorted(candidates, key=lambda o: (o.total_cost_usd, o.hours, o.instance_type, o.region))
     if not request.all_regions:
         ranked = best_region(ranked)
+    if not met or request.sort != "carbon":
+        add_energy(ranked, request)
     mark_uncertainty(ranked, basis, fitted)
     front = pareto_front([(o.hours, o.total_cost_usd) for o in ranked])
     for option, on_front in zip(ranked, front, strict=True):
@@ -145,6 +154,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         top_choice="",
         warnings=[
             *advice_warnings(basis, catalog, request.workload, ranked),
+            *([packing_note] if packing_note else []),
             *([fitted.fallback] if getattr(fitted, "fallback", None) else []),
         ],
         basis=basis,
@@ -156,6 +166,50 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     )
     advice.top_choice = explain_top(advice)
     return advice
+
+
+#: ``--sort``: what ranks the options that meet the limits (ties: hours, then names).
+SORT_KEYS = {
+    "cost": lambda o: (o.usd_per_million_samples, o.hours, o.instance_type, o.region),
+    "time": lambda o: (o.hours, o.usd_per_million_samples, o.instance_type, o.region),
+    "carbon": lambda o: (
+        o.kg_co2e is None,  # options without an emissions figure last
+        o.kg_co2e or 0.0,
+        o.usd_per_million_samples,
+        o.instance_type,
+        o.region,
+    ),
+}
+
+
+def add_energy(options: list[Option], request: AdviseRequest) -> None:
+    """Each option's energy and emissions (``ddlprof.advisor.carbon``): measured joules per sample for
+    a packed option where ``ddlprof share`` measured them, else the GPUs' maximum power."""
+    for option in options:
+        packing = option.packing or {}
+        option.energy = option_energy(
+            option.gpu,
+            option.world_size,
+            option.hours,
+            option.compute_hours,
+            request.total_samples,
+            option.cloud,
+            option.region,
+            packing.get("joules_per_sample"),
+            packing.get("source"),
+        )
+
+
+def _packing_note(request: AdviseRequest, factors: dict[str, list]) -> str | None:
+    """What ``--jobs`` could use: which GPU types have a measured packing factor, or that none has."""
+    model = request.model or "the run's model"
+    if not factors:
+        return (
+            f"--jobs {request.jobs}: no packing factor measured for {model} (none in the local store); "
+            f"no option packs copies on a GPU. `ddlprof share -n 1,2,4 --model {model} -- CMD` on a GPU "
+            "measures one"
+        )
+    return None
 
 
 def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any) -> None:
@@ -202,6 +256,8 @@ def advise_result(
     dataset_gb: float | None = None,
     all_regions: bool = False,
     top: int = 10,
+    jobs: int | None = None,
+    sort: str = "cost",
 ) -> tuple[Advice, dict[str, Any]]:
     """``ddlprof advise`` with its flags as keywords: the ``Advice`` and its JSON (what ``--json`` prints).
 
@@ -238,7 +294,13 @@ def advise_result(
         data_region=data_region,
         dataset_gb=dataset_gb,
         all_regions=all_regions,
+        jobs=jobs,
+        sort=sort,
     )
+    if sort not in SORT_KEYS:
+        raise DdlprofError(f"--sort {sort!r}: one of {', '.join(SORT_KEYS)}")
+    if jobs is not None and jobs < 1:
+        raise DdlprofError(f"--jobs must be at least 1, got {jobs}")
     advice = advise(request)
     return advice, advice.to_dict(top=top or None)
 
@@ -278,7 +340,7 @@ def _priced(
 ) -> list[Option]:
     """Every option with a step time and a price: throughput, hours and total cost."""
     spot_modes = [False, True] if request.spot is None else [request.spot]
-    total_samples = request.workload.total_samples
+    total_samples = request.total_samples
     options = []
     for instance in instances:
         prices = [
@@ -373,7 +435,7 @@ def add_egress(
     """Each option's cost of moving the dataset in, added to its total; options on a route with no
     sourced egress price are left out with that reason (never priced at 0)."""
     rates = egress_module.load_egress()
-    samples = request.workload.total_samples
+    samples = request.total_samples
     kept = []
     for option in options:
         source = request.data_region or ""
@@ -394,9 +456,9 @@ def add_egress(
 
 def best_region(ranked: list[Option]) -> list[Option]:
     """The first (best-ranked) region of each instance type, count and pricing; the others counted."""
-    kept: dict[tuple[str, int, bool], Option] = {}
+    kept: dict[tuple[str, int, bool, bool], Option] = {}
     for option in ranked:
-        key = (option.instance_type, option.count, option.spot)
+        key = (option.instance_type, option.count, option.spot, option.packing is not None)
         if key in kept:
             kept[key].other_regions += 1
         else:

@@ -146,6 +146,9 @@ CSV_COLUMNS = (
     "other_regions",
     "error_pct",
     "within_error_of_top",
+    "copies_per_gpu",
+    "energy_kwh",
+    "emissions_kg_co2e",
 )
 
 
@@ -160,7 +163,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console() if sys.stdout.isatty() else Console(width=200)
+    console = Console() if sys.stdout.isatty() else Console(width=230)
     if not result["options"]:
         console.print(f"[bold]{result['top_choice']}[/bold]", highlight=False)
         _print_excluded(console, result["excluded"])
@@ -194,6 +197,8 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         ("hours", "right"),
         ("total $", "right"),
         ("$/1M samples", "right"),
+        ("kWh", "right"),
+        ("kg CO2e", "right"),
         ("Pareto", "center"),
         ("source", "left"),
     ):
@@ -226,7 +231,12 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             str(option["count"]),
             region,
             pricing,
-            f"{option['world_size']} x {option['gpu']}",
+            f"{option['world_size']} x {option['gpu']}"
+            + (
+                f", {option['copies_per_gpu']} copies each ({option['packing']['mode']})"
+                if option.get("packing")
+                else ""
+            ),
             option["precision"] or "",
             str(option["batch_per_gpu"]),
             f"{option['step_ms']:,.1f}",
@@ -234,6 +244,8 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             hours,
             total,
             f"{option['usd_per_million_samples']:,.3f}",
+            "—" if option.get("energy_kwh") is None else f"{option['energy_kwh']:,.1f}",
+            "—" if option.get("emissions_kg_co2e") is None else f"{option['emissions_kg_co2e']:,.1f}",
             "★" if option["pareto"] else "",
             source,
         )
@@ -264,6 +276,10 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             f"{spot['unpublished_meaning'].split(': ', 1)[1]}"
         ),
         _memory_line(assumptions),
+        "energy: GPUs only (host and cooling not counted): measured J/sample where `ddlprof share` "
+        "measured it (packed rows), else the GPUs' datasheet max power x hours, an upper bound "
+        "(advisor/data/gpu_power.csv); kg CO2e at the region's grid intensity (advisor/data/"
+        "grid_intensity.csv: CodeCarbon's tables, GCP per region, AWS per country; per row in --json)",
         "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions priced "
         "higher (--all-regions)",
     ]
