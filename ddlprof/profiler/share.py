@@ -149,9 +149,10 @@ class Copy:
 
 
 def _launch(
-    job: list[str], copies: int, mode: str, group: Path, gpu: Gpu, extra_env: dict[str, str], stop_after: int
-) -> list[Copy]:
-    started = []
+    job: list[str], copies: int, mode: str, group: Path, gpu: Gpu, extra_env: dict[str, str], stop_after: int,
+    started: list[Copy],
+) -> None:  # fmt: skip
+    """Start the copies, each into ``started`` as soon as it runs (so that an interrupt stops it)."""
     for i in range(copies):
         copy = Copy(i, group / f"copy{i}", group / f"copy{i}.log")
         env = {**os.environ, **extra_env, STOP_AFTER: str(stop_after)}
@@ -165,7 +166,6 @@ def _launch(
                 argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT
             )
         started.append(copy)
-    return started
 
 
 def _wait(copies: list[Copy], deadline: float) -> bool:
@@ -298,7 +298,7 @@ def run_group(
         sampler.start()
     launched: list[Copy] = []
     try:
-        launched = _launch(job, copies, mode, group, gpu, env, warmup + steps)
+        _launch(job, copies, mode, group, gpu, env, warmup + steps, launched)
         finished = _wait(launched, time.monotonic() + timeout_s)
     finally:
         _stop(launched)
