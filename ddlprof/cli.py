@@ -373,13 +373,19 @@ def add_analyze(commands: argparse._SubParsersAction) -> None:
     )
     analyze.add_argument("traces", nargs="+", type=Path, metavar="TRACE_DIR_OR_FILE")
     analyze.add_argument("--json", action="store_true", help="print the analysis as JSON instead of a table")
+    analyze.add_argument(
+        "--jobs",
+        type=bounded(int, 1, 1024),
+        help="files read at a time, a worker process each (default: one per file, up to the CPU count "
+        "and what the available memory holds)",
+    )
 
 
 def run_analyze(args: argparse.Namespace) -> int:
     from ddlprof.profiler.render import print_analysis
     from ddlprof.profiler.trace_analysis import analyze
 
-    return _show(analyze(args.traces), args.json, print_analysis)
+    return _show(analyze(args.traces, args.jobs), args.json, print_analysis)
 
 
 # -- report ----------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""``ddlprof analyze`` on traces of a real gloo DDP run under plain torch.profiler (no ddlprof wrap)."""
+"""``ddlprof analyze`` on traces of a real gloo DDP run under plain torch.profiler (no ddlprof wrap): a
+schedule with ``repeat=2`` writes two windows per rank, a file each."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ model = DDP(torch.nn.Sequential(torch.nn.Linear(16, 256), torch.nn.ReLU(), torch
 opt = torch.optim.SGD(model.parameters(), lr=0.01)
 loader = torch.utils.data.DataLoader(Slow(), batch_size=4)
 handler = tensorboard_trace_handler(os.environ["TRACES"], worker_name=f"w_{dist.get_rank()}")
-with profile(schedule=schedule(wait=1, warmup=1, active=3, repeat=1), on_trace_ready=handler) as p:
+with profile(schedule=schedule(wait=1, warmup=1, active=3, repeat=2), on_trace_ready=handler) as p:
     for x, y in loader:
         torch.nn.functional.mse_loss(model(x), y).backward()
         opt.step()
@@ -58,7 +59,9 @@ def test_breakdown_of_a_real_gloo_run(traces):
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert [r["rank"] for r in result["ranks"]] == [0, 1]
-    assert result["steps"] == [2, 3, 4]  # schedule: wait 1, warm-up 1, then 3 recorded steps
+    assert result["steps"] == [2, 3, 4, 7, 8, 9]  # schedule: wait 1, warm-up 1, then 3 recorded steps, twice
+    assert [w["steps"] for w in result["windows"]] == [[2, 4], [7, 9]]
+    assert all(len(r["files"]) == 2 for r in result["ranks"])
     for row in result["per_step"]:
         parts = row["compute_ms"] + row["exposed_comm_ms"] + row["memory_ms"] + row["idle_ms"]
         assert parts == pytest.approx(row["step_ms"], rel=0.01)
@@ -73,6 +76,10 @@ def test_breakdown_of_a_real_gloo_run(traces):
         overlapped = sum(r["comm_ms"] * r["overlap_pct"] / 100 for r in steps)
         assert rank["overlap_pct"] == pytest.approx(100 * overlapped / comm, rel=1e-6)
     assert result["job"]["exposed_comm_ms"] > 0  # the gloo all-reduce runs on threads of its own
+    for rank in result["ranks"]:  # steps 5 and 6 (wait, warm-up) ran between the windows, in no step
+        assert rank["outside_steps_ms"] > 2 * 4 * 2.0
+        steps = [r for r in result["per_step"] if r["rank"] == rank["rank"]]
+        assert all(r["step_ms"] < rank["outside_steps_ms"] for r in steps)
     table = ddlprof("analyze", str(traces))
     assert table.returncode == 0 and "exposed" in table.stdout and "job" in table.stdout
 
@@ -104,21 +111,23 @@ def test_bad_traces_get_one_line(traces, tmp_path):
 
 
 def test_ranks_with_different_steps_are_cut_to_the_common_ones(traces, tmp_path):
-    files = sorted(traces.glob("*.json"))
-    trace = json.loads(files[1].read_text())
+    rank0, rank1 = (sorted(traces.glob(f"w_{rank}.*.json"))[0] for rank in (0, 1))  # first windows
+    trace = json.loads(rank1.read_text())
     trace["traceEvents"] = [e for e in trace["traceEvents"] if e.get("name") != "ProfilerStep#4"]
-    (tmp_path / files[1].name).write_text(json.dumps(trace))
-    result = json.loads(ddlprof("analyze", "--json", str(files[0]), str(tmp_path / files[1].name)).stdout)
+    (tmp_path / rank1.name).write_text(json.dumps(trace))
+    result = json.loads(ddlprof("analyze", "--json", str(rank0), str(tmp_path / rank1.name)).stdout)
     assert result["steps"] == [2, 3]
-    assert "not in every rank's trace" in result["warnings"][0] and files[0].name in result["warnings"][0]
+    assert "not in every rank's trace" in result["warnings"][0] and rank0.name in result["warnings"][0]
 
 
 def test_interval_arithmetic():
-    merged = intervals.merge([(5, 7), (0, 2), (1, 3), (6, 9), (4, 4)])
-    assert merged == [(0, 3), (5, 9)]
-    assert intervals.length(merged) == 7
-    assert intervals.overlap(merged, [(2, 6)]) == 2
-    assert intervals.clip(merged, 1, 6) == [(1, 3), (5, 6)]
+    merged = intervals.merge([(5, 7), (0, 2), (1, 3), (6, 9), (4, 4), (9, 10)])
+    assert merged.tolist() == [[0, 3], [5, 10]]  # touching intervals join, empty ones go
+    assert intervals.length(merged) == 8
+    inside = intervals.covered(merged, [1, 2.5, 3, -5, 9.5, 20], [6, 5.5, 5, 0, 30, 30])
+    assert inside.tolist() == [3, 1, 0, 0, 0.5, 0]
+    assert intervals.covered(intervals.merge([]), [0], [5]).tolist() == [0]
+    assert intervals.runs([2, 3, 4, 7, 9, 10]) == [(2, 4), (7, 7), (9, 10)]
 
 
 @pytest.mark.parametrize(

@@ -302,6 +302,14 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
         label = f"{row['rank']}" + (" slow" if row["rank"] in slow else "")
         table.add_row(label, *cells, "—" if overlap is None else f"{overlap:.0f}%")
     console.print(table)
+    if len(result["windows"]) > 1:
+        console.print(_windows_table(result["windows"]))
+    outside = [r for r in result["ranks"] if r["outside_steps_ms"]]
+    if outside:
+        console.print(
+            "outside any step (between windows, evaluation, checkpoints; in no step above): "
+            + ", ".join(f"rank {r['rank']} {r['outside_steps_ms']:.2f} ms" for r in outside)
+        )
     for warning in result["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")
 
@@ -330,6 +338,20 @@ def data_line(summary: dict[str, Any]) -> str | None:
             f"core {loader['batch_cpu_wait_ms']:.1f}, blocked {blocked:.1f})"
         )
     return line
+
+
+def _windows_table(windows: list[dict[str, Any]]) -> Table:
+    """Job means per profiling window, so that windows far apart in a run can be told apart."""
+    table = Table(title="Per window, job means, ms per step")
+    table.add_column("steps", no_wrap=True)
+    for header in _ANALYSIS_COLUMNS.values():
+        table.add_column(header, justify="right")
+    for window in windows:
+        first, last = window["steps"]
+        job = window["job"]
+        cells = ["—" if job[k] is None else f"{job[k]:.2f}" for k in _ANALYSIS_COLUMNS]
+        table.add_row(str(first) if first == last else f"{first}-{last}", *cells)
+    return table
 
 
 def own_cost_line(cost: dict[str, Any] | None) -> str | None:

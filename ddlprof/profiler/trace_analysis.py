@@ -19,21 +19,31 @@ training thread's top-level ops), in ms; the first four add up to the step:
                       the share of all the steps' communication (HTA's comm/comp overlap), not a
                       mean of per-step shares, so steps with little communication weigh little
 
-On GPUs a kernel belongs to the step in which the host launched it, and a step's device span runs
-from its first kernel to the next step's first kernel.
+A step's span on the device timeline starts where its ``ProfilerStep#N`` range starts (or where the
+step before it ended on the device, if later) and ends where its range ends or where the last device
+work launched inside it ends, whichever is later. On GPUs that work is matched to the step by its
+launch's correlation id, wherever and however late it runs. Time between steps (between profiling
+windows, an evaluation pass, a checkpoint) is in no step: per rank it is ``outside_steps_ms``, the
+total between the first step and the last. Steps numbered one after the other form a window
+(``--trace-steps 6-8,500-502``, or torch.profiler schedules with ``repeat``, in one file or in one
+file per window), and ``windows`` gives the same means per window.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
-from bisect import bisect_right
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ddlprof.errors import DdlprofError
-from ddlprof.profiler.kineto import Trace, read
+from ddlprof.profiler.kineto import COMM, COMPUTE, MEMORY, Trace, read
 from ddlprof.runs import intervals
+from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.summary import slower_than_median
 
 SCHEMA = "ddlprof.analysis"
@@ -47,6 +57,10 @@ KEYS = (
     "ddp_cpu_ms",
     "comm_ms",
 )
+# a worker's peak resident memory: the interpreter with numpy and ijson, and what it keeps per byte of
+# JSON read (measured on resnet50 traces of 1 GB, BENCHMARKS.md), with room to spare
+_WORKER_BASE = 100 << 20
+_WORKER_PER_JSON_BYTE = 0.2
 
 
 def trace_files(paths: list[Path]) -> list[Path]:
@@ -68,60 +82,79 @@ def trace_files(paths: list[Path]) -> list[Path]:
 
 
 def _spans(trace: Trace) -> dict[int, tuple[float, float]]:
+    """Each step's span on the device timeline, in us.
+
+    A step runs from its ``ProfilerStep#N`` range's start (or where the step before it ended on the
+    device, if later) to its range's end or to the end of the last device work launched inside it,
+    whichever is later: a step keeps its own GPU work however late it runs, and the time between
+    two steps (another profiling window, an evaluation pass, a checkpoint) is in no step. On GPU
+    traces work belongs to the step whose range holds its launch (matched by correlation id,
+    wherever it runs), and a step that launched none is left out."""
+    ordered = sorted(trace.steps.items(), key=lambda kv: kv[1][0])
+    cpu = np.array([r for _, r in ordered]).reshape(-1, 2)
     if trace.device == "cpu":
-        return dict(trace.steps)
-    windows = sorted(trace.steps.items(), key=lambda kv: kv[1][0])
-    window_starts = [a for _, (a, _) in windows]
-    firsts: dict[int, float] = {}
-    lasts: dict[int, float] = {}
-    for start, end, corr in (*trace.compute, *trace.comm, *trace.memory):
-        launched = trace.launches.get(corr)
-        if launched is None:
-            continue
-        index = bisect_right(window_starts, launched) - 1
-        step = windows[index][0] if index >= 0 and launched <= windows[index][1][1] else None
-        if step is not None:
-            firsts[step] = min(firsts.get(step, start), start)
-            lasts[step] = max(lasts.get(step, end), end)
-    ordered = sorted(firsts)
-    return {
-        step: (firsts[step], firsts[ordered[i + 1]] if i + 1 < len(ordered) else lasts[step])
-        for i, step in enumerate(ordered)
-    }
+        last = cpu[:, 1]
+        kept = np.ones(len(ordered), dtype=bool)
+    else:
+        work, launched = trace.device_work, _launch_times(trace)
+        step = np.searchsorted(cpu[:, 0], launched, side="right") - 1
+        ok = (step >= 0) & (launched <= cpu[np.maximum(step, 0), 1])  # False where never launched (NaN)
+        last = cpu[:, 1].copy()
+        np.maximum.at(last, step[ok], work[ok, 1])
+        kept = np.bincount(step[ok], minlength=len(ordered)) > 0
+    spans: dict[int, tuple[float, float]] = {}
+    ended = -np.inf
+    for i in np.flatnonzero(kept):
+        start = max(cpu[i, 0], ended)
+        ended = max(last[i], start)
+        spans[ordered[i][0]] = (float(start), float(ended))
+    return spans
 
 
-def step_rows(trace: Trace) -> list[dict[str, Any]]:
-    compute = intervals.merge((s, e) for s, e, _ in trace.compute)
-    comm = intervals.merge((s, e) for s, e, _ in trace.comm)
-    memory = intervals.merge((s, e) for s, e, _ in trace.memory)
-    busy = intervals.merge([*compute, *comm, *memory])
-    loader = intervals.merge(trace.dataloader)
-    ddp_host = intervals.merge(trace.ddp_host)
+def _launch_times(trace: Trace) -> np.ndarray:
+    """When the host launched each device interval (NaN where the trace has no launch for it)."""
+    work, launches = trace.device_work, trace.launches
+    if not len(launches):
+        return np.full(len(work), np.nan)
+    found = np.minimum(np.searchsorted(launches[:, 0], work[:, 2]), len(launches) - 1)
+    return np.where(launches[found, 0] == work[:, 2], launches[found, 1], np.nan)
+
+
+def step_rows(trace: Trace) -> tuple[list[dict[str, Any]], dict[int, tuple[float, float]]]:
+    """The trace's step rows, and each step's span on the device timeline (us)."""
+    work = trace.device_work
+    kind = work[:, 3]
+    compute = intervals.merge(work[kind == COMPUTE, :2])
+    comm = intervals.merge(work[kind == COMM, :2])
+    either = intervals.merge(work[kind != MEMORY, :2])
+    busy = intervals.merge(work[:, :2])
+    spans = _spans(trace)
+    steps = sorted(spans)
+    starts = np.array([spans[s][0] for s in steps])
+    ends = np.array([spans[s][1] for s in steps])
+    cpu_starts = np.array([trace.steps[s][0] for s in steps])
+    cpu_ends = np.array([trace.steps[s][1] for s in steps])
+    c, m, cm, b = (intervals.covered(x, starts, ends) for x in (compute, comm, either, busy))
+    loader = intervals.covered(intervals.merge(trace.dataloader), cpu_starts, cpu_ends)
+    ddp_host = intervals.covered(intervals.merge(trace.ddp_host), cpu_starts, cpu_ends)
     rows = []
-    for step, (start, end) in sorted(_spans(trace).items()):
-        c, m, k = (intervals.clip(x, start, end) for x in (compute, comm, memory))
-        compute_us, comm_us = intervals.length(c), intervals.length(m)
-        both = intervals.overlap(c, m)
-        comm_or_compute = intervals.merge([*c, *m])
-        memory_us = intervals.length(k) - intervals.overlap(intervals.merge(k), comm_or_compute)
-        idle_us = (end - start) - intervals.length(intervals.clip(busy, start, end))
-        cpu_start, cpu_end = trace.steps[step]
+    for i, step in enumerate(steps):
         rows.append(
             {
                 "rank": trace.rank,
                 "step": step,
-                "step_ms": (end - start) / 1e3,
-                "compute_ms": compute_us / 1e3,
-                "exposed_comm_ms": (comm_us - both) / 1e3,
-                "memory_ms": memory_us / 1e3,
-                "idle_ms": idle_us / 1e3,
-                "data_loader_ms": intervals.length(intervals.clip(loader, cpu_start, cpu_end)) / 1e3,
-                "ddp_cpu_ms": intervals.length(intervals.clip(ddp_host, cpu_start, cpu_end)) / 1e3,
-                "comm_ms": comm_us / 1e3,
-                "overlap_pct": 100 * both / comm_us if comm_us else None,
+                "step_ms": (ends[i] - starts[i]) / 1e3,
+                "compute_ms": c[i] / 1e3,
+                "exposed_comm_ms": (cm[i] - c[i]) / 1e3,
+                "memory_ms": (b[i] - cm[i]) / 1e3,
+                "idle_ms": (ends[i] - starts[i] - b[i]) / 1e3,
+                "data_loader_ms": loader[i] / 1e3,
+                "ddp_cpu_ms": ddp_host[i] / 1e3,
+                "comm_ms": m[i] / 1e3,
+                "overlap_pct": 100 * (c[i] + m[i] - cm[i]) / m[i] if m[i] else None,
             }
         )
-    return rows
+    return [{k: float(v) if isinstance(v, np.floating) else v for k, v in row.items()} for row in rows], spans
 
 
 def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
@@ -129,20 +162,54 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def _read_rows(path: Path) -> tuple[Trace, list[dict[str, Any]]]:
-    """One file's facts and step rows; the timelines are dropped so that only these few numbers
+@dataclass
+class Analysed:
+    """One file's facts and step rows: the timelines are dropped, so that only these few numbers
     travel back from a worker process."""
+
+    trace: Trace
+    rows: list[dict[str, Any]]
+    spans: dict[int, tuple[float, float]]
+
+
+def _read_rows(path: Path) -> Analysed:
     trace = read(path)
-    rows = step_rows(trace)
-    trace.compute, trace.comm, trace.memory, trace.launches, trace.dataloader = [], [], [], {}, []
-    trace.ddp_host = []
-    trace.cpu_ops = {}
-    return trace, rows
+    rows, spans = step_rows(trace)
+    trace.device_work, trace.launches = np.empty((0, 4)), np.empty((0, 2))
+    trace.dataloader, trace.ddp_host = [], []
+    return Analysed(trace, rows, spans)
 
 
-def read_all(files: list[Path]) -> list[tuple[Trace, list[dict[str, Any]]]]:
-    """Analyse the files in parallel, a process per file up to the CPU count: parsing is the cost."""
-    workers = min(len(files), os.cpu_count() or 1)
+def default_jobs(files: list[Path]) -> int:
+    """Workers that fit: one per file up to the CPU count, and no more than the available memory holds
+    at the measured peak per worker for the largest file (BENCHMARKS.md)."""
+    import psutil
+
+    biggest = max(_json_bytes(f) for f in files)
+    per_worker = _WORKER_BASE + _WORKER_PER_JSON_BYTE * biggest
+    fits = int(psutil.virtual_memory().available // per_worker)
+    return max(1, min(len(files), os.cpu_count() or 1, fits))
+
+
+def _json_bytes(path: Path) -> int:
+    """A file's size as JSON: gzip's trailer holds the size mod 4 GiB, so a compressed file counts at
+    least ten times its size (the ratio of Kineto traces is 10 to 15)."""
+    size = path.stat().st_size
+    if path.suffix != ".gz":
+        return size
+    return max(10 * size, _gzip_size(path))
+
+
+def _gzip_size(path: Path) -> int:
+    with path.open("rb") as file:
+        file.seek(-4, os.SEEK_END)
+        return int.from_bytes(file.read(4), "little")
+
+
+def read_all(files: list[Path], jobs: int | None = None) -> list[Analysed]:
+    """Analyse the files in parallel, a worker process per file up to ``jobs`` at a time: parsing is
+    the cost."""
+    workers = min(len(files), jobs or default_jobs(files))
     if workers < 2:
         return [_read_rows(f) for f in files]
     with ProcessPoolExecutor(workers) as pool:
@@ -155,69 +222,122 @@ def _overlap_pct(rows: list[dict[str, Any]]) -> float | None:
     return 100 * (comm - exposed) / comm if comm else None
 
 
-def analyze(paths: list[Path]) -> dict[str, Any]:
-    analysed = read_all(trace_files(paths))
-    traces = [trace for trace, _ in analysed]
-    by_rank: dict[int, Trace] = {}
-    rows_of: dict[int, list[dict[str, Any]]] = {}
-    for trace, trace_rows in analysed:
-        if trace.rank in by_rank:
-            raise DdlprofError(
-                f"{trace.path}: rank {trace.rank} again (also {by_rank[trace.rank].path}): "
-                "mixed runs in one directory; pass one run's traces"
-            )
-        by_rank[trace.rank], rows_of[trace.rank] = trace, trace_rows
+def _rank_of(files: list[Analysed]) -> tuple[list[dict[str, Any]], list[tuple[float, float]]]:
+    """One rank's step rows from all its files (one per profiling window, or several windows in one),
+    and its step spans in time order; two files with a step in common are two runs."""
+    owner: dict[int, Path] = {}
+    rows: list[dict[str, Any]] = []
+    for one in files:
+        for row in one.rows:
+            if row["step"] in owner:
+                raise DdlprofError(
+                    f"{one.trace.path}: rank {one.trace.rank} again (also {owner[row['step']]}): "
+                    "mixed runs in one directory; pass one run's traces"
+                )
+            owner[row["step"]] = one.trace.path
+        rows += one.rows
+    spans = sorted(span for one in files for span in one.spans.values())
+    return sorted(rows, key=lambda r: r["step"]), spans
+
+
+def _outside_steps_ms(spans: list[tuple[float, float]]) -> float:
+    """Time between one step's end and the next one's start (spans in time order, never overlapping)."""
+    return sum(max(0.0, b[0] - a[1]) for a, b in itertools.pairwise(spans)) / 1e3
+
+
+def _means(
+    rows_of: dict[int, list[dict[str, Any]]], steps: set[int]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Per rank and for the job, the mean of each key over the given steps."""
+    ranks = []
+    for rank, rows in rows_of.items():
+        kept = [r for r in rows if r["step"] in steps]
+        ranks.append(
+            {
+                "rank": rank,
+                "steps": len(kept),
+                **{k: _mean(kept, k) for k in KEYS},
+                "overlap_pct": _overlap_pct(kept),
+            }
+        )
+    return {k: _mean(ranks, k) for k in KEYS} | {"overlap_pct": _overlap_pct(ranks)}, ranks
+
+
+def analyze(paths: list[Path], jobs: int | None = None) -> dict[str, Any]:
+    analysed = read_all(trace_files(paths), jobs)
+    traces = [one.trace for one in analysed]
+    files_of: dict[int, list[Analysed]] = {}
+    for one in analysed:
+        files_of.setdefault(one.trace.rank, []).append(one)
+    files_of = dict(sorted(files_of.items()))
     worlds = {t.world_size for t in traces if t.world_size}
     if len(worlds) > 1:
         raise DdlprofError(
             f"mixed runs: traces of world sizes {sorted(worlds)} ({', '.join(str(t.path) for t in traces)})"
         )
-    rows = dict(sorted(rows_of.items()))
-    step_sets = {rank: {r["step"] for r in rs} for rank, rs in rows.items()}
+    rows_of: dict[int, list[dict[str, Any]]] = {}
+    outside: dict[int, float] = {}
+    for rank, files in files_of.items():
+        rows_of[rank], spans = _rank_of(files)
+        outside[rank] = _outside_steps_ms(spans)
+    step_sets = {rank: {r["step"] for r in rs} for rank, rs in rows_of.items()}
     common = set.intersection(*step_sets.values())
     if not common:
-        empty = [str(by_rank[rank].path) for rank, steps in step_sets.items() if not steps]
+        empty = [str(files_of[rank][0].trace.path) for rank, steps in step_sets.items() if not steps]
         raise DdlprofError(
             f"{', '.join(empty)}: no step with GPU work launched inside it (a trace cut short, or its "
             "ProfilerStep#N marks and kernels do not line up)"
             if empty
             else f"no step is in every rank's trace ({', '.join(str(t.path) for t in traces)})"
         )
-    warnings = [
-        f"{t.path}: no ProfilerStep#N marks (profile with a schedule and prof.step()); "
-        "the whole trace is one step"
-        for t in traces
-        if t.whole_trace_as_one_step
-    ] + [
-        f"{by_rank[rank].path}: steps {sorted(steps - common)} are not in every rank's trace; left out"
-        for rank, steps in step_sets.items()
-        if steps - common
-    ]
-    ranks = []
-    for rank, rs in rows.items():
-        kept = [r for r in rs if r["step"] in common]
-        ranks.append(
-            {
-                "rank": rank,
-                "device": by_rank[rank].device,
-                "file": str(by_rank[rank].path),
-                "steps": len(kept),
-                **{k: _mean(kept, k) for k in KEYS},
-                "overlap_pct": _overlap_pct(kept),
-            }
-        )
-    job = {k: _mean(ranks, k) for k in KEYS} | {"overlap_pct": _overlap_pct(ranks)}
+    warnings = (
+        [
+            f"{t.path}: no ProfilerStep#N marks (profile with a schedule and prof.step()); "
+            "the whole trace is one step"
+            for t in traces
+            if t.whole_trace_as_one_step
+        ]
+        + [_rank_warning(t) for t in traces if t.rank_from != "distributedInfo"]
+        + [
+            f"{files_of[rank][0].trace.path}: steps {runs_of(sorted(steps - common))} are not in every "
+            "rank's trace; left out"
+            for rank, steps in step_sets.items()
+            if steps - common
+        ]
+    )
+    job, ranks = _means(rows_of, common)
+    for row in ranks:
+        row |= {
+            "device": files_of[row["rank"]][0].trace.device,
+            "files": [str(one.trace.path) for one in files_of[row["rank"]]],
+            "outside_steps_ms": outside[row["rank"]],
+        }
+    job["outside_steps_ms"] = _mean(ranks, "outside_steps_ms")
+    windows = []
+    for first, last in intervals.runs(sorted(common)):
+        window_job, window_ranks = _means(rows_of, set(range(first, last + 1)) & common)
+        windows.append({"steps": [first, last], "job": window_job, "ranks": window_ranks})
     return {
         "schema": SCHEMA,
-        "schema_version": 1,
+        "schema_version": 2,
         "source": "traces",
         "files": [str(t.path) for t in traces],
         "steps": sorted(common),
         "job": job,
         "ranks": ranks,
-        "per_step": [r for rs in rows.values() for r in rs if r["step"] in common],
+        "windows": windows,
+        "per_step": [r for rs in rows_of.values() for r in rs if r["step"] in common],
         "stragglers": slower_than_median(
             {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
         ),
         "warnings": warnings,
     }
+
+
+def _rank_warning(trace: Trace) -> str:
+    if trace.rank_from == "none":
+        return (
+            f"{trace.path}: no rank in the trace (no distributedInfo.rank, no collective, no _N before "
+            ".pt.trace.json in its name): taken as rank -1"
+        )
+    return f"{trace.path}: no distributedInfo.rank; rank {trace.rank} taken from its {trace.rank_from}"
