@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
 import subprocess
 import sys
+import tarfile
 import traceback
 from collections.abc import Callable
 from pathlib import Path
@@ -20,6 +22,10 @@ from ddlprof.profiler.wrap import wrap_command as ddlprof_wrap_command
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE = REPO / "examples" / "ddp_train.py"
 BIN = Path(sys.executable).parent
+RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"  # real 2 x H200 runs, with traces
+_spec = importlib.util.spec_from_file_location("replicate_trace", REPO / "benchmarks" / "replicate_trace.py")
+replicate = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(replicate)
 
 
 def env() -> dict[str, str]:
@@ -147,3 +153,18 @@ def wrapped(tmp_path):
         return done, out
 
     return run
+
+
+@pytest.fixture(scope="session")
+def marked(tmp_path_factory):
+    """Each rank's real trace as a dict, with ProfilerStep#1-3 marked at its DataLoader next() calls."""
+    out = tmp_path_factory.mktemp("runs")
+    with tarfile.open(RUNS) as archive:
+        members = [m for m in archive.getmembers() if m.name.startswith("runs/resnet50-nvlink/traces/")]
+        archive.extractall(out, members=members, filter="data")
+    traces = {}
+    for rank in (0, 1):
+        trace = replicate.load(next(out.rglob(f"vm_{rank}.*.pt.trace.json.gz")))
+        replicate.mark_steps(trace, "enumerate(DataLoader)", "Optimizer.step")
+        traces[rank] = trace
+    return traces

@@ -5,19 +5,13 @@ traces of a 2 x H200 NCCL run (``benchmarks/results/gpu-2xh200/runs.tgz``, recor
 
 from __future__ import annotations
 
-import importlib.util
-import tarfile
 from pathlib import Path
 
 import pytest
+from conftest import replicate
 
 from ddlprof.profiler.trace_analysis import analyze
 
-REPO = Path(__file__).resolve().parent.parent
-RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
-_spec = importlib.util.spec_from_file_location("replicate_trace", REPO / "benchmarks" / "replicate_trace.py")
-replicate = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(replicate)
 KEYS = (
     "step_ms",
     "compute_ms",
@@ -28,21 +22,6 @@ KEYS = (
     "overlap_pct",
     "ddp_cpu_ms",
 )
-
-
-@pytest.fixture(scope="module")
-def marked(tmp_path_factory):
-    """Each rank's real trace as a dict, with ProfilerStep#1-3 marked at its DataLoader next() calls."""
-    out = tmp_path_factory.mktemp("runs")
-    with tarfile.open(RUNS) as archive:
-        members = [m for m in archive.getmembers() if m.name.startswith("runs/resnet50-nvlink/traces/")]
-        archive.extractall(out, members=members, filter="data")
-    traces = {}
-    for rank in (0, 1):
-        trace = replicate.load(next(out.rglob(f"vm_{rank}.*.pt.trace.json.gz")))
-        replicate.mark_steps(trace, "enumerate(DataLoader)", "Optimizer.step")
-        traces[rank] = trace
-    return traces
 
 
 def _write(folder: Path, name: str, trace: dict, parts) -> None:

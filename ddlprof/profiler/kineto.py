@@ -148,9 +148,10 @@ class _Collector:
 
 def _global_rank(args: dict[str, Any]) -> int | None:
     """This process's global rank from a collective's process group info (torch's record_param_comms):
-    its rank in the group, mapped through the group's ranks."""
-    rank = args.get("Rank")
-    if not _count(rank):
+    its rank in the group, mapped through the group's ranks. Only collectives without a root count:
+    for a broadcast, a reduce, a gather or a scatter "Rank" is the root's, and for send/recv the peer's."""
+    rank, name = args.get("Rank"), str(args.get("Collective name", ""))
+    if not _count(rank) or not (name.startswith("all") or "reduce_scatter" in name or name == "barrier"):
         return None
     try:
         ranks = ast.literal_eval(str(args.get("Process Group Ranks", "")))
