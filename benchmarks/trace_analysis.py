@@ -2,20 +2,24 @@
 and the communication/computation overlap each reports per rank.
 
 Each tool runs in its own interpreter (HTA pulls in jupyterlab, so it lives in a venv of its own),
-timed from the outside; peak memory is the child's maximum resident set size.
+timed from the outside; peak memory is that of the whole process tree (ddlprof's worker processes
+included), the largest sum of the resident set sizes of the tool's processes, sampled every 20 ms.
+Without --hta-python only ddlprof runs. Large inputs: benchmarks/replicate_trace.py.
 
-    python benchmarks/trace_analysis.py TRACE_DIR --hta-python /path/to/hta-venv/bin/python [--out FILE]
+    python benchmarks/trace_analysis.py TRACE_DIR [--hta-python /path/to/hta-venv/bin/python] [--out FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import resource
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import psutil
 
 DDLPROF = """
 import json, sys
@@ -37,16 +41,34 @@ print(json.dumps({str(int(r)): float(p) for r, p in zip(overlap["rank"], overlap
 
 
 def run(python: str, code: str, trace_dir: Path) -> dict:
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.perf_counter()
-    done = subprocess.run([python, "-c", code, str(trace_dir)], capture_output=True, text=True, check=True)
+    child = subprocess.Popen(
+        [python, "-c", code, str(trace_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    peak = 0
+    tree = psutil.Process(child.pid)
+    while child.poll() is None:
+        peak = max(peak, _tree_rss(tree))
+        time.sleep(0.02)
     wall = time.perf_counter() - started
-    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    out, err = child.communicate()
+    if child.returncode:
+        raise SystemExit(f"{python} failed ({child.returncode}): {err[-2000:]}")
     return {
         "wall_s": round(wall, 3),
-        "peak_rss_mib": round(max(peak_kib, before) / 1024, 1),
-        "overlap_pct": json.loads(done.stdout.strip().splitlines()[-1]),
+        "peak_tree_rss_mib": round(peak / 2**20, 1),
+        "overlap_pct": json.loads(out.strip().splitlines()[-1]),
     }
+
+
+def _tree_rss(process: psutil.Process) -> int:
+    """Resident memory of a process and all its descendants now (0 for one that just ended)."""
+    total = 0
+    with contextlib.suppress(psutil.Error):
+        for one in [process, *process.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                total += one.memory_info().rss
+    return total
 
 
 def main() -> int:
@@ -54,22 +76,30 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("trace_dir", type=Path)
-    parser.add_argument("--hta-python", required=True, help="a Python with HolisticTraceAnalysis installed")
+    parser.add_argument(
+        "--hta-python", help="a Python with HolisticTraceAnalysis installed (else ddlprof only)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     files = sorted(p for p in args.trace_dir.iterdir() if p.name.endswith((".json", ".json.gz")))
-    ddlprof = run(sys.executable, DDLPROF, args.trace_dir)  # first, so the peak RSS is its own
-    hta = run(args.hta_python, HTA, args.trace_dir)
+    load = psutil.getloadavg()[0]  # other work on the machine slows both tools
+    ddlprof = run(sys.executable, DDLPROF, args.trace_dir)
     result = {
         "trace_dir": str(args.trace_dir),
         "files": {p.name: p.stat().st_size for p in files},
+        "cpu_count": psutil.cpu_count(),
+        "load_avg_1m_before": round(load, 2),
         "ddlprof": ddlprof,
-        "hta": hta,
-        "speedup": round(hta["wall_s"] / ddlprof["wall_s"], 2),
-        "overlap_diff_pp": {
-            r: round(ddlprof["overlap_pct"][r] - hta["overlap_pct"][r], 2) for r in hta["overlap_pct"]
-        },
     }
+    if args.hta_python:
+        hta = run(args.hta_python, HTA, args.trace_dir)
+        result |= {
+            "hta": hta,
+            "speedup": round(hta["wall_s"] / ddlprof["wall_s"], 2),
+            "overlap_diff_pp": {
+                r: round(ddlprof["overlap_pct"][r] - hta["overlap_pct"][r], 2) for r in hta["overlap_pct"]
+            },
+        }
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
