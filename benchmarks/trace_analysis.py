@@ -14,20 +14,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import psutil
 
 DDLPROF = """
-import json, sys
+import json, os, sys
 from pathlib import Path
 from ddlprof.profiler.trace_analysis import analyze
 result = analyze([Path(sys.argv[1])])
+if os.environ.get("KEEP_RESULT"):
+    Path(os.environ["KEEP_RESULT"]).write_text(json.dumps(result))
 print(json.dumps({str(r["rank"]): r["overlap_pct"] for r in result["ranks"]}))
 """
+PER_STEP = ("step_ms", "compute_ms", "exposed_comm_ms", "memory_ms", "idle_ms", "comm_ms", "data_loader_ms")
 
 HTA = """
 import json, sys, logging
@@ -40,10 +45,14 @@ print(json.dumps({str(int(r)): float(p) for r, p in zip(overlap["rank"], overlap
 """
 
 
-def run(python: str, code: str, trace_dir: Path) -> dict:
+def run(python: str, code: str, trace_dir: Path, env: dict[str, str] | None = None) -> dict:
     started = time.perf_counter()
     child = subprocess.Popen(
-        [python, "-c", code, str(trace_dir)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [python, "-c", code, str(trace_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     peak = 0
     tree = psutil.Process(child.pid)
@@ -71,6 +80,29 @@ def _tree_rss(process: psutil.Process) -> int:
     return total
 
 
+def same_as(result: dict, original: dict) -> dict:
+    """How far each window's per-step numbers are from the original trace's (replicated copies: the
+    k-th step of each window against the k-th step of the original), largest difference in ms."""
+
+    def by_rank(rows: list[dict], steps: list[int]) -> dict[int, list[dict]]:
+        out: dict[int, list[dict]] = {}
+        for row in sorted((r for r in rows if r["step"] in steps), key=lambda r: r["step"]):
+            out.setdefault(row["rank"], []).append(row)
+        return out
+
+    reference = by_rank(original["per_step"], original["steps"])
+    worst = 0.0
+    for window in result["windows"]:
+        first, last = window["steps"]
+        copy = by_rank(result["per_step"], list(range(first, last + 1)))
+        for rank, rows in reference.items():
+            if len(copy.get(rank, [])) != len(rows):
+                raise SystemExit(f"window {first}-{last}, rank {rank}: {len(copy.get(rank, []))} steps")
+            for a, b in zip(copy[rank], rows, strict=True):
+                worst = max(worst, *(abs(a[k] - b[k]) for k in PER_STEP))
+    return {"windows": len(result["windows"]), "max_abs_diff_ms": worst}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -80,10 +112,17 @@ def main() -> int:
         "--hta-python", help="a Python with HolisticTraceAnalysis installed (else ddlprof only)"
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--same-as",
+        type=Path,
+        metavar="DIR",
+        help="the traces replicated into TRACE_DIR: compare every copy's steps",
+    )
     args = parser.parse_args()
     files = sorted(p for p in args.trace_dir.iterdir() if p.name.endswith((".json", ".json.gz")))
     load = psutil.getloadavg()[0]  # other work on the machine slows both tools
-    ddlprof = run(sys.executable, DDLPROF, args.trace_dir)
+    kept = Path(tempfile.mkstemp(suffix=".json")[1])
+    ddlprof = run(sys.executable, DDLPROF, args.trace_dir, {"KEEP_RESULT": str(kept)})
     result = {
         "trace_dir": str(args.trace_dir),
         "files": {p.name: p.stat().st_size for p in files},
@@ -91,6 +130,11 @@ def main() -> int:
         "load_avg_1m_before": round(load, 2),
         "ddlprof": ddlprof,
     }
+    if args.same_as:
+        from ddlprof.profiler.trace_analysis import analyze
+
+        result["same_as_original"] = same_as(json.loads(kept.read_text()), analyze([args.same_as]))
+    kept.unlink()
     if args.hta_python:
         hta = run(args.hta_python, HTA, args.trace_dir)
         result |= {

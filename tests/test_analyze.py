@@ -154,3 +154,26 @@ def test_trace_events_of_the_wrong_type_are_one_line(tmp_path, events):
     done = ddlprof("analyze", "--json", str(trace))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "w_0.pt.trace.json" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_workers_fit_the_available_memory(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import psutil
+
+    from ddlprof.profiler import trace_analysis
+
+    files = []
+    for rank in range(4):
+        files.append(tmp_path / f"w_{rank}.pt.trace.json")
+        with files[-1].open("wb") as file:
+            file.truncate(10**9)  # 1 GB, sparse: a worker needs 64 MiB + 0.15 GB, 207 MiB
+    monkeypatch.setattr(trace_analysis.os, "cpu_count", lambda: 64)
+    for available, workers in ((10 << 30, 4), (500 << 20, 2), (200 << 20, 1), (1, 1)):
+        monkeypatch.setattr(psutil, "virtual_memory", lambda a=available: SimpleNamespace(available=a))
+        assert trace_analysis.default_jobs(files) == workers
+    monkeypatch.setattr(trace_analysis.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(available=10 << 30))
+    assert trace_analysis.default_jobs(files) == 2
+    done = ddlprof("analyze", "--jobs", "0", str(tmp_path))
+    assert done.returncode == 2 and "--jobs" in done.stderr and "Traceback" not in done.stderr

@@ -57,10 +57,10 @@ KEYS = (
     "ddp_cpu_ms",
     "comm_ms",
 )
-# a worker's peak resident memory: the interpreter with numpy and ijson, and what it keeps per byte of
-# JSON read (measured on resnet50 traces of 1 GB, BENCHMARKS.md), with room to spare
-_WORKER_BASE = 100 << 20
-_WORKER_PER_JSON_BYTE = 0.2
+# a worker's peak resident memory: the interpreter with numpy and ijson (32 to 38 MiB measured), and what
+# it keeps per byte of JSON read (0.10 measured on 1 GB resnet50 traces, BENCHMARKS.md), with room
+_WORKER_BASE = 64 << 20
+_WORKER_PER_JSON_BYTE = 0.15
 
 
 def trace_files(paths: list[Path]) -> list[Path]:
