@@ -1,5 +1,5 @@
 """``ddlprof analyze``: the step breakdown from Kineto traces of any torch.profiler run, one file per
-rank, no ddlprof wrap needed.
+rank and profiling window (or several windows in one), no ddlprof wrap needed.
 
 Per rank and step (ProfilerStep#N), on the device timeline (GPU kernels, or on CPU-only traces the
 training thread's top-level ops), in ms; the first four add up to the step:
