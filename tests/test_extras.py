@@ -76,7 +76,7 @@ def _expanded(extra: str) -> set[str]:
 def test_the_core_declares_no_torch_and_no_heavy_library():
     core = {_name(r) for r in PYPROJECT["project"]["dependencies"]}
     assert core & HEAVY == set(), f"in the core: {sorted(core & HEAVY)}"
-    assert core == {"nvidia-ml-py", "rich", "ijson", "pandas"}
+    assert core == {"nvidia-ml-py", "rich", "ijson", "pandas", "psutil"}
 
 
 def test_each_extra_brings_what_its_commands_import():
