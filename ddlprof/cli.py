@@ -184,6 +184,7 @@ skips it).
 examples:
   ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50
   ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
+  ddlprof stalls --emulate-nodes 2 --emulate-link 2gbit -- torchrun --nproc_per_node=4 train.py
   ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
 """
 
@@ -218,6 +219,12 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
         help="split this host's GPUs into K nodes joined by NCCL's socket transport",
     )
     stalls.add_argument(
+        "--emulate-link",
+        metavar="RATE[,DELAY]",
+        help="with --emulate-nodes: run each emulated node in its own network namespace, joined by links "
+        "shaped with tc to RATE (e.g. 2gbit) and one-way DELAY (e.g. 1ms); needs root",
+    )
+    stalls.add_argument(
         "--emulate-pcie", action="store_true", help="turn NCCL peer-to-peer off in every variant"
     )
     stalls.add_argument(
@@ -240,15 +247,25 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
 def run_stalls(args: argparse.Namespace) -> int:
     require_torch("ddlprof stalls")
     from ddlprof.profiler.differential import run_stalls
+    from ddlprof.profiler.netem import parse_link
     from ddlprof.profiler.render import print_stalls
     from ddlprof.profiler.wrap import default_out
 
     job = _job(args)
     if not job:
         raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
+    link = parse_link(args.emulate_link) if args.emulate_link else None
     out = args.out or default_out(["stalls"])
     result = run_stalls(
-        job, args.steps, args.repeats, args.warmup, args.emulate_nodes, args.emulate_pcie, out, args.timeout
+        job,
+        args.steps,
+        args.repeats,
+        args.warmup,
+        args.emulate_nodes,
+        args.emulate_pcie,
+        out,
+        args.timeout,
+        link,
     )
     return _show(result, args.json, print_stalls)
 

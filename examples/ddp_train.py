@@ -58,6 +58,15 @@ def small_cnn(classes: int) -> nn.Module:
     )  # fmt: skip
 
 
+def mlp(width: int, classes: int) -> nn.Module:
+    """Two hidden layers of ``width`` on flattened 3x32x32 images: a model whose gradient size is a
+    knob (about 3072w + w^2 parameters) and whose compute on a CPU is small beside it."""
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(3 * 32 * 32, width), nn.ReLU(),
+        nn.Linear(width, width), nn.ReLU(), nn.Linear(width, classes),
+    )  # fmt: skip
+
+
 # transformers models by the config class defaults, which are these published sizes
 TRANSFORMERS = {"bert-base": "bert", "gpt2": "gpt2"}
 SEQUENCE_LENGTH = 128
@@ -83,6 +92,8 @@ def build_model(name: str, classes: int) -> tuple[nn.Module, tuple[int, ...], in
     """The model, the shape of one sample, and the vocabulary size for token inputs (else None)."""
     if name == "small_cnn":
         return small_cnn(classes), (3, 32, 32), None
+    if name.startswith("mlp_w") and name[5:].isdigit():
+        return mlp(int(name[5:]), classes), (3, 32, 32), None
     if name in TRANSFORMERS:
         model = Classifier(TRANSFORMERS[name], classes)
         return model, (SEQUENCE_LENGTH,), model.vocab
@@ -117,7 +128,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--model",
         default="small_cnn",
-        help=f"small_cnn, any torchvision model name, or {', '.join(TRANSFORMERS)} (random weights)",
+        help=f"small_cnn, mlp_wWIDTH (e.g. mlp_w1024), any torchvision model name, or "
+        f"{', '.join(TRANSFORMERS)} (random weights)",
     )
     parser.add_argument("--steps", type=int, default=30, help="optimizer steps to run")
     parser.add_argument("--batch-size", type=int, default=32, help="samples per GPU (per process) per step")
@@ -172,7 +184,7 @@ def main() -> int:
         torch.cuda.set_device(device)
     torch.manual_seed(0)
 
-    classes = 10 if args.model == "small_cnn" else 1000
+    classes = 10 if args.model == "small_cnn" or args.model.startswith("mlp_w") else 1000
     model, shape, vocab = build_model(args.model, classes)
     buckets = {} if args.bucket_cap_mb is None else {"bucket_cap_mb": args.bucket_cap_mb}
     ddp = DDP(model.to(device), device_ids=[device.index] if use_cuda else None, **buckets)

@@ -60,17 +60,22 @@ def drop_root_overrides() -> None:
     and from what it executes. Its uid stays 0, so it can still run a Python that only root may read."""
     if os.geteuid() != 0:
         return
+    drop_capabilities(*_DAC_CAPABILITIES)
+
+
+def drop_capabilities(*capabilities: int) -> None:
+    """Drop the capabilities (numbers below 32) from this process and from what it executes."""
     import ctypes
 
     libc = ctypes.CDLL(None, use_errno=True)
     header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
     data = (ctypes.c_uint32 * 6)()  # two {effective, permitted, inheritable} words
-    for cap in _DAC_CAPABILITIES:
+    for cap in capabilities:
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
     if libc.capget(header, data) != 0:
         raise OSError(ctypes.get_errno(), "capget")
-    mask = ~sum(1 << cap for cap in _DAC_CAPABILITIES) & 0xFFFFFFFF
+    mask = ~sum(1 << cap for cap in capabilities) & 0xFFFFFFFF
     data[0] &= mask  # effective
     data[1] &= mask  # permitted
     if libc.capset(header, data) != 0:

@@ -4,7 +4,9 @@ With the per-GPU batch fixed, the job runs for a few steady steps in variants:
 
     one_gpu    world size 1
     one_node   all GPUs of one node (of one emulated node with --emulate-nodes)
-    full       the job as launched, or K emulated nodes on this host (--emulate-nodes K)
+    full       the job as launched, or K emulated nodes on this host (--emulate-nodes K), optionally
+               each in its own network namespace, joined by links of a chosen rate (--emulate-link,
+               see ``netem.py``)
 
     interconnect stall = t(one_node) - t(one_gpu)
     network stall      = t(full) - t(one_node)
@@ -14,16 +16,20 @@ Every variant is an ordinary ``ddlprof wrap`` run under ``--out``; the result is
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import statistics
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.errors import DdlprofError
+from ddlprof.profiler.netem import Link, Node, emulated_network
 from ddlprof.profiler.wrap import wrap_command
 from ddlprof.runs.rundir import json_text, load_run, write_atomic
 from ddlprof.runs.summary import summarize
@@ -39,6 +45,7 @@ class Launch:
 
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
+    node: Node | None = None  # the emulated node's network namespace it runs in (--emulate-link)
 
 
 @dataclass
@@ -92,7 +99,11 @@ def _nproc(value: str) -> int:
     raise DdlprofError(f"stalls: --nproc_per_node={value} needs GPUs, and none is visible")
 
 
-def plan(job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int) -> list[Variant]:
+def plan(
+    job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int, network: list[Node] | None = None
+) -> list[Variant]:
+    """The variants to run; with ``network`` (--emulate-link), node K's ranks run in ``network[K]``'s
+    namespace and every socket of the job (rendezvous, gloo, NCCL) goes through its shaped interface."""
     if job.nnodes > 1:
         raise DdlprofError(
             "stalls: runs every variant on this host; for a multi-node job run it with --emulate-nodes K "
@@ -117,6 +128,11 @@ def plan(job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int) -> 
     nodes = []
     for node in range(emulate_nodes):
         env = {**common, "NCCL_HOSTID": f"emulated-node{node}", "NCCL_SOCKET_IFNAME": "lo"}
+        master = "127.0.0.1"
+        if network:
+            interface = network[node].interface
+            env.update(NCCL_SOCKET_IFNAME=interface, GLOO_SOCKET_IFNAME=interface)
+            master = network[0].address
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
         devices = visible.split(",") if visible else [str(i) for i in range(job.nproc)]
         env["CUDA_VISIBLE_DEVICES"] = ",".join(devices[node * per_node : (node + 1) * per_node])
@@ -125,11 +141,11 @@ def plan(job: Job, emulate_nodes: int | None, emulate_pcie: bool, port: int) -> 
             f"--nnodes={emulate_nodes}",
             f"--node_rank={node}",
             f"--nproc_per_node={per_node}",
-            "--master_addr=127.0.0.1",
+            f"--master_addr={master}",
             f"--master_port={port}",
             *job.target,
         ]
-        nodes.append(Launch(argv, env))
+        nodes.append(Launch(argv, env, network[node] if network else None))
     return [
         Variant("one_gpu", 1, [local(1)]),
         Variant("one_node", per_node, [local(per_node)]),
@@ -155,6 +171,8 @@ def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) 
         for launch in variant.launches:
             env = {**os.environ, **launch.env, STOP_AFTER: str(stop_after)}
             wrap = wrap_command(out, launch.argv, "--trace-steps", "0", "--no-gpu-sampling")
+            if launch.node is not None:
+                wrap = launch.node.command(wrap)
             procs.append(subprocess.Popen(wrap, env=env, stdout=log, stderr=subprocess.STDOUT))
         codes = _wait_all(procs, time.monotonic() + timeout_s)
     if any(codes):
@@ -165,15 +183,30 @@ def run_variant(variant: Variant, out: Path, stop_after: int, timeout_s: float) 
 
 def _wait_all(procs: list[subprocess.Popen], deadline: float) -> list[int]:
     """Wait for the launches of one variant; when one fails or time runs out, stop the others, which
-    would otherwise wait for it (an emulated node whose peer is gone hangs in the rendezvous)."""
-    while any(p.poll() is None for p in procs):
-        if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
-            for proc in procs:
-                if proc.poll() is None:
-                    proc.terminate()
-            break
-        time.sleep(0.2)
+    would otherwise wait for it (an emulated node whose peer is gone hangs in the rendezvous); when
+    ddlprof itself is interrupted, stop them all before the interruption goes on."""
+    try:
+        while any(p.poll() is None for p in procs):
+            if time.monotonic() > deadline or any(p.poll() not in (None, 0) for p in procs):
+                _stop(procs)
+                break
+            time.sleep(0.2)
+    except BaseException:
+        _stop(procs)
+        raise
     return [proc.wait() for proc in procs]
+
+
+def _stop(procs: list[subprocess.Popen], grace_s: float = 10) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
 
 
 def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
@@ -241,14 +274,69 @@ def run_stalls(
     emulate_pcie: bool,
     out: Path,
     timeout_s: float,
+    emulate_link: Link | None = None,
 ) -> dict[str, Any]:
     """Run the variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
-    from rich.progress import Progress
-
     if out.exists() and any(out.iterdir()):
         raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+    if emulate_link and not (emulate_nodes and emulate_nodes > 1):
+        raise DdlprofError("--emulate-link joins emulated nodes: give --emulate-nodes K (2 or more) too")
     launched = parse_job(command)
-    variants = plan(launched, emulate_nodes, emulate_pcie, free_port())
+    plan(launched, emulate_nodes, emulate_pcie, free_port())  # the job's errors, before anything is built
+    network = emulated_network(emulate_nodes, emulate_link) if emulate_link else contextlib.nullcontext()
+    with _terminate_as_interrupt(), network as nodes:
+        result = _run_variants(
+            launched, steps, repeats, warmup, emulate_nodes, emulate_pcie, out, timeout_s, nodes
+        )
+    result.update(
+        {
+            "command": command,
+            "steps": steps,
+            "warmup": warmup,
+            "repeats": repeats,
+            "emulate_nodes": emulate_nodes,
+            "emulate_pcie": emulate_pcie,
+            "emulate_link": (
+                {"rate_gbps": emulate_link.rate_bps / 1e9, "delay_ms": emulate_link.delay_s * 1e3}
+                if emulate_link
+                else None
+            ),
+            "out": str(out),
+        }
+    )
+    write_atomic(out / "stalls.json", json_text(result))
+    return result
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM (``kill``, ``timeout``, a scheduler) unwinds as Ctrl-C does, so that the variant's ranks
+    are stopped and the emulated network is removed on the way out; the exit code stays SIGTERM's."""
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _run_variants(
+    launched: Job,
+    steps: int,
+    repeats: int,
+    warmup: int,
+    emulate_nodes: int | None,
+    emulate_pcie: bool,
+    out: Path,
+    timeout_s: float,
+    network: list[Node] | None,
+) -> dict[str, Any]:
+    from rich.progress import Progress
+
+    variants = plan(launched, emulate_nodes, emulate_pcie, 0, network)
     times: dict[str, list[float]] = {}
     jobs: dict[str, list[dict[str, Any]]] = {}
     last: dict[str, tuple[Path, dict[str, Any]]] = {}  # each variant's last measured run and summary
@@ -257,7 +345,7 @@ def run_stalls(
         task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
         for repeat in range(repeats):
             # a fresh rendezvous port each repeat, taken just before it is used
-            variants = plan(launched, emulate_nodes, emulate_pcie, free_port())
+            variants = plan(launched, emulate_nodes, emulate_pcie, free_port(), network)
             for variant in variants:
                 progress.update(
                     task, description=f"{variant.name} ({variant.processes} proc), repeat {repeat + 1}"
@@ -280,20 +368,8 @@ def run_stalls(
                 progress.advance(task)
     result = stalls_result(times, failures, emulated=bool(emulate_nodes and emulate_nodes > 1))
     result["single_run"] = single_run_attribution(jobs.get(variants[-1].name, []))
-    result.update(
-        {
-            "command": command,
-            "steps": steps,
-            "warmup": warmup,
-            "repeats": repeats,
-            "emulate_nodes": emulate_nodes,
-            "emulate_pcie": emulate_pcie,
-            "out": str(out),
-        }
-    )
     single = result["variants"].get("one_gpu", {}).get("step_ms")
     result["dataset"] = _record_training_row(last.get(variants[-1].name), single)
-    write_atomic(out / "stalls.json", json_text(result))
     return result
 
 

@@ -173,6 +173,10 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
         step = "failed" if variant["step_ms"] is None else f"{variant['step_ms']:.2f}"
         table.add_row(name, step, variant["error"] or runs)
     console.print(table)
+    link = result.get("emulate_link")
+    if link:
+        delay = f", {link['delay_ms']:g} ms one way" if link["delay_ms"] else ""
+        console.print(f"emulated nodes joined by links of {link['rate_gbps']:g} Gbit/s{delay} (tc)")
     for key, label in (("interconnect_stall", "interconnect"), ("network_stall", "network")):
         stall = result[key]
         if stall is None:
