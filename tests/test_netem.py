@@ -123,6 +123,22 @@ def test_a_failure_while_building_removes_what_was_built(monkeypatch):
 
 
 @needs_root
+def test_what_a_killed_ddlprof_left_is_removed_by_the_next():
+    """A ddlprof killed with SIGKILL cannot clean up: the next one removes the namespaces named after
+    a process that is gone, and leaves those of live processes alone."""
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan, alive = f"{netem.PREFIX}-{gone.pid}-n0", f"{netem.PREFIX}-{os.getppid()}-n0"
+    for name in (orphan, alive):
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        with netem.emulated_network(2, netem.Link(1e9)):
+            assert orphan not in netem.namespaces() and alive in netem.namespaces()
+    finally:
+        netem.teardown([orphan, alive])
+
+
+@needs_root
 def test_a_delay_is_netem_under_tbf_or_one_clear_error():
     """Kernels without netem (CONFIG_NET_SCH_NETEM unset, as on the development machine) get a line
     saying so; the others a netem qdisc with the delay, the tbf under it."""

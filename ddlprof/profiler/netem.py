@@ -11,7 +11,8 @@ two commands are on every Linux host that can do this at all. It needs CAP_NET_A
 CAP_SYS_ADMIN (``ip netns add`` mounts the namespace under /run/netns). Addresses come from
 198.18.0.0/15 (RFC 2544: benchmarking networks), used only inside the namespaces made here; names
 carry the pid, so that parallel invocations never collide. Everything is removed on exit, also on
-an error half way through building it.
+an error half way through building it; what a ddlprof killed outright (SIGKILL) left behind is
+removed by the next one, which finds namespaces named after a process that no longer exists.
 """
 
 from __future__ import annotations
@@ -152,6 +153,18 @@ def _stop_processes(netns: str) -> None:
             time.sleep(0.05)
 
 
+def remove_orphans() -> list[str]:
+    """Remove the namespaces of ddlprof processes that are gone; their names."""
+    owned = re.compile(rf"^{PREFIX}-(\d+)-")
+    orphans = [
+        name
+        for name in namespaces()
+        if (match := owned.match(name)) and not os.path.exists(f"/proc/{match[1]}")
+    ]
+    teardown(orphans)
+    return orphans
+
+
 def teardown(names: list[str]) -> None:
     """Remove the namespaces (and with them their veths, bridge and qdiscs), whatever state they are in."""
     for name in names:
@@ -164,6 +177,7 @@ def teardown(names: list[str]) -> None:
 def emulated_network(nodes: int, link: Link) -> Iterator[list[Node]]:
     """Build ``nodes`` namespaces joined by shaped links; yield where each node's ranks run; remove it all."""
     check_allowed()
+    remove_orphans()
     tag = f"{PREFIX}-{os.getpid()}"
     names = [f"{tag}-n{k}" for k in range(nodes)]
     hub = f"{tag}-hub"
