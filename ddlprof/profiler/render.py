@@ -75,11 +75,23 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         console.print(energy_line(summary["energy"]))
     if cost := own_cost_line(summary.get("ddlprof_overhead")):
         console.print(cost)
+    if summary["job"].get("wait_for_peers_ms") is not None:
+        console.print(
+            "exposed communication per rank, waiting for the last rank to reach the all-reduce / on the "
+            "wire (ms per step): "
+            + ", ".join(
+                f"rank {r['rank']} {r['wait_for_peers_ms']:.2f} / {r['wire_ms']:.2f}"
+                for r in summary["ranks"]
+            )
+        )
     for straggler in summary["stragglers"]:
+        caused = straggler.get("caused_wait_ms")
         console.print(
             f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
             f"{straggler['excess_pct']}% above the median rank, mostly {_HEADERS[straggler['cause']]}; "
-            "the other ranks wait for it in communication[/yellow]"
+            "the other ranks wait for it in communication"
+            + (f" ({caused:.1f} ms per step in all)" if caused is not None else "")
+            + "[/yellow]"
         )
     for missing in summary["missing_ranks"]:
         console.print(f"[red]{missing_label(missing)}: {missing['problem']}[/red]")

@@ -21,11 +21,15 @@ from ddlprof.runs.breakdown import CATEGORIES, DATA_PARTS, reasons, step_categor
 from ddlprof.runs.diagnosis import diagnose
 from ddlprof.runs.energy import energy
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
+from ddlprof.runs.peer_wait import peer_waits
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1
 STRAGGLER_RATIO = 1.10  # busy time 10% above the median rank ...
+WAIT_KEYS = ("wait_for_peers_ms", "wire_ms", "caused_wait_ms")  # see peer_wait.py
+NO_PEER_WAIT = "no hand-over times on the host clock (a GPU run, no DDP, or an older ddlprof)"
+MULTI_HOST_WAIT = "several hosts: their clocks are not aligned, so waits are not split from wire time"
 STRAGGLER_MIN_MS = 1.0  # ... and at least this much, so that noise never names a straggler
 
 
@@ -153,6 +157,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
     rank_rows, excluded_traced, steady_counts, window = [], set(), [], [float("inf"), float("-inf")]
     lags: list[float] = []
     costs = []
+    chosen_by_rank: dict[int, list[dict[str, Any]]] = {}
     for rank in sorted(stepped):
         log = stepped[rank]
         after_warmup = [s for s in log.steps if s["step"] > warmup]
@@ -165,6 +170,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
                 "traced steps excluded); pass a smaller --warmup"
             )
         chosen = steady or after_warmup or log.steps  # a very short run: use what there is
+        chosen_by_rank[rank] = chosen
         steady_counts.append(len(chosen))
         first, last = chosen[0].get("start"), chosen[-1].get("end")  # either may be null
         window = [
@@ -176,9 +182,13 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         rank_rows.append({**_rank_summary(log, rows), "loader": _loader(log, chosen)})
         costs.append(_own_cost(log, chosen, rank_rows[-1]["step_ms"]))
 
+    waits = peer_waits(chosen_by_rank, world_size) if len(hosts) == 1 else {}
+    for row in rank_rows:
+        row.update(waits.get(row["rank"], dict.fromkeys(WAIT_KEYS)))
     job: dict[str, Any] = {
         key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES, *DATA_PARTS)
     }
+    job.update({key: _mean([r[key] for r in rank_rows]) for key in WAIT_KEYS[:2]})
     throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
     job["throughput_samples_per_s"] = sum(throughputs) if all(t is not None for t in throughputs) else None
 
@@ -225,7 +235,10 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         "reasons": reasons(multi_node, comm_states, saw_forward, collector_off, probe, gpu_lag_ms),
         "gpu_lag_ms": gpu_lag_ms,
         "ranks": rank_rows,
-        "stragglers": _stragglers(rank_rows),
+        "stragglers": [
+            {**s, "caused_wait_ms": waits.get(s["rank"], {}).get("caused_wait_ms")}
+            for s in _stragglers(rank_rows)
+        ],
         "missing_ranks": _missing(logs, world_size),
         "workload": {k: v for k, v in workload.items() if k != "type"} if workload else None,
         "probes": {
@@ -251,6 +264,8 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         ),
         "ddlprof_overhead": _job_cost(costs, logs),
     }
+    if job["wait_for_peers_ms"] is None:
+        summary["reasons"]["wait_for_peers_ms"] = NO_PEER_WAIT if len(hosts) == 1 else MULTI_HOST_WAIT
     summary["diagnosis"] = diagnose(summary)
     return summary
 
