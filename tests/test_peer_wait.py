@@ -9,8 +9,9 @@ from conftest import summary
 from ddlprof.runs.peer_wait import peer_waits
 
 
-def _step(n: int, start: float, handover_ms: float, exposed_ms: float) -> dict:
-    return {"step": n, "start": start, "comm": {"handover_ms": handover_ms, "exposed_ms": exposed_ms}}
+def _step(n: int, start: float, backward_end_ms: float, exposed_ms: float) -> dict:
+    comm = {"backward_end_ms": backward_end_ms, "exposed_ms": exposed_ms, "clock": "cpu"}
+    return {"step": n, "start": start, "comm": comm}
 
 
 def test_the_early_rank_waits_and_the_late_one_is_charged():

@@ -339,7 +339,7 @@ def resolve_buckets(
         "clock": "cpu" if waits else None,
         # when the step's last backward ended, ms into the step: the moment this rank reached the
         # all-reduce it then waits for; on the step's start clock, which ranks of one host share
-        "handover_ms": round((waits[-1].backward_end - step_start) * 1e3, 3) if waits else None,
+        "backward_end_ms": round((waits[-1].backward_end - step_start) * 1e3, 3) if waits else None,
         "per_bucket": per_bucket,
     }
 

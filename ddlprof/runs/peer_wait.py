@@ -1,7 +1,7 @@
 """Wait for peers vs time on the wire: how much of a rank's exposed communication is waiting for the
 last rank to reach the all-reduce, and how much is the all-reduce itself.
 
-Every rank records when its step's last backward ended (``comm.handover_ms``, ms into the step) and
+Every rank records when its step's last backward ended (``comm.backward_end_ms``, ms into the step) and
 when the step started (``start``, the host's clock through one offset per process). On one host the
 ranks share that clock (``time.time`` and the monotonic clock are system-wide; the offsets differ by
 the microseconds between two reads), so for each step
@@ -11,7 +11,8 @@ the microseconds between two reads), so for each step
 
 and the wait is charged to the rank that arrived last. Across hosts the clocks differ by more than a
 step's wait can be trusted to, so a multi-node run gets no split (the issue's NTP-style offset
-estimate in the probe is not built). GPU runs record no hand-over on the host clock yet: no split.
+estimate in the probe is not built). On GPUs the host's backward end is when backward was queued, not
+when the GPU reached it: no split there yet.
 """
 
 from __future__ import annotations
@@ -22,9 +23,11 @@ from typing import Any
 
 def _arrival(step: dict[str, Any]) -> float | None:
     comm = step.get("comm") or {}
-    if step.get("start") is None or comm.get("handover_ms") is None or comm.get("exposed_ms") is None:
+    if comm.get("clock") != "cpu" or step.get("start") is None or comm.get("exposed_ms") is None:
         return None
-    return float(step["start"]) + float(comm["handover_ms"]) / 1e3
+    if comm.get("backward_end_ms") is None:
+        return None
+    return float(step["start"]) + float(comm["backward_end_ms"]) / 1e3
 
 
 def peer_waits(steps_by_rank: dict[int, list[dict[str, Any]]], world_size: int) -> dict[str, Any]:

@@ -69,7 +69,7 @@ def _comm(comm: Any) -> bool:
     return (
         _optional(comm.get("exposed_ms"))
         and _optional(comm.get("gpu_lag_ms"))
-        and _optional(comm.get("handover_ms"))
+        and _optional(comm.get("backward_end_ms"))
         and isinstance(buckets, list)
         and all(_bucket(row) for row in buckets)
     )
