@@ -49,8 +49,54 @@ def breakdown_by_rank(summary: dict[str, Any]) -> go.Figure:
     return figure
 
 
-def step_timeline(rows: list[dict[str, Any]]) -> go.Figure:
-    """Step time of every step, one line per rank; traced and warm-up steps are marked, not hidden."""
+#: One colour per rank, far apart (Plotly's Dark24: blue, pink, green, ...); ranks past 24 reuse them.
+RANK_COLORS = (
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86",
+    "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE",
+    "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+)  # fmt: skip
+
+
+def rank_color(rank: int) -> str:
+    return RANK_COLORS[rank % len(RANK_COLORS)]
+
+
+def _steady_top(rows: list[dict[str, Any]], warmup: int) -> float | None:
+    """The top of a linear axis that shows the steady steps: 1.2 x the slowest steady, untraced step
+    (the first step and trace exports can be 100x a steady step and would flatten the rest)."""
+    steady = [r["step_ms"] for r in rows if r["step"] > warmup and not r["traced"]]
+    return 1.2 * max(steady) if steady else None
+
+
+def _mark_steps(figure: go.Figure, rows: list[dict[str, Any]], warmup: int, top: float | None) -> None:
+    """Shade the warm-up steps (left out of the summary) and the traced steps, and name the steps the
+    axis cuts off with their time."""
+    if warmup:
+        figure.add_vrect(
+            x0=0.5, x1=warmup + 0.5, fillcolor="#bbbbbb", opacity=0.25, line_width=0,
+            annotation_text="warm-up (not in the summary)", annotation_position="top left",
+        )  # fmt: skip
+    for step in sorted({r["step"] for r in rows if r["traced"]}):
+        figure.add_vrect(x0=step - 0.5, x1=step + 0.5, fillcolor="#f58518", opacity=0.2, line_width=0)
+    if top is None:
+        return
+    cut = {}
+    for r in rows:
+        if r["step_ms"] > top:
+            cut[r["step"]] = max(cut.get(r["step"], 0.0), r["step_ms"])
+    if cut:
+        shown = ", ".join(f"step {s}: {ms:,.0f} ms" for s, ms in sorted(cut.items())[:4])
+        more = f" and {len(cut) - 4} more" if len(cut) > 4 else ""
+        figure.add_annotation(
+            text=f"off the scale: {shown}{more}", xref="paper", yref="paper", x=1, y=1.08,
+            showarrow=False, xanchor="right", font={"size": 11, "color": "#555"},
+        )  # fmt: skip
+    figure.update_yaxes(range=[0, top])
+
+
+def step_timeline(rows: list[dict[str, Any]], warmup: int = 0) -> go.Figure:
+    """Step time of every step, one line per rank in its own colour, on a linear axis scaled to the
+    steady steps; warm-up and traced steps are shaded, not hidden."""
     figure = go.Figure()
     for rank in sorted({r["rank"] for r in rows}):
         mine = [r for r in rows if r["rank"] == rank]
@@ -59,15 +105,41 @@ def step_timeline(rows: list[dict[str, Any]]) -> go.Figure:
             x=[r["step"] for r in mine],
             y=[r["step_ms"] for r in mine],
             mode="lines+markers",
-            marker_symbol=["x" if r["traced"] else "circle" for r in mine],
+            line={"color": rank_color(rank)},
+            marker={"symbol": ["x" if r["traced"] else "circle" for r in mine], "size": 5},
             hovertemplate="step %{x}: %{y:.2f} ms<extra>rank " + str(rank) + "</extra>",
         )
-    # log scale: the first step (start-up) and trace exports can be 100x a steady step
+    _mark_steps(figure, rows, warmup, _steady_top(rows, warmup))
     figure.update_layout(
-        title="Step time per step (x: traced or trace-export step)",
+        title="Step time per step, per rank (grey: warm-up; orange: traced steps)",
         xaxis_title="step",
-        yaxis_title="ms (log scale)",
-        yaxis_type="log",
+        yaxis_title="ms",
+        legend_title="rank",
+    )
+    return figure
+
+
+def step_breakdown(rows: list[dict[str, Any]], rank: int, warmup: int = 0) -> go.Figure:
+    """One rank's steps as stacked bars of the five categories, on a linear axis scaled to the steady
+    steps (warm-up and traced steps shaded): where each step's time went, and how steady it is."""
+    mine = sorted((r for r in rows if r["rank"] == rank), key=lambda r: r["step"])
+    figure = go.Figure()
+    for key in CATEGORIES:
+        figure.add_bar(
+            name=LABELS[key],
+            x=[r["step"] for r in mine],
+            y=[r.get(key) or 0.0 for r in mine],
+            marker_color=COLORS[key],
+            hovertemplate="step %{x}: %{y:.2f} ms<extra>" + LABELS[key] + "</extra>",
+        )
+    _mark_steps(figure, mine, warmup, _steady_top(mine, warmup))
+    figure.update_layout(
+        barmode="stack",
+        bargap=0.1,
+        title=f"Rank {rank}: where each step's time goes",
+        xaxis_title="step",
+        yaxis_title="ms",
+        legend_title="category",
     )
     return figure
 

@@ -44,7 +44,7 @@ def _write(run: Path, ranks: dict[int, list[dict]], run_id: str) -> Path:
     return run
 
 
-def _step(n: int, step_ms: float, exposed: float) -> dict:
+def _step(n: int, step_ms: float, exposed: float, data_wait: float = 1.0) -> dict:
     start = T0 + (n - 1) * step_ms / 1e3
     return {
         "type": "step",
@@ -52,7 +52,7 @@ def _step(n: int, step_ms: float, exposed: float) -> dict:
         "start": start,
         "end": start + step_ms / 1e3,
         "step_ms": step_ms,
-        "data_wait_ms": 1.0,
+        "data_wait_ms": data_wait,
         "loop_ms": 0.5,
         "samples": 8,
         "traced": False,
@@ -93,6 +93,21 @@ def straggler_run(out: Path) -> Path:
                 }
                 writer.writerow([values[c] for c in GPU_COLUMNS])
     return run
+
+
+def skewed_run(out: Path) -> Path:
+    """Two ranks of 100 ms steps with no straggler (busy 90 and 84 ms), where rank 0 waits 10 ms for data
+    and 10 ms on the all-reduce, and rank 1 waits 1 ms for data and 16 ms on the all-reduce (it waits for
+    rank 0 there): the issue's "No straggler" run whose ranks differ."""
+    ranks = {
+        rank: [
+            {"type": "rank", "rank": rank, "world_size": 2, "host": "h", "device": "cpu"},
+            *[_step(n, 100.0, 10.0 if rank == 0 else 16.0, 10.0 if rank == 0 else 1.0) for n in range(1, 21)],
+            {"type": "end"},
+        ]
+        for rank in (0, 1)
+    }
+    return _write(out, ranks, out.name)
 
 
 def broken_runs(root: Path) -> dict[str, str]:

@@ -4,11 +4,13 @@ numbers of the CLI (``ddlprof report --json``, ``ddlprof model evaluate --json``
 from __future__ import annotations
 
 import json
+import shlex
 import socket
+from datetime import UTC, datetime
 
 import pytest
 from conftest import REPO, as_unprivileged, ddlprof, summary
-from dashboard_runs import broken_runs, copy_run, real_run, straggler_run
+from dashboard_runs import broken_runs, copy_run, real_run, skewed_run, straggler_run
 from streamlit.testing.v1 import AppTest
 
 from ddlprof.dashboard import data
@@ -25,6 +27,7 @@ def runs_root(tmp_path_factory):
     real = real_run(root / "real")
     copy_run(real, root / "sweep" / "one_node" / "r0", "sweep-r0")
     straggler_run(root / "straggler")
+    skewed_run(root / "skewed")
     broken = broken_runs(root)
     return root, broken
 
@@ -57,16 +60,21 @@ def test_runs_page_lists_every_run_with_the_reports_numbers(runs_root, app):
     assert _titles(at) == ["Runs"]
     assert at.sidebar.text_input(key="runs_dir").value == str(root)
     table = _frame(at, "runs_table")
-    assert list(table["run"]) == ["real", "straggler", "sweep/one_node/r0"]
+    assert list(table["run"]) == ["real", "skewed", "straggler", "sweep/one_node/r0"]
     for name in ("real", "straggler"):
         expected = summary(root / name, "--no-store")
         row = table[table["run"] == name].iloc[0]
-        assert row["step_ms"] == expected["job"]["step_ms"]
+        for key in ("step_ms", "compute_ms", "data_stall_ms", "interconnect_stall_ms", "other_ms"):
+            assert row[key] == expected["job"][key], key  # the breakdown, not only the total
         assert row["throughput_samples_per_s"] == expected["job"]["throughput_samples_per_s"]
-        assert row["GPUs (ranks)"] == expected["world_size"] == 2 and row["nodes"] == 1
+        assert row["verdict"] == expected["diagnosis"]["verdict"]
     real = table[table["run"] == "real"].iloc[0]
-    assert real["model"] == "Sequential" and real["device"] == "cpu"
-    assert table[table["run"] == "straggler"].iloc[0]["stragglers"] == "1"
+    manifest = json.loads((root / "real" / "manifest.json").read_text())
+    assert real["model"] == "Sequential" and real["where"] == "2 x cpu, 1 node(s)"
+    assert real["command"] == shlex.join(manifest["command"]) and "ddp_train.py" in real["command"]
+    when = datetime.fromtimestamp(manifest["created_unix"], UTC)
+    assert real["date"] == when.strftime("%Y-%m-%d %H:%M")
+    assert table[table["run"] == "straggler"].iloc[0]["verdict"] == "straggler"
     # the broken directories are listed with their errors; the good ones still show
     errors = _frame(at, "broken_table")
     assert sorted(errors["run"]) == sorted(broken)
@@ -78,7 +86,7 @@ def test_runs_page_lists_every_run_with_the_reports_numbers(runs_root, app):
 def test_runs_page_shows_one_run_in_detail(runs_root, app):
     root, _ = runs_root
     at = app(root)
-    assert at.selectbox(key="run").options == ["real", "straggler", "sweep/one_node/r0"]
+    assert at.selectbox(key="run").options == ["real", "skewed", "straggler", "sweep/one_node/r0"]
     expected = summary(root / "real", "--no-store")
     at.selectbox(key="run").set_value("real").run()
     assert not at.exception
@@ -90,10 +98,24 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
     assert list(breakdown["step_ms"]) == [r["step_ms"] for r in expected["ranks"]] + [
         expected["job"]["step_ms"]
     ]
-    for key in ("breakdown", "timeline"):
+    for key in ("breakdown", "step_breakdown", "timeline"):
         assert at.get_by_key(key).type == "plotly_chart"
     assert any("No GPU counters" in c.value for c in at.caption)
     assert any(c.value.startswith("energy: n/a (the job ran on the CPU") for c in at.caption)
+    # what the run was: its date, command, torch and backend, probe, workload and precision
+    context = at.get_by_key("run_context").table[0].value["this run"]
+    manifest = json.loads((root / "real" / "manifest.json").read_text())
+    header = json.loads((root / "real" / "ranks" / "rank-0.jsonl").read_text().splitlines()[0])
+    assert context["command"] == shlex.join(manifest["command"])
+    assert context["torch"] == header["torch"] and context["backend"] == "gloo"
+    probe = expected["probes"]["0"]["intra"]
+    assert context["probe"].startswith(f"within a node {probe['busbw_gbps']:g} GB/s")
+    assert context["workload"].startswith("Sequential, ") and context["precision"] == "fp32"
+    # no trace (--trace-steps 0): it says so; summary.json and the report to download
+    assert any("No trace in this run" in c.value for c in at.caption)
+    download = at.get_by_key("download_summary")
+    assert download.proto.label == "Download summary.json"
+    assert at.get_by_key("download_html").proto.label == "Download the HTML report"
 
     # the verdict first, as the report words it
     assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"
@@ -107,7 +129,7 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
     assert any(f"**1. {top['limit']}**: {top['action']}" in m.value for m in at.markdown)
     assert [s["rank"] for s in expected["stragglers"]] == [1]
     stragglers = _frame(at, "stragglers")
-    assert list(stragglers["rank"]) == [1] and list(stragglers["cause"]) == ["compute_ms"]
+    assert list(stragglers["rank"]) == [1] and list(stragglers["cause"]) == ["compute"]
     assert at.get_by_key("gpu_timeline").type == "plotly_chart"
     gpus = _frame(at, "gpu_table")
     assert list(gpus["gpu"]) == [0, 1]
@@ -117,16 +139,43 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
     assert any(c.value == energy_line(expected["energy"]) for c in at.caption)
 
 
-def test_runs_page_shows_the_local_dataset(runs_root, app):
+def test_runs_page_shows_skew_between_ranks_without_a_straggler(runs_root, app):
+    """Rank 0 waits longer for data, so rank 1 waits longer in the all-reduce: no straggler, but the page
+    says how the ranks differ (the issue's run that showed a plain green "No straggler")."""
+    root, _ = runs_root
+    expected = summary(root / "skewed", "--no-store")
+    assert expected["stragglers"] == []
+    at = app(root)
+    at.selectbox(key="run").set_value("skewed").run()
+    assert not at.exception
+    warnings = [w.value for w in at.warning]
+    assert any(
+        "the ranks differ" in w
+        and "rank 1 waits on the interconnect 16.0 ms a step against rank 0's 10.0" in w
+        and "rank 0 waits for data 10.0 ms a step against rank 1's 1.0" in w
+        for w in warnings
+    ), warnings
+    assert not at.success  # no green "No straggler" box
+    skew = _frame(at, "skew_table")
+    assert set(skew["category"]) == {"interconnect stall", "data stall"}
+
+
+def test_runs_page_shows_the_local_dataset_of_the_runs_directory(runs_root, app, tmp_path):
     root, _ = runs_root
     done = ddlprof("report", str(root / "real"))  # adds the run to $DDLPROF_HOME/dataset.sqlite
     assert done.returncode == 0, done.stderr
+    elsewhere = copy_run(root / "real", tmp_path / "elsewhere", "elsewhere")
+    done = ddlprof("report", str(elsewhere))  # a run outside the runs directory
+    assert done.returncode == 0, done.stderr
     at = app(root)
     rows = _frame(at, "store_table")
-    assert len(rows) == 1
+    assert list(rows["run_dir"]) == [str(root / "real")]  # only the runs under --runs
     reported = summary(root / "real", "--no-store")
     assert rows.iloc[0]["step_ms"] == reported["job"]["step_ms"]
     assert rows.iloc[0]["model"] == "Sequential" and rows.iloc[0]["world_size"] == 2
+    at.toggle(key="store_everywhere").set_value(True).run()  # unless asked
+    assert not at.exception
+    assert sorted(_frame(at, "store_table")["run_dir"]) == sorted([str(root / "real"), str(elsewhere)])
 
 
 @pytest.mark.parametrize("kind", ["empty", "missing", "file"])

@@ -35,6 +35,7 @@ CHROMIUM_FLAGS = [
     "--disable-sync",
 ]
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+VIEWPORT = {"width": 1440, "height": 900}  # a laptop's screen
 TIMEOUT_MS = 90_000
 
 pytestmark = [
@@ -119,7 +120,7 @@ def browser():
 @pytest.fixture
 def page(browser, served, tmp_path):
     """A page that may reach the dashboard only; records anything else it tried."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, service_workers="block")
+    context = browser.new_context(viewport=VIEWPORT, service_workers="block")
     off_loopback: list[str] = []
 
     def route(request_route):
@@ -143,7 +144,7 @@ def _screenshot(page, tmp_path: Path, name: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     # Streamlit scrolls its main block, not the document: make the window as tall as the page
     height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
-    page.set_viewport_size({"width": 1400, "height": min(max(height, 1000), 8000)})
+    page.set_viewport_size({"width": VIEWPORT["width"], "height": min(max(height, 900), 8000)})
     page.wait_for_timeout(1000)  # plotly redraws at the new size
     page.screenshot(path=str(path), full_page=True)
     if os.environ.get("DDLPROF_SCREENSHOTS"):
@@ -159,25 +160,45 @@ def _settled(page) -> None:
     page.wait_for_timeout(500)
 
 
+def _no_clipped_column(page) -> list[str]:
+    """Every table of the page, scrolled into view: the keys of those whose columns do not all fit (the
+    grid scrolls sideways, or its right edge is past the 1440-px viewport). Returns the keys checked."""
+    checked = []
+    for grid in page.locator("[data-testid='stDataFrame']").all():
+        grid.scroll_into_view_if_needed()
+        box = grid.evaluate(
+            """g => { const s = g.querySelector('.dvn-scroller'); const r = g.getBoundingClientRect();
+            return {key: (g.closest('[class*=st-key-]')?.className.match(/st-key-(\\S+)/) || [])[1],
+                    right: r.right, scroll: s.scrollWidth, width: s.clientWidth}; }"""
+        )
+        assert box["scroll"] <= box["width"] + 1, f"{box['key']}: a column is cut off ({box})"
+        assert box["right"] <= VIEWPORT["width"], f"{box['key']}: past the viewport's right edge ({box})"
+        checked.append(box["key"])
+    return checked
+
+
 def test_runs_page(page, served, tmp_path):
     page.goto(served["url"] + "/")
     page.get_by_role("heading", name="Runs", exact=True).wait_for()
+    report = served["report"]  # the newest run (real-copy) is shown first; it is a copy of this one
+    page.get_by_text(report["diagnosis"]["sentence"]).wait_for()  # the verdict, as the report words it
     _settled(page)
-    step = f"{served['report']['job']['step_ms']:.2f} ms"
+    step = f"{report['job']['step_ms']:.2f} ms"
     page.get_by_text(step, exact=True).wait_for()
     page.locator(".js-plotly-plot").first.wait_for()
     text = page.locator("[data-testid='stMain']").inner_text()
+    assert text.index("Verdict:") < text.index("2 run(s) under")  # the verdict first
     assert "2 run(s) under" in text and str(served["root"]) in text
     assert "2 run directories could not be read" in text
-    assert "Where the step time goes" in page.content()  # the breakdown figure's title (SVG)
-    assert page.locator(".js-plotly-plot").count() >= 2  # breakdown and timeline
+    content = page.content()
+    for title in ("Where the step time goes", "where each step", "Step time per step, per rank"):
+        assert title in content, title
+    assert page.locator(".js-plotly-plot").count() >= 3  # by rank, per step stacked, per step per rank
     assert "Local dataset" in text
-    if not served["report"]["stragglers"]:  # a real run on a busy CPU may name one: follow the report
-        assert "No straggler" in text
-    assert f"Measured from {served['root'] / 'real-copy'}" in text  # the newest run, in detail
-    # the runs table and the local dataset are canvas grids: their size says they hold the rows
-    for key in ("runs_table", "broken_table", "store_table"):
-        assert page.locator(f".st-key-{key} [data-testid='stDataFrame']").count() == 1, key
+    assert f"Measured from {served['root'] / 'real-copy'}" in text
+    assert "Download summary.json" in text and "Download the HTML report" in text
+    checked = _no_clipped_column(page)
+    assert {"runs_table", "breakdown_table", "broken_table", "store_table"} <= set(checked), checked
     shot = _screenshot(page, tmp_path, "runs")
     assert shot.stat().st_size > 10_000
 

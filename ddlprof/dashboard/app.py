@@ -1,7 +1,9 @@
 """The dashboard's main script: ``ddlprof dashboard`` runs ``streamlit run`` on this file.
 
 One page per module in ``views/``; this script sets the page up, puts the runs directory in the
-sidebar (shared by every page: ``shared.runs_root``) and hands over to the page picked.
+sidebar (shared by every page: ``shared.runs_root``) and hands over to the page picked. The pages are
+named in a bar at the top and the sidebar starts collapsed, so that a table of runs has the whole
+width of a laptop's screen.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import streamlit as st
 
 from ddlprof.dashboard import data, shared
 
-st.set_page_config(page_title="ddlprof", layout="wide")
+st.set_page_config(page_title="ddlprof", layout="wide", initial_sidebar_state="collapsed")
 
 PAGES = [
     st.Page("views/runs.py", title="Runs", url_path="runs", default=True),
@@ -28,4 +30,4 @@ with st.sidebar:
     )
     st.caption("ddlprof: where the step time goes, and what the models predict.")
 
-st.navigation(PAGES).run()
+st.navigation(PAGES, position="top").run()

@@ -15,7 +15,9 @@ benchmark and the tests call them directly.
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -86,22 +88,24 @@ def find_runs(root: Path, max_depth: int = MAX_DEPTH) -> list[FoundRun]:
 
 
 def load_summary(path: Path) -> dict[str, Any]:
-    """``{"summary": ...}`` as ``ddlprof report`` computes it, or ``{"error": "one line"}``.
+    """``{"summary": ..., "manifest": ...}`` (the summary as ``ddlprof report`` computes it, and the
+    run's manifest: its date and command), or ``{"error": "one line"}``.
 
     A run's ``summary.json`` is used when it is still what the summary would be (see
     ``cached_summary``), so that a long run is read once, not at every dashboard start; a run that
     has none gets one.
     """
-    from ddlprof.runs.rundir import load_run
+    from ddlprof.runs.rundir import load_run, read_manifest
     from ddlprof.runs.summary import cached_summary, summarize, write_summary_if_absent
 
     try:
         cached = cached_summary(path)
         if cached is not None:
-            return {"summary": cached}
-        summary = summarize([load_run(path)])
+            return {"summary": cached, "manifest": read_manifest(path)}
+        run = load_run(path)
+        summary = summarize([run])
         write_summary_if_absent(path, summary)
-        return {"summary": summary}
+        return {"summary": summary, "manifest": run.manifest}
     except DdlprofError as exc:
         return {"error": " ".join(str(exc).split())}
     except Exception as exc:  # a run directory no one foresaw: listed with its error, never fatal
@@ -109,12 +113,16 @@ def load_summary(path: Path) -> dict[str, Any]:
 
 
 def load_detail(path: Path) -> dict[str, Any]:
-    """The per-step rows (for the timeline) and the NVML samples (None without ``gpu/*.csv``)."""
+    """The per-step rows (for the timelines), the NVML samples (None without ``gpu/*.csv``) and what
+    the ranks' headers say of the software (torch version and backend, of the lowest rank that says)."""
     from ddlprof.runs.gpu_counters import load_samples
     from ddlprof.runs.rundir import load_run
     from ddlprof.runs.summary import step_rows
 
-    return {"steps": step_rows([load_run(path)]), "samples": load_samples([path])}
+    run = load_run(path)
+    headers = [log.meta for log in sorted(run.ranks, key=lambda log: log.rank) if log.meta]
+    software = {key: next((m[key] for m in headers if m.get(key)), None) for key in ("torch", "backend")}
+    return {"steps": step_rows([run]), "samples": load_samples([path]), "software": software}
 
 
 def device(summary: dict[str, Any]) -> str | None:
@@ -128,19 +136,129 @@ def model_name(summary: dict[str, Any]) -> str | None:
     return (summary.get("workload") or {}).get("module")
 
 
-def table_row(name: str, summary: dict[str, Any]) -> dict[str, Any]:
-    """One line of the Runs table, from the report's summary."""
+def started(manifest: dict[str, Any]) -> str | None:
+    """When the run was made (its manifest's ``created_unix``), UTC to the minute."""
+    unix = manifest.get("created_unix")
+    return None if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def command(manifest: dict[str, Any]) -> str | None:
+    """The profiled command line, as a shell would take it."""
+    words = manifest.get("command")
+    return shlex.join(map(str, words)) if words else None
+
+
+def diagnosis(summary: dict[str, Any]) -> dict[str, Any]:
+    """The run's verdict and recommendations: a summary cached by an older ddlprof has none."""
+    from ddlprof.runs.diagnosis import diagnose
+
+    return summary.get("diagnosis") or diagnose(summary)
+
+
+def table_row(name: str, summary: dict[str, Any], manifest: dict[str, Any]) -> dict[str, Any]:
+    """One line of the Runs table: when, what, on what, and where the step time goes."""
     job = summary["job"]
     return {
         "run": name,
+        "date": started(manifest),
         "model": model_name(summary),
-        "GPUs (ranks)": summary["world_size"],
-        "nodes": summary["nodes"],
-        "device": device(summary),
+        "where": f"{summary['world_size']} x {device(summary) or '?'}, {summary['nodes']} node(s)",
         "step_ms": job["step_ms"],
+        **{key: job[key] for key in CATEGORIES},
         "throughput_samples_per_s": job["throughput_samples_per_s"],
-        "steady_steps": summary["steps"]["steady_per_rank"],
-        "stragglers": ", ".join(str(s["rank"]) for s in summary["stragglers"]) or "none",
+        "verdict": diagnosis(summary)["verdict"],
+        "command": command(manifest),
+    }
+
+
+#: What a rank does with the time of a category, for the skew sentence.
+DOING = {
+    "compute_ms": "computes",
+    "data_stall_ms": "waits for data",
+    "interconnect_stall_ms": "waits on the interconnect",
+    "network_stall_ms": "waits on the network",
+    "other_ms": "spends outside the step's parts",
+}
+
+
+def skew(summary: dict[str, Any], min_ms: float = 1.0, min_share: float = 0.05) -> list[dict[str, Any]]:
+    """The categories whose time differs between ranks by at least ``min_ms`` and ``min_share`` of the
+    job's step, largest spread first: the lowest and highest rank with their ms per step. A rank that
+    waits longer for data makes the others wait for it in the all-reduce; the straggler rule sees only
+    time outside communication, so this is the view that shows such a pair."""
+    ranks = summary["ranks"]
+    step = summary["job"]["step_ms"] or 0.0
+    out = []
+    for key in CATEGORIES:
+        values = sorted((r[key], r["rank"]) for r in ranks if r.get(key) is not None)
+        if len(values) < 2:
+            continue
+        (low, low_rank), (high, high_rank) = values[0], values[-1]
+        if high - low >= max(min_ms, min_share * step):
+            out.append(
+                {
+                    "category": key,
+                    "low_rank": low_rank,
+                    "low_ms": low,
+                    "high_rank": high_rank,
+                    "high_ms": high,
+                    "spread_ms": high - low,
+                }
+            )
+    return sorted(out, key=lambda row: -row["spread_ms"])
+
+
+def skew_sentence(rows: list[dict[str, Any]]) -> str:
+    """``rank 1 waits on the interconnect 15.9 ms a step against rank 0's 10.0; ...``"""
+    return "; ".join(
+        f"rank {r['high_rank']} {DOING[r['category']]} {r['high_ms']:.1f} ms a step against rank "
+        f"{r['low_rank']}'s {r['low_ms']:.1f}"
+        for r in rows
+    )
+
+
+def run_context(
+    summary: dict[str, Any], manifest: dict[str, Any], software: dict[str, Any]
+) -> dict[str, str]:
+    """What the run was: date, command, torch and backend, probe bandwidth, workload, precision; a fact
+    the run did not record says so."""
+    none = "not recorded"
+    workload = summary.get("workload") or {}
+    probe = next(iter((summary.get("probes") or {}).values()), None)
+    if probe:
+        parts = []
+        scopes = [("intra", "within a node")] + ([("full", "all ranks")] if probe.get("nodes", 1) > 1 else [])
+        for scope, label in scopes:
+            measured = probe.get(scope) or {}
+            if measured.get("busbw_gbps") is not None:
+                parts.append(
+                    f"{label} {measured['busbw_gbps']:g} GB/s bus bandwidth, "
+                    f"{measured.get('latency_us', float('nan')):,.0f} µs latency"
+                )
+        bandwidth = "; ".join(parts) or none
+    else:
+        bandwidth = "no probe in this run"
+    if workload:
+        cap = workload.get("bucket_cap_bytes")
+        shown = [
+            f"{workload.get('module') or 'model'}",
+            f"{workload['num_params']:,} parameters" if workload.get("num_params") is not None else None,
+            f"{workload['grad_bytes'] / 1e6:,.2f} MB of gradients" if workload.get("grad_bytes") else None,
+            f"{workload['num_buckets']} bucket(s)" if workload.get("num_buckets") is not None else None,
+            f"bucket_cap_mb {cap / 2**20:g}" if cap else None,
+            f"comm hook {workload['comm_hook']}" if workload.get("comm_hook") else "no comm hook",
+        ]
+        described = ", ".join(part for part in shown if part)
+    else:
+        described = none
+    return {
+        "date": started(manifest) or none,
+        "command": command(manifest) or none,
+        "torch": software.get("torch") or none,
+        "backend": workload.get("backend") or software.get("backend") or none,
+        "probe": bandwidth,
+        "workload": described,
+        "precision": workload.get("precision") or none,
     }
 
 
@@ -242,3 +360,16 @@ def error_rows(evaluation: dict[str, Any]) -> list[dict[str, Any]]:
         row["note"] = "" if entry["evaluable"] else entry["reason"]
         out.append(row)
     return out
+
+
+def under(rows: Any, root: Path) -> Any:
+    """The local dataset's rows (a frame with ``run_dir``) of runs inside ``root``."""
+    base = root.expanduser().resolve()
+
+    def inside(run_dir: Any) -> bool:
+        try:
+            return Path(str(run_dir)).resolve().is_relative_to(base)
+        except (OSError, ValueError):
+            return False
+
+    return rows[[inside(d) for d in rows["run_dir"]]]

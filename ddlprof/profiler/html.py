@@ -15,7 +15,7 @@ from ddlprof.runs.summary import step_rows
 
 
 def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
-    figures = [breakdown_by_rank(summary), step_timeline(step_rows(runs))]
+    figures = [breakdown_by_rank(summary), step_timeline(step_rows(runs), summary["steps"]["warmup_dropped"])]
     samples = load_samples([run.path for run in runs])
     if samples is not None:
         figures.append(gpu_timeline(samples))

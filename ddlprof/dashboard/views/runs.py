@@ -1,7 +1,9 @@
-"""Runs page: the runs under the runs directory and the local dataset; one run in detail."""
+"""Runs page: one run in detail first (its verdict, then where the time goes and what it ran), then every
+run under the runs directory and the local dataset."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,8 +16,13 @@ from ddlprof.errors import DdlprofError
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.summary import missing_label
 
-MS = st.column_config.NumberColumn(format="%.2f")
-RATE = st.column_config.NumberColumn(format="%.0f")
+RATE = st.column_config.NumberColumn("samples/s", format="%.0f", width="small")
+STEP = st.column_config.NumberColumn("step ms", format="%.2f", width="small")
+#: Human headers of the per-category columns (ms a step), narrow enough for a table to fit the page.
+CATEGORY_COLUMNS = {
+    key: st.column_config.NumberColumn(label.replace(" stall", ""), format="%.2f", width="small")
+    for key, label in figures.LABELS.items()
+}
 
 
 def _no_runs(root: Any) -> None:
@@ -27,14 +34,20 @@ def _no_runs(root: Any) -> None:
     )
 
 
-def _runs_table(good: list[tuple[data.FoundRun, dict[str, Any]]]) -> None:
-    table = pd.DataFrame([data.table_row(run.name, summary) for run, summary in good])
+def _runs_table(good: list[tuple[data.FoundRun, dict[str, Any]]], root: Any) -> None:
+    st.subheader(f"{len(good)} run(s) under `{root}`")
+    table = pd.DataFrame([data.table_row(run.name, r["summary"], r["manifest"]) for run, r in good])
     shared.table(
         table,
         column_config={
-            "step_ms": st.column_config.NumberColumn("step ms", format="%.2f"),
-            "throughput_samples_per_s": st.column_config.NumberColumn("samples/s", format="%.0f"),
-            "steady_steps": st.column_config.NumberColumn("steady steps"),
+            "run": st.column_config.TextColumn(width="small"),
+            "date": st.column_config.TextColumn("date (UTC)", width="small"),
+            "command": st.column_config.TextColumn(width="small"),
+            "model": st.column_config.TextColumn(width="small"),
+            "where": st.column_config.TextColumn(width="small"),
+            "step_ms": STEP,
+            **CATEGORY_COLUMNS,
+            "throughput_samples_per_s": RATE,
         },
         key="runs_table",
     )
@@ -57,11 +70,8 @@ def _gpu_table(gpus: list[dict[str, Any]]) -> pd.DataFrame:
 
 
 def _verdict(summary: dict[str, Any]) -> None:
-    """The run's verdict and ranked recommendations first (``ddlprof report`` prints the same): a
-    summary cached by an older ddlprof has none, so it is diagnosed here."""
-    from ddlprof.runs.diagnosis import diagnose
-
-    diagnosis = summary.get("diagnosis") or diagnose(summary)
+    """The run's verdict and ranked recommendations first (``ddlprof report`` prints the same)."""
+    diagnosis = data.diagnosis(summary)
     st.info(f"**Verdict:** {diagnosis['sentence']}")
     step = summary["job"]["step_ms"]
     for number, rec in enumerate(diagnosis["recommendations"], 1):
@@ -74,7 +84,90 @@ def _verdict(summary: dict[str, Any]) -> None:
         st.markdown(f"**{number}. {rec['limit']}**: {rec['action']}  \n{gain}; evidence: {rec['evidence']}")
 
 
-def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
+def _context(summary: dict[str, Any], manifest: dict[str, Any], software: dict[str, Any]) -> None:
+    """What the run was, in a two-column table (``data.run_context``)."""
+    context = data.run_context(summary, manifest, software)
+    with st.container(key="run_context"):
+        st.table(pd.DataFrame({"": list(context), "this run": list(context.values())}).set_index(""))
+
+
+def _trace_and_downloads(run: data.FoundRun, summary: dict[str, Any]) -> None:
+    """How to open the run's GPU timeline, and its summary.json and HTML report to download."""
+    if summary["traces"]:
+        st.markdown(
+            f"**Open the trace**: {len(summary['traces'])} trace file(s) under `{run.path / 'traces'}`. "
+            "All ranks of a window in one Perfetto tab (load the file in ui.perfetto.dev), or TensorBoard:"
+        )
+        st.code(
+            f"ddlprof trace {run.path} --merge window.json.gz\ntensorboard --logdir {run.path / 'traces'}",
+            language="bash",
+            wrap_lines=True,
+        )
+    else:
+        st.caption(
+            "No trace in this run (`ddlprof wrap --trace-steps 0`); by default `ddlprof wrap` traces a "
+            "window of steps for Perfetto and TensorBoard."
+        )
+
+    def report() -> str:
+        from ddlprof.profiler.html import html_report
+        from ddlprof.runs.rundir import load_run
+
+        return html_report(summary, [load_run(run.path)])
+
+    with st.container(horizontal=True):
+        st.download_button(
+            "Download summary.json",
+            json.dumps(summary, indent=2),
+            file_name="summary.json",
+            key="download_summary",
+        )
+        st.download_button(
+            "Download the HTML report",
+            report,
+            file_name=f"{run.path.name}-report.html",
+            mime="text/html",
+            key="download_html",
+        )
+
+
+def _skew(summary: dict[str, Any]) -> None:
+    """Stragglers, and the ranks' differences that the straggler rule does not see (time in waits)."""
+    st.subheader("Ranks")
+    skew = data.skew(summary)
+    if summary["stragglers"]:
+        shared.table(
+            pd.DataFrame(summary["stragglers"]).assign(cause=lambda f: f["cause"].map(figures.LABELS)),
+            column_config={
+                "busy_ms": st.column_config.NumberColumn("busy ms a step", format="%.2f"),
+                "median_busy_ms": st.column_config.NumberColumn("median rank's busy ms", format="%.2f"),
+                "excess_pct": st.column_config.NumberColumn("above the median, %", format="%.1f"),
+                "cause": st.column_config.TextColumn("mostly"),
+            },
+            key="stragglers",
+        )
+    elif skew:
+        st.warning(
+            "No straggler (no rank's time outside communication is 10% and 1 ms above the median rank's), "
+            f"but the ranks differ: {data.skew_sentence(skew)}."
+        )
+    else:
+        st.success("No straggler, and no category differs between ranks by 1 ms and 5% of the step.")
+    if skew:
+        shared.table(
+            pd.DataFrame(skew).assign(category=lambda f: f["category"].map(figures.LABELS)),
+            column_config={
+                "low_rank": st.column_config.NumberColumn("lowest rank"),
+                "low_ms": st.column_config.NumberColumn("its ms a step", format="%.2f"),
+                "high_rank": st.column_config.NumberColumn("highest rank"),
+                "high_ms": st.column_config.NumberColumn("its ms a step ", format="%.2f"),
+                "spread_ms": st.column_config.NumberColumn("difference ms", format="%.2f"),
+            },
+            key="skew_table",
+        )
+
+
+def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
     job, steps = summary["job"], summary["steps"]
     traced = steps["traced_excluded"]
     _verdict(summary)
@@ -91,31 +184,39 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
     columns[1].metric("throughput, samples/s", "n/a" if rate is None else f"{rate:,.0f}")
     columns[2].metric("ranks", summary["world_size"])
     columns[3].metric("nodes", summary["nodes"])
-
-    st.plotly_chart(figures.breakdown_by_rank(summary), key="breakdown")
-    breakdown = pd.DataFrame([*summary["ranks"], {**job, "rank": "job"}])
-    shared.table(
-        breakdown[["rank", "step_ms", *figures.LABELS, "throughput_samples_per_s"]].astype({"rank": str}),
-        column_config={k: MS for k in ("step_ms", *figures.LABELS)} | {"throughput_samples_per_s": RATE},
-        key="breakdown_table",
-    )
-    for key, reason in summary["reasons"].items():
-        st.caption(f"**{key}**: {reason}")
-
     try:
         detail = shared.detail(str(run.path), run.signature)
     except DdlprofError as exc:  # changed or removed since the listing
         st.error(f"{run.name}: {exc}")
         return
-    st.plotly_chart(figures.step_timeline(detail["steps"]), key="timeline")
+    left, right = st.columns([3, 2])
+    with left:
+        _context(summary, manifest, detail["software"])
+    with right:
+        _trace_and_downloads(run, summary)
 
-    st.subheader("Stragglers")
-    if summary["stragglers"]:
-        shared.table(pd.DataFrame(summary["stragglers"]), key="stragglers")
-    else:
-        st.success(
-            "No straggler: no rank's time outside communication is 10% and 1 ms above the median rank's."
+    left, right = st.columns(2)
+    left.plotly_chart(figures.breakdown_by_rank(summary), key="breakdown")
+    ranks = sorted({r["rank"] for r in detail["steps"]})
+    with right:
+        chart = st.empty()  # the rank picker goes below the chart, so that both charts line up
+        rank = (
+            st.selectbox("Rank of the per-step chart", ranks, key="step_rank") if len(ranks) > 1 else ranks[0]
         )
+        chart.plotly_chart(
+            figures.step_breakdown(detail["steps"], rank, steps["warmup_dropped"]), key="step_breakdown"
+        )
+    breakdown = pd.DataFrame([*summary["ranks"], {**job, "rank": "job"}])
+    shared.table(
+        breakdown[["rank", "step_ms", *figures.LABELS, "throughput_samples_per_s"]].astype({"rank": str}),
+        column_config={"step_ms": STEP} | CATEGORY_COLUMNS | {"throughput_samples_per_s": RATE},
+        key="breakdown_table",
+    )
+    for key, reason in summary["reasons"].items():
+        st.caption(f"**{figures.LABELS.get(key, key)}**: {reason}")
+    st.plotly_chart(figures.step_timeline(detail["steps"], steps["warmup_dropped"]), key="timeline")
+
+    _skew(summary)
     for missing in summary["missing_ranks"]:
         st.warning(f"{missing_label(missing)}: {missing['problem']}")
     for warning in summary["warnings"]:
@@ -133,15 +234,21 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any]) -> None:
             shared.table(_gpu_table(summary["gpus"]), key="gpu_table")
 
 
-def _local_dataset() -> None:
+def _local_dataset(root: Any) -> None:
     state = data.store_state()
     st.subheader("Local dataset")
     result = shared.store_rows(*state)
     if result["error"]:
         st.warning(f"The local dataset cannot be read: {result['error']}")
         return
-    rows = result["rows"]
-    st.caption(f"`{state[0]}`: one row per run `ddlprof report` summarised ({len(rows)} row(s)).")
+    every = result["rows"]
+    everywhere = st.toggle(f"Also the runs outside `{root}`", key="store_everywhere")
+    rows = every if everywhere else data.under(every, root)
+    where = "" if everywhere else f" under `{root}`"
+    st.caption(
+        f"`{state[0]}`: one row per run `ddlprof report` summarised; "
+        f"{len(rows)} of its {len(every)} row(s){where}."
+    )
     if len(rows):
         rows = rows.assign(
             reported=[
@@ -151,9 +258,8 @@ def _local_dataset() -> None:
         shared.table(
             rows,
             column_config={
-                "step_ms": MS,
-                "interconnect_stall_ms": MS,
-                "network_stall_ms": MS,
+                "step_ms": STEP,
+                **CATEGORY_COLUMNS,
                 "throughput_samples_per_s": RATE,
             },
             key="store_table",
@@ -165,7 +271,7 @@ def render() -> None:
     root = shared.runs_root()
     with st.spinner("Reading the runs..."):  # the first view summarises every run; later ones hit the cache
         found, problem = shared.runs(root)
-    good = [(run, result["summary"]) for run, result in found if "summary" in result]
+    good = [(run, result) for run, result in found if "summary" in result]
     bad = [(run, result["error"]) for run, result in found if "error" in result]
     if problem:
         st.warning(f"Runs directory: {problem}")
@@ -174,17 +280,14 @@ def render() -> None:
     if not good:
         _no_runs(root)
     else:
-        st.subheader(f"{len(good)} run(s) under `{root}`")
-        _runs_table(good)
-    if bad:
-        _broken(bad)
-    if good:
-        st.header("One run")
         names = [run.name for run, _ in good]
         chosen = st.selectbox("Run", names, index=len(names) - 1, key="run")
-        run, summary = good[names.index(chosen)]
-        _one_run(run, summary)
-    _local_dataset()
+        run, result = good[names.index(chosen)]
+        _one_run(run, result["summary"], result["manifest"])
+        _runs_table(good, root)
+    if bad:
+        _broken(bad)
+    _local_dataset(root)
 
 
 render()

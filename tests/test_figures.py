@@ -1,0 +1,55 @@
+"""The shared figures show what a person needs to read: steady steps on a linear axis, warm-up and
+traced steps marked, one colour per rank."""
+
+from __future__ import annotations
+
+from ddlprof import figures
+
+
+def _rows(ranks: int = 2, steps: int = 30, traced: tuple[int, ...] = (12,)) -> list[dict]:
+    """Per-step rows as ``step_rows`` gives them: a 1.5 s first step, then ~20 ms steps with jitter."""
+    rows = []
+    for rank in range(ranks):
+        for step in range(1, steps + 1):
+            total = 1500.0 if step == 1 else 20.0 + (step % 3) + rank
+            rows.append(
+                {
+                    "rank": rank,
+                    "step": step,
+                    "traced": step in traced,
+                    "step_ms": total,
+                    "compute_ms": total - 6.0,
+                    "data_stall_ms": 2.0,
+                    "interconnect_stall_ms": 3.0,
+                    "network_stall_ms": 0.0,
+                    "other_ms": 1.0,
+                }
+            )
+    return rows
+
+
+def test_step_timeline_keeps_the_steady_steps_readable():
+    figure = figures.step_timeline(_rows(), warmup=5)
+    assert figure.layout.yaxis.type in (None, "linear")
+    top = figure.layout.yaxis.range[1]
+    assert 22.0 < top < 40.0  # scaled to the steady steps (max 23 ms), not to the 1.5 s first step
+    notes = " ".join(a.text for a in figure.layout.annotations)
+    assert "off the scale: step 1: 1,500 ms" in notes and "warm-up" in notes
+    shapes = [(s.x0, s.x1) for s in figure.layout.shapes]
+    assert (0.5, 5.5) in shapes  # the warm-up steps
+    assert (11.5, 12.5) in shapes  # the traced step
+    colours = [trace.line.color for trace in figure.data]
+    assert len(colours) == 2 and colours[0] != colours[1]
+
+
+def test_rank_colours_are_distinct():
+    assert len({figures.rank_color(rank) for rank in range(24)}) == 24
+
+
+def test_step_breakdown_stacks_the_categories_of_each_step():
+    figure = figures.step_breakdown(_rows(), rank=1, warmup=5)
+    assert figure.layout.barmode == "stack"
+    assert [t.name for t in figure.data] == list(figures.LABELS.values())
+    compute = next(t for t in figure.data if t.name == "compute")
+    assert list(compute.x) == list(range(1, 31)) and compute.y[1] == 20.0 + 2 + 1 - 6.0
+    assert figure.layout.yaxis.range[1] < 40.0
