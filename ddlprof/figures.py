@@ -27,22 +27,49 @@ COLORS = {
 }
 
 
-def breakdown_by_rank(summary: dict[str, Any]) -> go.Figure:
-    """Stacked bars: each rank's steady-state step split into the five categories, and the job's."""
+def _rank_bars(figure: go.Figure, summary: dict[str, Any], legend: bool = True, **where: Any) -> None:
+    """Each rank's steady-state step split into the five categories, and the job's, as stacked bars."""
     rows = [*summary["ranks"], {**summary["job"], "rank": "job"}]
     labels = [f"rank {r['rank']}" if r["rank"] != "job" else "job" for r in rows]
-    figure = go.Figure()
     for key in CATEGORIES:
         figure.add_bar(
             name=LABELS[key],
             x=labels,
             y=[r[key] or 0.0 for r in rows],
             marker_color=COLORS[key],
+            legendgroup=key,
+            showlegend=legend,
             hovertemplate="%{x}: %{y:.2f} ms<extra>" + LABELS[key] + "</extra>",
+            **where,
         )
+
+
+def breakdown_by_rank(summary: dict[str, Any]) -> go.Figure:
+    """Stacked bars: each rank's steady-state step split into the five categories, and the job's."""
+    figure = go.Figure()
+    _rank_bars(figure, summary)
     figure.update_layout(
         barmode="stack",
         title="Where the step time goes (steady state)",
+        yaxis_title="ms per step",
+        legend_title="category",
+    )
+    return figure
+
+
+def breakdown_by_rank_runs(runs: list[tuple[str, dict[str, Any]]]) -> go.Figure:
+    """Several runs' per-rank breakdowns side by side, on one shared ms axis with one legend."""
+    from plotly.subplots import make_subplots
+
+    figure = make_subplots(
+        rows=1, cols=len(runs), shared_yaxes=True, subplot_titles=[name for name, _ in runs],
+        horizontal_spacing=0.02,
+    )  # fmt: skip
+    for column, (_, summary) in enumerate(runs, start=1):
+        _rank_bars(figure, summary, legend=column == 1, row=1, col=column)
+    figure.update_layout(
+        barmode="stack",
+        title="Per rank, side by side (steady state, one ms axis)",
         yaxis_title="ms per step",
         legend_title="category",
     )

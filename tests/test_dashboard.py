@@ -218,24 +218,68 @@ def test_compare_page_puts_runs_side_by_side(runs_root, app):
     at = app(root, "compare")
     assert _titles(at) == ["Compare"]
     picker = at.multiselect(key="compare_runs")
-    assert picker.options == ["real", "straggler", "sweep/one_node/r0"]
+    assert picker.options == ["real", "skewed", "straggler", "sweep/one_node/r0"]
     assert picker.value == ["straggler", "sweep/one_node/r0"]
-    picker.set_value(["real", "straggler"]).run()
+    picker.set_value(["straggler", "real"]).run()  # clicked in this order: shown in the runs' order
     assert not at.exception
+    assert at.multiselect(key="compare_runs").value == ["real", "straggler"]
     table = _frame(at, "compare_table")
     assert list(table["label"]) == ["real", "straggler"]
-    for name in ("real", "straggler"):
-        job = summary(root / name, "--no-store")["job"]
+    jobs = {name: summary(root / name, "--no-store")["job"] for name in ("real", "straggler")}
+    for name, job in jobs.items():
         row = table[table["label"] == name].iloc[0]
         for key in ("step_ms", "compute_ms", "interconnect_stall_ms", "throughput_samples_per_s"):
             assert row[key] == job[key], key
         assert row["source"] == f"measured: {root / name}"
-    for key in ("compare_breakdown", "compare_throughput", "compare_ranks_real", "compare_ranks_straggler"):
+    for key in ("compare_breakdown", "compare_throughput", "compare_ranks"):
         assert at.get_by_key(key).type == "plotly_chart"
     at.toggle(key="compare_share").set_value(True).run()
     assert not at.exception
+
+    # the differences against the baseline: the first run picked, kept while it is compared; or chosen
+    assert at.selectbox(key="compare_baseline").value == "straggler"
+    assert _frame(at, "compare_differences").iloc[0]["item"] == "real"
+    at.selectbox(key="compare_baseline").set_value("real").run()
+    diff = _frame(at, "compare_differences").set_index("category")
+    base, other = jobs["real"], jobs["straggler"]
+    step = diff.loc["step"]
+    assert step["item"] == "straggler" and step["baseline_ms"] == base["step_ms"]
+    assert step["difference_ms"] == pytest.approx(other["step_ms"] - base["step_ms"])
+    assert step["difference_pct"] == pytest.approx(
+        100 * (other["step_ms"] - base["step_ms"]) / base["step_ms"]
+    )
+    assert step["speed_up"] == pytest.approx(base["step_ms"] / other["step_ms"])
+    compute = diff.loc["compute"]
+    assert compute["difference_ms"] == pytest.approx(other["compute_ms"] - base["compute_ms"])
+    ratio = other["throughput_samples_per_s"] / base["throughput_samples_per_s"]
+    assert any(
+        m.value.startswith(f"**straggler** against **real**: {ratio:.2f}x the throughput")
+        for m in at.markdown
+    )
+
+    # the settings side by side, those that differ first
+    settings = _frame(at, "compare_settings").set_index("setting")
+    assert settings.loc["model", "real"] == "Sequential" and settings.loc["backend", "real"] == "gloo"
+    assert list(settings["differs"]) == list(settings["real"] != settings["straggler"])
+    assert settings.loc["command", "differs"]  # the hand-made run has no command line
+    assert list(settings["differs"]) == sorted(settings["differs"], reverse=True)
+
+    # the selection and the baseline survive a visit to another page
+    at.switch_page("views/runs.py").run()
+    at.switch_page("views/compare.py").run()
+    assert not at.exception
+    assert at.multiselect(key="compare_runs").value == ["real", "straggler"]
+    assert at.selectbox(key="compare_baseline").value == "real"
     at.multiselect(key="compare_runs").set_value([]).run()
     assert not at.exception and "Pick runs above." in [c.value for c in at.caption]
+
+
+def test_command_diff_names_what_changed():
+    assert data.command_diff("torchrun a.py --steps 30", "torchrun a.py --steps 40 --workers 2") == (
+        "--steps 30 -> --steps 40 --workers 2"
+    )
+    assert data.command_diff("python a.py --amp", "python a.py") == "- --amp"
+    assert data.command_diff("python a.py", "python a.py") == "the same command"
 
 
 def test_compare_page_without_runs(tmp_path, app):
@@ -416,5 +460,10 @@ def test_compare_page_shows_the_advisors_options(runs_root, app):
     assert top["usd_per_hour"] == pytest.approx(expected["usd_per_instance_hour"] * expected["count"])
     assert "stall model" in top["source"] and "catalog snapshot" in top["source"]
     assert len(table[table["kind"] == "run"]) == 2  # the runs picked by default
-    for key in ("compare_scatter", "compare_cost_bars", "compare_breakdown"):
+    # resnet50 on cloud GPUs is not the runs' model (Sequential on CPUs): drawn apart, with a warning
+    assert any("predictions for resnet50" in w.value and "Sequential" in w.value for w in at.warning)
+    for key in ("compare_options_scatter", "compare_options_cost_bars", "compare_options_breakdown"):
         assert at.get_by_key(key).type == "plotly_chart"
+    assert set(at.selectbox(key="compare_baseline").options) == {"straggler", "sweep/one_node/r0"}
+    with pytest.raises(KeyError):
+        at.get_by_key("compare_scatter")  # no option beside the runs

@@ -210,9 +210,16 @@ def test_compare_page(page, served, tmp_path):
     page.locator(".js-plotly-plot").first.wait_for()
     picked = page.locator("[data-testid='stMultiSelect']").inner_text()
     assert "real" in picked and "real-copy" in picked
+    text = page.locator("[data-testid='stMain']").inner_text()
+    step = served["report"]["job"]["step_ms"]  # real-copy is a copy of real: no difference
+    assert "Against the baseline, real" in text
+    assert f"real-copy against real: 1.00x the throughput (step {step:.2f} ms against {step:.2f})" in text
     content = page.content()
     assert "Step time breakdown side by side" in content and "Throughput" in content
-    assert page.locator(".js-plotly-plot").count() == 4  # breakdown, throughput, each run per rank
+    assert "Per rank, side by side" in content
+    assert page.locator(".js-plotly-plot").count() == 3  # breakdown, throughput, per rank on one axis
+    checked = _no_clipped_column(page)
+    assert {"compare_differences", "compare_table", "compare_settings"} <= set(checked), checked
     _screenshot(page, tmp_path, "compare")
 
 

@@ -53,3 +53,11 @@ def test_step_breakdown_stacks_the_categories_of_each_step():
     compute = next(t for t in figure.data if t.name == "compute")
     assert list(compute.x) == list(range(1, 31)) and compute.y[1] == 20.0 + 2 + 1 - 6.0
     assert figure.layout.yaxis.range[1] < 40.0
+
+
+def test_per_rank_breakdowns_of_several_runs_share_one_axis_and_one_legend():
+    job = {"step_ms": 10.0, **{k: 2.0 for k in figures.LABELS}}
+    run = {"ranks": [{**job, "rank": 0}, {**job, "rank": 1}], "job": job}
+    figure = figures.breakdown_by_rank_runs([("a", run), ("b", run), ("c", run)])
+    assert figure.layout.yaxis2.matches == "y" and figure.layout.yaxis3.matches == "y"
+    assert sum(bool(t.showlegend) for t in figure.data) == len(figures.LABELS)  # one legend entry each

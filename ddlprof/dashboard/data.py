@@ -22,10 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.errors import DdlprofError
+from ddlprof.figures import LABELS
 from ddlprof.runs.breakdown import CATEGORIES
 from ddlprof.runs.rundir import MANIFEST
 
 RUNS_ENV = "DDLPROF_DASHBOARD_RUNS"
+
 DEFAULT_RUNS = "ddlprof-runs"
 #: The README's main job, shown when there is no run yet.
 EXAMPLE_COMMAND = "ddlprof wrap torchrun --standalone --nproc_per_node=2 examples/ddp_train.py"
@@ -131,6 +133,11 @@ def device(summary: dict[str, Any]) -> str | None:
     return ", ".join(names) if names else None
 
 
+def where(summary: dict[str, Any]) -> str:
+    """``2 x cpu, 1 node(s)``: ranks, device and nodes."""
+    return f"{summary['world_size']} x {device(summary) or '?'}, {summary['nodes']} node(s)"
+
+
 def model_name(summary: dict[str, Any]) -> str | None:
     """The class name of the module DDP wrapped (what the local dataset calls the model)."""
     return (summary.get("workload") or {}).get("module")
@@ -162,7 +169,7 @@ def table_row(name: str, summary: dict[str, Any], manifest: dict[str, Any]) -> d
         "run": name,
         "date": started(manifest),
         "model": model_name(summary),
-        "where": f"{summary['world_size']} x {device(summary) or '?'}, {summary['nodes']} node(s)",
+        "where": where(summary),
         "step_ms": job["step_ms"],
         **{key: job[key] for key in CATEGORIES},
         "throughput_samples_per_s": job["throughput_samples_per_s"],
@@ -265,19 +272,105 @@ def run_context(
 def comparable(label: str, summary: dict[str, Any]) -> dict[str, Any]:
     """A measured run as an item of the Compare page (``figures.breakdown_by_run``/``throughput_bars``).
 
-    Instance options from the advisor will join as items of the same shape, with ``kind`` "option",
-    ``source`` naming the model and catalog snapshot, and ``usd_per_hour`` set.
+    Instance options from the advisor are items of the same shape, with ``kind`` "option", ``source``
+    naming the model and catalog snapshot, and ``usd_per_hour`` set.
     """
     job = summary["job"]
     return {
         "label": label,
         "kind": "run",
+        "model": model_name(summary),
         "source": f"measured: {', '.join(summary['runs'])}",
         "step_ms": job["step_ms"],
         **{key: job[key] for key in CATEGORIES},
         "throughput_samples_per_s": job["throughput_samples_per_s"],
         "usd_per_hour": None,
     }
+
+
+def differences(items: list[dict[str, Any]], baseline: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each item against the baseline, per category and for the whole step: the baseline's ms, the item's,
+    the difference in ms and in % of the baseline's, and the speed-up (baseline ms / item ms: above 1,
+    the item spends less time there). A category an item has no figure for stays empty."""
+    rows = []
+    for item in items:
+        if item is baseline:
+            continue
+        for key in ("step_ms", *CATEGORIES):
+            base, mine = baseline.get(key), item.get(key)
+            known = base is not None and mine is not None
+            rows.append(
+                {
+                    "item": item["label"],
+                    "category": "step" if key == "step_ms" else LABELS[key],
+                    "baseline_ms": base,
+                    "ms": mine,
+                    "difference_ms": mine - base if known else None,
+                    "difference_pct": 100 * (mine - base) / base if known and base else None,
+                    "speed_up": base / mine if known and mine else None,
+                }
+            )
+    return rows
+
+
+def difference_sentence(item: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """``b128 against b32: 1.98x the throughput (step 78.80 ms against 38.65); data stall -4.2 ms, ...``"""
+    step = f"step {item['step_ms']:.2f} ms against {baseline['step_ms']:.2f}"
+    rate, base_rate = item.get("throughput_samples_per_s"), baseline.get("throughput_samples_per_s")
+    text = f"**{item['label']}** against **{baseline['label']}**: " + (
+        f"{rate / base_rate:.2f}x the throughput ({step})" if rate and base_rate else step
+    )
+    changes = sorted(
+        (item[k] - baseline[k], k)
+        for k in CATEGORIES
+        if item.get(k) is not None and baseline.get(k) is not None
+    )
+    changes.sort(key=lambda change: -abs(change[0]))
+    return text + "".join(f"; {LABELS[k]} {d:+.1f} ms" for d, k in changes[:2])
+
+
+def settings(summary: dict[str, Any], manifest: dict[str, Any]) -> dict[str, str]:
+    """What was run, setting by setting, for the Compare page's diff (a setting not recorded is "")."""
+    workload = summary.get("workload") or {}
+    job = summary["job"]
+    per_rank = (
+        job["throughput_samples_per_s"] * job["step_ms"] / 1e3 / summary["world_size"]
+        if job.get("throughput_samples_per_s") and job.get("step_ms")
+        else None
+    )
+    cap = workload.get("bucket_cap_bytes")
+    return {
+        "command": command(manifest) or "",
+        "model": model_name(summary) or "",
+        "ranks, device, nodes": where(summary),
+        "samples per step per rank": "" if per_rank is None else f"{per_rank:.0f}",
+        "backend": workload.get("backend") or "",
+        "precision": workload.get("precision") or "",
+        "bucket_cap_mb": "" if not cap else f"{cap / 2**20:g}",
+        "buckets": "" if workload.get("num_buckets") is None else str(workload["num_buckets"]),
+        "comm hook": workload.get("comm_hook") or ("none" if workload else ""),
+        "steady steps per rank": str(summary["steps"]["steady_per_rank"]),
+        "date": started(manifest) or "",
+    }
+
+
+def command_diff(baseline: str, other: str) -> str:
+    """What changed between two command lines, word by word: ``--steps 30 -> --steps 40; + --workers 2``."""
+    from difflib import SequenceMatcher
+
+    before, after = shlex.split(baseline), shlex.split(other)
+    changes = []
+    for op, i1, i2, j1, j2 in SequenceMatcher(a=before, b=after, autojunk=False).get_opcodes():
+        if op == "replace" and i1 and before[i1 - 1].startswith("-") and not before[i1].startswith("-"):
+            i1, j1 = i1 - 1, j1 - 1  # name the flag whose value changed: --steps 30 -> --steps 40
+        old, new = shlex.join(before[i1:i2]), shlex.join(after[j1:j2])
+        if op == "replace":
+            changes.append(f"{old} -> {new}")
+        elif op == "delete":
+            changes.append(f"- {old}")
+        elif op == "insert":
+            changes.append(f"+ {new}")
+    return "; ".join(changes) or "the same command"
 
 
 STORE_COLUMNS = (

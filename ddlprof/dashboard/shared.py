@@ -16,8 +16,18 @@ import streamlit as st
 
 from ddlprof.dashboard import data
 from ddlprof.errors import DdlprofError
+from ddlprof.figures import LABELS
 
 RUNS_KEY = "runs_dir"
+#: Column headers and formats of the numbers every page's tables show (ms a step, samples/s), narrow
+#: enough for a table of runs to fit a 1440-px screen.
+STEP = st.column_config.NumberColumn("step ms", format="%.2f", width="small")
+RATE = st.column_config.NumberColumn("samples/s", format="%.0f", width="small")
+CATEGORY_COLUMNS = {
+    key: st.column_config.NumberColumn(label.replace(" stall", ""), format="%.2f", width="small")
+    for key, label in LABELS.items()
+}
+NUMBER_COLUMNS = {"step_ms": STEP, **CATEGORY_COLUMNS, "throughput_samples_per_s": RATE}
 #: The instance options picked on the Advisor page (comparables), read by the Compare page.
 ADVISOR_OPTIONS_KEY = "advisor_options"
 
@@ -56,8 +66,11 @@ def runs(root: Path) -> tuple[list[tuple[data.FoundRun, dict[str, Any]]], str | 
     return [(run, summary(str(run.path), run.signature)) for run in found], None
 
 
-def table(frame: Any, key: str, **options: Any) -> None:
+def table(frame: Any, key: str, whole: bool = False, **options: Any) -> None:
     """``st.dataframe`` inside a container with ``key``: tests find it by that key (``AppTest.get_by_key``,
-    or the ``st-key-<key>`` CSS class in a browser), which a dataframe's own key does not give."""
+    or the ``st-key-<key>`` CSS class in a browser), which a dataframe's own key does not give. ``whole``:
+    tall enough for every row (no scrolling inside a short table)."""
+    if whole:
+        options["height"] = 35 * (len(frame) + 1) + 3
     with st.container(key=key):
         st.dataframe(frame, hide_index=True, **options)

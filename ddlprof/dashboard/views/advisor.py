@@ -91,6 +91,7 @@ def option_comparable(option: dict[str, Any], assumptions: dict[str, Any]) -> di
     return {
         "label": option_label(option),
         "kind": "option",
+        "model": assumptions["model"],
         "source": f"{how}; prices: catalog snapshot {assumptions['catalog']['snapshot_date']} "
         f"(price {option['price_date']})",
         "step_ms": option["step_ms"],

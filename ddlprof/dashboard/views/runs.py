@@ -16,13 +16,7 @@ from ddlprof.errors import DdlprofError
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.summary import missing_label
 
-RATE = st.column_config.NumberColumn("samples/s", format="%.0f", width="small")
-STEP = st.column_config.NumberColumn("step ms", format="%.2f", width="small")
-#: Human headers of the per-category columns (ms a step), narrow enough for a table to fit the page.
-CATEGORY_COLUMNS = {
-    key: st.column_config.NumberColumn(label.replace(" stall", ""), format="%.2f", width="small")
-    for key, label in figures.LABELS.items()
-}
+MS = st.column_config.NumberColumn(format="%.2f")
 
 
 def _no_runs(root: Any) -> None:
@@ -45,9 +39,7 @@ def _runs_table(good: list[tuple[data.FoundRun, dict[str, Any]]], root: Any) -> 
             "command": st.column_config.TextColumn(width="small"),
             "model": st.column_config.TextColumn(width="small"),
             "where": st.column_config.TextColumn(width="small"),
-            "step_ms": STEP,
-            **CATEGORY_COLUMNS,
-            "throughput_samples_per_s": RATE,
+            **shared.NUMBER_COLUMNS,
         },
         key="runs_table",
     )
@@ -209,7 +201,7 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, An
     breakdown = pd.DataFrame([*summary["ranks"], {**job, "rank": "job"}])
     shared.table(
         breakdown[["rank", "step_ms", *figures.LABELS, "throughput_samples_per_s"]].astype({"rank": str}),
-        column_config={"step_ms": STEP} | CATEGORY_COLUMNS | {"throughput_samples_per_s": RATE},
+        column_config=shared.NUMBER_COLUMNS,
         key="breakdown_table",
     )
     for key, reason in summary["reasons"].items():
@@ -257,11 +249,7 @@ def _local_dataset(root: Any) -> None:
         ).drop(columns=["reported_unix"])
         shared.table(
             rows,
-            column_config={
-                "step_ms": STEP,
-                **CATEGORY_COLUMNS,
-                "throughput_samples_per_s": RATE,
-            },
+            column_config=shared.NUMBER_COLUMNS,
             key="store_table",
         )
 
