@@ -348,7 +348,8 @@ def cost_throughput_scatter(rows: list[dict[str, Any]]) -> go.Figure:
 
 
 def cost_per_million_bars(rows: list[dict[str, Any]]) -> go.Figure:
-    """USD per 1M samples (cost per hour / samples per hour) of the compared items that have a price."""
+    """USD per 1M samples (cost per hour / samples per hour) of the compared items that have a price, as
+    horizontal bars, cheapest on top: long labels stay level and whole."""
     priced = _priced(rows)
     values = [
         r.get("usd_per_million_samples") or r["usd_per_hour"] / (r["throughput_samples_per_s"] * 3600) * 1e6
@@ -356,11 +357,17 @@ def cost_per_million_bars(rows: list[dict[str, Any]]) -> go.Figure:
     ]
     figure = go.Figure()
     figure.add_bar(
-        x=[r["label"] for r in priced],
-        y=values,
+        y=[r["label"] for r in priced],
+        x=values,
+        orientation="h",
         marker_color="#54a24b",
         customdata=[r.get("source", "") for r in priced],
-        hovertemplate="%{x}: $%{y:,.3f} per 1M samples<br>%{customdata}<extra></extra>",
+        hovertemplate="%{y}: $%{x:,.3f} per 1M samples<br>%{customdata}<extra></extra>",
     )
-    figure.update_layout(title="USD per 1M samples", yaxis_title="USD per 1M samples")
+    figure.update_layout(
+        title="USD per 1M samples",
+        xaxis_title="USD per 1M samples",
+        yaxis={"autorange": "reversed", "automargin": True, "type": "category"},
+        height=max(300, 120 + 28 * len(priced)),
+    )
     return figure

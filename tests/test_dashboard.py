@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import socket
+import tarfile
 from datetime import UTC, datetime
 
 import pytest
@@ -17,6 +18,7 @@ from ddlprof.dashboard import data
 from ddlprof.runs.energy import energy_line
 
 APP = str(REPO / "ddlprof" / "dashboard" / "app.py")
+GPU_RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
 
 
 @pytest.fixture(scope="module")
@@ -402,11 +404,56 @@ def test_advisor_page_ranks_as_the_cli_does(tmp_path, app):
     for key in ("advisor_scatter", "advisor_cost_bars"):
         assert at.get_by_key(key).type == "plotly_chart"
     assert len(_frame(at, "advisor_excluded")) == len(expected["excluded"])
-    # the launch spec is --emit's for the same input
+    # the CLI's warnings (the catalog's age among them) as warnings, not small grey text
+    warnings = [w.value for w in at.warning]
+    assert expected["warnings"] and all(w in warnings for w in expected["warnings"]), warnings
+    assert any("prices may have changed" in w for w in warnings)
+    # every field of the options: the ranked table and the prices table (so that both fit the page)
+    prices = _frame(at, "advisor_prices")
+    assert list(prices["usd_per_instance_hour"]) == [o["usd_per_instance_hour"] for o in options]
+    assert list(prices["price_date"]) == [o["price_date"] for o in options]
+    assert "over_budget_usd" not in table  # no option is over the budget
+    # the launch spec is --emit's for the same input, its long run: line wrapped, not cut
     spec = ddlprof("advise", "--model", "resnet50", "--budget", "100", "--emit", "skypilot")
     assert spec.returncode == 0, spec.stderr
     assert [c.value for c in at.code] == [spec.stdout.rstrip("\n")]
+    assert at.code[0].proto.wrap_lines
     assert at.get_by_key("advisor_torchrun") is not None and at.get_by_key("advisor_skypilot") is not None
+
+
+def test_advisor_page_advises_from_a_measured_run(tmp_path, app):
+    """``ddlprof advise --run``: a run under the runs directory, picked in the form (the H200 run of the
+    shipped dataset: CPU runs have no GPU step to scale)."""
+    root = tmp_path / "runs"
+    with tarfile.open(GPU_RUNS) as archive:
+        members = [
+            m
+            for m in archive.getmembers()
+            if m.name.startswith("runs/resnet50-nvlink/") and "/traces/" not in m.name
+        ]
+        archive.extractall(root, members=members, filter="data")
+    run = root / "runs" / "resnet50-nvlink"
+    skewed_run(root / "cpu")
+    expected = _advise_cli("--run", str(run), "--model", "resnet50")
+    at = app(root, "advisor")
+    assert at.selectbox(key="advisor_run").options[1:] == ["cpu", "runs/resnet50-nvlink"]
+    at.selectbox(key="advisor_run").set_value("runs/resnet50-nvlink")
+    table = _frame(_advise_page(at), "advisor_table")
+    assert list(table["instance_type"]) == [o["instance_type"] for o in expected["options"]]
+    assert list(table["step_source"]) == [o["step_source"] for o in expected["options"]]
+    assert list(table["step_ms"]) == pytest.approx([o["step_ms"] for o in expected["options"]], rel=1e-3)
+    assert expected["assumptions"]["step_time"]["basis"] == "run"
+    from_model = _advise_cli("--model", "resnet50")["options"]  # not what the page gives: the run counts
+    assert [o["step_ms"] for o in from_model] != pytest.approx(list(table["step_ms"]), rel=1e-3)
+    assert any(expected["top_choice"] in s.value for s in at.success)
+    # a CPU run has no GPU step to scale: the page says so in one line, as the CLI does
+    at.selectbox(key="advisor_run").set_value("cpu")
+    at = _advise_page(at)
+    assert [e.value for e in at.error] == [
+        f"{root / 'cpu'}: the run has no steady step time on a GPU; advise needs a GPU run"
+    ]
+    with pytest.raises(KeyError):
+        at.get_by_key("advisor_table")
 
 
 def test_advisor_page_filters_as_the_cli_does(tmp_path, app):

@@ -161,11 +161,15 @@ def _settled(page) -> None:
 
 
 def _no_clipped_column(page) -> list[str]:
-    """Every table of the page, scrolled into view: the keys of those whose columns do not all fit (the
-    grid scrolls sideways, or its right edge is past the 1440-px viewport). Returns the keys checked."""
+    """Every table the page shows (not those in a closed expander), scrolled into view: fails on one whose
+    columns do not all fit (the grid scrolls sideways, or its right edge is past the 1440-px viewport).
+    Returns the keys checked."""
     checked = []
     for grid in page.locator("[data-testid='stDataFrame']").all():
+        if not grid.is_visible():
+            continue
         grid.scroll_into_view_if_needed()
+        grid.locator(".dvn-scroller").wait_for()
         box = grid.evaluate(
             """g => { const s = g.querySelector('.dvn-scroller'); const r = g.getBoundingClientRect();
             return {key: (g.closest('[class*=st-key-]')?.className.match(/st-key-(\\S+)/) || [])[1],
@@ -261,6 +265,13 @@ def test_advisor_page(page, served, tmp_path):
     content = page.content()
     assert "Throughput vs cost per hour" in content and "USD per 1M samples" in content
     assert page.locator(".js-plotly-plot").count() == 2
+    warnings = page.locator("[data-testid='stAlertContentWarning']").all_inner_texts()
+    assert any("prices may have changed" in w for w in warnings), warnings  # a warning, not grey text
+    checked = _no_clipped_column(page)
+    assert {"advisor_table", "advisor_prices"} <= set(checked), checked
+    # the launch spec's long run: line is wrapped, not cut: the code block does not scroll sideways
+    code = page.locator("[data-testid='stCode'] pre").last
+    assert code.evaluate("e => e.scrollWidth <= e.clientWidth + 1")
     _screenshot(page, tmp_path, "advisor")
 
 

@@ -61,3 +61,18 @@ def test_per_rank_breakdowns_of_several_runs_share_one_axis_and_one_legend():
     figure = figures.breakdown_by_rank_runs([("a", run), ("b", run), ("c", run)])
     assert figure.layout.yaxis2.matches == "y" and figure.layout.yaxis3.matches == "y"
     assert sum(bool(t.showlegend) for t in figure.data) == len(figures.LABELS)  # one legend entry each
+
+
+def test_cost_bars_are_horizontal_with_whole_labels_cheapest_first():
+    items = [
+        {
+            "label": f"{n} x p5.48xlarge eu-north-1 spot",
+            "usd_per_hour": 7.3 * n,
+            "throughput_samples_per_s": 20000.0,
+        }
+        for n in (1, 2, 3)
+    ]
+    figure = figures.cost_per_million_bars(items)
+    bars = figure.data[0]
+    assert bars.orientation == "h" and list(bars.y) == [item["label"] for item in items]
+    assert figure.layout.yaxis.autorange == "reversed" and figure.layout.yaxis.automargin

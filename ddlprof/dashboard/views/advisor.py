@@ -24,7 +24,9 @@ RESULT_KEY = "advisor_result"
 OPTIONS_KEY = shared.ADVISOR_OPTIONS_KEY
 SPOT = {"both": None, "spot only": True, "on-demand only": False}
 CLOUDS = ("aws", "gcp")
-#: The columns of the ranked table: fields of ``ddlprof advise --json``'s options, unchanged.
+#: The columns of the ranked table: fields of ``ddlprof advise --json``'s options, unchanged; the
+#: over-budget and over-deadline columns only when an option has one. The rest of each option (GPUs,
+#: price per instance-hour and its date, other regions) is in the prices table, so both fit the page.
 COLUMNS = (
     "rank",
     "cloud",
@@ -35,7 +37,6 @@ COLUMNS = (
     "gpu",
     "precision",
     "batch_per_gpu",
-    "world_size",
     "step_ms",
     "step_source",
     "throughput_samples_per_s",
@@ -47,6 +48,12 @@ COLUMNS = (
     "pareto",
     "over_budget_usd",
     "over_deadline_hours",
+)
+PRICE_COLUMNS = (
+    "rank",
+    "instance_type",
+    "count",
+    "world_size",
     "usd_per_instance_hour",
     "price_date",
     "other_regions",
@@ -106,10 +113,27 @@ def option_comparable(option: dict[str, Any], assumptions: dict[str, Any]) -> di
     }
 
 
+NO_RUN = "none: the model's measured step"
+
+
+def _runs() -> dict[str, Any]:
+    """The runs under the runs directory that summarise, by name, with their paths (``--run``)."""
+    found, _ = shared.runs(shared.runs_root())
+    return {run.name: run.path for run, result in found if "summary" in result}
+
+
 def _form() -> dict[str, Any] | None:
     """The form; the keywords of ``advise_result`` when it was submitted."""
     models = _known_models()
+    runs = _runs()
     with st.form("advisor_form"):
+        run = st.selectbox(
+            "Measured run (optional)",
+            [NO_RUN, *runs],
+            key="advisor_run",
+            help="`ddlprof advise --run`: the run's measured step time, GPU, batch and DDP workload, scaled "
+            "to each instance (a GPU run; the model below names its workload, or type the run's own)",
+        )
         left, middle, right = st.columns(3)
         model = left.selectbox(
             "Model",
@@ -137,6 +161,11 @@ def _form() -> dict[str, Any] | None:
         max_nodes = left.number_input(
             "Max nodes", min_value=1, max_value=MAX_NODES, value=4, step=1, key="advisor_max_nodes"
         )
+        samples = middle.text_input(
+            "Samples per epoch",
+            key="advisor_samples",
+            help="empty: the model's default dataset (ImageNet-1k for the ImageNet models); 1.2M, 50k...",
+        )
         budget = middle.number_input(
             "Budget USD", min_value=0.0, value=None, step=10.0, key="advisor_budget", help="empty: none"
         )
@@ -150,6 +179,8 @@ def _form() -> dict[str, Any] | None:
     if not submitted:
         return None
     return {
+        "run": None if run == NO_RUN else runs[run],
+        "samples": samples.strip() or None,
         "model": (model or "").strip() or None,
         "batch_per_gpu": None if batch is None else int(batch),
         "precision": precision,
@@ -190,7 +221,7 @@ def _show(answer: dict[str, Any]) -> None:
     result = answer["result"]
     options = result["options"]
     for warning in result["warnings"]:
-        st.caption(f"warning: {warning}")
+        st.warning(warning)
     if not options:
         st.session_state[OPTIONS_KEY] = []
         st.warning(result["top_choice"])
@@ -200,22 +231,44 @@ def _show(answer: dict[str, Any]) -> None:
         st.success(f"**Top choice:** {result['top_choice']}")
     if options:
         frame = pd.DataFrame(options)
-        frame = frame.reindex(columns=list(COLUMNS))
+        shown = [c for c in COLUMNS if not c.startswith("over_") or (c in frame and frame[c].notna().any())]
         shared.table(
-            frame,
+            frame.reindex(columns=shown),
             key="advisor_table",
             column_config={
+                "instance_type": st.column_config.TextColumn("instance"),
+                "count": NUMBER("n", help="instances"),
+                "batch_per_gpu": NUMBER("batch/GPU"),
+                "step_source": st.column_config.TextColumn("step is"),
                 "total_cost_usd": NUMBER("total $", format="%.2f"),
                 "usd_per_million_samples": NUMBER("$/1M samples", format="%.3f"),
                 "throughput_samples_per_s": NUMBER("samples/s", format="%.0f"),
                 "hours": NUMBER(format="%.1f"),
-                "step_ms": NUMBER(format="%.1f"),
+                "step_ms": NUMBER("step ms", format="%.1f"),
+                "over_budget_usd": NUMBER("over budget $", format="%.2f"),
+                "over_deadline_hours": NUMBER("over deadline h", format="%.1f"),
                 "pareto": st.column_config.CheckboxColumn("Pareto"),
                 "error_pct": NUMBER("± step %", format="%.1f"),
                 "within_error_of_top": st.column_config.CheckboxColumn(
                     "≈ top",
                     help="cost per sample within the error of the top choice: the ranking among "
                     "them is not certain",
+                ),
+            },
+        )
+        shared.table(
+            frame.reindex(columns=list(PRICE_COLUMNS)),
+            key="advisor_prices",
+            column_config={
+                "instance_type": st.column_config.TextColumn("instance"),
+                "count": NUMBER("n", help="instances"),
+                "world_size": NUMBER("GPUs"),
+                "usd_per_instance_hour": NUMBER("$ per instance-hour", format="%.3f"),
+                "price_date": st.column_config.TextColumn("price date"),
+                "other_regions": NUMBER(
+                    "other regions",
+                    help="regions of the same instance, count and pricing left out (as dear or dearer, or "
+                    "slower): `ddlprof advise --all-regions` lists them",
                 ),
             },
         )
@@ -250,7 +303,7 @@ def _show(answer: dict[str, Any]) -> None:
             right.download_button(
                 "SkyPilot task YAML", specs["skypilot"], file_name="task.yaml", key="advisor_skypilot"
             )
-            st.code(specs["skypilot"], language="yaml")
+            st.code(specs["skypilot"], language="yaml", wrap_lines=True)
     excluded = result["excluded"]
     with st.expander(f"Excluded options ({len(excluded)} groups) and why"):
         rows = [
