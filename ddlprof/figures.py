@@ -9,15 +9,8 @@ from typing import Any
 
 import plotly.graph_objects as go
 
-from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.breakdown import CATEGORIES, LABELS
 
-LABELS = {
-    "compute_ms": "compute",
-    "data_stall_ms": "data stall",
-    "interconnect_stall_ms": "interconnect stall",
-    "network_stall_ms": "network stall",
-    "other_ms": "other",
-}
 COLORS = {
     "compute_ms": "#4c78a8",
     "data_stall_ms": "#f58518",

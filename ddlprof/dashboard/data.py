@@ -22,8 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ddlprof.errors import DdlprofError
-from ddlprof.figures import LABELS
-from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.breakdown import CATEGORIES, LABELS
 from ddlprof.runs.rundir import MANIFEST
 
 RUNS_ENV = "DDLPROF_DASHBOARD_RUNS"

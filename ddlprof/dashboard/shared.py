@@ -16,7 +16,7 @@ import streamlit as st
 
 from ddlprof.dashboard import data
 from ddlprof.errors import DdlprofError
-from ddlprof.figures import LABELS
+from ddlprof.runs.breakdown import LABELS
 
 RUNS_KEY = "runs_dir"
 #: Column headers and formats of the numbers every page's tables show (ms a step, samples/s), narrow

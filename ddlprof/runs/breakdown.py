@@ -25,6 +25,14 @@ from typing import Any
 CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
 #: The data stall's parts, which add up to it: waiting for storage, CPU work, and what neither explains.
 DATA_PARTS = ("data_fetch_ms", "data_prep_ms", "data_other_ms")
+#: The categories' names in figures, tables and sentences.
+LABELS = {
+    "compute_ms": "compute",
+    "data_stall_ms": "data stall",
+    "interconnect_stall_ms": "interconnect stall",
+    "network_stall_ms": "network stall",
+    "other_ms": "other",
+}
 SINGLE_NODE = "single node: no traffic between machines"
 MULTI_NODE_SPLIT = (
     "multi-node run without a bandwidth probe (--no-probe, or it failed): all exposed communication "
