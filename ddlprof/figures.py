@@ -253,12 +253,17 @@ def throughput_bars(rows: list[dict[str, Any]]) -> go.Figure:
 
 
 def predicted_vs_measured(
-    measured: Any, predictions: dict[str, Any], target: str, hover: list[str] | None = None
+    measured: Any,
+    predictions: dict[str, Any],
+    target: str,
+    hover: list[str] | None = None,
+    mine: Any = None,
 ) -> go.Figure:
     """Each model's held-out prediction of ``target`` against the measured value, with the y = x line.
 
     ``measured`` is a pandas Series, ``predictions`` maps a model name to a Series on the same index
-    (``ddlprof.models.evaluate.lomo_predictions``).
+    (``ddlprof.models.evaluate.lomo_predictions``); ``mine`` (booleans on that index) marks the user's
+    own runs, drawn again as stars on top.
     """
     figure = go.Figure()
     known = measured.notna()
@@ -273,6 +278,20 @@ def predicted_vs_measured(
             text=[h for h, k in zip(hover, known, strict=True) if k] if hover else None,
             hovertemplate="measured %{x:.2f} ms, predicted %{y:.2f} ms<br>%{text}<extra>" + name + "</extra>",
         )
+    if mine is not None:
+        yours = known & mine
+        for name, predicted in predictions.items():
+            if yours.any():
+                figure.add_scatter(
+                    name=f"your runs ({name})",
+                    x=measured[yours].astype(float),
+                    y=predicted[yours].astype(float),
+                    mode="markers",
+                    marker={"symbol": "star", "size": 14, "line": {"width": 1, "color": "#222"}},
+                    hovertemplate="your run: measured %{x:.2f} ms, predicted %{y:.2f} ms<extra>"
+                    + name
+                    + "</extra>",
+                )
     figure.add_scatter(
         name="y = x", x=[0, top], y=[0, top], mode="lines", line={"dash": "dot", "color": "#777"}
     )

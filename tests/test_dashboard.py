@@ -3,12 +3,14 @@ numbers of the CLI (``ddlprof report --json``, ``ddlprof model evaluate --json``
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 import socket
 import tarfile
 from datetime import UTC, datetime
 
+import numpy as np
 import pytest
 from conftest import REPO, as_unprivileged, ddlprof, summary
 from dashboard_runs import broken_runs, copy_run, real_run, skewed_run, straggler_run
@@ -311,6 +313,13 @@ def test_models_page_has_the_errors_of_model_evaluate(tmp_path, app):
         assert bool(row["learned better"]) == entry["learned_beats_baseline"]
     step = expected["targets"]["step_ms"]
     assert any(f"learned **{step['learned']['mape_pct']:.1f}%**" in m.value for m in at.markdown)
+    # the shipped rows are single-node: the step time's errors in ms are the interconnect stall's, and
+    # the page says why
+    interconnect = expected["targets"]["interconnect_stall_ms"]
+    for name in ("baseline", "learned"):
+        assert step[name]["mae_ms"] == pytest.approx(interconnect[name]["mae_ms"], rel=1e-9)
+    assert any("Why the step time and interconnect stall rows agree" in i.value for i in at.info)
+    assert any("None of your reported runs is in the chart" in c.value for c in at.caption)
     radio = at.radio(key="models_target")
     assert radio.options == ["step time", "interconnect stall"]  # the network stall is not evaluable
     assert at.get_by_key("models_scatter").type == "plotly_chart"
@@ -318,6 +327,31 @@ def test_models_page_has_the_errors_of_model_evaluate(tmp_path, app):
     assert not at.exception
     rows = _frame(at, "models_rows")
     assert len(rows) == expected["rows"] and "learned interconnect_stall_ms" in rows
+
+
+def test_models_page_draws_the_users_own_runs(runs_root, app):
+    """A reported run with what the models need (its single-GPU step, as ``ddlprof stalls`` records it)
+    is drawn as a point of its own; the errors then no longer agree row for row, and the page says nothing
+    of it."""
+    from ddlprof.runs import store
+
+    root, _ = runs_root
+    reported = summary(root / "real", "--no-store")
+    single = reported["job"]["step_ms"] - reported["job"]["interconnect_stall_ms"] - 1.0
+    assert store.record_run(reported, [root / "real"], measured={"single_gpu_step_ms": single})
+    at = app(root, "models")
+    spec = json.loads(at.get_by_key("models_scatter").proto.spec)
+    yours = [t for t in spec["data"] if t.get("name", "").startswith("your runs")]
+    assert [t["name"] for t in yours] == ["your runs (baseline)", "your runs (learned)"]
+    x = yours[0]["x"]  # plotly sends arrays as base64 of their bytes
+    assert list(np.frombuffer(base64.b64decode(x["bdata"]), dtype=x["dtype"])) == [
+        pytest.approx(reported["job"]["step_ms"])
+    ]
+    assert any("your 1 reported run(s)" in c.value for c in at.caption)
+    assert not any("Why the step time" in i.value for i in at.info)
+    at.radio(key="models_target").set_value("interconnect_stall_ms").run()
+    rows = _frame(at, "models_rows")
+    assert list(rows["source"]).count("your run") == 1
 
 
 def test_dashboard_cli_refuses_a_port_in_use_in_one_line(tmp_path):

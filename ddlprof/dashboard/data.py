@@ -465,3 +465,20 @@ def under(rows: Any, root: Path) -> Any:
             return False
 
     return rows[[inside(d) for d in rows["run_dir"]]]
+
+
+def same_errors(rows: Any, predictions: dict[str, Any], first: str, second: str) -> bool:
+    """Whether every model's held-out error in ms is the same on ``first`` as on ``second``, row by row
+    (the step time is predicted as the single-GPU step plus the stalls: with no network stall, the step
+    time's error is the interconnect stall's)."""
+    import numpy as np
+
+    for predicted in predictions.values():
+        if first not in predicted or second not in predicted:
+            return False
+        a = (predicted[first] - rows[first]).astype(float).to_numpy()
+        b = (predicted[second] - rows[second]).astype(float).to_numpy()
+        known = ~(np.isnan(a) | np.isnan(b))
+        if not known.any() or not np.allclose(a[known], b[known], rtol=1e-9, atol=1e-9):
+            return False
+    return True

@@ -17,6 +17,22 @@ TARGET_LABELS = {
 }
 
 
+def _why_equal(evaluation: dict, rows: pd.DataFrame, predictions: dict) -> None:
+    """Say why the step time's and the interconnect stall's errors in ms are the same, when they are."""
+    targets = evaluation["targets"]
+    if not (targets["step_ms"]["evaluable"] and targets["interconnect_stall_ms"]["evaluable"]):
+        return
+    if data.same_errors(rows, predictions, "step_ms", "interconnect_stall_ms"):
+        st.info(
+            "**Why the step time and interconnect stall rows agree:** both models predict the step time as "
+            "the measured single-GPU step plus the predicted interconnect and network stalls, and every row "
+            "here is a single-node job (network stall 0). So each prediction's step-time error in ms *is* "
+            "its interconnect-stall error: the same MAE and max error, not a coincidence or a copy. Only the "
+            "step time has a MAPE (it divides by the step, which is never near 0).",
+            icon=":material/info:",
+        )
+
+
 def _errors(evaluation: dict) -> None:
     st.subheader("Cross-validation errors")
     sizes, nodes = (", ".join(map(str, evaluation[k])) for k in ("world_sizes", "nodes"))
@@ -27,8 +43,12 @@ def _errors(evaluation: dict) -> None:
         f"often near 0). Target: learned step MAPE <= {evaluation['target_step_mape_pct']:g}%."
     )
     table = pd.DataFrame(data.error_rows(evaluation)).set_index("target")
-    style = table.style.format(precision=2, na_rep="—").format(
-        lambda v: "—" if v is None or v != v else ("yes" if v else "no"), subset=["learned better"]
+    table["rows"] = table["rows"].astype(int)
+    table["models"] = table["models"].astype(int)
+    style = (
+        table.style.format(precision=2, na_rep="—")
+        .format("{:d}", subset=["rows", "models"])
+        .format(lambda v: "—" if v is None or v != v else ("yes" if v else "no"), subset=["learned better"])
     )
     st.table(style)
     step = evaluation["targets"]["step_ms"]
@@ -67,10 +87,17 @@ def _local_rows() -> None:
     if not len(rows):
         st.caption("No reported run yet: every `ddlprof report` adds its run here.")
         return
-    st.caption("Measured step time and stalls of the runs you reported (predicted above when usable).")
+    st.caption(
+        "Measured step time and stalls of the runs you reported: a run with what the models need (its "
+        "single-GPU step, which `ddlprof stalls` measures beside the job) is a point of the chart above."
+    )
     shared.table(
         rows.drop(columns=["reported_unix"]),
-        column_config={"step_ms": MS, "interconnect_stall_ms": MS, "network_stall_ms": MS},
+        column_config=shared.NUMBER_COLUMNS
+        | {
+            "world_size": st.column_config.NumberColumn("ranks"),
+            "gpus_per_node": st.column_config.NumberColumn("GPUs/node"),
+        },
         key="models_store_table",
     )
 
@@ -81,6 +108,7 @@ def render() -> None:
     evaluation, rows, predictions = result["evaluation"], result["rows"], result["predictions"]
     _training(evaluation["training"])
     _errors(evaluation)
+    _why_equal(evaluation, rows, predictions)
 
     st.subheader("Predicted vs measured")
     target = st.radio(
@@ -95,17 +123,30 @@ def render() -> None:
         for r in rows.itertuples()
     ]
     by_model = {name: frame[target] for name, frame in predictions.items()}
+    mine = rows.index >= evaluation["training"]["shipped_rows"]  # the reported runs follow the shipped rows
     st.plotly_chart(
-        figures.predicted_vs_measured(rows[target], by_model, target, hover), key="models_scatter"
+        figures.predicted_vs_measured(rows[target], by_model, target, hover, mine), key="models_scatter"
     )
+    if mine.any():
+        st.caption(
+            f"★: your {int(mine.sum())} reported run(s), held out with their model's rows as every row is."
+        )
+    else:
+        st.caption("None of your reported runs is in the chart: none has what the models need (see above).")
     for name, entry in evaluation["targets"].items():
         if not entry["evaluable"]:
             st.caption(f"Not shown, the {TARGET_LABELS.get(name, name)}: {entry['reason']}.")
     with st.expander("Every row: measured and held-out predictions"):
         table = rows[["model", "batch_per_gpu", "transport", "source", "single_gpu_step_ms", target]].copy()
+        table["source"] = table["source"].where(~mine, "your run")
         for name, frame in predictions.items():
             table[f"{name} {target}"] = frame[target].astype(float)
-        shared.table(table, key="models_rows")
+        ms = [c for c in table if c.endswith("_ms")]
+        shared.table(
+            table,
+            column_config={c: MS for c in ms} | {"batch_per_gpu": st.column_config.NumberColumn("batch/GPU")},
+            key="models_rows",
+        )
     _local_rows()
 
 
