@@ -242,6 +242,11 @@ def test_models_page(page, served, tmp_path):
         assert f"{step[name]['mape_pct']:.2f}" in cells
         assert f"{step[name]['mae_ms']:.2f}" in cells
     assert "no multi-node data" in rows["network_stall_ms"].inner_text()
+    assert (
+        "Why the step time and interconnect stall rows agree"
+        in page.locator("[data-testid='stMain']").inner_text()
+    )
+    assert "models_store_table" in _no_clipped_column(page)
     _screenshot(page, tmp_path, "models")
 
 

@@ -604,8 +604,11 @@ def test_the_dashboards_run_data_reads_any_fresh_summary_json(reported, data):
                 return
             found = loaded["summary"]
             json.loads(json.dumps(found, allow_nan=False))  # finite numbers only
-            dashboard.table_row("run", found)
+            dashboard.table_row("run", found, loaded["manifest"])
             dashboard.comparable("run", found)
+            dashboard.run_context(found, loaded["manifest"], {})
+            dashboard.settings(found, loaded["manifest"])
+            dashboard.skew_sentence(dashboard.skew(found))
             dashboard.device(found)
             dashboard.model_name(found)
             for item in (*found["ranks"], found["job"]):

@@ -14,6 +14,7 @@ benchmark and the tests call them directly.
 
 from __future__ import annotations
 
+import math
 import os
 import shlex
 from dataclasses import dataclass
@@ -144,8 +145,11 @@ def model_name(summary: dict[str, Any]) -> str | None:
 
 def started(manifest: dict[str, Any]) -> str | None:
     """When the run was made (its manifest's ``created_unix``), UTC to the minute."""
-    unix = manifest.get("created_unix")
-    return None if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M")
+    unix = _number(manifest.get("created_unix"))
+    try:
+        return None if unix is None else datetime.fromtimestamp(unix, UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, OSError, ValueError):  # a date no clock can show
+        return None
 
 
 def command(manifest: dict[str, Any]) -> str | None:
@@ -223,33 +227,50 @@ def skew_sentence(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _number(value: Any) -> float | None:
+    """A recorded figure, or None for a missing (or not a finite number) one: a summary that passes its
+    schema may still hold nulls and odd values where a figure was not recorded."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def run_context(
     summary: dict[str, Any], manifest: dict[str, Any], software: dict[str, Any]
 ) -> dict[str, str]:
     """What the run was: date, command, torch and backend, probe bandwidth, workload, precision; a fact
     the run did not record says so."""
     none = "not recorded"
-    workload = summary.get("workload") or {}
-    probe = next(iter((summary.get("probes") or {}).values()), None)
+    workload = _mapping(summary.get("workload"))
+    probe = _mapping(next(iter(_mapping(summary.get("probes")).values()), None))
     if probe:
         parts = []
-        scopes = [("intra", "within a node")] + ([("full", "all ranks")] if probe.get("nodes", 1) > 1 else [])
+        scopes = [("intra", "within a node")] + ([("full", "all ranks")] if summary["nodes"] > 1 else [])
         for scope, label in scopes:
-            measured = probe.get(scope) or {}
-            if measured.get("busbw_gbps") is not None:
-                parts.append(
-                    f"{label} {measured['busbw_gbps']:g} GB/s bus bandwidth, "
-                    f"{measured.get('latency_us', float('nan')):,.0f} µs latency"
-                )
+            measured = _mapping(probe.get(scope))
+            bandwidth, latency = _number(measured.get("busbw_gbps")), _number(measured.get("latency_us"))
+            if bandwidth is not None:
+                delay = "" if latency is None else f", {latency:,.0f} µs latency"
+                parts.append(f"{label} {bandwidth:g} GB/s bus bandwidth{delay}")
         bandwidth = "; ".join(parts) or none
     else:
         bandwidth = "no probe in this run"
     if workload:
-        cap = workload.get("bucket_cap_bytes")
+        cap, params, grads = (
+            _number(workload.get(k)) for k in ("bucket_cap_bytes", "num_params", "grad_bytes")
+        )
         shown = [
             f"{workload.get('module') or 'model'}",
-            f"{workload['num_params']:,} parameters" if workload.get("num_params") is not None else None,
-            f"{workload['grad_bytes'] / 1e6:,.2f} MB of gradients" if workload.get("grad_bytes") else None,
+            f"{params:,.0f} parameters" if params is not None else None,
+            f"{grads / 1e6:,.2f} MB of gradients" if grads else None,
             f"{workload['num_buckets']} bucket(s)" if workload.get("num_buckets") is not None else None,
             f"bucket_cap_mb {cap / 2**20:g}" if cap else None,
             f"comm hook {workload['comm_hook']}" if workload.get("comm_hook") else "no comm hook",
@@ -330,14 +351,13 @@ def difference_sentence(item: dict[str, Any], baseline: dict[str, Any]) -> str:
 
 def settings(summary: dict[str, Any], manifest: dict[str, Any]) -> dict[str, str]:
     """What was run, setting by setting, for the Compare page's diff (a setting not recorded is "")."""
-    workload = summary.get("workload") or {}
-    job = summary["job"]
-    per_rank = (
-        job["throughput_samples_per_s"] * job["step_ms"] / 1e3 / summary["world_size"]
-        if job.get("throughput_samples_per_s") and job.get("step_ms")
-        else None
+    workload = _mapping(summary.get("workload"))
+    rate, step = (
+        _number(summary["job"].get("throughput_samples_per_s")),
+        _number(summary["job"].get("step_ms")),
     )
-    cap = workload.get("bucket_cap_bytes")
+    per_rank = rate * step / 1e3 / summary["world_size"] if rate and step else None
+    cap = _number(workload.get("bucket_cap_bytes"))
     return {
         "command": command(manifest) or "",
         "model": model_name(summary) or "",
