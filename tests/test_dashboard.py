@@ -548,3 +548,12 @@ def test_compare_page_shows_the_advisors_options(runs_root, app):
     assert set(at.selectbox(key="compare_baseline").options) == {"straggler", "sweep/one_node/r0"}
     with pytest.raises(KeyError):
         at.get_by_key("compare_scatter")  # no option beside the runs
+
+
+def test_skew_ignores_figures_no_float_holds():
+    """Found by the fuzz suite: a summary that passes its schema may hold an integer too large for a
+    float, which stopped the Runs page."""
+    from ddlprof.dashboard.data import skew
+
+    summary = {"job": {"step_ms": 15.0}, "ranks": [{"rank": 0, "compute_ms": 10**400}, {"rank": 1}]}
+    assert skew(summary) == []

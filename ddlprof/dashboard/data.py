@@ -197,10 +197,10 @@ def skew(summary: dict[str, Any], min_ms: float = 1.0, min_share: float = 0.05) 
     waits longer for data makes the others wait for it in the all-reduce; the straggler rule sees only
     time outside communication, so this is the view that shows such a pair."""
     ranks = summary["ranks"]
-    step = summary["job"]["step_ms"] or 0.0
+    step = _number(summary["job"]["step_ms"]) or 0.0
     out = []
     for key in CATEGORIES:
-        values = sorted((r[key], r["rank"]) for r in ranks if r.get(key) is not None)
+        values = sorted((v, r["rank"]) for r in ranks if (v := _number(r.get(key))) is not None)
         if len(values) < 2:
             continue
         (low, low_rank), (high, high_rank) = values[0], values[-1]
