@@ -144,7 +144,7 @@ class CommTracker:
     def after_forward(self, module: Any, args: Any, output: Any) -> None:
         if module.training and self.session.guard.active("comm"):
             started = time.perf_counter_ns()
-            self.session.guard.call("comm", self._watch_backward, module, output)
+            self.session.guard.call("comm", self._watch_backward, output)
             self.session.count_own(started, "comm_forward")
 
     def wrap(self, hook: Any) -> Any:
@@ -172,7 +172,7 @@ class CommTracker:
         self.session.state.buckets.append(timing)
         return timing
 
-    def _watch_backward(self, module: Any, output: Any) -> None:
+    def _watch_backward(self, output: Any) -> None:
         tensor = _first_grad_tensor(output)
         if tensor is not None:
             device = tensor.device if tensor.is_cuda else None

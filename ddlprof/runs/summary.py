@@ -77,8 +77,8 @@ def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
 def _loader(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What a batch cost its producer on this rank (medians over the steady steps), the DataLoader
     workers making them and the CPU cores the rank may use: the inputs of the data advice."""
-    costed = [s["loader"] for s in steps if isinstance(s.get("loader"), dict) and s["loader"].get("batches")]
-    costed = [c for c in costed if not c.get("uncosted")]
+    loaders = [s.get("loader") for s in steps]
+    costed = [c for c in loaders if isinstance(c, dict) and c.get("batches") and not c.get("uncosted")]
     if not costed:
         return None
 
