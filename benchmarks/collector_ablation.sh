@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Collector ablation on 2 x H200 (run from the repo root on the device); it found that the comm
 # timing of the first version cost ~1.7 ms per resnet50 step. Output: benchmarks/results/gpu-2xh200/collector_ablation_before_fix.log
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 J="--standalone --nproc_per_node=2 examples/ddp_train.py --model resnet50 --batch-size 64 --steps 100 --synthetic"
 med() { python3 -c "import json,statistics,sys; print(sys.argv[2], round(statistics.median(json.load(open(sys.argv[1]))[20:]),3))" $1 "$2"; }
 for r in 1 2; do

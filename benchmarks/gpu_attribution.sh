@@ -11,7 +11,7 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 MODELS=${MODELS:-resnet50,resnet18,mobilenet_v3_large,densenet121,resnet101,efficientnet_b0,vgg16,bert-base,gpt2,vit_b_16}
 NPROC=${NPROC:-2}
 for transport in ${TRANSPORTS//,/ }; do

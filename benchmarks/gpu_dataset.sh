@@ -9,7 +9,7 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 MODELS=resnet18,resnet50,resnet101,vgg16,mobilenet_v3_large,efficientnet_b0,densenet121,vit_b_16,bert-base,gpt2
 MODELS=$MODELS,resnet152,vgg11,alexnet,convnext_tiny,swin_t,regnet_y_1_6gf,wide_resnet50_2,squeezenet1_1
 MODELS=$MODELS,shufflenet_v2_x1_0,mnasnet1_0

@@ -2,7 +2,7 @@
 # DDP's built-in C++ all-reduce (no hook: ddlprof registers none of its own) and a user's Python hook on
 # 2 GPUs (or 1: set NPROC=1): both must time every untraced step (no unresolved comm, no collector warning). Writes $OUT/check.txt.
 #   OUT=/tmp/out bash benchmarks/gpu_default_hook_check.sh
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=$PWD
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1 PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 for hook in default python; do

@@ -10,7 +10,7 @@ OUT=${OUT:-benchmarks/results/gpu}
 STAGE=/tmp/launch_bound_traces
 rm -rf "$STAGE" && mkdir -p "$STAGE" "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 python3 benchmarks/kineto_step_markers.py --out-dir /tmp/markers > "$STAGE/kineto_step_markers.json" 2> "$STAGE/kineto_step_markers.log"
 CONFIGS=${CONFIGS:-"densenet121:32:nvlink mobilenet_v3_large:32:nvlink resnet101:32:nvlink densenet121:32:socket resnet50:64:nvlink"}
 for config in $CONFIGS; do

@@ -8,7 +8,7 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 timeout 540 python3 benchmarks/overhead.py --models resnet18 --batch-size 64 --steps 80 --run-timeout 60 \
   --repeats 6 --synthetic --variants unwrapped,ddlprof,ddlprof_no_gpu_sampling \
   --out "$OUT/overhead_resnet18.json" > "$OUT/overhead_resnet18.log" 2>&1

@@ -10,7 +10,7 @@ PART=${1:-all}
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT" runs
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 {
   nvidia-smi --query-gpu=index,name,driver_version,memory.total --format=csv
   nvidia-smi topo -m

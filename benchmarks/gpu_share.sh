@@ -14,7 +14,7 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu-share}
 STAGE=/tmp/gpu_share
 mkdir -p "$OUT" "$STAGE"
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 DDLPROF_HOME=$STAGE/home
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 DDLPROF_HOME=$STAGE/home
 what=${1:?usage: gpu_share.sh small_cnn|resnet50|bert-base|report}
 nvidia-smi --query-gpu=name,memory.total,power.limit,compute_mode,mig.mode.current --format=csv > "$OUT/gpu_$what.txt" 2>&1
 case "$what" in

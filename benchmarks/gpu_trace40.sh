@@ -7,7 +7,7 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu}
 mkdir -p "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 RUN=/tmp/resnet50-trace40
 python3 -m ddlprof wrap --trace-steps 5-44 --out $RUN -- torchrun --standalone --nproc_per_node=2 \
   examples/ddp_train.py --model resnet50 --batch-size 64 --steps 50 --synthetic > "$OUT/resnet50-trace40.log" 2>&1

@@ -9,7 +9,7 @@ OUT=${OUT:-benchmarks/results/gpu}
 STAGE=/tmp/trace_markers
 rm -rf "$STAGE" && mkdir -p "$STAGE" "$OUT"
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONPATH=$PWD PYTHONUNBUFFERED=1
+export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 for feed in dataloader synthetic; do
   extra=()
   [ "$feed" = synthetic ] && extra=(--synthetic)
