@@ -163,8 +163,8 @@ def main() -> int:
     if args.combine:
         kept: dict[tuple, dict] = {}
         for path in args.combine:
-            for launch in json.loads(path.read_text())["launches"]:
-                kept[(launch["job_key"], launch["round"], launch["variant"])] = launch
+            for row in json.loads(path.read_text())["launches"]:
+                kept[(row["job_key"], row["round"], row["variant"])] = row
         print(json.dumps(summarise(list(kept.values())), indent=1))
         return 0
     if args.out is None:

@@ -18,7 +18,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 DDLPROF_HOM
 what=${1:?usage: gpu_share.sh small_cnn|resnet50|bert-base|report}
 nvidia-smi --query-gpu=name,memory.total,power.limit,compute_mode,mig.mode.current --format=csv > "$OUT/gpu_$what.txt" 2>&1
 case "$what" in
-  small_cnn) steps=300; warmup=50 ;;   # ~2 ms steps: enough of them to overlap the copies
+  small_cnn) steps=3000; warmup=300 ;;   # ~2 ms steps: enough of them for the copies to overlap for seconds (NVML energy)
   resnet50) steps=120; warmup=20 ;;
   bert-base) steps=100; warmup=20 ;;
   report)

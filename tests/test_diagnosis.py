@@ -89,6 +89,22 @@ def test_input_bound_with_batch_costs_names_the_workers_that_hide_the_loading():
     assert top["predicted_step_ms"] == pytest.approx(10.5)
 
 
+def test_input_bound_step_after_the_change_is_at_least_the_gpus_busy_time():
+    # the host sees 10.5 ms outside the data wait, but the GPU is busy 50% of the 30.5 ms step (15.25
+    # ms): part of its work ran while the host already waited for the next batch. The step cannot
+    # fall below that, and the workers have those 15.25 ms to make a batch: 30 / 15.25 -> 2, plus one.
+    rank = {**_rank(0, 9.0, data=20.0), "loader": _loader(2, cpu=5.0, blocked=25.0, cpus=8)}
+    gpus = [{"host": "a", "gpu": 0, "samples": 9, "util_pct": {"median": 50.0, "max": 90.0}}]
+    (top, *_) = _check(diagnose(_summary(rank, gpus=gpus)))["recommendations"]
+    assert top["predicted_step_ms"] == pytest.approx(0.5 * 30.5)
+    assert top["change"] == {"num_workers": 3}
+    assert "the GPU's busy time 15.2 ms" in top["evidence"]
+    # a GPU busier than the host's view is the only case that moves the prediction
+    idle = [{**gpus[0], "util_pct": {"median": 20.0, "max": 40.0}}]
+    (top, *_) = _check(diagnose(_summary(rank, gpus=idle)))["recommendations"]
+    assert top["predicted_step_ms"] == pytest.approx(10.5) and top["change"] == {"num_workers": 4}
+
+
 def test_input_bound_on_busy_cores_says_the_preparation_must_get_cheaper_not_more_workers():
     # 30 CPU-ms per batch, 10.5 ms of the rest of the step, 2 ranks on 4 cores: one free core per rank,
     # so the step cannot fall below 30 ms whatever the workers

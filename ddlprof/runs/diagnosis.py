@@ -151,6 +151,13 @@ def input_bound(summary: dict[str, Any]) -> Recommendation | None:
         f"data stall {stall:.1f} ms per step on every rank ({_pct(stall, summary)} of the step); "
         f"the rest of the step is {rest:.1f} ms"
     )
+    busy = _gpu_busy_ms(summary)
+    if busy is not None and busy > rest:
+        # the GPU runs part of the step while the host already waits for the next batch: once the
+        # batches come in time, the step is at least the GPU's own busy time (1 x H100 JPEG loop,
+        # BENCHMARKS.md issue 20: "rest" 22.0 ms, GPU busy 26.5 ms, step after the change 35.8 ms)
+        evidence += f", the GPU's busy time {busy:.1f} ms (NVML utilisation x step)"
+        rest = busy
     loader = rank.get("loader")
     if loader and rest > 0:
         return _input_bound_measured(summary, loader, stall, rest, evidence)
@@ -175,6 +182,16 @@ def input_bound(summary: dict[str, Any]) -> Recommendation | None:
         "use can slow compute on a host with few cores",
         {"num_workers": from_none} if from_none is not None else None,
     )
+
+
+def _gpu_busy_ms(summary: dict[str, Any]) -> float | None:
+    """How long the busiest sampled GPU runs kernels per step (median NVML utilisation x step), or
+    None without GPU samples. NVML counts a GPU busy while any kernel runs, so this errs high."""
+    medians = [
+        (g.get("util_pct") or {}).get("median") for g in summary.get("gpus") or [] if isinstance(g, dict)
+    ]
+    medians = [m for m in medians if isinstance(m, int | float) and 0 <= m <= 100]
+    return max(medians) / 100 * _step(summary) if medians else None
 
 
 def _input_bound_measured(
