@@ -1,5 +1,6 @@
-"""Single-GPU training throughput of the model zoo: every model at a small batch and at the largest
-power of two that fits, under AMP (bf16 autocast) and TF32, on synthetic data (issue 14, point 3).
+"""Single-GPU training throughput of the model zoo: every model at a small batch, a middle one and the
+largest power of two that fits, under AMP (bf16 autocast) and TF32, on synthetic data (issue 14,
+point 3).
 
 Each measurement is ``ddlprof.models.benchmark.calibrate`` (the standard benchmark of
 ``ddlprof calibrate``: real weights on the GPU, zeros as the batch, SGD with momentum, the median of
@@ -10,18 +11,26 @@ the timed steps), so the numbers are those ``calibrate`` would record. Per model
    256 for token models unless given); a trial that runs out of memory ends the search. When
    ``--small-batch`` itself does not fit, the search goes down instead, and the small batch becomes
    half the largest;
-2. for every precision: the small batch, then the largest one. Where the largest does not fit under
-   a precision (tf32 keeps activations in fp32), it is halved until it does, and the row says so
-   (``halved_from``).
+2. for every precision: the small batch, the middle one (the power of two at or below the geometric
+   mean of the two, where it lies strictly between them: the batch scaling is then fitted on three
+   batches, not extrapolated from two), then the largest one. Where the middle or the largest does
+   not fit under a precision (tf32 keeps activations in fp32), it is halved until it does, and the
+   row says so (``halved_from``).
 
-The rows say which batch they are (``batch_role``: small or largest) and whether the largest was
-the cap (``capped``: a bigger batch may fit).
+The rows say which batch they are (``batch_role``: small, middle or largest) and whether the largest
+was the cap (``capped``: a bigger batch may fit).
 
-One failing model or measurement is a row with an ``error`` and the sweep goes on. Before each model
-the wall time is checked against ``--budget-s``; the models left are listed in ``skipped``. The JSON
-is rewritten after every measurement, so a run that is killed keeps what it measured.
+One failing model or measurement is a row with an ``error`` and the sweep goes on. Before each
+search and each measurement the wall time is checked against ``--budget-s``; the models not finished
+are listed in ``skipped``. The JSON is rewritten (atomically) after every search and measurement, so
+a run that is killed loses only the measurement in flight, and ``--resume`` continues from such a
+file: its searches and rows are kept and only the measurements it lacks are made (on the same GPU
+model, torch version and measurement settings, else exit 2). A 10-minute device call therefore loses
+nothing: run it again with the last call's JSON as ``--resume`` until ``skipped`` is empty.
 
-    python3 benchmarks/zoo_sweep.py --out benchmarks/results/gpu-1xh100/zoo_sweep.json
+    python3 benchmarks/zoo_sweep.py --out $OUT/zoo_sweep.json
+    python3 benchmarks/zoo_sweep.py --resume benchmarks/results/gpu-1xh200/zoo_sweep.json \
+        --out $OUT/zoo_sweep.json
     python3 benchmarks/zoo_sweep.py --models resnet50,bert-base --precisions bf16 --out /tmp/zs.json
 """
 
@@ -30,10 +39,12 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import json
+import math
 import os
 import shlex
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +62,12 @@ MODELS = (
     "distilbert-base,roberta-base,gpt2,gpt2-medium,t5-small,vit-base"
 )
 MAX_BATCH = {"image": 1024, "tokens": 256, "seq2seq": 256}
-TOKEN_KINDS = ("tokens", "seq2seq")
+# Settings a resumed file must share with the call that resumes it: they change what is measured.
+MEASUREMENT_SETTINGS = ("precisions", "small_batch", "max_batch", "steps", "warmup", "trial_steps")
+
+
+class BudgetSpent(Exception):
+    """The call's ``--budget-s`` is spent: start nothing more."""
 
 
 def one_line(exc: BaseException) -> str:
@@ -65,23 +81,22 @@ def power_of_two_at_most(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n >= 1 else 0
 
 
-def fits(
-    resolved: zoo.ResolvedModel, batch: int, precision: str, where: torch.device, steps: int, tolerate: bool
-) -> str | None:
-    """None when ``steps`` training steps of ``batch`` run, else why not: out of memory, or (when
-    ``tolerate``) any RuntimeError, as huge batches can also fail otherwise (32-bit indexing, cuBLAS
-    workspace allocation). The memory is freed outside the ``except``: its traceback holds the step's
-    tensors (PyTorch FAQ, "my out of memory exception handler can't allocate memory")."""
-    benchmark._free(where)
-    failure = None
-    try:
-        benchmark._steps(resolved, batch, precision, where, steps)
-    except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-        if not (benchmark._is_oom(exc) or tolerate):
-            raise
-        failure = "out of memory" if benchmark._is_oom(exc) else one_line(exc)
-    benchmark._free(where)
-    return failure
+def plan(small_asked: int, largest: int) -> list[tuple[str, int, bool]]:
+    """The (role, batch, halve when it does not fit) measured per precision, given the largest batch."""
+    small = small_asked if small_asked < largest else largest // 2
+    roles = [("small", small, False)] if small >= 1 else []
+    middle = power_of_two_at_most(math.isqrt(small * largest))
+    if small < middle < largest:
+        roles.append(("middle", middle, True))
+    return [*roles, ("largest", largest, True)]
+
+
+def trial_row(batch: int, failure: str | None, start: float) -> dict[str, Any]:
+    row: dict[str, Any] = {"batch": batch, "fits": failure is None}
+    row["wall_s"] = round(time.perf_counter() - start, 2)
+    if failure not in (None, "out of memory"):
+        row["error"] = failure
+    return row
 
 
 def largest_batch(
@@ -92,12 +107,8 @@ def largest_batch(
 
     def trial(batch: int, tolerate: bool) -> bool:
         start = time.perf_counter()
-        failure = fits(resolved, batch, precision, where, steps, tolerate)
-        trials.append(
-            {"batch": batch, "fits": failure is None, "wall_s": round(time.perf_counter() - start, 2)}
-        )
-        if failure not in (None, "out of memory"):
-            trials[-1]["error"] = failure
+        failure = benchmark.fit_failure(resolved, batch, precision, where, steps, tolerate)
+        trials.append(trial_row(batch, failure, start))
         return failure is None
 
     if not trial(small, tolerate=False):  # go down: the largest power of two below the small batch
@@ -113,29 +124,53 @@ def largest_batch(
     return best, best == cap, trials
 
 
+@dataclass
+class Sweep:
+    """One call's state: its settings, the report it keeps rewriting, its clock and device."""
+
+    args: argparse.Namespace
+    report: dict[str, Any]
+    started: float
+    where: torch.device
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def check_budget(self) -> None:
+        if self.elapsed() > self.args.budget_s:
+            raise BudgetSpent
+
+    def save(self) -> None:
+        write(self.args.out, self.report)
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.report["rows"].append(row)
+        self.save()
+        progress(self.elapsed(), row)
+
+    def done(self, model: str) -> set[tuple[str, str]]:
+        """The (precision, role) measured already; ("", "") for a model that failed as a whole."""
+        return {
+            (row.get("precision", ""), row.get("batch_role", "")) if "batch_role" in row else ("", "")
+            for row in self.report["rows"]
+            if row["model"] == model
+        }
+
+
 def measure(
-    resolved: zoo.ResolvedModel,
-    batch: int,
-    precision: str,
-    args: argparse.Namespace,
-    where: torch.device,
-    halve: bool,
-    pretrial: bool,
+    sweep: Sweep, resolved: zoo.ResolvedModel, batch: int, precision: str, halve: bool, pretrial: bool
 ) -> tuple[dict[str, Any], int]:
     """``calibrate`` at ``batch``; the row and the batch it ran. With ``halve``, a batch that does not
     fit is halved until it does; with ``pretrial`` too, first by trial steps (cheaper than a failing
     ``calibrate``, which searches downwards itself while the failed step's memory is still held)."""
+    args = sweep.args
     trials: list[dict[str, Any]] = []
     while halve and pretrial and batch > 1:
         start = time.perf_counter()
-        failure = fits(resolved, batch, precision, where, args.trial_steps, tolerate=True)
-        trials.append(
-            {"batch": batch, "fits": failure is None, "wall_s": round(time.perf_counter() - start, 2)}
-        )
+        failure = benchmark.fit_failure(resolved, batch, precision, sweep.where, args.trial_steps, True)
+        trials.append(trial_row(batch, failure, start))
         if failure is None:
             break
-        if failure != "out of memory":
-            trials[-1]["error"] = failure
         print(f"    {resolved.name} {precision} batch {batch}: {failure}; halving", flush=True)
         batch //= 2
     while True:
@@ -151,8 +186,7 @@ def measure(
                 batch //= 2
                 continue
             raise
-        wall = time.perf_counter() - start
-        result["wall_s"] = round(wall, 2)
+        result["wall_s"] = round(time.perf_counter() - start, 2)
         if trials:
             result["fit_trials"] = trials
         return result, batch
@@ -174,12 +208,12 @@ def write(path: Path, report: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def progress(started: float, row: dict[str, Any]) -> None:
-    head = f"[{time.perf_counter() - started:6.0f}s] {row['model']}"
+def progress(elapsed: float, row: dict[str, Any]) -> None:
+    head = f"[{elapsed:6.0f}s] {row['model']}"
     if "error" in row:
         where = (
             f" {row['precision']} batch {row['batch_per_gpu']} ({row['batch_role']})"
-            if "precision" in row
+            if "batch_role" in row
             else ""
         )
         print(f"{head}{where}: ERROR {row['error']}", flush=True)
@@ -195,55 +229,61 @@ def progress(started: float, row: dict[str, Any]) -> None:
     )
 
 
-def sweep_model(
-    name: str, args: argparse.Namespace, report: dict[str, Any], started: float, where: torch.device
-) -> None:
-    rows: list[dict[str, Any]] = report["rows"]
-
-    def add(row: dict[str, Any]) -> None:
-        rows.append(row)
-        write(args.out, report)
-        progress(started, row)
-
-    resolved = zoo.resolve(name)
+def search(sweep: Sweep, name: str, resolved: zoo.ResolvedModel) -> dict[str, Any]:
+    """Find (and record) the model's largest batch under the search precision."""
+    args = sweep.args
     kind = resolved.input.kind if resolved.input is not None else None
     cap = power_of_two_at_most(args.max_batch or MAX_BATCH.get(kind or "", MAX_BATCH["image"]))
-    search = "bf16" if "bf16" in args.precisions else args.precisions[0]
+    precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
     start = time.perf_counter()
-    largest, capped, trials = largest_batch(resolved, args.small_batch, cap, search, where, args.trial_steps)
-    search_row = {"precision": search, "cap": cap, "largest": largest, "capped": capped, "trials": trials}
-    search_row["wall_s"] = round(time.perf_counter() - start, 2)
-    report.setdefault("searches", {})[name] = search_row
-    write(args.out, report)
+    largest, capped, trials = largest_batch(
+        resolved, args.small_batch, cap, precision, sweep.where, args.trial_steps
+    )
+    found = {"precision": precision, "cap": cap, "largest": largest, "capped": capped, "trials": trials}
+    found["wall_s"] = round(time.perf_counter() - start, 2)
+    sweep.report["searches"][name] = found
+    sweep.save()
     print(
-        f"[{time.perf_counter() - started:6.0f}s] {name}: largest {search} batch {largest}"
-        f"{' (the cap)' if capped else ''} of {cap}, {search_row['wall_s']:.0f}s search",
+        f"[{sweep.elapsed():6.0f}s] {name}: largest {precision} batch {largest}"
+        f"{' (the cap)' if capped else ''} of {cap}, {found['wall_s']:.0f}s search",
         flush=True,
     )
-    if largest == 0:
-        add(
-            {
-                "model": name,
-                "precision": search,
-                "batch_per_gpu": 1,
-                "batch_role": "largest",
-                "error": f"not even batch 1 fits under {search}",
-            }
-        )
+    return found
+
+
+def sweep_model(sweep: Sweep, name: str) -> None:
+    """Measure what the report lacks of ``name``; BudgetSpent before anything that would start late."""
+    args = sweep.args
+    done = sweep.done(name)
+    if ("", "") in done:  # the model failed as a whole in an earlier call
         return
-    small = args.small_batch if args.small_batch < largest else largest // 2
-    plan = (
-        [("small", small, False), ("largest", largest, True)] if small >= 1 else [("largest", largest, True)]
-    )
+    resolved: zoo.ResolvedModel | None = None
+    found = sweep.report["searches"].get(name)
+    if found is None:
+        sweep.check_budget()
+        resolved = zoo.resolve(name)
+        found = search(sweep, name, resolved)
+    largest, search_precision = found["largest"], found["precision"]
+    if largest == 0:
+        if not done:
+            sweep.add({
+                "model": name, "precision": search_precision, "batch_per_gpu": 1, "batch_role": "largest",
+                "error": f"not even batch 1 fits under {search_precision}",
+            })  # fmt: skip
+        return
     for precision in args.precisions:
-        for role, batch, halve in plan:
+        for role, batch, halve in plan(args.small_batch, largest):
+            if (precision, role) in done:
+                continue
+            sweep.check_budget()
+            resolved = resolved or zoo.resolve(name)
             base = {"model": name, "batch_role": role, "precision": precision}
             try:
-                pretrial = role == "largest" and precision != search
-                result, used = measure(resolved, batch, precision, args, where, halve, pretrial)
+                pretrial = role != "small" and precision != search_precision
+                result, used = measure(sweep, resolved, batch, precision, halve, pretrial)
             except Exception as exc:  # one measurement failing is a row; the sweep goes on
-                benchmark._free(where)
-                add({**base, "batch_per_gpu": batch, "error": one_line(exc)})
+                benchmark._free(sweep.where)
+                sweep.add({**base, "batch_per_gpu": batch, "error": one_line(exc)})
                 continue
             steps = result.pop("steps_ms")
             row = {**base, "model_key": result.pop("model"), "gpu": result["device_name"], **result}
@@ -251,16 +291,80 @@ def sweep_model(
             if args.keep_steps:
                 row["steps_ms"] = steps
             if role == "largest":
-                row["capped"] = capped and used == largest
-                row["search_precision"] = search
-                if used != batch:
-                    row["halved_from"] = batch
-            if small != args.small_batch and role == "small":
+                row["capped"] = found["capped"] and used == largest
+                row["search_precision"] = search_precision
+            if used != batch:
+                row["halved_from"] = batch
+            if role == "small" and batch != args.small_batch:
                 row["small_batch_asked"] = args.small_batch
-            add(row)
+            sweep.add(row)
 
 
-def main() -> int:
+def new_report(args: argparse.Namespace, device_name: str, where: torch.device) -> dict[str, Any]:
+    return {
+        "gpu": device_name,
+        "gpu_memory_bytes": torch.cuda.get_device_properties(where).total_memory
+        if where.type == "cuda"
+        else None,
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        **versions(),
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "settings": settings(args),
+        "started_unix": time.time(),
+        "calls": [],
+        "searches": {},
+        "rows": [],
+        "skipped": [],
+    }
+
+
+def settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "models": args.models,
+        "precisions": args.precisions,
+        "small_batch": args.small_batch,
+        "max_batch": args.max_batch or MAX_BATCH,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "trial_steps": args.trial_steps,
+    }
+
+
+def resumed(path: Path, args: argparse.Namespace, device_name: str) -> dict[str, Any]:
+    """An earlier call's report, checked to be of this GPU model, torch and measurement settings."""
+    try:
+        report = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DdlprofError(f"--resume {path}: {one_line(exc)}") from None
+    if not (
+        isinstance(report, dict)
+        and isinstance(report.get("settings"), dict)
+        and isinstance(report.get("rows"), list)
+    ):
+        raise DdlprofError(f"--resume {path}: not a zoo_sweep.py report (no settings or rows)")
+    old = report["settings"]
+    report.setdefault("searches", {})
+    if report.get("gpu") != device_name or report.get("torch") != torch.__version__:
+        raise DdlprofError(
+            f"--resume {path} was measured on {report.get('gpu')} with torch {report.get('torch')}, this is "
+            f"{device_name} with torch {torch.__version__}: start a new file"
+        )
+    new = settings(args)
+    differ = [key for key in MEASUREMENT_SETTINGS if old.get(key) != new[key]]
+    if differ:
+        raise DdlprofError(
+            f"--resume {path} was measured with other {', '.join(differ)} "
+            f"({', '.join(f'{key}={old.get(key)}' for key in differ)}): pass the same, or start a new file"
+        )
+    if "command" in report:  # a report written before --resume existed: its one call
+        report.setdefault("calls", []).insert(0, {"command": report.pop("command")})
+    report.setdefault("calls", [])
+    old["models"] = [*old.get("models", []), *(m for m in args.models if m not in old.get("models", []))]
+    return report
+
+
+def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -284,67 +388,65 @@ def main() -> int:
         help="steps of each search trial (2: the first step allocates no momentum buffers yet)",
     )
     parser.add_argument(
-        "--budget-s", type=float, default=540.0, help="start no model after this many seconds"
+        "--budget-s",
+        type=float,
+        default=480.0,
+        help="start no search or measurement after this many seconds (480: inside a 10-minute call)",
     )
     parser.add_argument("--keep-steps", action="store_true", help="keep every timed step (steps_ms)")
+    parser.add_argument("--resume", type=Path, help="an earlier call's JSON: keep it, measure what it lacks")
     parser.add_argument("--out", type=Path, required=True, help="the JSON file, rewritten after each row")
     args = parser.parse_args()
     args.models = [m.strip() for m in args.models.split(",") if m.strip()]
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
     if args.small_batch < 1 or args.trial_steps < 1 or not args.precisions:
         parser.error("--small-batch and --trial-steps must be at least 1, --precisions not empty")
+    return args
 
+
+def main() -> int:
+    args = parse()
     started = time.perf_counter()
     where, device_name = benchmark.device()
-    report: dict[str, Any] = {
-        "command": shlex.join(["python3", *sys.argv]),
-        "gpu": device_name,
-        "gpu_memory_bytes": torch.cuda.get_device_properties(where).total_memory
-        if where.type == "cuda"
-        else None,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        **versions(),
-        "cudnn_benchmark": torch.backends.cudnn.benchmark,
-        "settings": {
-            "models": args.models,
-            "precisions": args.precisions,
-            "small_batch": args.small_batch,
-            "max_batch": args.max_batch or MAX_BATCH,
-            "steps": args.steps,
-            "warmup": args.warmup,
-            "trial_steps": args.trial_steps,
-            "budget_s": args.budget_s,
-        },
-        "started_unix": time.time(),
-        "rows": [],
-        "skipped": [],
-    }
+    try:
+        if args.resume:
+            report = resumed(args.resume, args, device_name)
+        else:
+            report = new_report(args, device_name, where)
+    except DdlprofError as exc:
+        print(f"zoo_sweep: {exc}", file=sys.stderr)
+        return 2
+    call = {"command": shlex.join(["python3", *sys.argv]), "budget_s": args.budget_s}
+    call["started_unix"] = time.time()
+    report["calls"].append(call)
+    sweep = Sweep(args, report, started, where)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write(args.out, report)
+    sweep.save()
     print(
         f"{device_name}, torch {torch.__version__}, cuda {torch.version.cuda}: "
-        f"{len(args.models)} models x {args.precisions}",
+        f"{len(args.models)} models x {args.precisions}"
+        + (f", resuming {len(report['rows'])} rows of {args.resume}" if args.resume else ""),
         flush=True,
     )
-    for index, name in enumerate(args.models):
-        if time.perf_counter() - started > args.budget_s:
-            report["skipped"] = args.models[index:]
-            print(f"budget of {args.budget_s:.0f}s spent: skipped {', '.join(report['skipped'])}", flush=True)
-            break
-        try:
-            sweep_model(name, args, report, started, where)
+    skipped: list[str] = []
+    for name in args.models:
+        try:  # after the budget is spent, this only passes over the models an earlier call finished
+            sweep_model(sweep, name)
+        except BudgetSpent:
+            skipped.append(name)
         except Exception as exc:  # one model failing is a row; the sweep goes on
             benchmark._free(where)
-            report["rows"].append({"model": name, "error": one_line(exc)})
-            progress(started, report["rows"][-1])
-        write(args.out, report)
-    report["wall_s"] = round(time.perf_counter() - started, 1)
-    write(args.out, report)
+            sweep.add({"model": name, "error": one_line(exc)})
+    if skipped:
+        print(f"budget of {args.budget_s:.0f}s spent: not finished {', '.join(skipped)}", flush=True)
+    report["skipped"] = skipped
+    call["wall_s"] = round(sweep.elapsed(), 1)
+    sweep.save()
     errors = sum("error" in row for row in report["rows"])
     print(
-        f"done in {report['wall_s']:.0f}s: {len(report['rows'])} rows, {errors} errors, "
-        f"{len(report['skipped'])} skipped -> {args.out}",
+        f"done in {call['wall_s']:.0f}s: {len(report['rows'])} rows, {errors} errors, "
+        f"{len(skipped)} models not finished -> {args.out}"
+        + (" (run again with --resume)" if skipped else ""),
         flush=True,
     )
     return 0

@@ -134,20 +134,30 @@ def _steps(
     return times
 
 
-def _fits(resolved: zoo.ResolvedModel, batch: int, precision: str | None, where: torch.device) -> bool:
-    """Whether two training steps of ``batch`` run (the second: SGD's momentum buffers exist only
-    after the first step). The memory is freed after the ``except`` has ended: while it runs, the
-    exception's traceback holds the failed step's tensors."""
+def fit_failure(
+    resolved: zoo.ResolvedModel,
+    batch: int,
+    precision: str | None,
+    where: torch.device,
+    steps: int = 2,
+    tolerate: bool = False,
+) -> str | None:
+    """None when ``steps`` training steps of ``batch`` run (two by default: SGD's momentum buffers
+    exist only after the first step), else why not: "out of memory", or with ``tolerate`` any
+    RuntimeError in one line (huge batches also fail otherwise: 32-bit indexing, cuBLAS workspace).
+    The memory is freed after the ``except`` has ended: while it runs, the exception's traceback
+    holds the failed step's tensors (PyTorch FAQ, "my out of memory exception handler can't allocate
+    memory")."""
     _free(where)
-    oom = False
+    failure = None
     try:
-        _steps(resolved, batch, precision, where, 2)
+        _steps(resolved, batch, precision, where, steps)
     except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
-        if not _is_oom(exc):
+        if not (_is_oom(exc) or tolerate):
             raise
-        oom = True
+        failure = "out of memory" if _is_oom(exc) else zoo._one_line(exc)
     _free(where)
-    return not oom
+    return failure
 
 
 def largest_fitting_batch(
@@ -155,7 +165,7 @@ def largest_fitting_batch(
 ) -> int:
     """The largest power of two below ``batch`` that runs training steps on ``where`` (0: none)."""
     trial = 1 << (max(batch - 1, 1).bit_length() - 1)
-    while trial >= 1 and not _fits(resolved, trial, precision, where):
+    while trial >= 1 and fit_failure(resolved, trial, precision, where) is not None:
         trial //= 2
     return trial
 
