@@ -3,7 +3,9 @@
 ``ddlprof.models.gpus.scale_compute_ms`` predicts a step on GPU B at precision P from the step
 measured on the dataset's GPU (an H200, TF32 CNNs / fp32 transformers) by splitting it into a
 compute-bound and a memory-bound part (the model's roofline) and scaling them by the ratio of peak
-FLOP/s and of memory bandwidth. Raw ratios of peaks overstate the speed-ups (the median published
+FLOP/s and of memory bandwidth; the step's batch-independent part (the dataset's line through batches
+32 and 64 at batch 0: kernel launches and host work, ``ddlprof.models.predict.fixed_step_ms``) is
+carried over unscaled, since no faster GPU launches kernels faster. Raw ratios of peaks overstate the speed-ups (the median published
 row was off by 22.9%, the worst by 2.56x): a step reaches less of a high peak than of a low one. So
 each ratio is raised to an exponent, ``compute_ratio ** a`` and ``memory_ratio ** b``, and (a, b)
 are fitted by least squares on log(predicted / observed step time) over:
@@ -43,7 +45,12 @@ from benchmarks.published_check import _source, _why_not  # noqa: E402
 from ddlprof.errors import DdlprofError  # noqa: E402
 from ddlprof.models import dataset, gpus  # noqa: E402
 from ddlprof.models.memory import activation_share_per_step, bytes_moved_per_step  # noqa: E402
-from ddlprof.models.predict import _reference_gpu, _reference_step, measured_precision  # noqa: E402
+from ddlprof.models.predict import (  # noqa: E402
+    _reference_gpu,
+    _reference_step,
+    fixed_step_ms,
+    measured_precision,
+)
 from ddlprof.models.published import load_published  # noqa: E402
 
 DATA = REPO / "ddlprof" / "models" / "data"
@@ -52,7 +59,8 @@ TARGET_WORST_FACTOR = 1.5
 
 
 def parts(model: str, batch: int, gpu: str, precision: str) -> dict[str, float]:
-    """The predictor's split of the reference step into what the exponents scale (plain ratios)."""
+    """The predictor's split of the reference step into what the exponents scale (plain ratios) and
+    what no GPU ratio scales (``fixed_ms``: the batch-independent launch and host time)."""
     reference, _, _ = _reference_step(model, batch)
     flops = dataset.shipped_features(model).get("flops_per_sample")
     moved = bytes_moved_per_step(model, batch)
@@ -64,6 +72,7 @@ def parts(model: str, batch: int, gpu: str, precision: str) -> dict[str, float]:
         precision,
         from_precision=measured_precision(model),
         activation_share=activation_share_per_step(model, batch),
+        fixed_ms=min(fixed_step_ms(model), reference),
         exponents=(1.0, 1.0),
         **split,
     )
