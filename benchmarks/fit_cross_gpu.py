@@ -5,15 +5,25 @@ measured on the dataset's GPU (an H200, TF32 CNNs / fp32 transformers) by splitt
 compute-bound and a memory-bound part (the model's roofline) and scaling them by the ratio of peak
 FLOP/s and of memory bandwidth; the step's batch-independent part (the dataset's line through batches
 32 and 64 at batch 0: kernel launches and host work, ``ddlprof.models.predict.fixed_step_ms``) is
-carried over unscaled, since no faster GPU launches kernels faster. Raw ratios of peaks overstate the speed-ups (the median published
-row was off by 22.9%, the worst by 2.56x): a step reaches less of a high peak than of a low one. So
-each ratio is raised to an exponent, ``compute_ratio ** a`` and ``memory_ratio ** b``, and (a, b)
-are fitted by least squares on log(predicted / observed step time) over:
+carried over unscaled, since no faster GPU launches kernels faster. Raw ratios of peaks overstate the
+speed-ups (the median published row was off by 22.9%, the worst by 2.56x): a step reaches less of a
+high peak than of a low one. So each ratio is raised to an exponent, ``compute_ratio ** a`` and
+``memory_ratio ** b``, and (a, b) are fitted by least squares on log(predicted / observed step time)
+over:
 
 - the published 1-GPU rows the predictor can represent (``benchmarks/published_check.py`` says which
   and why the others are left out): NVIDIA DeepLearningExamples and Lambda, V100 to H200;
 - with ``--measured FILE`` (repeatable), our own zoo sweeps (``benchmarks/zoo_sweep.py``): each row
   a model of the dataset, a GPU, a precision (bf16 AMP or tf32) and a batch.
+
+Batches beyond the measured ones: the reference step is a line through the dataset's batches 32 and
+64, so a prediction at batch 512 is extrapolated three doublings. ``--batch-check FILE`` (a zoo sweep
+with a small batch and larger ones per model, GPU and precision; not used for the exponents) states
+how far off that is per doubling: for each larger row, the error of its prediction over the error of
+the same model, GPU and precision's row at a measured batch (32-64; the cross-GPU and precision error
+cancels), in log terms per doubling beyond 64; the median over all such pairs is stored as
+``batch_extrapolation`` in the scaling error, which ``advise`` adds to the range of an option predicted
+at a batch outside 32-64.
 
 Validation is leave-one-GPU-out: for each GPU type the exponents are refitted without its rows and
 its rows predicted; the errors so collected are the figures quoted, per GPU type, per precision and
@@ -21,7 +31,8 @@ overall. ``--write`` stores the exponents (fitted on every row) in ``ddlprof/mod
 cross_gpu_fit.json`` and the leave-one-GPU-out error, which ``advise`` and ``model predict`` use as
 the uncertainty of a scaled step, in ``ddlprof/models/data/scaling_error.json``.
 
-    python benchmarks/fit_cross_gpu.py --out benchmarks/results/cpu/fit_cross_gpu.json --write
+    python benchmarks/fit_cross_gpu.py --out benchmarks/results/cpu/fit_cross_gpu.json --write \
+        --batch-check benchmarks/results/gpu-1xh100/zoo_sweep_h100.json
     python benchmarks/fit_cross_gpu.py --measured benchmarks/results/gpu-1xh200/zoo_sweep.json ...
 """
 
@@ -46,6 +57,7 @@ from ddlprof.errors import DdlprofError  # noqa: E402
 from ddlprof.models import dataset, gpus  # noqa: E402
 from ddlprof.models.memory import activation_share_per_step, bytes_moved_per_step  # noqa: E402
 from ddlprof.models.predict import (  # noqa: E402
+    MEASURED_BATCHES,
     _reference_gpu,
     _reference_step,
     fixed_step_ms,
@@ -178,6 +190,38 @@ def leave_one_gpu_out(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return held_out
 
 
+def batch_extrapolation(rows: list[dict[str, Any]], exponents: tuple[float, float]) -> dict[str, Any]:
+    """The error per doubling of batch beyond the measured 32-64 (see the module's docstring)."""
+    low, high = MEASURED_BATCHES
+    errors = {}
+    for r in rows:
+        errors.setdefault((r["model"], r["gpu"], r["row_precision"]), []).append(
+            (r["batch"], math.log(r["observed_ms"] / predicted_ms(r, exponents)))
+        )
+    pairs = []
+    for (model, gpu, precision), found in sorted(errors.items()):
+        anchors = [e for b, e in found if low <= b <= high]
+        if not anchors:
+            continue
+        anchor = statistics.median(anchors)
+        for batch, error in found:
+            if batch > high:
+                doublings = math.log2(batch / high)
+                pairs.append({
+                    "model": model, "gpu": gpu, "precision": precision, "batch": batch,
+                    "doublings": round(doublings, 2),
+                    "per_doubling_pct": round(math.expm1(abs(error - anchor) / doublings) * 100, 1),
+                })  # fmt: skip
+    if not pairs:
+        return {"pairs": 0}
+    return {
+        "pairs": len(pairs),
+        "per_doubling_pct": statistics.median(p["per_doubling_pct"] for p in pairs),
+        "measured_batches": [low, high],
+        "rows": pairs,
+    }
+
+
 def commit() -> str | None:
     try:
         return subprocess.run(
@@ -192,6 +236,13 @@ def main() -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--measured", type=Path, action="append", default=[], help="a zoo_sweep.py JSON")
+    parser.add_argument(
+        "--batch-check",
+        type=Path,
+        action="append",
+        default=[],
+        help="a zoo_sweep.py JSON whose larger batches state the batch extrapolation's error (not fitted)",
+    )
     parser.add_argument("--out", type=Path, help="write every row and figure here")
     parser.add_argument("--write", action="store_true", help="store the fit and its error in the package")
     args = parser.parse_args()
@@ -204,6 +255,12 @@ def main() -> int:
     in_sample = [{**r, "predicted_ms": predicted_ms(r, exponents)} for r in rows]
     plain = [{**r, "predicted_ms": predicted_ms(r, (1.0, 1.0))} for r in rows]
     held_out = leave_one_gpu_out(rows)
+    checked = []
+    for path in args.batch_check:
+        found, skipped = measured_rows(path)
+        checked += found
+        left_out += skipped
+    batches = batch_extrapolation(checked, exponents)
     command = " ".join(["python", "benchmarks/fit_cross_gpu.py", *sys.argv[1:]])
     result = {
         "what": "exponents of the cross-GPU scaling (compute_ratio ** a, memory_ratio ** b) fitted on "
@@ -219,13 +276,14 @@ def main() -> int:
             "by_gpu": grouped(held_out, "gpu"),
             "by_precision": grouped(held_out, "precision_label"),
         },
+        "batch_extrapolation": {k: v for k, v in batches.items() if k != "rows"},
         "in_sample": summary(in_sample),
         "plain_ratios": summary(plain),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "leave_one_gpu_out"}, indent=1))
     print(json.dumps(result["leave_one_gpu_out"], indent=1))
     if args.out:
-        detail = {**result, "rows": held_out, "left_out": left_out}
+        detail = {**result, "rows": held_out, "batch_rows": batches.get("rows", []), "left_out": left_out}
         args.out.write_text(json.dumps(detail, indent=1, default=float) + "\n")
     if args.write:
         (DATA / "cross_gpu_fit.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -239,6 +297,7 @@ def main() -> int:
             "rows": logo["all"]["rows"],
             "by_precision": {p: s["median_abs_error_pct"] for p, s in logo["by_precision"].items()},
             "by_gpu": {g: s["median_abs_error_pct"] for g, s in logo["by_gpu"].items()},
+            "batch_extrapolation": result["batch_extrapolation"],
             "source": f"{command} (ddlprof commit {result['ddlprof_commit']})",
         }
         (DATA / "scaling_error.json").write_text(json.dumps(error, indent=2) + "\n")

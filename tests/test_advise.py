@@ -546,7 +546,7 @@ def test_table_and_explain():
         "Top choice:" in out and "excluded options" in out and "no spot price in the catalog snapshot" in out
     )
     # amp (the default) scales the H200's tf32 step: the fitted scaling's error, not the CV alone
-    assert re.search(r"scaled from H200 tf32, err \d+(\.\d+)?%", out) and "; price" in out
+    assert "scaled from H200 tf32" in out and re.search(r"err \d+(\.\d+)?%", out) and "; price" in out
     assert "amp-bf16" in out and "precision: amp" in out
     assert "step-time scaling warnings" in out and "a ratio of peaks across unit types is rough" in out
     assert "the oldest prices in use are: aws " in err  # the stale-price warning goes to stderr
@@ -560,7 +560,7 @@ def test_precision_in_json_rows_and_measured_precision_unscaled():
     result = json.loads(out)
     rows = result["options"]
     assert {r["precision"] for r in rows} <= {"amp-bf16", "amp-fp16"}
-    assert all(r["step_basis"] == "scaled from H200 tf32" and r["step_warnings"] for r in rows)
+    assert all(r["step_basis"].startswith("scaled from H200 tf32") and r["step_warnings"] for r in rows)
     assert result["assumptions"]["step_time"]["precision"] == "amp"
     assert result["assumptions"]["step_time"]["scaling_error"]["median_abs_error_pct"] > 0
     code, out, _ = _run("--model", "resnet50", "--json", "--top", "0", "--precision", "tf32")
@@ -599,7 +599,9 @@ def test_emit_torchrun_and_skypilot():
     assert code == 0 and task["num_nodes"] == 1 and "t.py" in task["run"]
     resources = task["resources"]
     assert set(resources) >= {"cloud", "region", "accelerators", "use_spot", "instance_type"}
-    assert resources["accelerators"].endswith(":1") and isinstance(resources["use_spot"], bool)
+    # the top choice's GPU and count per node, whichever it is (SkyPilot's "H100:8")
+    assert re.fullmatch(r"[A-Za-z0-9-]+:[1-9][0-9]*", resources["accelerators"])
+    assert isinstance(resources["use_spot"], bool)
     code, out, err = _run("--model", "resnet50", "--budget", "1", "--emit", "torchrun")
     assert code == 2 and "nothing to launch" in err and out == ""
 
@@ -705,7 +707,7 @@ def test_ranges_contain_the_estimate_and_widen_with_the_error():
 def test_gpu_without_reference_gets_the_worst_case_error_and_says_why():
     from ddlprof.models.published import scaling_error
 
-    result = _json_rows("--budget", "100")
+    result = _json_rows("--budget", "100", "--batch-per-gpu", "64")  # a measured batch: no batch error
     cv = result["assumptions"]["step_time"]["validation"]["step_ms_mape_pct"]
     worst_pct = math.hypot((scaling_error()["worst_off_by_factor"] - 1) * 100, cv)  # with the stall CV
     rows = result["options"]
@@ -717,6 +719,27 @@ def test_gpu_without_reference_gets_the_worst_case_error_and_says_why():
         assert "no published or measured reference for GPU L4" in row["error_basis"]
     for row in a100:  # a published family (A100): the fitted scaling's median error, not the worst
         assert row["error_pct"] < worst_pct and "no published" not in row["error_basis"]
+
+
+def test_a_batch_beyond_the_measured_ones_says_so_and_widens_the_range():
+    """The dataset's steps were measured at batch 32 and 64: an option at 512 is extrapolated three
+    doublings, says so in its basis and error, and its range is wider by the measured error per
+    doubling; at 64 neither."""
+    from ddlprof.models.published import scaling_error
+
+    per_doubling = scaling_error()["batch_extrapolation"]["per_doubling_pct"]
+    assert per_doubling > 0
+
+    def top(batch: str) -> dict:
+        found = _json_rows("--instances", "p5.48xlarge", "--batch-per-gpu", batch, "--budget", "1000")
+        return found["options"][0]
+
+    inside, beyond = top("64"), top("512")
+    assert "extrapolated" not in inside["step_basis"] and "doubling" not in inside["error_basis"]
+    assert "batch 512 extrapolated from the measured 32-64" in beyond["step_basis"]
+    assert "3.0 doubling(s) outside the measured 32-64" in beyond["error_basis"]
+    added = ((1 + per_doubling / 100) ** 3 - 1) * 100
+    assert beyond["error_pct"] == pytest.approx(math.hypot(inside["error_pct"], added), abs=0.2)
 
 
 def test_measured_gpu_has_the_cv_and_is_a_reference():

@@ -69,3 +69,21 @@ def test_a_launch_bound_step_is_not_sped_up_or_slowed_down_by_the_gpu():
     assert all(step(gpu, 32) > fixed for gpu in ("H100", "H200", "A100-80GB"))
     for slow in ("V100-16GB", "T4"):
         assert step(slow, 32) / step("H200", 32) < 0.8 * step(slow, 512) / step("H200", 512), slow
+
+
+def test_the_batch_extrapolation_error_is_per_doubling_against_a_measured_batch():
+    """A larger batch's error over the same model, GPU and precision's error at a measured batch, per
+    doubling beyond 64: a step twice as slow as predicted at 256 (two doublings), where batch 32 was
+    predicted right, is 41% per doubling; rows with no measured batch to compare with are left out."""
+
+    def row(model: str, batch: int, observed: float) -> dict:
+        return {
+            "model": model, "gpu": "H100", "row_precision": "bf16", "batch": batch, "observed_ms": observed,
+            "fixed_ms": 0.0, "compute_ms": 10.0, "compute_ratio": 1.0, "memory_ms": 0.0, "memory_ratio": 1.0,
+        }  # fmt: skip
+
+    rows = [row("a", 32, 10.0), row("a", 256, 20.0), row("b", 512, 99.0)]
+    found = fit_cross_gpu.batch_extrapolation(rows, (1.0, 1.0))
+    assert found["pairs"] == 1 and found["measured_batches"] == [32, 64]
+    assert found["per_doubling_pct"] == pytest.approx(41.4, abs=0.1)
+    assert fit_cross_gpu.batch_extrapolation([row("b", 512, 99.0)], (1.0, 1.0)) == {"pairs": 0}

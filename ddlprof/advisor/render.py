@@ -257,10 +257,10 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         f"{workload['epochs']:g} epoch(s); {workload['source']}",
         f"step ms: {step['description']}; pred = {step['stall_model']} stall model, leave-one-model-out "
         f"step error (CV) {mape:.1f}% ({step['validation']['models']} models on 2 x H200 in one host; the "
-        "other world sizes and multi-instance jobs are not validated); err = median error of the roofline "
-        "scaling to another GPU or precision against published 1-GPU throughput "
-        f"({error['rows']} rows, worst "
-        f"{error['worst_off_by_factor']:g}x; benchmarks/published_check.py)",
+        "other world sizes and multi-instance jobs are not validated); err = leave-one-GPU-out median error "
+        "of the roofline scaling to another GPU or precision against published 1-GPU throughput "
+        f"({error['rows']} rows, worst {error['worst_off_by_factor']:g}x; benchmarks/fit_cross_gpu.py)"
+        + _batch_error_note(error.get("batch_extrapolation") or {}),
         f"precision: {step['precision']} ({step['precision_meaning']}); measured at "
         f"{step['measured_precision']}",
         f"prices: catalog snapshot {assumptions['catalog']['snapshot_date']} (each row's price date shown)",
@@ -401,3 +401,14 @@ def _print_excluded(console: Any, excluded: list[dict[str, Any]]) -> None:
         )
         table.add_row(item["instance_type"], regions, counts, pricing, item["reason"])
     console.print(table)
+
+
+def _batch_error_note(extrapolation: dict) -> str:
+    """What a batch outside the measured ones adds to err, where that was measured."""
+    if extrapolation.get("per_doubling_pct") is None:
+        return ""
+    low, high = extrapolation["measured_batches"]
+    return (
+        f", plus {extrapolation['per_doubling_pct']:g}% per doubling of a batch outside the measured "
+        f"{low}-{high} (the median of {extrapolation['pairs']} measured large-batch steps)"
+    )

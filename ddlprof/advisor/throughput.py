@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -283,6 +284,7 @@ class StepEstimate:
     scaled: bool = False  # the single-GPU step was scaled to another GPU or precision
     warnings: tuple[str, ...] = ()  # what the scaling warned of
     calibrated: str | None = None  # the single-GPU step is a calibration of the GPU type: whence
+    batch_doublings: float = 0.0  # how far the batch lies outside the measured ones (log2), 0: inside
 
 
 @dataclass(frozen=True)
@@ -293,6 +295,13 @@ class _Single:
     scaled: bool
     warnings: tuple[str, ...]
     calibrated: str | None = None
+    batch_doublings: float = 0.0
+
+
+def batch_doublings(batch: int, measured: tuple[int, int]) -> float:
+    """How many doublings ``batch`` lies outside the ``measured`` batches (0 inside them)."""
+    low, high = measured
+    return math.log2(batch / high) if batch > high else math.log2(low / batch) if batch < low else 0.0
 
 
 def predict_steps(
@@ -320,7 +329,12 @@ def predict_steps(
             )
             ref = predict_module._reference_gpu().gpu
             scaled = not (spec.gpu == ref and chosen == measured)
-            return _Single(float(value), chosen, _basis_label(ref, measured, scaled), scaled, tuple(warnings))
+            label = _basis_label(ref, measured, scaled)
+            doublings = batch_doublings(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
+            if doublings:
+                low, high = predict_module.MEASURED_BATCHES
+                label += f", batch {basis.batch_per_gpu} extrapolated from the measured {low}-{high}"
+            return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_doublings=doublings)
         assert basis.gpu is not None and basis.single_gpu_step_ms is not None
         measured = resolve_precision(
             basis.measured_precision or basis.precision or "fp32", get_gpu(basis.gpu)
@@ -422,6 +436,7 @@ def predict_steps(
                 scaled=single.scaled,
                 warnings=single.warnings,
                 calibrated=single.calibrated,
+                batch_doublings=single.batch_doublings,
             )
             measured = basis.measured
             if (
