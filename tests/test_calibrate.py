@@ -193,6 +193,26 @@ def test_advise_and_model_predict_use_a_calibration_of_the_gpu_type():
     assert "calibrated on this GPU type (L4)" in predicted["inputs"]["sources"]["single_gpu_step_ms"]
 
 
+def test_a_batch_beyond_the_calibrated_ones_widens_the_range():
+    """Calibrated at 32 and 64 on the L4: advise at 128 (the L4's 24 GB hold no more) extrapolates them
+    one doubling, and its error says so and is wider than at 64, a calibrated batch."""
+    store_calibration(_row(50.0, batch=32))
+    store_calibration(_row(90.0, batch=64))
+
+    def l4(batch: str) -> dict:
+        l4 = ("--instances", "g6.xlarge", "--precision", "tf32", "--batch-per-gpu", batch, "--json")
+        done = ddlprof("advise", "--model", "resnet50", *l4)
+        assert done.returncode == 0, done.stderr
+        return _single(json.loads(done.stdout), "L4")
+
+    inside, beyond = l4("64"), l4("128")
+    assert inside["step_basis"].startswith("calibrated") and beyond["step_basis"].startswith("calibrated")
+    assert beyond["single_gpu_step_ms"] == pytest.approx(170.0)
+    assert "doubling" not in inside["error_basis"]
+    assert "batch 128 lies 1.0 doubling(s) outside the measured 32-64" in beyond["error_basis"]
+    assert beyond["error_pct"] > inside["error_pct"]
+
+
 # -- the command ------------------------------------------------------------------------------------
 
 

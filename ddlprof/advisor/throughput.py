@@ -284,7 +284,8 @@ class StepEstimate:
     scaled: bool = False  # the single-GPU step was scaled to another GPU or precision
     warnings: tuple[str, ...] = ()  # what the scaling warned of
     calibrated: str | None = None  # the single-GPU step is a calibration of the GPU type: whence
-    batch_doublings: float = 0.0  # how far the batch lies outside the measured ones (log2), 0: inside
+    # (batch, lowest, highest measured batch) where the step is extrapolated beyond what was measured
+    batch_outside: tuple[int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -295,13 +296,17 @@ class _Single:
     scaled: bool
     warnings: tuple[str, ...]
     calibrated: str | None = None
-    batch_doublings: float = 0.0
+    batch_outside: tuple[int, int, int] | None = None
 
 
-def batch_doublings(batch: int, measured: tuple[int, int]) -> float:
-    """How many doublings ``batch`` lies outside the ``measured`` batches (0 inside them)."""
-    low, high = measured
+def batch_doublings(batch: int, low: int, high: int) -> float:
+    """How many doublings ``batch`` lies outside the measured batches ``low``-``high`` (0 inside)."""
     return math.log2(batch / high) if batch > high else math.log2(low / batch) if batch < low else 0.0
+
+
+def _outside(batch: int, measured: Sequence[int]) -> tuple[int, int, int] | None:
+    low, high = min(measured), max(measured)
+    return (batch, low, high) if batch_doublings(batch, low, high) else None
 
 
 def predict_steps(
@@ -314,7 +319,7 @@ def predict_steps(
     import pandas as pd
 
     from ddlprof.models import predict as predict_module
-    from ddlprof.models.calibration import calibrated_step
+    from ddlprof.models.calibration import calibrated_batches, calibrated_step
     from ddlprof.models.gpus import get_gpu, resolve_precision, scale_compute_ms
     from ddlprof.models.stall_models import components
 
@@ -330,11 +335,10 @@ def predict_steps(
             ref = predict_module._reference_gpu().gpu
             scaled = not (spec.gpu == ref and chosen == measured)
             label = _basis_label(ref, measured, scaled)
-            doublings = batch_doublings(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
-            if doublings:
-                low, high = predict_module.MEASURED_BATCHES
-                label += f", batch {basis.batch_per_gpu} extrapolated from the measured {low}-{high}"
-            return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_doublings=doublings)
+            outside = _outside(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
+            if outside:
+                label += f", batch {outside[0]} extrapolated from the measured {outside[1]}-{outside[2]}"
+            return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_outside=outside)
         assert basis.gpu is not None and basis.single_gpu_step_ms is not None
         measured = resolve_precision(
             basis.measured_precision or basis.precision or "fp32", get_gpu(basis.gpu)
@@ -370,7 +374,11 @@ def predict_steps(
         if found is None:
             return None
         how = found.description
-        return _Single(found.step_ms, chosen or found.precision, how, False, (), calibrated=how)
+        batches = [b for b, p in calibrated_batches(basis.model, spec.gpu) if p == found.precision]
+        outside = _outside(basis.batch_per_gpu, batches) if batches else None
+        return _Single(
+            found.step_ms, chosen or found.precision, how, False, (), calibrated=how, batch_outside=outside
+        )
 
     def single_step(gpu_name: str) -> _Single | str:
         if gpu_name not in singles:
@@ -436,7 +444,7 @@ def predict_steps(
                 scaled=single.scaled,
                 warnings=single.warnings,
                 calibrated=single.calibrated,
-                batch_doublings=single.batch_doublings,
+                batch_outside=single.batch_outside,
             )
             measured = basis.measured
             if (

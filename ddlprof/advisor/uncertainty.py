@@ -9,7 +9,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ddlprof.advisor.throughput import StepEstimate
+from ddlprof.advisor.throughput import StepEstimate, batch_doublings
 
 
 @dataclass(frozen=True)
@@ -53,26 +53,29 @@ def step_error(
 
     A scaled step still goes through the stall model, so its error is the scaling's and the stall
     model's CV combined in quadrature (as independent errors): never below the CV of a measured step.
-    A step at a batch outside the measured ones (``step.batch_doublings``) adds, in quadrature, the
-    measured error of extrapolating in the batch (``scaling['batch_extrapolation']``, per doubling,
-    compounded): :func:`with_batch_error`.
+    A step at a batch outside the measured ones (``step.batch_outside``: the dataset's 32-64, or the
+    batches calibrated) adds, in quadrature, the measured error of extrapolating in the batch
+    (``scaling['batch_extrapolation']``, per doubling, compounded): :func:`with_batch_error`.
     """
     found = _step_error(step, gpu, cv_pct, measured_gpus, scaling)
-    return with_batch_error(found, step.batch_doublings, scaling.get("batch_extrapolation") or {})
+    return with_batch_error(found, step.batch_outside, scaling.get("batch_extrapolation") or {})
 
 
-def with_batch_error(error: StepError, doublings: float, extrapolation: dict) -> StepError:
+def with_batch_error(
+    error: StepError, outside: tuple[int, int, int] | None, extrapolation: dict
+) -> StepError:
     """``error`` widened by the batch extrapolation's: ``(1 + p) ** doublings - 1`` for ``p`` per
     doubling, in quadrature; unchanged inside the measured batches or where no error was measured."""
     per_doubling = extrapolation.get("per_doubling_pct")
-    if not doublings or per_doubling is None:
+    if outside is None or per_doubling is None:
         return error
+    batch, low, high = outside
+    doublings = batch_doublings(batch, low, high)
     pct = ((1 + float(per_doubling) / 100) ** doublings - 1) * 100
     total = math.hypot(error.pct, pct)
-    low, high = extrapolation.get("measured_batches", ("?", "?"))
     return StepError(
         total,
-        f"{error.basis}; the batch lies {doublings:.1f} doubling(s) outside the measured {low}-{high}: "
+        f"{error.basis}; batch {batch} lies {doublings:.1f} doubling(s) outside the measured {low}-{high}: "
         f"+{pct:.0f}% ({float(per_doubling):g}% per doubling, the median of {extrapolation.get('pairs')} "
         f"measured large-batch steps, benchmarks/fit_cross_gpu.py --batch-check), {total:.0f}% in all",
     )
