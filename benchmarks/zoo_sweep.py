@@ -390,8 +390,9 @@ def parse() -> argparse.Namespace:
     parser.add_argument(
         "--budget-s",
         type=float,
-        default=480.0,
-        help="start no search or measurement after this many seconds (480: inside a 10-minute call)",
+        default=450.0,
+        help="start no search or measurement after this many seconds (450: the slowest measurement, "
+        "about a minute, and torch's import still end inside a 10-minute call)",
     )
     parser.add_argument("--keep-steps", action="store_true", help="keep every timed step (steps_ms)")
     parser.add_argument("--resume", type=Path, help="an earlier call's JSON: keep it, measure what it lacks")
