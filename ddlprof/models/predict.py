@@ -9,7 +9,8 @@ measured model is the dataset's H200 step (interpolated between batch 32 and 64)
 PyTorch's defaults: TF32 convolutions, fp32 matmuls) to the precision asked for (``--precision``,
 ``amp`` unless told; the library's default None keeps the measured one), split into compute- and
 memory-bound parts by the roofline (its FLOPs against the bytes a step moves,
-``ddlprof.models.memory.bytes_moved_per_step``), and the
+``ddlprof.models.memory.bytes_moved_per_step``) after its batch-independent part (launches and host
+work, :func:`fixed_step_ms`), which is kept as it is, and the
 intra-node bandwidth defaults from the GPU's NVLink or PCIe generation, calibrated on the
 bandwidth measured between the two H200s.
 
