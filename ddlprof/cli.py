@@ -50,6 +50,7 @@ def bounded(kind: type, low: float, high: float) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"{text} is outside {allowed}")
         return value
 
+    parse.bounds = (kind, low, high)  # type: ignore[attr-defined]  # for the test that tries each option
     return parse
 
 
@@ -294,13 +295,16 @@ examples:
 """
 
 
+_COPIES = "the allowed range: copies from 1 to 64"
+
+
 def _counts(text: str) -> list[int]:
     try:
         counts = sorted({int(part) for part in text.split(",") if part.strip()})
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: copies as integers, e.g. 1,2,4") from None
+        raise argparse.ArgumentTypeError(f"{text!r}: copies as integers, e.g. 1,2,4; {_COPIES}") from None
     if not counts or counts[0] < 1 or counts[-1] > 64:
-        raise argparse.ArgumentTypeError(f"{text!r}: copies from 1 to 64, e.g. 1,2,4")
+        raise argparse.ArgumentTypeError(f"{text!r} is outside {_COPIES}, e.g. 1,2,4")
     return counts
 
 

@@ -125,23 +125,29 @@ def default_workload(model: str) -> Workload | None:
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmb]?)\s*$", re.IGNORECASE)
 _MULTIPLIER = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+MAX_SAMPLES = 10**15  # samples per epoch: far above any dataset trained on (LAION-5B: 5.85 billion)
+_SAMPLES_RANGE = f"the allowed range: from 1 to {MAX_SAMPLES:,} samples per epoch"
 
 
 def parse_size(text: str) -> int | None:
-    """A sample count such as ``50000``, ``50k``, ``2.5M``, ``1_281_167`` or ``1,281,167``; else None."""
+    """A sample count such as ``50000``, ``50k``, ``2.5M``, ``1_281_167`` or ``1,281,167``; else None.
+    A count outside 1 to MAX_SAMPLES (a string of 400 digits, 0) is an error naming the range."""
     match = _SIZE.match(text.replace("_", "").replace(",", ""))
     if match is None:
         return None
     value = float(match.group(1)) * _MULTIPLIER[match.group(2).lower()]
+    if not 1 <= value <= MAX_SAMPLES:
+        raise DdlprofError(f"{text.strip()} samples is outside {_SAMPLES_RANGE}")
     return round(value)
 
 
 def dataset_size(text: str) -> tuple[int, str, str | None]:
     """(samples per epoch, source, dataset name) for ``--dataset NAME|SIZE``."""
-    size = parse_size(text)
+    try:
+        size = parse_size(text)
+    except DdlprofError as exc:
+        raise DdlprofError(f"--dataset {exc}") from None
     if size is not None:
-        if size < 1:
-            raise DdlprofError(f"--dataset {text}: the dataset needs at least 1 sample")
         return size, f"--dataset {text}: {size:,} samples per epoch (given)", None
     key = text.strip().lower()
     key = _ALIASES.get(key, key)
@@ -167,10 +173,13 @@ def resolve_workload(
         raise DdlprofError(f"--epochs must be positive, got {epochs:g}")
     default = default_workload(model)
     if samples is not None:
-        count = parse_size(str(samples))
-        if count is None or count < 1:
+        try:
+            count = parse_size(str(samples))
+        except DdlprofError as exc:
+            raise DdlprofError(f"--samples {exc}") from None
+        if count is None:
             raise DdlprofError(
-                f"--samples {samples}: not a positive number of samples (e.g. 1281167 or 1.2M)"
+                f"--samples {samples}: not a number of samples (e.g. 1281167 or 1.2M); {_SAMPLES_RANGE}"
             )
         per_epoch, source, name = count, f"--samples {count:,} per epoch (given)", None
     elif dataset is not None:

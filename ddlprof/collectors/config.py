@@ -23,6 +23,12 @@ class TraceStepsError(ValueError):
     """A --trace-steps value that cannot be parsed."""
 
 
+MAX_STEP = 10**9  # a step number no job reaches (a step a millisecond for 11 days)
+#: steps in one trace window: Kineto keeps a window's events in the job's memory until it ends
+MAX_WINDOW_STEPS = 100
+_ALLOWED = f"steps from 1 to {MAX_STEP:,}, at most {MAX_WINDOW_STEPS} in a window"
+
+
 def parse_trace_steps(text: str) -> tuple[tuple[int, int], ...]:
     """Parse '6-8', '10', '6-8,100-102' or '0' (none) into inclusive, 1-based step windows."""
     text = text.strip()
@@ -35,10 +41,14 @@ def parse_trace_steps(text: str) -> tuple[tuple[int, int], ...]:
             lo, hi = int(first), int(last or first)
         except ValueError:
             raise TraceStepsError(
-                f"--trace-steps {text!r}: expected steps like '6-8', '10' or '6-8,100-102' (or 0 for none)"
+                f"--trace-steps {text!r}: expected steps like '6-8', '10' or '6-8,100-102' (or 0 for none); "
+                f"the allowed range: {_ALLOWED}"
             ) from None
-        if lo < 1 or hi < lo:
-            raise TraceStepsError(f"--trace-steps {text!r}: steps count from 1 and a window runs low-high")
+        if not 1 <= lo <= hi <= MAX_STEP or hi - lo >= MAX_WINDOW_STEPS:
+            raise TraceStepsError(
+                f"--trace-steps {text!r}: {part.strip()} is outside the allowed range: {_ALLOWED}, "
+                "and a window runs low-high"
+            )
         windows.append((lo, hi))
     windows.sort()
     for (_, prev_hi), (lo, _) in itertools.pairwise(windows):

@@ -48,18 +48,17 @@ class Link:
 def parse_link(text: str) -> Link:
     """``2gbit`` or ``500mbit,1ms`` (tc's units; never tc's ``bps``, which means bytes per second)."""
     match = _LINK.match(text.lower())
+    allowed = "the allowed range: a rate from 8kbit to 1tbit, a delay of at most 10 s"
     wrong = (
         f"--emulate-link {text!r}: expected RATE[,DELAY] such as 2gbit or 500mbit,1ms "
-        f"(rate in {', '.join(_RATE_UNITS)}; delay in {', '.join(_DELAY_UNITS)})"
+        f"(rate in {', '.join(_RATE_UNITS)}; delay in {', '.join(_DELAY_UNITS)}); {allowed}"
     )
     if not match or match[2] not in _RATE_UNITS or (match[4] and match[4] not in _DELAY_UNITS):
         raise DdlprofError(wrong)
     rate = float(match[1]) * _RATE_UNITS[match[2]]
     delay = float(match[3]) * _DELAY_UNITS[match[4]] if match[3] else 0.0
     if not 8e3 <= rate <= 1e12 or delay > 10:
-        raise DdlprofError(
-            f"--emulate-link {text!r}: the rate must be 8kbit to 1tbit, the delay 10 s at most"
-        )
+        raise DdlprofError(f"--emulate-link {text!r} is outside {allowed}")
     return Link(rate, delay)
 
 
