@@ -120,6 +120,9 @@ ODD_VALUES = st.one_of(
 )
 
 
+ODD_CELLS = ["", "nan", "inf", "-1", "1e400", "abc", "true", '"', "0"]
+
+
 def _paths(value: Any, prefix: tuple = ()) -> list[tuple]:
     found = [prefix] if prefix else []
     if isinstance(value, dict):
@@ -250,35 +253,101 @@ def _valid_run() -> dict[str, Any]:
         "nodes/n0.json": {"node_id": "n0", "exit_code": 0, "start_unix": 1.7e9, "gpus": [{"name": "T4"}]},
         "ranks/rank-0.jsonl": _rank_records(0),
         "ranks/rank-1.jsonl": _rank_records(1),
+        "gpu/h0.csv": GPU_CSV,
     }
 
 
-@fuzz(600)
-@given(data=st.data())
-def test_report_reads_any_run_directory(data):
-    files = _valid_run()
+#: NVML samples as the sampler writes them, two GPUs over the steps' times
+GPU_CSV = "unix,gpu,util_pct,mem_util_pct,mem_used_mib,power_w,sm_clock_mhz,pcie_tx_mb_per_s," + (
+    "pcie_rx_mb_per_s,nvlink_tx_mb_per_s,nvlink_rx_mb_per_s\n"
+    + "".join(f"{1.7e9 + t / 2},{g},{90 + g},5,{500 + t},300,1980,1,2,,\n" for t in range(20) for g in (0, 1))
+)
+
+
+def _texts(files: dict[str, Any]) -> dict[str, str]:
+    """Each file's text: a .jsonl one JSON line per record, a .csv as it is, else one JSON document."""
+    return {
+        name: "\n".join(json.dumps(r) for r in v) + "\n"
+        if name.endswith(".jsonl")
+        else v
+        if name.endswith(".csv")
+        else json.dumps(v)
+        for name, v in files.items()
+    }
+
+
+def mutate_csv(data: st.DataObject, text: str) -> str:
+    """``text`` (CSV) with one to four cells replaced by odd ones."""
+    lines = text.splitlines()
+    for _ in range(data.draw(st.integers(1, 4))):
+        row = data.draw(st.integers(0, len(lines) - 1))
+        cells = lines[row].split(",")
+        cells[data.draw(st.integers(0, len(cells) - 1))] = data.draw(st.sampled_from(ODD_CELLS))
+        lines[row] = ",".join(cells)
+    return "\n".join(lines) + "\n"
+
+
+def _spoiled_run(data: st.DataObject, files: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    """The run's files with one of them mutated (a record of a rank file, a field of a JSON file or
+    cells of a CSV) and maybe cut or replaced by random bytes; and that file's name."""
     target = data.draw(st.sampled_from(sorted(files)))
     if target.endswith(".jsonl"):
         records = files[target]
         index = data.draw(st.integers(0, len(records) - 1))
         records[index] = mutate(data, records[index])
         text = "\n".join(json_text(r) for r in records) + "\n"
+    elif target.endswith(".csv"):
+        text = mutate_csv(data, files[target])
     else:
         text = json_text(mutate(data, files[target]))
-    texts = {
-        name: ("\n".join(json.dumps(r) for r in v) + "\n" if name.endswith(".jsonl") else json.dumps(v))
-        for name, v in files.items()
-        if name != target
-    }
+    return {**_texts(files), target: spoil_text(data, text)}, target
+
+
+@fuzz(600)
+@given(data=st.data())
+def test_report_reads_any_run_directory(data):
+    texts, target = _spoiled_run(data, _valid_run())
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp) / "run"
-        _write_run(run, {**texts, target: spoil_text(data, text)})
+        _write_run(run, texts)
         warmup = data.draw(st.sampled_from([[], ["--warmup", "2"]]))
-        code, out, err = cli("report", "--json", "--no-store", *warmup, str(run))
+        store = data.draw(st.sampled_from([["--no-store"], []]))  # the local store reads the files too
+        code, out, err = cli("report", "--json", *store, *warmup, str(run), env={"DDLPROF_HOME": tmp})
         check(code, err, target.split("/")[-1], str(run), "--warmup")
         if code == 0:
             assert strict(out)["job"]["step_ms"] is not None
             strict((run / "summary.json").read_text())
+
+
+def _gpu_run() -> dict[str, Any]:
+    files = _valid_run()
+    for rank in (0, 1):
+        files[f"ranks/rank-{rank}.jsonl"][0]["device"] = "NVIDIA T4"
+    return files
+
+
+@fuzz(200)
+@given(data=st.data())
+def test_advise_reads_any_measured_run(data):
+    """advise --run: the run's files (manifest, nodes, ranks, GPU samples) read for its step, GPU and
+    batch."""
+    texts, target = _spoiled_run(data, _gpu_run())
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        _write_run(run, texts)
+        argv = [
+            "--model",
+            "resnet50",
+            "--samples",
+            "1M",
+            "--instances",
+            "g4dn.xlarge,g4dn.12xlarge",
+            "--json",
+        ]
+        code, out, err = cli("advise", "--run", str(run), *argv, env={"DDLPROF_HOME": tmp})
+        check(code, err, target.split("/")[-1], str(run))
+        if code == 0:
+            strict(out)
 
 
 # -- summary.json ----------------------------------------------------------------------------------
@@ -288,14 +357,7 @@ def test_report_reads_any_run_directory(data):
 def reported(tmp_path_factory):
     """A run directory and the summary.json its report wrote."""
     run = tmp_path_factory.mktemp("reported") / "run"
-    files = _valid_run()
-    _write_run(
-        run,
-        {
-            n: "\n".join(json.dumps(r) for r in v) + "\n" if n.endswith(".jsonl") else json.dumps(v)
-            for n, v in files.items()
-        },
-    )
+    _write_run(run, _texts(_valid_run()))
     code, out, err = cli("report", "--json", "--no-store", str(run))
     assert code == 0, err
     return run, strict(out)
@@ -380,7 +442,6 @@ def test_analyze_reads_any_kineto_trace(data):
 # -- catalog ---------------------------------------------------------------------------------------
 
 CATALOG = REPO / "ddlprof" / "advisor" / "catalog" / "data"
-ODD_CELLS = ["", "nan", "inf", "-1", "1e400", "abc", "true", '"', "0"]
 
 
 @fuzz(150)
@@ -388,16 +449,7 @@ ODD_CELLS = ["", "nan", "inf", "-1", "1e400", "abc", "true", '"', "0"]
 def test_catalog_commands_read_any_catalog_snapshot(data):
     name = data.draw(st.sampled_from(["instances.csv", "prices.csv", "catalog.json"]))
     text = (CATALOG / name).read_text()
-    if name == "catalog.json":
-        text = json_text(mutate(data, json.loads(text)))
-    else:
-        lines = text.splitlines()
-        for _ in range(data.draw(st.integers(1, 4))):
-            row = data.draw(st.integers(0, len(lines) - 1))
-            cells = lines[row].split(",")
-            cells[data.draw(st.integers(0, len(cells) - 1))] = data.draw(st.sampled_from(ODD_CELLS))
-            lines[row] = ",".join(cells)
-        text = "\n".join(lines) + "\n"
+    text = json_text(mutate(data, json.loads(text))) if name == "catalog.json" else mutate_csv(data, text)
     with tempfile.TemporaryDirectory() as tmp:
         for file in ("instances.csv", "prices.csv", "catalog.json"):
             shutil.copy(CATALOG / file, Path(tmp) / file)
@@ -527,10 +579,7 @@ def _merge_run(data: st.DataObject) -> tuple[dict[str, Any], str]:
         kineto["distributedInfo"]["rank"] = rank
         traces[name] = kineto
     target = data.draw(st.sampled_from([*traces, *traces, "ranks/rank-0.jsonl"]))
-    texts = {
-        name: "\n".join(json.dumps(r) for r in v) + "\n" if name.endswith(".jsonl") else json.dumps(v)
-        for name, v in files.items()
-    }
+    texts = _texts(files)
     if target.endswith(".jsonl"):
         records = files[target]
         index = data.draw(st.sampled_from([0, len(records) - 3]))  # the header or the trace record

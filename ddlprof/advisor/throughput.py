@@ -8,7 +8,7 @@ What every option's step time is built from (a :class:`StepBasis`), in one of th
   GPU by roofline ratios; the intra-node bandwidth from the GPU's NVLink or PCIe generation; across
   instances the catalog's network rate / 8 as the all-reduce bandwidth; the stall model with the
   lower leave-one-model-out error on top. No torch.
-- *run* (``--run RUN_DIR``): its ``summary.json`` (or the summary ``ddlprof report`` would write).
+- *run* (``--run RUN_DIR``): the run summarised from its files, as ``ddlprof report`` summarises it.
   Options with the run's GPU type, GPUs per node and node count get the *measured* step; the others
   the same prediction from the run's single-GPU step (step - interconnect - network stall) scaled to
   each GPU type by ``scale_compute_ms``, with the run's data stall and loop overhead carried over
@@ -28,7 +28,6 @@ another model.
 from __future__ import annotations
 
 import difflib
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -104,25 +103,11 @@ def dataset_basis(model: str, batch: int, precision: str | None = None) -> StepB
 
 
 def _run_summary(run_dir: Path) -> dict[str, Any]:
-    """The run's summary.json (as ``ddlprof report`` wrote it), else summarised now (not written)."""
-    from ddlprof.runs.summary import SCHEMA, summarize, summary_path
-
-    path = summary_path(run_dir)
-    if path.is_file():
-        try:
-            summary = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise DdlprofError(
-                f"{path}: unreadable summary ({exc}); run `ddlprof report {run_dir}` again"
-            ) from None
-        if (
-            isinstance(summary, dict)
-            and summary.get("schema") == SCHEMA
-            and isinstance(summary.get("job"), dict)
-        ):
-            return summary
-        raise DdlprofError(f"{path}: not a ddlprof summary; run `ddlprof report {run_dir}` again")
+    """The run summarised from its own files, as ``ddlprof report`` does with its automatic warm-up;
+    never its summary.json, which may be stale, edited or cut (and is not checked against its schema
+    outside the dashboard)."""
     from ddlprof.runs.rundir import load_run
+    from ddlprof.runs.summary import summarize
 
     return summarize([load_run(run_dir)])
 

@@ -30,8 +30,23 @@ def load_samples(run_dirs: list[Path]) -> Any:
         except (OSError, ValueError, pd.errors.ParserError):
             continue  # a torn sampler file never stops the report
         if "unix" in frame and "gpu" in frame:
-            frames.append(frame.assign(host=file.stem))
+            frames.append(_samples(frame).assign(host=file.stem))
     return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _samples(frame: Any) -> Any:
+    """The rows of a sampler file that are samples: a cell cut or edited to text, NaN or infinity is
+    not a counter's value, and a row without a time or a GPU index is no sample."""
+    import numpy as np
+    import pandas as pd
+
+    numbers = frame.apply(pd.to_numeric, errors="coerce").astype(float)
+    numbers = numbers.where(np.isfinite(numbers))
+    gpu = numbers["gpu"]
+    return numbers[numbers["unix"].notna() & (gpu >= 0) & (gpu < MAX_GPUS) & (gpu == gpu.round())]
+
+
+MAX_GPUS = 1 << 16  # GPU indices on one host
 
 
 def steady_counters(samples: Any, start: float, end: float) -> list[dict[str, Any]]:

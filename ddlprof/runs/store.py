@@ -301,7 +301,7 @@ def run_row(summary: dict[str, Any], run_dirs: list[Path]) -> dict[str, Any]:
         "gpus_per_node": _gpus_per_node(summary, probe),
         "nodes": n_nodes,
         "gpu": _gpu_name(ranks, nodes),
-        "driver": _most_common(g.get("driver") for n in nodes for g in n.get("gpus") or []),
+        "driver": _most_common(g.get("driver") for g in _node_gpus(nodes)),
         "torch": header.get("torch"),
         "cuda": header.get("cuda"),
         "nccl": header.get("nccl"),
@@ -400,11 +400,18 @@ def _gpu_name(ranks: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> str |
     if devices and all(d == "cpu" for d in devices):
         return None
     used = _most_common(d for d in devices if not d.startswith(("cpu", "cuda")))
-    return used or _most_common(g.get("name") for n in nodes for g in n.get("gpus") or [])
+    return used or _most_common(g.get("name") for g in _node_gpus(nodes))
 
 
-def _most_common(values: Iterator[Any] | Any) -> Any:
-    counts = Counter(v for v in values if v)
+def _node_gpus(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The GPUs of the nodes' NVML inventories (a node file cut or edited by hand may hold anything)."""
+    for node in nodes:
+        gpus = node.get("gpus")
+        yield from (g for g in gpus if isinstance(g, dict)) if isinstance(gpus, list) else ()
+
+
+def _most_common(values: Iterator[Any] | Any) -> str | None:
+    counts = Counter(v for v in values if v and isinstance(v, str))
     return counts.most_common(1)[0][0] if counts else None
 
 
