@@ -442,6 +442,11 @@ def test_analyze_reads_any_kineto_trace(data):
 # -- catalog ---------------------------------------------------------------------------------------
 
 CATALOG = REPO / "ddlprof" / "advisor" / "catalog" / "data"
+CATALOG_READERS = [
+    ["catalog", "list", "--json"],
+    ["catalog", "show", "p4d.24xlarge"],
+    ["advise", "--model", "resnet50", "--instances", "p4d.24xlarge,g4dn.xlarge,a2-highgpu-1g", "--json"],
+]
 
 
 @fuzz(150)
@@ -454,9 +459,7 @@ def test_catalog_commands_read_any_catalog_snapshot(data):
         for file in ("instances.csv", "prices.csv", "catalog.json"):
             shutil.copy(CATALOG / file, Path(tmp) / file)
         (Path(tmp) / name).write_bytes(spoil_text(data, text))
-        command = data.draw(
-            st.sampled_from([["catalog", "list", "--json"], ["catalog", "show", "p4d.24xlarge"]])
-        )
+        command = data.draw(st.sampled_from(CATALOG_READERS))
         code, _, err = cli(*command, env={"DDLPROF_CATALOG_DIR": tmp})
         check(code, err, name, tmp)
 
@@ -533,6 +536,27 @@ CALIBRATION = {
 CALIBRATED_COLUMNS = ("gpu", "model", "precision", "batch_per_gpu", "step_ms", "steps_ms", "date")
 
 
+@contextlib.contextmanager
+def _home(home: str):
+    """DDLPROF_HOME set to ``home`` while a store is written in-process."""
+    saved = os.environ.get("DDLPROF_HOME")
+    os.environ["DDLPROF_HOME"] = home
+    try:
+        yield
+    finally:
+        os.environ.pop("DDLPROF_HOME") if saved is None else os.environ.update(DDLPROF_HOME=saved)
+
+
+def _spoil_table(data: st.DataObject, home: str, table: str, columns: tuple[str, ...]) -> None:
+    """One to three of ``columns`` of every row of ``table`` set to a value of any type or range."""
+    with contextlib.closing(sqlite3.connect(Path(home) / "dataset.sqlite")) as conn, conn:
+        for _ in range(data.draw(st.integers(1, 3))):
+            column = data.draw(st.sampled_from(columns))
+            value = data.draw(ODD_VALUES.filter(_bindable) | st.binary(max_size=8))
+            with contextlib.suppress(sqlite3.IntegrityError):  # NOT NULL columns refuse a null
+                conn.execute(f"UPDATE {table} SET {column} = ?", (value,))
+
+
 @fuzz(100)
 @given(data=st.data())
 def test_advise_survives_any_calibrations_table(data):
@@ -541,17 +565,9 @@ def test_advise_survives_any_calibrations_table(data):
     from ddlprof.runs.calibrations import record_calibration
 
     with tempfile.TemporaryDirectory() as home:
-        os.environ["DDLPROF_HOME"], saved = home, os.environ.get("DDLPROF_HOME")
-        try:
+        with _home(home):
             record_calibration(dict(CALIBRATION))
-        finally:
-            os.environ.pop("DDLPROF_HOME") if saved is None else os.environ.update(DDLPROF_HOME=saved)
-        with contextlib.closing(sqlite3.connect(Path(home) / "dataset.sqlite")) as conn, conn:
-            for _ in range(data.draw(st.integers(1, 3))):
-                column = data.draw(st.sampled_from(CALIBRATED_COLUMNS))
-                value = data.draw(ODD_VALUES.filter(_bindable) | st.binary(max_size=8))
-                with contextlib.suppress(sqlite3.IntegrityError):  # NOT NULL columns refuse a null
-                    conn.execute(f"UPDATE calibrations SET {column} = ?", (value,))
+        _spoil_table(data, home, "calibrations", CALIBRATED_COLUMNS)
         argv = ["--model", "resnet50", "--precision", "tf32", "--batch-per-gpu", "32", "--json"]
         code, out, err = cli("advise", "--instances", "g6.xlarge", *argv, env={"DDLPROF_HOME": home})
         check(code, err, "dataset.sqlite")
@@ -560,6 +576,28 @@ def test_advise_survives_any_calibrations_table(data):
         predict = ["model", "predict", "--gpus-per-node", "1", "--gpu", "L4", *argv]
         code, out, err = cli(*predict, env={"DDLPROF_HOME": home})
         check(code, err, "dataset.sqlite")
+
+
+PACKING = {"gpu_name": "NVIDIA L4", "model": "resnet50", "mode": "mps", "batch_per_gpu": 32}
+
+
+@fuzz(100)
+@given(data=st.data())
+def test_advise_jobs_survives_any_packing_table(data):
+    """Rows of the packing table (ddlprof share's factors) with values of any type or range: advise
+    --jobs reads them and goes on."""
+    from ddlprof.runs.packing import COLUMNS, record_packing
+
+    with tempfile.TemporaryDirectory() as home:
+        with _home(home):
+            rows = [{**PACKING, "copies": 2, "factor": 1.6, "joules_per_sample": 0.5, "peak_memory_mib": 9e3}]
+            assert record_packing([*rows, {**rows[0], "copies": 4, "factor": 1.9}]) is None
+        _spoil_table(data, home, "packing", COLUMNS)
+        argv = ["--model", "resnet50", "--jobs", "8", "--instances", "g6.xlarge,g6.12xlarge", "--json"]
+        code, out, err = cli("advise", *argv, env={"DDLPROF_HOME": home})
+        check(code, err, "dataset.sqlite")
+        if code == 0:
+            strict(out)
 
 
 # -- trace --merge ---------------------------------------------------------------------------------

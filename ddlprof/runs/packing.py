@@ -91,9 +91,19 @@ def load_packing(model: str | None = None) -> list[dict[str, Any]]:
     except sqlite3.Error:
         return []
     return [
-        r
+        {**r, **{c: r[c] if number(r.get(c), 1e-12, 1e12) else None for c in _OPTIONAL_FIGURES}}
         for r in rows
         if all(isinstance(r.get(c), str) and r[c] for c in ("gpu_name", "model", "mode"))
         and number(r.get("copies"), 1, 1024, integer=True)
         and number(r.get("factor"), 1e-6, 1e6)
     ]
+
+
+#: figures a row may lack; one of the wrong type or range (text, 0, 1e300) is read as not measured
+_OPTIONAL_FIGURES = (
+    "aggregate_samples_per_s",
+    "single_samples_per_s",
+    "batch_per_gpu",
+    "joules_per_sample",
+    "peak_memory_mib",
+)
