@@ -289,26 +289,37 @@ def test_wraps_of_one_node_started_together_never_share_the_run_directory(tmp_pa
         assert len(list((out / "nodes").glob("*.json"))) == 1
 
 
-def test_a_job_dies_with_a_wrapper_killed_by_sigkill(tmp_path):
-    pid_file = tmp_path / "pid"
-    code = f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)"
+@pytest.mark.parametrize(
+    "launcher", [[], ["torchrun", "--nproc_per_node=2", "--standalone"]], ids=["python", "torchrun"]
+)
+def test_a_job_dies_with_a_wrapper_killed_by_sigkill(tmp_path, launcher):
+    """The job (or torchrun, which then stops its workers: so the job is told with SIGTERM, not
+    SIGKILL) does not outlive a wrapper that SIGKILL ended."""
+    workers = 2 if launcher else 1
+    script = tmp_path / "job.py"
+    script.write_text(
+        f"import os, time\nopen(os.path.join({str(tmp_path)!r}, 'pid-' + os.environ.get('RANK', '0')), 'w')"
+        ".write(str(os.getpid()))\ntime.sleep(60)\n"
+    )
+    job = [*launcher, str(script)] if launcher else [PY, str(script)]
     wrapper = subprocess.Popen(
-        [PY, "-m", "ddlprof", "wrap", "--no-gpu-sampling", "--out", str(tmp_path / "r"), PY, "-c", code],
+        [PY, "-m", "ddlprof", "wrap", "--no-gpu-sampling", "--out", str(tmp_path / "r"), *job],
         env=env(),
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.time() + 30
-    while not (pid_file.exists() and pid_file.read_text()) and time.time() < deadline:
+    pid_files = [tmp_path / f"pid-{rank}" for rank in range(workers)]
+    deadline = time.time() + 60
+    while not all(f.exists() and f.read_text() for f in pid_files) and time.time() < deadline:
         time.sleep(0.05)
-    job = int(pid_file.read_text())
+    pids = [int(f.read_text()) for f in pid_files]
     wrapper.kill()
     wrapper.wait(timeout=10)
-    deadline = time.time() + 5
-    while time.time() < deadline and _alive(job):
+    deadline = time.time() + 15
+    while time.time() < deadline and any(_alive(pid) for pid in pids):
         time.sleep(0.05)
-    alive = _alive(job)
-    if alive:
-        os.kill(job, signal.SIGKILL)
+    alive = [pid for pid in pids if _alive(pid)]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
     assert not alive, "the job outlived its wrapper"
 
 
