@@ -8,15 +8,19 @@ fails the test), never unbounded memory (the address space is capped while the c
 the summary that ``report`` prints and writes is strict JSON (no NaN, no Infinity).
 
 Inputs tried per reader and run (``max_examples``, hypothesis' database aside):
-    run directory (manifest, node and rank files) via report     600
-    summary.json via the dashboard's cache reader                 300
-    fresh summary.json with junk deeper down via the dashboard    300
-    Kineto traces via analyze                                     600
-    Kineto traces (.json, .json.gz) and trace records via trace   300
-    catalog files (instances.csv, prices.csv, catalog.json)       150
-    fitted stall models file via model predict                    120
-    SQLite store (corrupt or foreign schema) via report           100
-    its calibrations table (values of any type) via advise, predict 100
+    run directory (manifest, node, rank and GPU sampler files) via report,
+        half of them with the local store                                 600
+    the same files of a GPU run via advise --run                          200
+    summary.json via the dashboard's cache reader                         300
+    fresh summary.json with junk deeper down via the dashboard            300
+    Kineto traces via analyze                                             600
+    Kineto traces (.json, .json.gz) and trace records via trace           300
+    catalog files (instances.csv, prices.csv, catalog.json) via catalog
+        list/show and advise                                              150
+    fitted stall models file via model predict                            120
+    SQLite store (corrupt or foreign schema) via report                   100
+    its calibrations table (values of any type) via advise, predict       100
+    its packing table (values of any type) via advise --jobs              100
 """
 
 from __future__ import annotations
