@@ -7,6 +7,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ddlprof.models.stall_models import TARGET_LABELS
+
 _SHOWN_BUCKETS = 8
 _MEMORY = (
     ("weights", "weights, buffers"),
@@ -102,13 +104,6 @@ def print_features(result: dict[str, Any], console: Console | None = None) -> No
         console.print(f"[yellow]note: {result['note']}[/yellow]")
 
 
-_TARGET_LABELS = {
-    "step_ms": "step time",
-    "interconnect_stall_ms": "interconnect stall",
-    "network_stall_ms": "network stall",
-}
-
-
 def _pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}%"
 
@@ -135,7 +130,7 @@ def print_evaluation(result: dict[str, Any], console: Console | None = None) -> 
     table.add_column("learned\nbetter", no_wrap=True)
     reasons = []
     for target, entry in result["targets"].items():
-        label = _TARGET_LABELS.get(target, target)
+        label = TARGET_LABELS.get(target, target)
         if not entry["evaluable"]:
             table.add_row(label, "0", "—", "—", "—", "—", "n/a", style="dim")
             reasons.append(f"{label}: {entry['reason']}")

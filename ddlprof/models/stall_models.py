@@ -28,6 +28,12 @@ from ddlprof.models.baseline import AnalyticalBaseline
 from ddlprof.models.learned import LearnedStallModel
 
 TARGETS = ("step_ms", "interconnect_stall_ms", "network_stall_ms")
+#: what a person reads for each target (model evaluate's table, the dashboard's Models page)
+TARGET_LABELS = {
+    "step_ms": "step time",
+    "interconnect_stall_ms": "interconnect stall",
+    "network_stall_ms": "network stall",
+}
 _CARRIED = (
     "model",
     "batch_per_gpu",

@@ -8,13 +8,9 @@ import streamlit as st
 
 from ddlprof import figures
 from ddlprof.dashboard import data, shared
+from ddlprof.models.stall_models import TARGET_LABELS
 
 MS = st.column_config.NumberColumn(format="%.2f")
-TARGET_LABELS = {
-    "step_ms": "step time",
-    "interconnect_stall_ms": "interconnect stall",
-    "network_stall_ms": "network stall",
-}
 
 
 def _why_equal(evaluation: dict, rows: pd.DataFrame, predictions: dict) -> None:
@@ -42,7 +38,7 @@ def _errors(evaluation: dict) -> None:
         "the same numbers as `ddlprof model evaluate --json`. MAPE for the step time only (stalls are "
         f"often near 0). Target: learned step MAPE <= {evaluation['target_step_mape_pct']:g}%."
     )
-    table = pd.DataFrame(data.error_rows(evaluation)).set_index("target")
+    table = pd.DataFrame(data.error_rows(evaluation)).set_index("target").rename(index=TARGET_LABELS)
     table["rows"] = table["rows"].astype(int)
     table["models"] = table["models"].astype(int)
     style = (
@@ -137,16 +133,19 @@ def render() -> None:
         if not entry["evaluable"]:
             st.caption(f"Not shown, the {TARGET_LABELS.get(name, name)}: {entry['reason']}.")
     with st.expander("Every row: measured and held-out predictions"):
+        label = TARGET_LABELS[target]
         table = rows[["model", "batch_per_gpu", "transport", "source", "single_gpu_step_ms", target]].copy()
         table["source"] = table["source"].where(~mine, "your run")
-        for name, frame in predictions.items():
-            table[f"{name} {target}"] = frame[target].astype(float)
-        ms = [c for c in table if c.endswith("_ms")]
-        shared.table(
-            table,
-            column_config={c: MS for c in ms} | {"batch_per_gpu": st.column_config.NumberColumn("batch/GPU")},
-            key="models_rows",
+        table = table.rename(
+            columns={
+                "batch_per_gpu": "batch/GPU",
+                "single_gpu_step_ms": "single-GPU step ms",
+                target: f"{label} ms",
+            }
         )
+        for name, frame in predictions.items():
+            table[f"{name}: predicted {label} ms"] = frame[target].astype(float)
+        shared.table(table, column_config={c: MS for c in table if c.endswith(" ms")}, key="models_rows")
     _local_rows()
 
 
