@@ -235,13 +235,13 @@ def test_models_page(page, served, tmp_path):
     page.locator(".js-plotly-plot").first.wait_for()
     table = page.locator("[data-testid='stTable'] table")
     rows = {r.locator("th").first.inner_text().strip(): r for r in table.locator("tbody tr").all()}
-    assert list(rows) == ["step_ms", "interconnect_stall_ms", "network_stall_ms"]
-    cells = [c.strip() for c in rows["step_ms"].locator("td").all_inner_texts()]
+    assert list(rows) == ["step time", "interconnect stall", "network stall"]  # words, not summary keys
+    cells = [c.strip() for c in rows["step time"].locator("td").all_inner_texts()]
     step = served["evaluation"]["targets"]["step_ms"]
     for name in ("baseline", "learned"):
         assert f"{step[name]['mape_pct']:.2f}" in cells
         assert f"{step[name]['mae_ms']:.2f}" in cells
-    assert "no multi-node data" in rows["network_stall_ms"].inner_text()
+    assert "no multi-node data" in rows["network stall"].inner_text()
     assert (
         "Why the step time and interconnect stall rows agree"
         in page.locator("[data-testid='stMain']").inner_text()
