@@ -375,8 +375,10 @@ ANALYZE_HELP = """\
 The step breakdown from Kineto traces written by any torch.profiler run (tensorboard_trace_handler
 output: one .json or .json.gz file per rank), with no ddlprof wrap involved. Per rank and per step
 (ProfilerStep#N): compute, exposed communication, memory copies and idle time on the device
-timeline (they add up to the step), data-loader time where the trace shows it, the share of
-communication overlapped with compute, and straggler ranks. Files are streamed, never loaded whole.
+timeline (they add up to the step), the exposed communication split into waiting for the last rank
+to reach the all-reduce and time on the wire (the traces' clock; ranks of one host), data-loader time
+where the trace shows it, the share of communication overlapped with compute, and straggler ranks,
+each charged with the waiting it caused. Files are streamed, never loaded whole.
 
 examples:
   ddlprof analyze ./log/resnet50                  # a tensorboard_trace_handler directory
@@ -415,7 +417,9 @@ def run_analyze(args: argparse.Namespace) -> int:
 REPORT_HELP = """\
 Merge the ranks (and nodes) of a run, drop warm-up and traced steps, and show where the step time
 went per rank and for the job. The categories add up to the step time:
-compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + other_ms = step_ms.
+compute_ms + data_stall_ms + interconnect_stall_ms + network_stall_ms + wait_for_peers_ms + other_ms
+= step_ms, where the two stalls are time on the wire and wait_for_peers_ms the wait for the last rank
+to reach the all-reduce, charged to that rank (ranks of one host, CPU clock; null elsewhere).
 Writes summary.json into the (first) run directory, and adds the run to the local dataset
 (SQLite in $DDLPROF_HOME, default ~/.ddlprof: one row per run, replaced when the run is reported
 again) that the stall models learn from; --no-store or DDLPROF_NO_STORE=1 skips that.

@@ -16,12 +16,13 @@ COLORS = {
     "data_stall_ms": "#f58518",
     "interconnect_stall_ms": "#e45756",
     "network_stall_ms": "#b279a2",
+    "wait_for_peers_ms": "#ff9da6",
     "other_ms": "#9d9d9d",
 }
 
 
 def _rank_bars(figure: go.Figure, summary: dict[str, Any], legend: bool = True, **where: Any) -> None:
-    """Each rank's steady-state step split into the five categories, and the job's, as stacked bars."""
+    """Each rank's steady-state step split into the categories, and the job's, as stacked bars."""
     rows = [*summary["ranks"], {**summary["job"], "rank": "job"}]
     labels = [f"rank {r['rank']}" if r["rank"] != "job" else "job" for r in rows]
     for key in CATEGORIES:
@@ -38,7 +39,7 @@ def _rank_bars(figure: go.Figure, summary: dict[str, Any], legend: bool = True, 
 
 
 def breakdown_by_rank(summary: dict[str, Any]) -> go.Figure:
-    """Stacked bars: each rank's steady-state step split into the five categories, and the job's."""
+    """Stacked bars: each rank's steady-state step split into the categories, and the job's."""
     figure = go.Figure()
     _rank_bars(figure, summary)
     figure.update_layout(
@@ -140,7 +141,7 @@ def step_timeline(rows: list[dict[str, Any]], warmup: int = 0) -> go.Figure:
 
 
 def step_breakdown(rows: list[dict[str, Any]], rank: int, warmup: int = 0) -> go.Figure:
-    """One rank's steps as stacked bars of the five categories, on a linear axis scaled to the steady
+    """One rank's steps as stacked bars of the categories, on a linear axis scaled to the steady
     steps (warm-up and traced steps shaded): where each step's time went, and how steady it is."""
     mine = sorted((r for r in rows if r["rank"] == rank), key=lambda r: r["step"])
     figure = go.Figure()
@@ -206,10 +207,10 @@ def gpu_timeline(samples: Any) -> go.Figure:
 
 
 def breakdown_by_run(rows: list[dict[str, Any]], share: bool = False) -> go.Figure:
-    """Stacked bars side by side: each compared item's step split into the five categories.
+    """Stacked bars side by side: each compared item's step split into the categories.
 
     ``rows`` are comparables (``ddlprof.dashboard.data.comparable``): a ``label``, a ``source``
-    (measured run, or later a predicted instance option) and the five categories in ms per step. With
+    (measured run, or later a predicted instance option) and the categories in ms per step. With
     ``share`` the bars show each category's percentage of the step instead.
     """
     figure = go.Figure()

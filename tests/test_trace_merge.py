@@ -20,8 +20,9 @@ import pytest
 from conftest import REPO, ddlprof
 
 from ddlprof.profiler.trace_merge import COUNTER
-from ddlprof.runs.breakdown import CATEGORIES, step_categories
+from ddlprof.runs.breakdown import CATEGORIES
 from ddlprof.runs.rundir import load_run
+from ddlprof.runs.summary import step_rows
 
 GPU_RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
 GPU_RUN = "runs/resnet50-nvlink"
@@ -81,13 +82,14 @@ def _counters_match_the_categories(trace: dict, names: dict[int, str], run: Path
         counters = {e["ts"]: e["args"] for e in events if e["pid"] == pid and e["ph"] == "C"}
         assert {e["name"] for e in events if e["pid"] == pid and e["ph"] == "C"} == {COUNTER}
         by_step = {s["step"]: s for s in log.steps}
+        reported = {r["step"]: r for r in step_rows([load_run(run)]) if r["rank"] == log.rank}
         for n in steps:
             marker = markers[f"ddlprof step {n}"]
-            expected = step_categories(by_step[n], False, log.probe)
+            expected = reported[n]
             assert counters[marker["ts"]] == {
                 k: expected[k]
                 for k in CATEGORIES
-                if expected[k] is not None  # the stacked track's five
+                if expected[k] is not None  # the stacked track's categories
             }
             assert marker["dur"] == pytest.approx(by_step[n]["step_ms"] * 1e3, abs=1.0)
         assert len(counters) == len(steps) + 1  # and back to 0 after the last step

@@ -8,7 +8,7 @@ import torch
 from ddlprof.collectors.batches import batch_size
 from ddlprof.collectors.config import TraceStepsError, parse_trace_steps
 from ddlprof.profiler.wrap import launcher_of, max_nodes, script_name
-from ddlprof.runs.breakdown import step_categories
+from ddlprof.runs.breakdown import CATEGORIES, step_categories
 from ddlprof.runs.rundir import job_key
 
 
@@ -54,6 +54,7 @@ def test_step_breakdown_single_and_multi_node():
         "data_stall_ms": 10.0,
         "interconnect_stall_ms": 20.0,
         "network_stall_ms": 0.0,
+        "wait_for_peers_ms": None,  # no arrivals compared
         "other_ms": 5.0,
         "data_fetch_ms": None,  # no batch costs in this step record
         "data_prep_ms": None,
@@ -61,6 +62,12 @@ def test_step_breakdown_single_and_multi_node():
     }
     multi = step_categories(step, multi_node=True)
     assert multi["interconnect_stall_ms"] is None and multi["network_stall_ms"] == 20.0
+    # 12 of the 20 ms waiting for the last rank: the stalls hold the 8 on the wire, and still add up
+    waited = step_categories(step, multi_node=False, wait_ms=12.0)
+    assert waited["interconnect_stall_ms"] == 8.0 and waited["wait_for_peers_ms"] == 12.0
+    assert sum(waited[k] for k in CATEGORIES) == 100.0
+    assert step_categories(step, multi_node=True, wait_ms=12.0)["network_stall_ms"] == 8.0
+    assert step_categories(step, multi_node=False, wait_ms=30.0)["wait_for_peers_ms"] == 20.0  # at most all
     bare = step_categories({"step_ms": 50.0, "data_wait_ms": None, "loop_ms": None, "comm": None}, False)
     assert bare["compute_ms"] == 50.0 and bare["interconnect_stall_ms"] is None
 

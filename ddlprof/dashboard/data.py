@@ -187,6 +187,7 @@ DOING = {
     "data_stall_ms": "waits for data",
     "interconnect_stall_ms": "waits on the interconnect",
     "network_stall_ms": "waits on the network",
+    "wait_for_peers_ms": "waits for the other ranks at the all-reduce",
     "other_ms": "spends outside the step's parts",
 }
 

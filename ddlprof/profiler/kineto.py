@@ -54,24 +54,36 @@ class Trace:
     ddp_host: list[tuple[float, float]] = field(default_factory=list)  # DDP's own host ops
     span: tuple[float, float] = (float("inf"), float("-inf"))  # of every timed event
     whole_trace_as_one_step: bool = False
+    host: str | None = None  # the host_name Kineto writes (recent torch), else None
+    # what ts counts from, in ns since the epoch (the year's start since Kineto PR 919), where the head says
+    base_ns: int | None = None
 
 
 def _open(path: Path) -> IO[bytes]:
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
-def _distributed_info(path: Path) -> dict[str, Any]:
-    """``distributedInfo`` from the metadata Kineto writes ahead of ``traceEvents``; read from that
-    head alone, so a trace without it is not parsed twice."""
+_HEADER_KEYS = ("distributedInfo", "host_name", "baseTimeNanoseconds")
+
+
+def _header(path: Path) -> dict[str, Any]:
+    """``_HEADER_KEYS`` from the metadata Kineto writes ahead of ``traceEvents``; read from that head
+    alone, so a trace without them is not parsed twice."""
     import ijson
 
     with _open(path) as file:
         head = file.read(_HEADER_LIMIT)
     cut = head.find(b'"traceEvents"')
+    # closed where traceEvents begins, so that the parser (which reads ahead) gives the last key too
+    text = head[:cut] + b'"traceEvents": []}' if cut >= 0 else head
+    found: dict[str, Any] = {}
     try:
-        return next(ijson.items(io.BytesIO(head[: cut if cut >= 0 else None]), "distributedInfo"), None) or {}
-    except ijson.IncompleteJSONError:  # the head ends mid-document, before any distributedInfo
-        return {}
+        for key, value in ijson.kvitems(io.BytesIO(text), ""):
+            if key in _HEADER_KEYS:
+                found[key] = value
+    except ijson.JSONError:  # no traceEvents in the head: keep what came before the error
+        pass
+    return found
 
 
 class _Collector:
@@ -169,7 +181,8 @@ def read(path: Path) -> Trace:
     import ijson
 
     try:
-        info = _distributed_info(path)
+        header = _header(path)
+        info = header.get("distributedInfo") or {}
         if not isinstance(info, dict):
             raise ValueError("distributedInfo is not an object")
         rank, world_size = info.get("rank"), info.get("world_size")
@@ -199,6 +212,9 @@ def read(path: Path) -> Trace:
         else:
             rank, rank_from = -1, "none"
     trace = Trace(path, rank, world_size, "cpu", rank_from, found.steps)
+    host, base = header.get("host_name"), header.get("baseTimeNanoseconds")
+    trace.host = host if isinstance(host, str) else None
+    trace.base_ns = base if isinstance(base, int) and not isinstance(base, bool) else None
     trace.span = (found.first, found.last)
     trace.dataloader, trace.ddp_host = found.dataloader, found.ddp_host
     if not trace.steps:  # profiled without schedule/prof.step(): the whole trace is step 0

@@ -8,9 +8,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ddlprof.runs.breakdown import CATEGORIES
+from ddlprof.runs.breakdown import CATEGORIES, CAUSES
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
+from ddlprof.runs.peer_wait import charge_sentence
 from ddlprof.runs.summary import missing_label
 
 _HEADERS = {
@@ -19,6 +20,7 @@ _HEADERS = {
     "data_stall_ms": "data",
     "interconnect_stall_ms": "intercon.",
     "network_stall_ms": "network",
+    "wait_for_peers_ms": "wait",
     "other_ms": "other",
 }
 
@@ -75,21 +77,14 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         console.print(energy_line(summary["energy"]))
     if cost := own_cost_line(summary.get("ddlprof_overhead")):
         console.print(cost)
-    if summary["job"].get("wait_for_peers_ms") is not None:
-        console.print(
-            "exposed communication per rank, waiting for the last rank to reach the all-reduce / on the "
-            "wire (ms per step): "
-            + ", ".join(
-                f"rank {r['rank']} {r['wait_for_peers_ms']:.2f} / {r['wire_ms']:.2f}"
-                for r in summary["ranks"]
-            )
-        )
+    if line := charge_sentence(summary["job"].get("wait_for_peers_ms"), summary.get("wait_charged_to") or []):
+        console.print(line)
     for straggler in summary["stragglers"]:
         caused = straggler.get("caused_wait_ms")
         console.print(
             f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
-            f"{straggler['excess_pct']}% above the median rank, mostly {_HEADERS[straggler['cause']]}; "
-            "the other ranks wait for it in communication"
+            f"{straggler['excess_pct']}% above the median rank, mostly {CAUSES[straggler['cause']]}; "
+            "the other ranks wait for it at the all-reduce"
             + (f" ({caused:.1f} ms per step in all)" if caused is not None else "")
             + "[/yellow]"
         )
@@ -292,6 +287,8 @@ _ANALYSIS_COLUMNS = {
     "step_ms": "step",
     "compute_ms": "compute",
     "exposed_comm_ms": "exposed comm",
+    "wait_for_peers_ms": "= wait",
+    "wire_ms": "+ wire",
     "memory_ms": "memory",
     "idle_ms": "idle",
     "data_loader_ms": "data loader",
@@ -304,8 +301,8 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
     console = console or Console()
     table = Table(
         title=f"Step breakdown from traces, ms per step (steps {runs_of(result['steps'])})",
-        caption="compute + exposed comm + memory + idle = step; data loader and DDP host (DDP's own "
-        "copies and launches) are host time",
+        caption="compute + exposed comm + memory + idle = step; exposed comm = wait for the last rank to "
+        "reach the all-reduce + wire; data loader and DDP host (DDP's own copies and launches) are host time",
     )
     table.add_column("rank", no_wrap=True)
     for header in _ANALYSIS_COLUMNS.values():
@@ -325,6 +322,15 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
         console.print(
             "outside any step (between windows, evaluation, checkpoints; in no step above): "
             + ", ".join(f"rank {r['rank']} {r['outside_steps_ms']:.2f} ms" for r in outside)
+        )
+    if line := charge_sentence(result["job"]["wait_for_peers_ms"], result["wait_charged_to"]):
+        console.print(line)
+    for key, reason in result["reasons"].items():
+        console.print(f"[dim]{_ANALYSIS_COLUMNS[key].strip('=+ ')}: {reason}[/dim]")
+    for straggler in result["stragglers"]:
+        console.print(
+            f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "
+            f"{straggler['excess_pct']}% above the median rank, mostly {CAUSES[straggler['cause']]}[/yellow]"
         )
     for warning in result["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")

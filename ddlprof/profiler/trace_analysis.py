@@ -14,6 +14,9 @@ training thread's top-level ops), in ms; the first four add up to the step:
                       lengthens the step where the device waits for the host (a launch-bound model);
                       compare it with idle_ms. Under the profiler these host ops run slower than
                       without it, so it is an upper estimate.
+    wait_for_peers_ms the part of exposed_comm_ms spent waiting for the last rank to reach the
+                      all-reduce (below), charged to that rank (``wait_charged_to``)
+    wire_ms           the rest of exposed_comm_ms: the all-reduce itself
     comm_ms           time some communication kernel runs (overlapped or not)
     overlap_pct       share of communication time that overlaps compute; per rank and job it is
                       the share of all the steps' communication (HTA's comm/comp overlap), not a
@@ -27,6 +30,15 @@ windows, an evaluation pass, a checkpoint) is in no step: per rank it is ``outsi
 total between the first step and the last. Steps numbered one after the other form a window
 (``--trace-steps 6-8,500-502``, or torch.profiler schedules with ``repeat``, in one file or in one
 file per window), and ``windows`` gives the same means per window.
+
+A rank reaches a step's all-reduce when the last compute before its last collective began has ended
+(on GPUs: the last backward kernel before the last bucket's NCCL kernel, which may itself start late
+on the comm stream, behind a bucket that waits for a peer; on CPU traces: the last top-level op of the
+training thread before gloo's last op). The arrivals of all ranks are compared on the traces' own
+clock, which is the host's wall clock (Kineto's ``ts`` plus ``baseTimeNanoseconds``, CUPTI's GPU times
+put on it by Kineto): one clock for ranks of one host. The wait for the last rank is then split from
+the wire as in ``runs/peer_wait.py``. Traces of several hosts (``host_name``) get no split; traces
+without ``host_name`` (older torch) are taken as one host's, with a warning.
 """
 
 from __future__ import annotations
@@ -42,9 +54,10 @@ import numpy as np
 
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.kineto import COMM, COMPUTE, MEMORY, Trace, read
-from ddlprof.runs import intervals
+from ddlprof.runs import intervals, peer_wait
+from ddlprof.runs.breakdown import MULTI_HOST_WAIT
 from ddlprof.runs.intervals import runs_of
-from ddlprof.runs.summary import slower_than_median
+from ddlprof.runs.summary import slower_than_median, with_causes
 
 SCHEMA = "ddlprof.analysis"
 KEYS = (
@@ -55,6 +68,8 @@ KEYS = (
     "idle_ms",
     "data_loader_ms",
     "ddp_cpu_ms",
+    "wait_for_peers_ms",
+    "wire_ms",
     "comm_ms",
 )
 # a worker's peak resident memory: the interpreter with numpy and ijson (32 to 38 MiB measured), and what
@@ -120,6 +135,21 @@ def _launch_times(trace: Trace) -> np.ndarray:
     return np.where(launches[found, 0] == work[:, 2], launches[found, 1], np.nan)
 
 
+def _arrivals(work: np.ndarray, spans: dict[int, tuple[float, float]]) -> dict[int, float]:
+    """When the rank reached each step's all-reduce (us, the trace's clock): where the last compute
+    that began before the step's last collective began ended (no later than that collective's start)."""
+    comm, compute = work[work[:, 3] == COMM], work[work[:, 3] == COMPUTE]
+    out: dict[int, float] = {}
+    for step, (first, end) in spans.items():
+        launched = comm[(comm[:, 0] >= first) & (comm[:, 0] < end), 0]
+        if not len(launched):
+            continue
+        last = launched.max()
+        before = compute[(compute[:, 0] >= first) & (compute[:, 0] < last)]
+        out[step] = float(np.minimum(before[:, 1], last).max()) if len(before) else float(last)
+    return out
+
+
 def step_rows(trace: Trace) -> tuple[list[dict[str, Any]], dict[int, tuple[float, float]]]:
     """The trace's step rows, and each step's span on the device timeline (us)."""
     work = trace.device_work
@@ -150,6 +180,8 @@ def step_rows(trace: Trace) -> tuple[list[dict[str, Any]], dict[int, tuple[float
                 "idle_ms": (ends[i] - starts[i] - b[i]) / 1e3,
                 "data_loader_ms": loader[i] / 1e3,
                 "ddp_cpu_ms": ddp_host[i] / 1e3,
+                "wait_for_peers_ms": None,  # set across ranks (analyze)
+                "wire_ms": None,
                 "comm_ms": m[i] / 1e3,
                 "overlap_pct": 100 * (c[i] + m[i] - cm[i]) / m[i] if m[i] else None,
             }
@@ -170,14 +202,16 @@ class Analysed:
     trace: Trace
     rows: list[dict[str, Any]]
     spans: dict[int, tuple[float, float]]
+    arrivals: dict[int, float]  # step -> when the rank reached its all-reduce (us, the trace's clock)
 
 
 def _read_rows(path: Path) -> Analysed:
     trace = read(path)
     rows, spans = step_rows(trace)
+    arrivals = _arrivals(trace.device_work, spans)
     trace.device_work, trace.launches = np.empty((0, 4)), np.empty((0, 2))
     trace.dataloader, trace.ddp_host = [], []
-    return Analysed(trace, rows, spans)
+    return Analysed(trace, rows, spans, arrivals)
 
 
 def default_jobs(files: list[Path]) -> int:
@@ -305,6 +339,8 @@ def analyze(paths: list[Path], jobs: int | None = None) -> dict[str, Any]:
             if steps - common
         ]
     )
+    world = next(iter(worlds), len(rows_of))
+    waits, wait_reason = _split_waits(analysed, rows_of, common, world, warnings)
     job, ranks = _means(rows_of, common)
     for row in ranks:
         row |= {
@@ -317,6 +353,9 @@ def analyze(paths: list[Path], jobs: int | None = None) -> dict[str, Any]:
     for first, last in intervals.runs(sorted(common)):
         window_job, window_ranks = _means(rows_of, set(range(first, last + 1)) & common)
         windows.append({"steps": [first, last], "job": window_job, "ranks": window_ranks})
+    stragglers = _stragglers(ranks, waits)
+    for row in ranks:
+        row["caused_wait_ms"] = waits.caused.get(row["rank"], 0.0) if waits.waits else None
     return {
         "schema": SCHEMA,
         "schema_version": 2,
@@ -327,11 +366,85 @@ def analyze(paths: list[Path], jobs: int | None = None) -> dict[str, Any]:
         "ranks": ranks,
         "windows": windows,
         "per_step": [r for rs in rows_of.values() for r in rs if r["step"] in common],
-        "stragglers": slower_than_median(
-            {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
-        ),
+        "stragglers": stragglers,
+        "wait_charged_to": peer_wait.charges(waits.caused, stragglers, len(ranks)),
+        "reasons": {"wait_for_peers_ms": wait_reason} if wait_reason else {},
         "warnings": warnings,
     }
+
+
+def _stragglers(ranks: list[dict[str, Any]], waits: peer_wait.Split) -> list[dict[str, Any]]:
+    """Ranks busy well above the median rank outside exposed communication, each with its cause as the
+    report finds it: compute, data (host time in DataLoader next()), or the rest of its busy time."""
+    busy = {r["rank"]: r["step_ms"] - (r["exposed_comm_ms"] or 0.0) for r in ranks}
+    parts = {
+        r["rank"]: {
+            "compute_ms": r["compute_ms"] or 0.0,
+            "data_stall_ms": r["data_loader_ms"] or 0.0,
+            "other_ms": max(0.0, busy[r["rank"]] - (r["compute_ms"] or 0.0) - (r["data_loader_ms"] or 0.0)),
+        }
+        for r in ranks
+    }
+    return [
+        {**s, "caused_wait_ms": waits.caused.get(s["rank"], 0.0) if waits.waits else None}
+        for s in with_causes(slower_than_median(busy), parts)
+    ]
+
+
+NO_STEPS = "no ProfilerStep#N marks: no steps whose arrivals at the all-reduce could be compared"
+NO_ARRIVAL = "no step with a collective in every rank's trace: no arrival at an all-reduce to compare"
+PART_OF_THE_JOB = (
+    "traces of {ranks} of the job's {world} ranks: the last rank to reach the all-reduce may be one "
+    "without a trace, so waiting for it is not told apart from the wire"
+)
+NO_HOST_NAME = (
+    "no host_name in {files} (older torch): the ranks are taken as on one host, their traces on its "
+    "clock; if they ran on several hosts, the waits for peers are off by the hosts' clock offsets"
+)
+
+
+def _split_waits(
+    analysed: list[Analysed],
+    rows_of: dict[int, list[dict[str, Any]]],
+    common: set[int],
+    world_size: int,
+    warnings: list[str],
+) -> tuple[peer_wait.Split, str | None]:
+    """Each rank's wait for the last rank in each common step, set on its rows (``wait_for_peers_ms``,
+    ``wire_ms``), and why there is none where there is none. Files of one host share its clock; a
+    file's ``baseTimeNanoseconds`` above the others' shifts its times by the difference."""
+    hosts = {one.trace.host for one in analysed}
+    if len(hosts - {None}) > 1:
+        return peer_wait.Split(), MULTI_HOST_WAIT
+    if len(rows_of) < world_size:
+        return peer_wait.Split(), PART_OF_THE_JOB.format(ranks=len(rows_of), world=world_size)
+    if any(one.trace.whole_trace_as_one_step for one in analysed):
+        return peer_wait.Split(), NO_STEPS
+    bases = [one.trace.base_ns for one in analysed if one.trace.base_ns is not None]
+    arrivals: peer_wait.Arrivals = {}
+    exposed = {(r["rank"], r["step"]): r["exposed_comm_ms"] for rs in rows_of.values() for r in rs}
+    for one in analysed:
+        shift_us = (one.trace.base_ns - min(bases)) / 1e3 if one.trace.base_ns is not None else 0.0
+        for step, arrived in one.arrivals.items():
+            if step in common:
+                arrivals.setdefault(step, {})[one.trace.rank] = (
+                    (arrived + shift_us) / 1e3,
+                    exposed[one.trace.rank, step],
+                )
+    waits = peer_wait.split(arrivals, world_size)
+    if not waits.waits:
+        return waits, NO_ARRIVAL
+    if None in hosts:
+        unnamed = [str(one.trace.path) for one in analysed if one.trace.host is None]
+        warnings.append(
+            NO_HOST_NAME.format(files=", ".join(unnamed[:2]) + (" ..." if len(unnamed) > 2 else ""))
+        )
+    for rank, rows in rows_of.items():
+        for row in rows:
+            wait = waits.waits.get((rank, row["step"]))
+            if wait is not None:
+                row["wait_for_peers_ms"], row["wire_ms"] = wait, row["exposed_comm_ms"] - wait
+    return waits, None
 
 
 def _rank_warning(trace: Trace) -> str:

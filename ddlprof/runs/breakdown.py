@@ -1,20 +1,24 @@
-"""The stall breakdown of each step: where its wall time went, in the five categories.
+"""The stall breakdown of each step: where its wall time went, in its categories.
 
     compute_ms              forward, backward and optimizer work not waiting on anything
     data_stall_ms           blocked in next() on a DataLoader iterator
-    interconnect_stall_ms   exposed gradient communication between the GPUs of one machine
-    network_stall_ms        exposed gradient communication between machines
+    interconnect_stall_ms   exposed gradient communication between the GPUs of one machine, on the wire
+    network_stall_ms        exposed gradient communication between machines, on the wire
+    wait_for_peers_ms       exposed gradient communication spent waiting for the last rank to reach the
+                            all-reduce (``peer_wait.py``); charged to that rank, not to the wire
     other_ms                the loop's own time before the first forward (logging, host-to-device
                             copies, zero_grad, evaluation) not spent waiting for data
 
 They add up to ``step_ms``. Exposed communication is the part of the all-reduce the step waits for
-after backward has finished (see ``collectors/comm.py``). A single-node run books all of it as
-interconnect. A multi-node run splits it with the bandwidth probe (``collectors/probe.py``) and the
-ring all-reduce cost model, per bucket ``latency + 2(n-1)/n * bytes / bus bandwidth``: the
-interconnect share is what the step's buckets would cost among the ranks of one node over the
-intra-node bandwidth, relative to what they cost among all ranks, which is the single-run
-counterpart of the differential ``t(one node) - t(one GPU)`` and ``t(full) - t(one node)``. Without
-a probe, all of it is booked as network and the reasons say so.
+after backward has finished (see ``collectors/comm.py``). Where the ranks' arrivals at the all-reduce
+are on one clock, the wait for the last rank is taken out of it first, and the rest (the wire) is
+booked as below; elsewhere ``wait_for_peers_ms`` is null and the stalls hold all of it. A single-node
+run books the wire as interconnect. A multi-node run splits it with the bandwidth probe
+(``collectors/probe.py``) and the ring all-reduce cost model, per bucket
+``latency + 2(n-1)/n * bytes / bus bandwidth``: the interconnect share is what the step's buckets
+would cost among the ranks of one node over the intra-node bandwidth, relative to what they cost
+among all ranks, which is the single-run counterpart of the differential ``t(one node) - t(one GPU)``
+and ``t(full) - t(one node)``. Without a probe, all of it is booked as network and the reasons say so.
 """
 
 from __future__ import annotations
@@ -22,7 +26,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-CATEGORIES = ("compute_ms", "data_stall_ms", "interconnect_stall_ms", "network_stall_ms", "other_ms")
+CATEGORIES = (
+    "compute_ms",
+    "data_stall_ms",
+    "interconnect_stall_ms",
+    "network_stall_ms",
+    "wait_for_peers_ms",
+    "other_ms",
+)
+#: The categories of exposed communication: the two on the wire, and the wait for the last rank.
+WIRE = ("interconnect_stall_ms", "network_stall_ms")
+EXPOSED = (*WIRE, "wait_for_peers_ms")
+#: A straggler's cause (the category of its busy time furthest above the median rank's) in a word:
+#: the reason its wait is charged with.
+CAUSES = {"compute_ms": "compute", "data_stall_ms": "data", "other_ms": "other"}
 #: The data stall's parts, which add up to it: waiting for storage, CPU work, and what neither explains.
 DATA_PARTS = ("data_fetch_ms", "data_prep_ms", "data_other_ms")
 #: The categories' names in figures, tables and sentences.
@@ -31,6 +48,7 @@ LABELS = {
     "data_stall_ms": "data stall",
     "interconnect_stall_ms": "interconnect stall",
     "network_stall_ms": "network stall",
+    "wait_for_peers_ms": "wait for peers",
     "other_ms": "other",
 }
 SINGLE_NODE = "single node: no traffic between machines"
@@ -52,6 +70,14 @@ LAUNCH_BOUND = (
 # launch_bound_mae_pp of the two validation launches, benchmarks/results/gpu-2xh200/
 # attribution_compare.json (9.47) and attribution_compare_b32.json (12.93)
 LAUNCH_BOUND_BIAS_PP = "9 to 13"
+NO_PEER_WAIT = (
+    "no arrival times at the all-reduce on the host's clock (a GPU run, no DDP, or an older ddlprof): "
+    "the stalls hold all exposed communication, waiting for other ranks included"
+)
+MULTI_HOST_WAIT = (
+    "several hosts: their clocks are not aligned, so waiting for other ranks is not told apart from "
+    "wire time (the stalls hold both)"
+)
 NO_DDP = "no DistributedDataParallel module seen: no gradient communication to time"
 NO_FORWARD = "no DDP forward seen: loop overhead is not separated from compute"
 
@@ -77,8 +103,13 @@ def interconnect_share(probe: dict[str, Any] | None, bucket_bytes: list[int]) ->
 
 
 def step_categories(
-    step: dict[str, Any], multi_node: bool, probe: dict[str, Any] | None = None
+    step: dict[str, Any],
+    multi_node: bool,
+    probe: dict[str, Any] | None = None,
+    wait_ms: float | None = None,
 ) -> dict[str, float | None]:
+    """The step's categories; ``wait_ms`` is its wait for the last rank (``peer_wait.py``), None where
+    not known, and never more than its exposed communication."""
     step_ms = float(step["step_ms"])
     data = step.get("data_wait_ms")
     comm = step.get("comm")
@@ -86,15 +117,17 @@ def step_categories(
     other = step.get("loop_ms")
     interconnect: float | None
     network: float | None
-    if exposed is None:
+    wait = None if exposed is None or wait_ms is None else min(wait_ms, exposed)
+    wire = None if exposed is None else exposed - (wait or 0.0)
+    if wire is None:
         interconnect = network = None
     elif multi_node:
         buckets = [b[1] for b in comm.get("per_bucket", [])] if isinstance(comm, dict) else []
         share = interconnect_share(probe, buckets)
-        interconnect = None if share is None else exposed * share
-        network = exposed if share is None else exposed - interconnect  # type: ignore[operator]
+        interconnect = None if share is None else wire * share
+        network = wire if share is None else wire - interconnect  # type: ignore[operator]
     else:
-        interconnect, network = exposed, 0.0
+        interconnect, network = wire, 0.0
     known = sum(v for v in (data, exposed, other) if v is not None)
     return {
         "step_ms": step_ms,
@@ -102,9 +135,15 @@ def step_categories(
         "data_stall_ms": data,
         "interconnect_stall_ms": interconnect,
         "network_stall_ms": network,
+        "wait_for_peers_ms": wait,
         "other_ms": other,
         **data_split(data, step.get("loader")),
     }
+
+
+def busy_ms(row: dict[str, Any]) -> float:
+    """A rank's time outside exposed communication (wire and waiting alike): what a straggler has more of."""
+    return (row["step_ms"] or 0.0) - sum(row.get(key) or 0.0 for key in EXPOSED)
 
 
 def data_split(data_ms: float | None, loader: Any) -> dict[str, float | None]:
@@ -139,13 +178,16 @@ def reasons(
     collector_warnings: dict[str, str],
     probe: dict[str, Any] | None = None,
     gpu_lag_ms: float | None = None,
+    wait_reason: str | None = None,
 ) -> dict[str, str]:
-    """Why a category is null, zero or less sure, for the report's footnotes and summary.json."""
+    """Why a category is null, zero or less sure, for the report's footnotes and summary.json
+    (``wait_reason``: why waiting for other ranks is not split from the wire, where it is not)."""
     out: dict[str, str] = {}
     comm_reason = collector_warnings.get("comm")
+    timed = any(state == "timed" for state in comm_states)
     if comm_reason:
         out["interconnect_stall_ms"] = out["network_stall_ms"] = f"comm collector stopped: {comm_reason}"
-    elif not any(state == "timed" for state in comm_states):
+    elif not timed:
         out["interconnect_stall_ms"] = out["network_stall_ms"] = NO_DDP
     elif multi_node and probe and probe.get("full"):
         intra = f"{probe['intra']['busbw_gbps']:.1f} GB/s" if probe.get("intra") else "none: one GPU per node"
@@ -160,6 +202,8 @@ def reasons(
         stalls = ("interconnect_stall_ms", "network_stall_ms") if multi_node else ("interconnect_stall_ms",)
         for key in stalls:
             out[key] = f"{out[key]}; {caveat}" if key in out else caveat
+    if wait_reason:  # no communication timed at all says so, as for the stalls
+        out["wait_for_peers_ms"] = wait_reason if timed and not comm_reason else out["interconnect_stall_ms"]
     if "data" in collector_warnings:
         out["data_stall_ms"] = f"data collector stopped: {collector_warnings['data']}"
     if not saw_forward:

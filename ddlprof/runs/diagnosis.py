@@ -6,10 +6,11 @@ the evidence for it. Predicted step times here are arithmetic on the measured br
 fitted model: each recommendation says how its figure was obtained (``basis``) and how far to trust
 it (``uncertainty``); where no such arithmetic exists the prediction is null and says so.
 
-Stalls that every rank shares (the least rank's data stall, the least rank's exposed communication)
-are what the job would save; a stall on one rank only is a straggler's, and the other ranks' wait for
-it shows up as their communication, which is why the straggler's own exposed communication is the
-job's real one.
+Stalls that every rank shares (the least rank's data stall, the least rank's communication on the
+wire) are what the job would save; a stall on one rank only is a straggler's, and the other ranks'
+wait for it shows up as their exposed communication (``wait_for_peers_ms`` where it is split from the
+wire, else inside the stalls), which is why the least rank's exposed communication is the job's real
+one.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from ddlprof.runs.breakdown import LAUNCH_BOUND_LAG_MS  # the report footnotes launch-bound runs by it
+# the report footnotes launch-bound runs by LAUNCH_BOUND_LAG_MS
+from ddlprof.runs.breakdown import CAUSES, LAUNCH_BOUND_LAG_MS, WIRE, busy_ms
 
 #: A limit names the run's verdict when removing it would save at least this share of the step ...
 VERDICT_SHARE = 0.25
@@ -37,15 +39,13 @@ LOW_UTIL_PCT = 50.0
 Recommendation = dict[str, Any]
 Rule = Callable[[dict[str, Any]], Recommendation | None]
 
-_CAUSE = {"compute_ms": "compute", "data_stall_ms": "data", "other_ms": "other"}
-
 
 def _v(row: dict[str, Any], key: str) -> float:
     return row.get(key) or 0.0
 
 
-def _comm(row: dict[str, Any]) -> float:
-    return _v(row, "interconnect_stall_ms") + _v(row, "network_stall_ms")
+def _wire(row: dict[str, Any]) -> float:
+    return sum(_v(row, key) for key in WIRE)
 
 
 def _known(summary: dict[str, Any], key: str) -> bool:
@@ -95,12 +95,19 @@ def _slowest_straggler(summary: dict[str, Any]) -> tuple[dict[str, Any], float, 
     """The summary's slowest straggler, its busy time and the slowest other rank's (ms per step)."""
     found = summary.get("stragglers") or []
     named = {s["rank"] for s in found}
-    busy = {r["rank"]: (r["step_ms"] or 0.0) - _comm(r) for r in summary["ranks"]}
+    busy = {r["rank"]: busy_ms(r) for r in summary["ranks"]}
     others = [b for rank, b in busy.items() if rank not in named]
     if not found or not others:
         return None
     worst = max(found, key=lambda s: busy[s["rank"]])
     return worst, busy[worst["rank"]], max(others)
+
+
+def _waited(straggler: dict[str, Any]) -> str:
+    caused = straggler.get("caused_wait_ms")
+    if caused is None:
+        return "the other ranks wait for it in communication"
+    return f"the other ranks wait {caused:.1f} ms per step for it in all at the all-reduce"
 
 
 def straggler(summary: dict[str, Any]) -> Recommendation | None:
@@ -127,8 +134,8 @@ def straggler(summary: dict[str, Any]) -> Recommendation | None:
         f"rank {rank} (straggler)",
         actions.get(cause, actions["compute_ms"]),
         f"rank {rank} is busy {busy:.1f} ms per step, {saving:.1f} ms ({_pct(saving, summary)} of the "
-        f"step) more than the slowest other rank ({reference:.1f} ms), mostly {_CAUSE.get(cause, cause)}; "
-        "the other ranks wait for it in communication",
+        f"step) more than the slowest other rank ({reference:.1f} ms), mostly {CAUSES.get(cause, cause)}; "
+        + _waited(worst),
         saving,
         "measured arithmetic: job step minus the straggler's busy time above the slowest other rank's",
         "exact if the straggler becomes as fast as that rank; ranks sharing CPU cores differ by a few ms "
@@ -267,9 +274,11 @@ def _default_buckets(grad_bytes: int) -> int:
 
 
 def _exposed(summary: dict[str, Any]) -> float | None:
+    """The least rank's exposed communication on the wire: every rank pays it (a wait for peers, where
+    split from it, is the straggler's to remove)."""
     if not _known(summary, "interconnect_stall_ms") and not _known(summary, "network_stall_ms"):
         return None
-    return min(_comm(r) for r in summary["ranks"])
+    return min(_wire(r) for r in summary["ranks"])
 
 
 def bucket_size(summary: dict[str, Any]) -> Recommendation | None:

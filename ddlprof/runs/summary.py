@@ -17,19 +17,25 @@ from typing import Any
 
 import ddlprof
 from ddlprof.errors import DdlprofError
-from ddlprof.runs.breakdown import CATEGORIES, DATA_PARTS, reasons, step_categories
+from ddlprof.runs import peer_wait
+from ddlprof.runs.breakdown import (
+    CATEGORIES,
+    DATA_PARTS,
+    MULTI_HOST_WAIT,
+    NO_PEER_WAIT,
+    WIRE,
+    busy_ms,
+    reasons,
+    step_categories,
+)
 from ddlprof.runs.diagnosis import diagnose
 from ddlprof.runs.energy import energy
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
-from ddlprof.runs.peer_wait import peer_waits
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
 SCHEMA = "ddlprof.summary"
 SCHEMA_VERSION = 1
 STRAGGLER_RATIO = 1.10  # busy time 10% above the median rank ...
-WAIT_KEYS = ("wait_for_peers_ms", "wire_ms", "caused_wait_ms")  # see peer_wait.py
-NO_PEER_WAIT = "no hand-over times on the host clock (a GPU run, no DDP, or an older ddlprof)"
-MULTI_HOST_WAIT = "several hosts: their clocks are not aligned, so waits are not split from wire time"
 STRAGGLER_MIN_MS = 1.0  # ... and at least this much, so that noise never names a straggler
 
 
@@ -66,6 +72,8 @@ def _rank_summary(log: RankLog, steps: list[dict[str, Any]]) -> dict[str, Any]:
     }
     for key in ("step_ms", *CATEGORIES, *DATA_PARTS):
         row[key] = _mean([s[key] for s in steps])
+    # the exposed communication less the wait, where the wait is known: what the stalls above hold
+    row["wire_ms"] = None if row["wait_for_peers_ms"] is None else sum(row[k] or 0.0 for k in WIRE)
     samples = [s["samples"] for s in steps]
     seconds = sum(s["step_ms"] for s in steps) / 1e3
     row["throughput_samples_per_s"] = (
@@ -117,22 +125,30 @@ def slower_than_median(busy: dict[int, float]) -> list[dict[str, Any]]:
     ]
 
 
+def with_causes(found: list[dict[str, Any]], parts: dict[int, dict[str, float]]) -> list[dict[str, Any]]:
+    """``found`` stragglers, each with its ``cause``: the part of its busy time (``parts``, per rank:
+    ``compute_ms``, ``data_stall_ms`` and ``other_ms``) furthest above the median rank's. Shared by
+    ``ddlprof report`` and ``ddlprof analyze``."""
+    for straggler in found:
+        mine = parts[straggler["rank"]]
+        excess = {k: v - statistics.median(p[k] for p in parts.values()) for k, v in mine.items()}
+        straggler["cause"] = max(excess, key=lambda k: excess[k])
+    return found
+
+
 def _stragglers(ranks: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Stragglers of a report, each with the category that makes it slow."""
-    by_rank = {r["rank"]: r for r in ranks}
-    busy = {
-        r["rank"]: r["step_ms"] - (r["interconnect_stall_ms"] or 0.0) - (r["network_stall_ms"] or 0.0)
-        for r in ranks
-    }
-    found = slower_than_median(busy)
-    for straggler in found:
-        row = by_rank[straggler["rank"]]
-        parts = {
-            k: (row[k] or 0.0) - statistics.median((o[k] or 0.0) for o in ranks)
-            for k in ("compute_ms", "data_stall_ms", "other_ms")
-        }
-        straggler["cause"] = max(parts, key=lambda k: parts[k])
-    return found
+    parts = {r["rank"]: {k: r[k] or 0.0 for k in ("compute_ms", "data_stall_ms", "other_ms")} for r in ranks}
+    return with_causes(slower_than_median({r["rank"]: busy_ms(r) for r in ranks}), parts)
+
+
+def _split_waits(
+    steps_by_rank: dict[int, list[dict[str, Any]]], world_size: int, one_host: bool
+) -> peer_wait.Split:
+    """Each rank's wait for the last rank per step (ranks of one host only: see ``peer_wait.py``)."""
+    return (
+        peer_wait.split(peer_wait.host_arrivals(steps_by_rank), world_size) if one_host else peer_wait.Split()
+    )
 
 
 def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
@@ -147,8 +163,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             f"{paths}: no rank recorded a step (the job stopped before its first optimizer step, "
             "or ran without importing torch)"
         )
-    world_size = max(int(log.meta.get("world_size", 1)) for log in logs.values() if log.meta)
-    hosts = sorted({str(log.meta.get("host")) for log in logs.values() if log.meta})
+    world_size, hosts = _world_and_hosts(logs)
     multi_node = _is_multi_node(runs, logs)
 
     fewest = min(len(log.steps) for log in stepped.values())
@@ -169,26 +184,40 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
                 f"--warmup {warmup}: no steady step left on rank {rank} (its steps run to {last}, "
                 "traced steps excluded); pass a smaller --warmup"
             )
-        chosen = steady or after_warmup or log.steps  # a very short run: use what there is
-        chosen_by_rank[rank] = chosen
+        chosen_by_rank[rank] = steady or after_warmup or log.steps  # a very short run: use what there is
+    waits = _split_waits(chosen_by_rank, world_size, len(hosts) == 1)
+    for rank, chosen in chosen_by_rank.items():
+        log = stepped[rank]
         steady_counts.append(len(chosen))
         first, last = chosen[0].get("start"), chosen[-1].get("end")  # either may be null
         window = [
             window[0] if first is None else min(window[0], first),
             window[1] if last is None else max(window[1], last),
         ]
-        rows = [{**step_categories(s, multi_node, log.probe), "samples": s.get("samples")} for s in chosen]
+        rows = [
+            {
+                **step_categories(s, multi_node, log.probe, waits.waits.get((rank, s["step"]))),
+                "samples": s.get("samples"),
+            }
+            for s in chosen
+        ]
         lags += [lag for s in chosen if (lag := (s.get("comm") or {}).get("gpu_lag_ms")) is not None]
-        rank_rows.append({**_rank_summary(log, rows), "loader": _loader(log, chosen)})
+        rank_rows.append(
+            {
+                **_rank_summary(log, rows),
+                "loader": _loader(log, chosen),
+                "caused_wait_ms": waits.caused.get(rank, 0.0) if waits.waits else None,
+            }
+        )
         costs.append(_own_cost(log, chosen, rank_rows[-1]["step_ms"]))
 
-    waits = peer_waits(chosen_by_rank, world_size) if len(hosts) == 1 else {}
-    for row in rank_rows:
-        row.update(waits.get(row["rank"], dict.fromkeys(WAIT_KEYS)))
     job: dict[str, Any] = {
-        key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES, *DATA_PARTS)
+        key: _mean([r[key] for r in rank_rows]) for key in ("step_ms", *CATEGORIES, *DATA_PARTS, "wire_ms")
     }
-    job.update({key: _mean([r[key] for r in rank_rows]) for key in WAIT_KEYS[:2]})
+    stragglers = [
+        {**s, "caused_wait_ms": waits.caused.get(s["rank"], 0.0) if waits.waits else None}
+        for s in _stragglers(rank_rows)
+    ]
     throughputs = [r["throughput_samples_per_s"] for r in rank_rows]
     job["throughput_samples_per_s"] = sum(throughputs) if all(t is not None for t in throughputs) else None
 
@@ -232,13 +261,19 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             "steady_per_rank": min(steady_counts),
         },
         "job": job,
-        "reasons": reasons(multi_node, comm_states, saw_forward, collector_off, probe, gpu_lag_ms),
+        "reasons": reasons(
+            multi_node,
+            comm_states,
+            saw_forward,
+            collector_off,
+            probe,
+            gpu_lag_ms,
+            _wait_reason(job, hosts),
+        ),
         "gpu_lag_ms": gpu_lag_ms,
         "ranks": rank_rows,
-        "stragglers": [
-            {**s, "caused_wait_ms": waits.get(s["rank"], {}).get("caused_wait_ms")}
-            for s in _stragglers(rank_rows)
-        ],
+        "stragglers": stragglers,
+        "wait_charged_to": peer_wait.charges(waits.caused, stragglers, len(rank_rows)),
         "missing_ranks": _missing(logs, world_size),
         "workload": {k: v for k, v in workload.items() if k != "type"} if workload else None,
         "probes": {
@@ -264,8 +299,6 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
         ),
         "ddlprof_overhead": _job_cost(costs, logs),
     }
-    if job["wait_for_peers_ms"] is None:
-        summary["reasons"]["wait_for_peers_ms"] = NO_PEER_WAIT if len(hosts) == 1 else MULTI_HOST_WAIT
     summary["diagnosis"] = diagnose(summary)
     return summary
 
@@ -324,16 +357,32 @@ def step_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """Every recorded step of every rank with its categories, for timelines."""
     logs = _merge_ranks(runs)
     multi_node = _is_multi_node(runs, logs)
+    world_size, hosts = _world_and_hosts(logs)
+    waits = _split_waits({rank: log.steps for rank, log in logs.items()}, world_size, len(hosts) == 1)
     return [
         {
             "rank": rank,
             "step": s["step"],
             "traced": bool(s.get("traced")),
-            **step_categories(s, multi_node, log.probe),
+            **step_categories(s, multi_node, log.probe, waits.waits.get((rank, s["step"]))),
         }
         for rank, log in sorted(logs.items())
         for s in log.steps
     ]
+
+
+def _world_and_hosts(logs: dict[int, RankLog]) -> tuple[int, list[str]]:
+    """The job's world size and its ranks' hosts, from the ranks' headers."""
+    headers = [log.meta for log in logs.values() if log.meta]
+    hosts = sorted({str(m.get("host")) for m in headers})
+    return max((int(m.get("world_size", 1)) for m in headers), default=1), hosts
+
+
+def _wait_reason(job: dict[str, Any], hosts: list[str]) -> str | None:
+    """Why the job's waiting for other ranks is not split from its wire time, where it is not."""
+    if job["wait_for_peers_ms"] is not None:
+        return None
+    return MULTI_HOST_WAIT if len(hosts) > 1 else NO_PEER_WAIT
 
 
 def _is_multi_node(runs: list[Run], logs: dict[int, RankLog]) -> bool:
@@ -401,7 +450,7 @@ def one_line(summary: dict[str, Any]) -> str:
         f"{summary['steps']['steady_per_rank']} "
         f"steady steps: step {ms('step_ms')} ms = compute {ms('compute_ms')} + data {ms('data_stall_ms')} "
         f"+ interconnect {ms('interconnect_stall_ms')} + network {ms('network_stall_ms')} "
-        f"+ other {ms('other_ms')}{rate}{missing}{itself}"
+        f"+ wait for peers {ms('wait_for_peers_ms')} + other {ms('other_ms')}{rate}{missing}{itself}"
     )
 
 

@@ -106,6 +106,7 @@ def option_comparable(option: dict[str, Any], assumptions: dict[str, Any]) -> di
         "data_stall_ms": None,
         "interconnect_stall_ms": option["interconnect_stall_ms"],
         "network_stall_ms": option["network_stall_ms"],
+        "wait_for_peers_ms": None,  # the models predict the wire; waiting for a straggler is the job's
         "other_ms": max(option["step_ms"] - compute - stalls, 0.0),
         "throughput_samples_per_s": option["throughput_samples_per_s"],
         "usd_per_hour": round(option["usd_per_instance_hour"] * option["count"], 6),

@@ -4,7 +4,7 @@ throughput, per rank on one axis, and for the items with a price: throughput vs 
 per 1M samples).
 
 Everything compared is a *comparable* (``data.comparable``): a label, a kind ("run" or "option"), the
-model, where the numbers come from, the five categories in ms per step, throughput, and
+model, where the numbers come from, the categories in ms per step, throughput, and
 ``usd_per_hour``. Options predicted for another model than the runs' are drawn apart, with a warning.
 """
 
