@@ -110,6 +110,22 @@ def skewed_run(out: Path) -> Path:
     return _write(out, ranks, out.name)
 
 
+def waited_run(out: Path) -> Path:
+    """Two CPU ranks of 50 ms steps on one host: rank 1 waits 30 ms for data and reaches the all-reduce
+    at 40 ms into the step, rank 0 at 10 ms, so rank 0 waits 30 ms of its 31 ms of exposed communication
+    for rank 1 and 1 ms is on the wire, as it is for rank 1."""
+    ranks = {}
+    for rank, (data, exposed, arrival) in {0: (1.0, 31.0, 10.0), 1: (30.0, 1.0, 40.0)}.items():
+        steps = []
+        for n in range(1, 21):
+            step = _step(n, 50.0, exposed, data)
+            step["comm"] |= {"clock": "cpu", "backward_end_ms": arrival}
+            steps.append(step)
+        header = {"type": "rank", "rank": rank, "world_size": 2, "host": "h", "device": "cpu"}
+        ranks[rank] = [header, *steps, {"type": "end"}]
+    return _write(out, ranks, out.name)
+
+
 def broken_runs(root: Path) -> dict[str, str]:
     """Run directories ``ddlprof report`` refuses, by name, with a word of the error it gives."""
     truncated = root / "broken-manifest"

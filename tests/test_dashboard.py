@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from conftest import REPO, as_unprivileged, ddlprof, summary
-from dashboard_runs import broken_runs, copy_run, real_run, skewed_run, straggler_run
+from dashboard_runs import broken_runs, copy_run, real_run, skewed_run, straggler_run, waited_run
 from streamlit.testing.v1 import AppTest
 
 from ddlprof.dashboard import data
@@ -162,6 +162,30 @@ def test_runs_page_shows_skew_between_ranks_without_a_straggler(runs_root, app):
     assert not at.success  # no green "No straggler" box
     skew = _frame(at, "skew_table")
     assert set(skew["category"]) == {"interconnect stall", "data stall"}
+
+
+def test_runs_page_splits_the_wait_for_a_slow_rank_from_the_wire(tmp_path, app):
+    """Rank 1's data makes rank 0 wait 30 ms of its 31 ms of exposed communication (``waited_run``): the
+    page shows the wait as a column of its own, the stalls as the 1 ms on the wire, and the wait charged
+    to rank 1 for its data; a run without arrival times (GPU-like records) says why it has no split."""
+    waited_run(tmp_path / "waited")
+    straggler_run(tmp_path / "gpu")
+    at = app(tmp_path)
+    at.selectbox(key="run").set_value("waited").run()
+    assert not at.exception
+    breakdown = _frame(at, "breakdown_table")
+    assert list(breakdown["wait_for_peers_ms"]) == pytest.approx([30.0, 0.0, 15.0])
+    assert list(breakdown["interconnect_stall_ms"]) == pytest.approx([1.0, 1.0, 1.0])
+    said = at.get_by_key("wait_charged").markdown[0].value
+    assert "rank 1 15.00 ms (straggler, data)" in said and "wait for peers 15.00 ms per step" in said
+    stragglers = _frame(at, "stragglers")
+    assert list(stragglers["rank"]) == [1] and list(stragglers["caused_wait_ms"]) == pytest.approx([30.0])
+
+    at.selectbox(key="run").set_value("gpu").run()
+    assert not at.exception
+    with pytest.raises(KeyError):  # no charge to show
+        at.get_by_key("wait_charged")
+    assert any(c.value.startswith("**wait for peers**: no arrival times") for c in at.caption)
 
 
 def test_runs_page_shows_the_local_dataset_of_the_runs_directory(runs_root, app, tmp_path):

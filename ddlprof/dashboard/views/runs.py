@@ -14,6 +14,7 @@ from ddlprof import figures
 from ddlprof.dashboard import data, shared
 from ddlprof.errors import DdlprofError
 from ddlprof.runs.energy import energy_line
+from ddlprof.runs.peer_wait import charge_sentence
 from ddlprof.runs.summary import missing_label
 
 MS = st.column_config.NumberColumn(format="%.2f")
@@ -135,6 +136,9 @@ def _skew(summary: dict[str, Any]) -> None:
                 "median_busy_ms": st.column_config.NumberColumn("median rank's busy ms", format="%.2f"),
                 "excess_pct": st.column_config.NumberColumn("above the median, %", format="%.1f"),
                 "cause": st.column_config.TextColumn("mostly"),
+                "caused_wait_ms": st.column_config.NumberColumn(
+                    "the others' wait for it, ms a step", format="%.2f"
+                ),
             },
             key="stragglers",
         )
@@ -157,6 +161,17 @@ def _skew(summary: dict[str, Any]) -> None:
             },
             key="skew_table",
         )
+
+
+def _waits(summary: dict[str, Any]) -> None:
+    """Who the waiting for other ranks is charged to, where it is split from the wire (as the report)."""
+    sentence = charge_sentence(summary["job"].get("wait_for_peers_ms"), summary.get("wait_charged_to") or [])
+    if sentence:
+        with st.container(key="wait_charged"):
+            st.markdown(
+                "**Exposed communication = wire + wait for peers**: the interconnect and network columns "
+                f"are time on the wire; {sentence}."
+            )
 
 
 def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
@@ -204,6 +219,7 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, An
         column_config=shared.NUMBER_COLUMNS,
         key="breakdown_table",
     )
+    _waits(summary)
     for key, reason in summary["reasons"].items():
         st.caption(f"**{figures.LABELS.get(key, key)}**: {reason}")
     st.plotly_chart(figures.step_timeline(detail["steps"], steps["warmup_dropped"]), key="timeline")
