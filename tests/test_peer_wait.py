@@ -61,23 +61,30 @@ def test_a_slow_dataloader_makes_the_other_rank_wait(wrapped, slow):
     """Rank 0 sleeps 30 ms per step in its DataLoader (4 samples x 7.5 ms): rank 1 spends at least 80%
     of its exposed communication waiting for it, charged to rank 0 with the reason "data", in
     ``ddlprof report`` (steps outside the trace window) and in ``ddlprof analyze`` of the same run's
-    traces (steps 8-10); the stalls hold the wire only. With no rank slowed the waits stay well under
-    the 30 ms: on the development machine, loaded by other jobs (load average 9 on 2 cores), the ranks
-    still waited 0.4 and 7.6 ms per step for each other, for real (the ranks' step ends agreed to
-    0.01 ms, their arrivals at the all-reduce differed by -11 to +18 ms step by step); so the bound is
-    10 ms, a third of the slow rank's cost."""
+    traces (steps 8-12: under the profiler on a loaded machine the all-reduce itself is slower, and
+    ``benchmarks/peer_wait_check.py`` saw 76% and 86% over 3 traced steps at load 5, so 5 are
+    averaged here); the stalls hold the wire only. With no rank slowed the job's wait stays well under the 30 ms, and none
+    of it is charged to data: on the development machine, loaded by other jobs (load average 9 on 2
+    cores), the ranks still waited 0.4 and 7.6 ms per step for each other, for real (the ranks' step
+    ends agreed to 0.01 ms, their arrivals at the all-reduce differed by -11 to +18 ms step by step),
+    and at load 6 one rank's traced steps computed twice as long as the other's and made it wait over
+    10 ms (a straggler for compute, by contention); so the bound is 10 ms for the job's mean, a third
+    of the slow rank's cost."""
     delay = ["--data-delay-ms", "7.5", "--data-delay-ranks", "0"] if slow else []
     done, out = wrapped(
-        "--model", "small_cnn", "--batch-size", "4", "--steps", "16", *delay, trace_steps="8-10"
+        "--model", "small_cnn", "--batch-size", "4", "--steps", "20", *delay, trace_steps="8-12"
     )
     assert done.returncode == 0, done.stderr
     report, traced = summary(out, "--warmup", "4"), _analysis(out)
-    assert traced["steps"] == [8, 9, 10]
-    for result, exposed in ((report, _report_exposed), (traced, _analysis_exposed)):
+    assert traced["steps"] == [8, 9, 10, 11, 12]
+    for name, result, exposed in (
+        ("report", report, _report_exposed),
+        ("analyze", traced, _analysis_exposed),
+    ):
         ranks = {r["rank"]: r for r in result["ranks"]}
         if slow:
             waiter = ranks[1]
-            assert waiter["wait_for_peers_ms"] >= 0.8 * exposed(waiter), waiter
+            assert waiter["wait_for_peers_ms"] >= 0.8 * exposed(waiter), (name, waiter)
             assert waiter["wait_for_peers_ms"] >= 20  # most of the 30 ms the other rank's data takes
             (straggler,) = result["stragglers"]
             assert straggler["rank"] == 0 and straggler["cause"] == "data_stall_ms"
@@ -86,7 +93,11 @@ def test_a_slow_dataloader_makes_the_other_rank_wait(wrapped, slow):
             assert top["rank"] == 0 and top["reason"] == "data"
             assert top["wait_ms"] >= 0.9 * result["job"]["wait_for_peers_ms"]
         else:
-            assert all(r["wait_for_peers_ms"] < 10.0 for r in result["ranks"]), result["ranks"]
+            assert result["job"]["wait_for_peers_ms"] < 10.0, (name, result["ranks"])
+            assert all(c["reason"] != "data" for c in result["wait_charged_to"]), (
+                name,
+                result["wait_charged_to"],
+            )
     if slow:  # the job line's interconnect stall is the wire, the waiting a category of its own
         assert report["job"]["interconnect_stall_ms"] < 0.5 * report["job"]["wait_for_peers_ms"]
     for row in [*report["ranks"], report["job"]]:  # and the categories still add up to the step
