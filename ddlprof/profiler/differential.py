@@ -216,11 +216,13 @@ def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
 
 def single_run_attribution(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What one wrapped run of the full job attributes, as medians over the repeats, for comparing
-    with the differential result: the same run directories, read by ``ddlprof report``."""
+    with the differential result: the same run directories, read by ``ddlprof report``. The stalls
+    there are the wire; the differential ones also hold the ranks' waits for each other, which the
+    report gives apart where it can (``wait_for_peers_ms``)."""
     if not jobs:
         return None
     out: dict[str, Any] = {}
-    for key in ("interconnect_stall_ms", "network_stall_ms"):
+    for key in ("interconnect_stall_ms", "network_stall_ms", "wait_for_peers_ms"):
         values = [j[key] for j in jobs if j[key] is not None]
         out[key] = statistics.median(values) if values else None
         pcts = [100 * j[key] / j["step_ms"] for j in jobs if j[key] is not None and j["step_ms"]]

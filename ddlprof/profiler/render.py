@@ -199,7 +199,12 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
         console.print(
             "single-run attribution of the same runs (ddlprof report): interconnect "
             f"{_pct(single['interconnect_stall_pct'])}, network {_pct(single['network_stall_pct'])} "
-            "of the step"
+            "of the step on the wire"
+            + (
+                f", waiting for other ranks {_pct(single['wait_for_peers_pct'])}"
+                if single.get("wait_for_peers_pct") is not None
+                else ""
+            )
         )
     dataset = result.get("dataset") or {}
     if dataset.get("stored"):
