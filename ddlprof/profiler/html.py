@@ -10,6 +10,7 @@ import plotly.io as pio
 
 from ddlprof.figures import breakdown_by_rank, gpu_timeline, step_timeline
 from ddlprof.runs.gpu_counters import load_samples
+from ddlprof.runs.peer_wait import charge_sentence
 from ddlprof.runs.rundir import Run
 from ddlprof.runs.summary import step_rows
 
@@ -23,6 +24,7 @@ def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
     notes = "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["reasons"].items()
     )
+    charged = charge_sentence(summary["job"].get("wait_for_peers_ms"), summary.get("wait_charged_to") or [])
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ddlprof report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;}} pre{{background:#f6f6f6;padding:1em;}}</style>
@@ -32,6 +34,7 @@ def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
 {summary["nodes"]} node(s), {summary["steps"]["steady_per_rank"]} steady steps per rank.</p>
 {_diagnosis_html(summary.get("diagnosis"), summary["job"]["step_ms"])}
 {"".join(parts)}
+{f"<p>{html.escape(charged)}</p>" if charged else ""}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
 </body></html>
