@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ddlprof.runs.breakdown import CATEGORIES, CAUSES
+from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.peer_wait import charge_sentence
@@ -331,7 +331,7 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
     if line := charge_sentence(result["job"]["wait_for_peers_ms"], result["wait_charged_to"]):
         console.print(line)
     for key, reason in result["reasons"].items():
-        console.print(f"[dim]{_ANALYSIS_COLUMNS[key].strip('=+ ')}: {reason}[/dim]")
+        console.print(f"[dim]{LABELS.get(key, key)}: {reason}[/dim]")
     for straggler in result["stragglers"]:
         console.print(
             f"[yellow]straggler: rank {straggler['rank']} is busy {straggler['busy_ms']:.1f} ms per step, "

@@ -261,9 +261,15 @@ def _input_bound_measured(
 
 def _bucket_facts(summary: dict[str, Any]) -> tuple[list[int], int | None]:
     workload = summary.get("workload") or {}
-    sizes = [int(s) for s in workload.get("bucket_sizes") or [] if isinstance(s, int | float)]
+    listed = workload.get("bucket_sizes")
+    sizes = [int(s) for s in listed if _finite(s)] if isinstance(listed, list) else []
     grad = workload.get("grad_bytes")
-    return sizes, int(grad) if isinstance(grad, int | float) else (sum(sizes) or None)
+    return sizes, int(grad) if _finite(grad) else (sum(sizes) or None)
+
+
+def _finite(value: Any) -> bool:
+    """A recorded figure that is a finite number (a workload record may hold anything)."""
+    return isinstance(value, int | float) and math.isfinite(value)
 
 
 def _default_buckets(grad_bytes: int) -> int:
