@@ -63,13 +63,13 @@ def test_a_slow_dataloader_makes_the_other_rank_wait(wrapped, slow):
     ``ddlprof report`` (steps outside the trace window) and in ``ddlprof analyze`` of the same run's
     traces (steps 8-12: under the profiler on a loaded machine the all-reduce itself is slower, and
     ``benchmarks/peer_wait_check.py`` saw 76% and 86% over 3 traced steps at load 5, so 5 are
-    averaged here); the stalls hold the wire only. With no rank slowed the job's wait stays well under the 30 ms, and none
-    of it is charged to data: on the development machine, loaded by other jobs (load average 9 on 2
-    cores), the ranks still waited 0.4 and 7.6 ms per step for each other, for real (the ranks' step
-    ends agreed to 0.01 ms, their arrivals at the all-reduce differed by -11 to +18 ms step by step),
-    and at load 6 one rank's traced steps computed twice as long as the other's and made it wait over
-    10 ms (a straggler for compute, by contention); so the bound is 10 ms for the job's mean, a third
-    of the slow rank's cost."""
+    averaged here); the stalls hold the wire only. With no rank slowed the job's wait stays well
+    under the 30 ms, and none of it is charged to data: on the development machine, loaded by other
+    jobs (load average 9 on 2 cores), the ranks still waited 0.4 and 7.6 ms per step for each other,
+    for real (the ranks' step ends agreed to 0.01 ms, their arrivals at the all-reduce differed by
+    -11 to +18 ms step by step), and at load 6 one rank's traced steps computed twice as long as the
+    other's and made it wait over 10 ms (a straggler for compute, by contention); so the bound is
+    10 ms for the job's mean, a third of the slow rank's cost."""
     delay = ["--data-delay-ms", "7.5", "--data-delay-ranks", "0"] if slow else []
     done, out = wrapped(
         "--model", "small_cnn", "--batch-size", "4", "--steps", "20", *delay, trace_steps="8-12"
