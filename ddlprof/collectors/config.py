@@ -15,6 +15,7 @@ RUN_DIR = "DDLPROF_RUN_DIR"
 TRACE_STEPS = "DDLPROF_TRACE_STEPS"
 DISABLED = "DDLPROF_DISABLE"
 STOP_AFTER = "DDLPROF_STOP_AFTER_STEPS"  # set by `ddlprof stalls`: end each rank after this many steps
+REPLAY = "DDLPROF_REPLAY_BATCHES"  # set by `ddlprof stalls --data`: replay each DataLoader's first N batches
 COLLECTORS = ("steps", "data", "comm", "traces", "workload", "probe")
 DEFAULT_TRACE_STEPS = "6-8"
 
@@ -72,6 +73,7 @@ class CollectorConfig:
     trace_windows: tuple[tuple[int, int], ...]
     disabled: frozenset[str] = frozenset()
     stop_after: int | None = None
+    replay_batches: int | None = None
 
     @classmethod
     def from_environ(cls) -> CollectorConfig | None:
@@ -83,10 +85,11 @@ class CollectorConfig:
         except TraceStepsError:
             windows = ()
         disabled = frozenset(p.strip() for p in os.environ.get(DISABLED, "").split(",") if p.strip())
-        stop_after = os.environ.get(STOP_AFTER, "")
+        stop_after, replay = os.environ.get(STOP_AFTER, ""), os.environ.get(REPLAY, "")
         return cls(
             run_dir=run_dir,
             trace_windows=windows,
             disabled=disabled,
             stop_after=int(stop_after) if stop_after.isdigit() else None,
+            replay_batches=int(replay) if replay.isdigit() and int(replay) > 0 else None,
         )

@@ -46,7 +46,8 @@ def install(session: Session) -> None:
 def _on_batch(session: Session, iterator: Any, start: float, end: float, batch: Any) -> None:
     workers = getattr(iterator, "_num_workers", 0)
     cost = iterator.__dict__.pop("_ddlprof_cost", None) if workers else loader_workers.take_inline()
-    session.on_batch(start, end, batch_size(batch), cost, workers)
+    replayed = iterator.__dict__.pop("_ddlprof_replayed", False)
+    session.on_batch(start, end, batch_size(batch), None if replayed else cost, workers, replayed)
 
 
 def _install_worker_rings(session: Session) -> None:

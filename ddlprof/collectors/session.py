@@ -31,7 +31,7 @@ COMPILED_DDP = (
 )  # DDP rebuilds its buckets during the first iterations; read them after.
 
 
-LOADER_FIELDS = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms")
+LOADER_FIELDS = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms", "replayed")
 
 
 @dataclass
@@ -89,6 +89,10 @@ class Session:
 
         self.guard.call("steps", steps.install, self)
         self.guard.call("data", dataloader.install, self)
+        if self.config.replay_batches:  # `ddlprof stalls --data`'s replayed variant only
+            from ddlprof.collectors import replay
+
+            self.guard.call("replay", replay.install, self, self.config.replay_batches)
         self.guard.call("steps", comm.install, self)  # DDP forwards count samples even without comm timing
         self.traces = self.guard.call("traces", traces.TraceWindows, self, self.config.trace_windows)
         os.register_at_fork(after_in_child=self._forked)
@@ -130,9 +134,12 @@ class Session:
         state.own_ns += spent_ns
         state.own_ns_by[part] = state.own_ns_by.get(part, 0) + spent_ns
 
-    def on_batch(self, start: float, end: float, samples: int | None, cost: Any, workers: int) -> None:
+    def on_batch(
+        self, start: float, end: float, samples: int | None, cost: Any, workers: int, replayed: bool = False
+    ) -> None:
         """A batch reached the loop after ``end - start`` s in ``next()``; ``cost``: what it cost its
-        producer (a ``loader_workers.BatchCost``, None where not known)."""
+        producer (a ``loader_workers.BatchCost``, None where not known); ``replayed``: it came from
+        memory (``replay.py``)."""
         state = self.state
         state.data_wait_s += end - start
         if state.first_forward is None:
@@ -144,6 +151,8 @@ class Session:
             loader = state.loader = dict.fromkeys(LOADER_FIELDS, 0.0)
         loader["batches"] += 1
         loader["workers"] = max(loader["workers"], workers)
+        if replayed:
+            loader["replayed"] += 1
         if cost is None:
             loader["uncosted"] += 1
         else:

@@ -93,7 +93,7 @@ def _loader(loader: Any) -> bool:
     """What the step's batches cost to make (``collectors/session.py``: LOADER_FIELDS), or absent."""
     if loader is None:
         return True
-    keys = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms")
+    keys = ("batches", "uncosted", "workers", "wall_ms", "cpu_ms", "cpu_wait_ms", "replayed")
     return isinstance(loader, dict) and all(number(loader.get(k, 0), high=MAX_COUNT) for k in keys)
 
 
