@@ -182,8 +182,14 @@ job's last run is added to the local dataset ($DDLPROF_HOME/dataset.sqlite) with
 time beside it, so `ddlprof model fit` learns from your own models and hardware (DDLPROF_NO_STORE=1
 skips it).
 
+--data measures the input pipeline instead: the job as launched, and again with each DataLoader's
+first 8 batches kept and replayed from memory (no fetch, no preparation: the loop's ceiling; at most
+1 GiB kept per DataLoader); the difference is what the input pipeline costs the step in all, shown
+beside the launched runs' own split of their data stall (fetch / prep / other).
+
 examples:
   ddlprof stalls -- torchrun --nproc_per_node=2 examples/ddp_train.py --model resnet50
+  ddlprof stalls --data -- torchrun --nproc_per_node=2 train.py --workers 4
   ddlprof stalls --emulate-nodes 2 -- torchrun --nproc_per_node=4 train.py     # 2 nodes x 2 GPUs
   ddlprof stalls --emulate-nodes 2 --emulate-link 2gbit -- torchrun --nproc_per_node=4 train.py
   ddlprof stalls --emulate-pcie --repeats 5 --json -- torchrun --nproc_per_node=2 train.py
@@ -229,6 +235,11 @@ def add_stalls(commands: argparse._SubParsersAction) -> None:
         "--emulate-pcie", action="store_true", help="turn NCCL peer-to-peer off in every variant"
     )
     stalls.add_argument(
+        "--data",
+        action="store_true",
+        help="the input pipeline's cost: the job as launched, and with its DataLoader batches replayed",
+    )
+    stalls.add_argument(
         "--out",
         type=Path,
         metavar="DIR",
@@ -249,14 +260,25 @@ def run_stalls(args: argparse.Namespace) -> int:
     require_torch("ddlprof stalls")
     from ddlprof.profiler.differential import run_stalls
     from ddlprof.profiler.netem import parse_link
-    from ddlprof.profiler.render import print_stalls
+    from ddlprof.profiler.render import print_data_stalls, print_stalls
     from ddlprof.profiler.wrap import default_out
 
     job = _job(args)
     if not job:
         raise DdlprofError("no command given; e.g. ddlprof stalls -- torchrun --nproc_per_node=2 train.py")
-    link = parse_link(args.emulate_link) if args.emulate_link else None
     out = args.out or default_out(["stalls"])
+    if args.data:
+        from ddlprof.profiler.data_ceiling import run_data_stalls
+
+        if args.emulate_nodes or args.emulate_link:
+            raise DdlprofError(
+                "--data runs the job as launched: leave out --emulate-nodes and --emulate-link"
+            )
+        result = run_data_stalls(
+            job, args.steps, args.repeats, args.warmup, args.emulate_pcie, out, args.timeout
+        )
+        return _show(result, args.json, print_data_stalls)
+    link = parse_link(args.emulate_link) if args.emulate_link else None
     result = run_stalls(
         job,
         args.steps,

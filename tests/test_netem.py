@@ -212,9 +212,9 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
 def test_sigterm_unwinds_as_ctrl_c_does():
     """SIGTERM to ``ddlprof stalls`` takes the path the test above checks for Ctrl-C (the ranks are
     stopped and the network removed as the exception unwinds), and exits with SIGTERM's code."""
-    from ddlprof.profiler.differential import _terminate_as_interrupt
+    from ddlprof.profiler.differential import terminate_as_interrupt
 
-    with pytest.raises(SystemExit) as exited, _terminate_as_interrupt():
+    with pytest.raises(SystemExit) as exited, terminate_as_interrupt():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
     assert exited.value.code == 128 + signal.SIGTERM

@@ -118,9 +118,49 @@ def test_an_emulated_node_that_dies_does_not_leave_its_peer_waiting(tmp_path):
     assert result["network_stall"] is None and result["interconnect_stall"] is not None
 
 
+def test_data_replay_takes_the_stall_away_and_the_input_cost_is_the_injected_sleep(tmp_path):
+    """With no workers the loop makes each batch itself, so what the input pipeline costs a step is the
+    batch's injected sleep, 4 samples x 10 ms = 40 ms, plus tens of us of sample making and collation.
+    Tolerance -5 / +12 ms, from what moves the difference of the two variants' medians (of 3 runs) on
+    this shared 2-core machine, where other work keeps the load average at 4 to 7:
+      above 40 ms: each of the 4 sleeps a step wakes late (0.5 to 2 ms under that load), and the
+        all-reduce waits each step for the later of the two ranks, so the job pays the larger overshoot;
+        three runs of this test's command gave 41.8, 42.9 and 45.9 ms;
+      below it only by noise: the replayed runs' steps (4 to 10 ms) move with the load from run to run.
+    A small model keeps the replayed step, and so its noise, small."""
+    job = [str(EXAMPLE), "--model", "mlp_w16", "--batch-size", "4", "--data-delay-ms", "10"]
+    result, out = _stalls(tmp_path, "--data", "--repeats", "3", "--steps", "6", script=job)
+    assert result["mode"] == "data" and set(result["variants"]) == {"launched", "replayed"}
+    for repeat in range(3):
+        assert _steps(out / "launched" / f"r{repeat}") == list(range(1, 9))  # warm-up 2 + 6 steps
+        assert _steps(out / "replayed" / f"r{repeat}") == list(range(1, 17))  # and the 8 batches kept
+    assert result["replay"]["replayed_share"] == 1.0  # every measured step's batch came from memory
+    launched = result["single_run"]
+    assert result["replayed_data_stall_ms"] < min(0.5, 0.02 * launched["data_stall_ms"]), result
+    cost = result["input_pipeline"]
+    assert 40.0 - 5.0 <= cost["ms"] <= 40.0 + 12.0, result
+    times = result["variants"]
+    assert cost["ms"] == pytest.approx(times["launched"]["step_ms"] - times["replayed"]["step_ms"])
+    assert cost["pct_of_step"] == pytest.approx(100 * cost["ms"] / times["launched"]["step_ms"])
+    # the single run agrees: the pipeline's time is all the loop's wait, and the sleep is fetch
+    assert abs(launched["data_stall_ms"] - cost["ms"]) <= 10.0, result
+    assert 40.0 - 5.0 <= launched["data_fetch_ms"] <= 40.0 + 12.0, result
+    assert sum(launched[k] for k in ("data_fetch_ms", "data_prep_ms", "data_other_ms")) == pytest.approx(
+        launched["data_stall_ms"]
+    )
+
+
+def test_data_replay_of_a_job_with_no_dataloader_gives_no_figure_but_the_reason(tmp_path):
+    result, _ = _stalls(tmp_path, "--data", "--repeats", "1", script=[str(EXAMPLE), "--synthetic"])
+    assert result["input_pipeline"] is None and result["replay"]["replayed_share"] is None
+    assert "does not come through a torch DataLoader" in result["reasons"]["input_pipeline"]
+    assert result["variants"]["replayed"]["step_ms"] > 0
+
+
 @pytest.mark.parametrize(
     "args, words",
     [
+        (["--data", "--emulate-nodes", "2", "--", "torchrun", "t.py"], "--data runs the job as launched"),
         (["--", "python", "train.py"], "must be a torchrun"),
         (["--emulate-nodes", "3", "--", "torchrun", "--nproc_per_node=2", "t.py"], "must divide"),
         (["--steps", "0", "--", "torchrun", "t.py"], "--steps: 0 is outside the allowed range"),

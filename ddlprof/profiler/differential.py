@@ -12,6 +12,7 @@ With the per-GPU batch fixed, the job runs for a few steady steps in variants:
     network stall      = t(full) - t(one_node)
 
 Every variant is an ordinary ``ddlprof wrap`` run under ``--out``; the result is ``stalls.json``.
+``--data`` runs other variants through the same runner (``data_ceiling.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import signal
 import statistics
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +32,11 @@ from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.netem import Link, Node, emulated_network
 from ddlprof.profiler.wrap import wrap_command
-from ddlprof.runs.rundir import json_text, load_run, write_atomic
+from ddlprof.runs.rundir import Run, json_text, load_run, write_atomic
 from ddlprof.runs.summary import summarize
 
 SCHEMA = "ddlprof.stalls"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: "mode" ("comm", or "data" for --data, whose result has its own keys)
 SINGLE_NODE = "single node: the job as launched is one node; use --emulate-nodes K to measure a network"
 
 
@@ -53,6 +54,21 @@ class Variant:
     name: str
     processes: int
     launches: list[Launch]
+    kept_batches: int = 0  # steps its DataLoaders fetch before replaying (data_ceiling.py): more warm-up
+
+
+@dataclass
+class Measured:
+    """Every variant's runs, each read back with its summary, and why a variant failed."""
+
+    runs: dict[str, list[tuple[Run, dict[str, Any]]]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+    def times(self) -> dict[str, list[float]]:
+        return {name: [s["job"]["step_ms"] for _, s in runs] for name, runs in self.runs.items()}
+
+    def jobs(self, name: str) -> list[dict[str, Any]]:
+        return [s["job"] for _, s in self.runs.get(name, [])]
 
 
 @dataclass
@@ -109,14 +125,10 @@ def plan(
             "stalls: runs every variant on this host; for a multi-node job run it with --emulate-nodes K "
             "on one host, or profile each node with ddlprof wrap"
         )
-    # Same OpenMP threads in every variant (torchrun sets 1 only for several processes per node), so
-    # that CPU oversubscription never passes for a stall.
-    common = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
-    if emulate_pcie:
-        common["NCCL_P2P_DISABLE"] = "1"
+    common = common_env(emulate_pcie)
 
     def local(nproc: int) -> Launch:
-        return Launch([*job.launcher, "--standalone", f"--nproc_per_node={nproc}", *job.target], dict(common))
+        return local_launch(job, nproc, common)
 
     if not emulate_nodes or emulate_nodes == 1:
         return [Variant("one_gpu", 1, [local(1)]), Variant("one_node", job.nproc, [local(job.nproc)])]
@@ -151,6 +163,20 @@ def plan(
         Variant("one_node", per_node, [local(per_node)]),
         Variant("full", job.nproc, nodes),
     ]
+
+
+def common_env(emulate_pcie: bool) -> dict[str, str]:
+    """What every variant's processes get: the same OpenMP threads (torchrun sets 1 only for several
+    processes per node), so that CPU oversubscription never passes for a stall."""
+    common = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    if emulate_pcie:
+        common["NCCL_P2P_DISABLE"] = "1"
+    return common
+
+
+def local_launch(job: Job, nproc: int, env: dict[str, str]) -> Launch:
+    """The job on this host alone, with ``nproc`` processes."""
+    return Launch([*job.launcher, "--standalone", f"--nproc_per_node={nproc}", *job.target], dict(env))
 
 
 def free_port() -> int:
@@ -209,11 +235,6 @@ def _stop(procs: list[subprocess.Popen], grace_s: float = 10) -> None:
             proc.wait()
 
 
-def measure(run_dir: Path, warmup: int) -> dict[str, Any]:
-    """The run's steady-state summary (``ddlprof report``'s, with the variant's warm-up)."""
-    return summarize([load_run(run_dir)], warmup=warmup)
-
-
 def single_run_attribution(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
     """What one wrapped run of the full job attributes, as medians over the repeats, for comparing
     with the differential result: the same run directories, read by ``ddlprof report``. The stalls
@@ -233,17 +254,8 @@ def single_run_attribution(jobs: list[dict[str, Any]]) -> dict[str, Any] | None:
 def stalls_result(times: dict[str, list[float]], failures: dict[str, str], emulated: bool) -> dict[str, Any]:
     """The arithmetic: medians per variant, differences, and the spread of per-repeat differences."""
 
-    def med(name: str) -> float | None:
-        return statistics.median(times[name]) if times.get(name) else None
-
     def diff(hi: str, lo: str) -> dict[str, Any] | None:
-        if med(hi) is None or med(lo) is None:
-            return None
-        pairs = [a - b for a, b in zip(times[hi], times[lo], strict=False)]
-        top = med("full") if emulated else med("one_node")
-        value = med(hi) - med(lo)  # type: ignore[operator]
-        spread = [min(pairs), max(pairs)] if pairs else None
-        return {"ms": value, "pct_of_step": 100 * value / top if top else None, "spread_ms": spread}
+        return difference(times, hi, lo, "full" if emulated else "one_node")
 
     reasons = {}
     interconnect = diff("one_node", "one_gpu")
@@ -257,14 +269,44 @@ def stalls_result(times: dict[str, list[float]], failures: dict[str, str], emula
     return {
         "schema": SCHEMA,
         "schema_version": SCHEMA_VERSION,
-        "variants": {
-            name: {"step_ms": med(name), "repeats_ms": times.get(name, []), "error": failures.get(name)}
-            for name in ["one_gpu", "one_node", *(["full"] if emulated else [])]
-        },
+        "variants": variant_rows(times, failures, ["one_gpu", "one_node", *(["full"] if emulated else [])]),
         "interconnect_stall": interconnect,
         "network_stall": network,
         "reasons": reasons,
     }
+
+
+def _median(times: dict[str, list[float]], name: str) -> float | None:
+    return statistics.median(times[name]) if times.get(name) else None
+
+
+def variant_rows(times: dict[str, list[float]], failures: dict[str, str], names: list[str]) -> dict[str, Any]:
+    """Each variant's median step, its runs' steps and its error, for ``stalls.json``."""
+    return {
+        name: {
+            "step_ms": _median(times, name),
+            "repeats_ms": times.get(name, []),
+            "error": failures.get(name),
+        }
+        for name in names
+    }
+
+
+def difference(times: dict[str, list[float]], hi: str, lo: str, top: str) -> dict[str, Any] | None:
+    """Variant ``hi``'s median step minus ``lo``'s, its share of ``top``'s, and the spread of the
+    per-repeat differences; None where either did not run."""
+    high, low, whole = _median(times, hi), _median(times, lo), _median(times, top)
+    if high is None or low is None:
+        return None
+    pairs = [a - b for a, b in zip(times[hi], times[lo], strict=False)]
+    value = high - low
+    spread = [min(pairs), max(pairs)] if pairs else None
+    return {"ms": value, "pct_of_step": 100 * value / whole if whole else None, "spread_ms": spread}
+
+
+def check_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise DdlprofError(f"--out {out}: not empty; choose a new directory")
 
 
 def run_stalls(
@@ -279,19 +321,33 @@ def run_stalls(
     emulate_link: Link | None = None,
 ) -> dict[str, Any]:
     """Run the variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
-    if out.exists() and any(out.iterdir()):
-        raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+    check_out(out)
     if emulate_link and not (emulate_nodes and emulate_nodes > 1):
         raise DdlprofError("--emulate-link joins emulated nodes: give --emulate-nodes K (2 or more) too")
     launched = parse_job(command)
     plan(launched, emulate_nodes, emulate_pcie, free_port())  # the job's errors, before anything is built
     network = emulated_network(emulate_nodes, emulate_link) if emulate_link else contextlib.nullcontext()
-    with _terminate_as_interrupt(), network as nodes:
-        result = _run_variants(
-            launched, steps, repeats, warmup, emulate_nodes, emulate_pcie, out, timeout_s, nodes
+    emulated = bool(emulate_nodes and emulate_nodes > 1)
+    with terminate_as_interrupt(), network as nodes:
+        # a fresh rendezvous port each repeat, taken just before it is used
+        variants = plan(launched, emulate_nodes, emulate_pcie, 0, nodes)
+        measured = run_variants(
+            lambda: plan(launched, emulate_nodes, emulate_pcie, free_port(), nodes),
+            steps,
+            repeats,
+            warmup,
+            out,
+            timeout_s,
         )
+    full = variants[-1].name
+    result = stalls_result(measured.times(), measured.failures, emulated)
+    result["single_run"] = single_run_attribution(measured.jobs(full))
+    single = result["variants"].get("one_gpu", {}).get("step_ms")
+    last = measured.runs[full][-1] if measured.runs.get(full) else None
+    result["dataset"] = _record_training_row((last[0].path, last[1]) if last else None, single)
     result.update(
         {
+            "mode": "comm",
             "command": command,
             "steps": steps,
             "warmup": warmup,
@@ -311,7 +367,7 @@ def run_stalls(
 
 
 @contextlib.contextmanager
-def _terminate_as_interrupt() -> Iterator[None]:
+def terminate_as_interrupt() -> Iterator[None]:
     """SIGTERM (``kill``, ``timeout``, a scheduler) unwinds as Ctrl-C does, so that the variant's ranks
     are stopped and the emulated network is removed on the way out; the exit code stays SIGTERM's."""
 
@@ -325,54 +381,40 @@ def _terminate_as_interrupt() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _run_variants(
-    launched: Job,
-    steps: int,
-    repeats: int,
-    warmup: int,
-    emulate_nodes: int | None,
-    emulate_pcie: bool,
-    out: Path,
-    timeout_s: float,
-    network: list[Node] | None,
-) -> dict[str, Any]:
+def run_variants(
+    make_plan: Callable[[], list[Variant]], steps: int, repeats: int, warmup: int, out: Path, timeout_s: float
+) -> Measured:
+    """Run the variants of ``make_plan()`` (called once per repeat) ``repeats`` times, interleaved, each
+    under ``out/<variant>/r<repeat>``, and read each run back with ``ddlprof report``'s summary of its
+    steady steps. A variant that fails once is not run again."""
     from rich.progress import Progress
 
-    variants = plan(launched, emulate_nodes, emulate_pcie, 0, network)
-    times: dict[str, list[float]] = {}
-    jobs: dict[str, list[dict[str, Any]]] = {}
-    last: dict[str, tuple[Path, dict[str, Any]]] = {}  # each variant's last measured run and summary
-    failures: dict[str, str] = {}
+    measured = Measured()
     with Progress(transient=True) as progress:
-        task = progress.add_task("ddlprof stalls", total=repeats * len(variants))
+        task = progress.add_task("ddlprof stalls", total=None)
         for repeat in range(repeats):
-            # a fresh rendezvous port each repeat, taken just before it is used
-            variants = plan(launched, emulate_nodes, emulate_pcie, free_port(), network)
+            variants = make_plan()
+            progress.update(task, total=repeats * len(variants))
             for variant in variants:
                 progress.update(
                     task, description=f"{variant.name} ({variant.processes} proc), repeat {repeat + 1}"
                 )
-                if variant.name not in failures:
+                if variant.name not in measured.failures:
+                    skip = warmup + variant.kept_batches
                     run_dir, error = run_variant(
-                        variant, out / variant.name / f"r{repeat}", warmup + steps, timeout_s
+                        variant, out / variant.name / f"r{repeat}", skip + steps, timeout_s
                     )
                     try:
                         if error is None:
-                            summary = measure(run_dir, warmup)
-                            last[variant.name] = (run_dir, summary)
-                            job = summary["job"]
-                            times.setdefault(variant.name, []).append(job["step_ms"])
-                            jobs.setdefault(variant.name, []).append(job)
+                            run = load_run(run_dir)
+                            summary = summarize([run], warmup=skip)
+                            measured.runs.setdefault(variant.name, []).append((run, summary))
                     except DdlprofError as exc:
                         error = str(exc)
                     if error is not None:
-                        failures[variant.name] = f"{variant.name}: {error}"
+                        measured.failures[variant.name] = f"{variant.name}: {error}"
                 progress.advance(task)
-    result = stalls_result(times, failures, emulated=bool(emulate_nodes and emulate_nodes > 1))
-    result["single_run"] = single_run_attribution(jobs.get(variants[-1].name, []))
-    single = result["variants"].get("one_gpu", {}).get("step_ms")
-    result["dataset"] = _record_training_row(last.get(variants[-1].name), single)
-    return result
+    return measured
 
 
 def _record_training_row(full: tuple[Path, dict[str, Any]] | None, single: float | None) -> dict[str, Any]:

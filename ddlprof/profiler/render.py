@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS
+from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS, data_line
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.peer_wait import charge_sentence
@@ -169,17 +169,7 @@ def _pct(value: float | None) -> str:
 def print_stalls(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof stalls``: the variants' step times and the stalls they imply."""
     console = console or Console()
-    table = Table(
-        title=f"Differential stalls (ms per step, median of {result['repeats']} runs): {result['out']}"
-    )
-    table.add_column("variant")
-    table.add_column("step ms", justify="right")
-    table.add_column("runs (ms)")
-    for name, variant in result["variants"].items():
-        runs = ", ".join(f"{t:.2f}" for t in variant["repeats_ms"])
-        step = "failed" if variant["step_ms"] is None else f"{variant['step_ms']:.2f}"
-        table.add_row(name, step, variant["error"] or runs)
-    console.print(table)
+    console.print(_variants_table(result))
     link = result.get("emulate_link")
     if link:
         delay = f", {link['delay_ms']:g} ms one way" if link["delay_ms"] else ""
@@ -213,6 +203,53 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
         console.print(f"added {where}, with the one-GPU step time: {fit}")
     elif dataset.get("reason"):
         console.print(f"[dim]not added to the local dataset: {dataset['reason']}[/dim]")
+
+
+def _variants_table(result: dict[str, Any]) -> Table:
+    table = Table(
+        title=f"Differential stalls (ms per step, median of {result['repeats']} runs): {result['out']}"
+    )
+    table.add_column("variant")
+    table.add_column("step ms", justify="right")
+    table.add_column("runs (ms)")
+    for name, variant in result["variants"].items():
+        runs = ", ".join(f"{t:.2f}" for t in variant["repeats_ms"])
+        step = "failed" if variant["step_ms"] is None else f"{variant['step_ms']:.2f}"
+        table.add_row(name, step, variant["error"] or runs)
+    return table
+
+
+def print_data_stalls(result: dict[str, Any], console: Console | None = None) -> None:
+    """``ddlprof stalls --data``: what the input pipeline costs the step in all, beside the launched
+    runs' own split of their data stall."""
+    console = console or Console()
+    console.print(_variants_table(result))
+    cost, reasons = result["input_pipeline"], result["reasons"]
+    if cost is None:
+        console.print(f"input pipeline: n/a ({reasons['input_pipeline']})")
+    else:
+        low, high = cost["spread_ms"]
+        console.print(
+            f"input pipeline (launched - replayed from memory): {cost['ms']:.2f} ms per step "
+            f"({_pct(cost['pct_of_step'])} of the step), per-run differences {low:.2f} to {high:.2f} ms"
+        )
+        if "input_pipeline" in reasons:
+            console.print(f"[yellow]{reasons['input_pipeline']}[/yellow]")
+    split = result["single_run"]
+    if split and split["data_fetch_ms"] is not None:
+        console.print(
+            "single-run split of the launched runs (ddlprof report): data stall "
+            f"{split['data_stall_ms']:.2f} ms = fetch {split['data_fetch_ms']:.2f} "
+            f"+ prep {split['data_prep_ms']:.2f} + other {split['data_other_ms']:.2f}"
+        )
+    elif "split" in reasons:
+        console.print(f"[dim]single-run split: n/a ({reasons['split']})[/dim]")
+    if result["replayed_data_stall_ms"] is not None:
+        replay = result["replay"]
+        console.print(
+            f"replayed runs: data stall {result['replayed_data_stall_ms']:.2f} ms; each DataLoader's first "
+            f"{replay['batches_kept']} batches kept (at most {replay['max_bytes'] / 2**30:g} GiB) and cycled"
+        )
 
 
 def _num(value: float | None, spec: str, suffix: str = "") -> str:
@@ -339,32 +376,6 @@ def print_analysis(result: dict[str, Any], console: Console | None = None) -> No
         )
     for warning in result["warnings"]:
         console.print(f"[yellow]{warning}[/yellow]")
-
-
-def data_line(summary: dict[str, Any]) -> str | None:
-    """The job's data stall in its parts, and what a batch cost to make on the rank that waits least."""
-    job = summary["job"]
-    if not job.get("data_stall_ms") or job.get("data_fetch_ms") is None:
-        return None
-    line = (
-        f"data stall {job['data_stall_ms']:.1f} ms = fetch {job['data_fetch_ms']:.1f} (blocked on storage) "
-        f"+ prep {job['data_prep_ms']:.1f} (CPU) + other {job['data_other_ms']:.1f}"
-    )
-    rank = min(
-        (r for r in summary["ranks"] if r.get("loader")),
-        key=lambda r: r["data_stall_ms"] or 0.0,
-        default=None,
-    )
-    if rank is not None:
-        loader = rank["loader"]
-        blocked = max(0.0, loader["batch_ms"] - loader["batch_cpu_ms"] - loader["batch_cpu_wait_ms"])
-        cores = f", {loader['cpus']} CPU cores" if loader.get("cpus") else ""
-        line += (
-            f"; rank {rank['rank']}: {loader['workers']} DataLoader worker(s){cores}, a batch took "
-            f"{loader['batch_ms']:.1f} ms to make (CPU {loader['batch_cpu_ms']:.1f}, waiting for a free "
-            f"core {loader['batch_cpu_wait_ms']:.1f}, blocked {blocked:.1f})"
-        )
-    return line
 
 
 def _windows_table(windows: list[dict[str, Any]]) -> Table:

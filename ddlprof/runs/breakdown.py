@@ -171,6 +171,32 @@ def data_split(data_ms: float | None, loader: Any) -> dict[str, float | None]:
     }
 
 
+def data_line(summary: dict[str, Any]) -> str | None:
+    """The job's data stall in its parts, and what a batch cost to make on the rank that waits least."""
+    job = summary["job"]
+    if not job.get("data_stall_ms") or job.get("data_fetch_ms") is None:
+        return None
+    line = (
+        f"data stall {job['data_stall_ms']:.1f} ms = fetch {job['data_fetch_ms']:.1f} (blocked on storage) "
+        f"+ prep {job['data_prep_ms']:.1f} (CPU) + other {job['data_other_ms']:.1f}"
+    )
+    rank = min(
+        (r for r in summary["ranks"] if r.get("loader")),
+        key=lambda r: r["data_stall_ms"] or 0.0,
+        default=None,
+    )
+    if rank is not None:
+        loader = rank["loader"]
+        blocked = max(0.0, loader["batch_ms"] - loader["batch_cpu_ms"] - loader["batch_cpu_wait_ms"])
+        cores = f", {loader['cpus']} CPU cores" if loader.get("cpus") else ""
+        line += (
+            f"; rank {rank['rank']}: {loader['workers']} DataLoader worker(s){cores}, a batch took "
+            f"{loader['batch_ms']:.1f} ms to make (CPU {loader['batch_cpu_ms']:.1f}, waiting for a free "
+            f"core {loader['batch_cpu_wait_ms']:.1f}, blocked {blocked:.1f})"
+        )
+    return line
+
+
 def reasons(
     multi_node: bool,
     comm_states: Iterable[str | None],
