@@ -123,9 +123,21 @@ def test_runs_page_shows_one_run_in_detail(runs_root, app):
 
     # the verdict first, as the report words it
     assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"
+    # the data stall in its parts: fetch (blocked), prep (CPU) and other, in the report's words
+    job = expected["job"]
+    split = _frame(at, "data_split")
+    assert list(split["rank"]) == ["0", "1", "job"]
+    for key in ("data_stall_ms", "data_fetch_ms", "data_prep_ms", "data_other_ms"):
+        assert list(split[key]) == [r[key] for r in expected["ranks"]] + [job[key]], key
+    said = (
+        f"Data stall {job['data_stall_ms']:.1f} ms = fetch {job['data_fetch_ms']:.1f} (blocked on storage) "
+        f"+ prep {job['data_prep_ms']:.1f} (CPU) + other {job['data_other_ms']:.1f}; rank "
+    )
+    assert any(c.value.startswith(said) and "0 DataLoader worker(s)" in c.value for c in at.caption)
 
     at.selectbox(key="run").set_value("straggler").run()
     assert not at.exception
+    assert not any(c.value.startswith("Data stall") for c in at.caption)  # no batch costs: no split
     expected = summary(root / "straggler", "--no-store")
     assert expected["diagnosis"]["verdict"] == "straggler"
     assert at.info[0].value == f"**Verdict:** {expected['diagnosis']['sentence']}"

@@ -13,11 +13,19 @@ import streamlit as st
 from ddlprof import figures
 from ddlprof.dashboard import data, shared
 from ddlprof.errors import DdlprofError
+from ddlprof.runs.breakdown import data_line
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.peer_wait import charge_sentence
 from ddlprof.runs.summary import missing_label
 
 MS = st.column_config.NumberColumn(format="%.2f")
+#: The data stall's parts (``ddlprof report``'s words), which add up to it.
+DATA_COLUMNS = {
+    "data_stall_ms": st.column_config.NumberColumn("data stall ms", format="%.2f"),
+    "data_fetch_ms": st.column_config.NumberColumn("fetch ms (blocked on storage)", format="%.2f"),
+    "data_prep_ms": st.column_config.NumberColumn("prep ms (CPU)", format="%.2f"),
+    "data_other_ms": st.column_config.NumberColumn("other ms", format="%.2f"),
+}
 
 
 def _no_runs(root: Any) -> None:
@@ -174,6 +182,19 @@ def _waits(summary: dict[str, Any]) -> None:
             )
 
 
+def _data_split(summary: dict[str, Any]) -> None:
+    """The data stall in its parts per rank (fetch, prep, other) and what a batch cost to make, where
+    the summary has them: which fix a data stall needs depends on its part."""
+    line = data_line(summary)
+    if line is None:
+        return
+    rows = pd.DataFrame([*summary["ranks"], {**summary["job"], "rank": "job"}])
+    st.caption(line[0].upper() + line[1:])
+    shared.table(
+        rows[["rank", *DATA_COLUMNS]].astype({"rank": str}), column_config=DATA_COLUMNS, key="data_split"
+    )
+
+
 def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, Any]) -> None:
     job, steps = summary["job"], summary["steps"]
     traced = steps["traced_excluded"]
@@ -222,6 +243,7 @@ def _one_run(run: data.FoundRun, summary: dict[str, Any], manifest: dict[str, An
     _waits(summary)
     for key, reason in summary["reasons"].items():
         st.caption(f"**{figures.LABELS.get(key, key)}**: {reason}")
+    _data_split(summary)
     st.plotly_chart(figures.step_timeline(detail["steps"], steps["warmup_dropped"]), key="timeline")
 
     _skew(summary)
