@@ -157,6 +157,14 @@ def test_data_replay_of_a_job_with_no_dataloader_gives_no_figure_but_the_reason(
     assert result["variants"]["replayed"]["step_ms"] > 0
 
 
+def test_data_replay_of_a_job_too_short_for_its_kept_batches_says_how_many_steps_it_needs(tmp_path):
+    job = [str(EXAMPLE), "--model", "mlp_w16", "--steps", "8"]  # replayed: 2 + 8 kept + 4 steps
+    result, _ = _stalls(tmp_path, "--data", "--repeats", "1", script=job)
+    assert result["variants"]["launched"]["step_ms"] > 0 and result["variants"]["replayed"]["step_ms"] is None
+    assert "the job needs 14 steps" in result["variants"]["replayed"]["error"]
+    assert result["input_pipeline"] is None and "failed" in result["reasons"]["input_pipeline"]
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

@@ -411,6 +411,11 @@ def run_variants(
                             measured.runs.setdefault(variant.name, []).append((run, summary))
                     except DdlprofError as exc:
                         error = str(exc)
+                        if variant.kept_batches:
+                            error += (
+                                f" (this variant leaves out --warmup and the {variant.kept_batches} steps "
+                                f"that fill its kept batches: the job needs {skip + steps} steps)"
+                            )
                     if error is not None:
                         measured.failures[variant.name] = f"{variant.name}: {error}"
                 progress.advance(task)
