@@ -165,6 +165,51 @@ def test_data_replay_of_a_job_too_short_for_its_kept_batches_says_how_many_steps
     assert result["input_pipeline"] is None and "failed" in result["reasons"]["input_pipeline"]
 
 
+def _variant_runs(steps_ms: list[float], replayed_per_step: list[int]) -> list:
+    """Runs of one variant in the runner's shape: each with 4 steps after a warm-up of 10, one batch a
+    step, and ``replayed`` of those batches from memory."""
+    from pathlib import Path
+
+    from ddlprof.runs.rundir import RankLog, Run
+
+    runs = []
+    for step_ms, replayed in zip(steps_ms, replayed_per_step, strict=True):
+        steps = [
+            {"step": n, "loader": {"batches": 1, "replayed": int(n > 14 - replayed)}} for n in range(1, 15)
+        ]
+        run = Run(Path("r"), {}, [], [RankLog(rank=0, path=Path("r"), steps=steps)])
+        job = {"step_ms": step_ms, "data_stall_ms": 2.0, "data_fetch_ms": 1.0, "data_prep_ms": 1.0}
+        runs.append((run, {"job": {**job, "data_other_ms": 0.0}}))
+    return runs
+
+
+def test_data_result_says_when_the_cost_is_within_the_noise_or_only_partly_replayed():
+    from ddlprof.profiler.data_ceiling import data_result
+    from ddlprof.profiler.differential import Measured
+
+    clear = Measured(
+        runs={
+            "launched": _variant_runs([30.0, 31.0], [0, 0]),
+            "replayed": _variant_runs([10.0, 12.0], [4, 4]),
+        }
+    )
+    result = data_result(clear, warmup=2)  # the replayed runs measure steps 11-14
+    assert result["input_pipeline"]["ms"] == pytest.approx(19.5) and result["reasons"] == {}
+    assert result["replay"]["replayed_share"] == 1.0
+    noisy = Measured(
+        runs={
+            "launched": _variant_runs([30.0, 31.0], [0, 0]),
+            "replayed": _variant_runs([31.0, 29.0], [4, 4]),
+        }
+    )
+    result = data_result(noisy, warmup=2)
+    assert "within the run-to-run noise" in result["reasons"]["input_pipeline"]
+    part = Measured(runs={"launched": _variant_runs([30.0], [0]), "replayed": _variant_runs([10.0], [2])})
+    result = data_result(part, warmup=2)
+    assert result["replay"]["replayed_share"] == 0.5 and result["input_pipeline"]["ms"] == 20.0
+    assert result["reasons"]["input_pipeline"].startswith("only 50% of the replayed runs' measured batches")
+
+
 @pytest.mark.parametrize(
     "args, words",
     [

@@ -47,6 +47,10 @@ NO_LOADER = (
     "no batch of the replayed runs' measured steps came from memory: the job's input does not come "
     "through a torch DataLoader (or its DataLoaders make fewer batches than the warm-up)"
 )
+IN_NOISE = (
+    "a run's difference was {low:.2f} ms: the input pipeline's cost is within the run-to-run noise of "
+    "the step (more --repeats and --steps narrow it)"
+)
 PART_REPLAYED = (
     "only {pct:.0f}% of the replayed runs' measured batches came from memory (a DataLoader made anew "
     "fetches its first batches again): the figure is a lower bound"
@@ -94,6 +98,8 @@ def data_result(measured: Measured, warmup: int) -> dict[str, Any]:
         cost, reasons["input_pipeline"] = None, NO_LOADER
     elif share < 1.0:
         reasons["input_pipeline"] = PART_REPLAYED.format(pct=100 * share)
+    elif cost["spread_ms"][0] <= 0:
+        reasons["input_pipeline"] = IN_NOISE.format(low=cost["spread_ms"][0])
     launched, replayed = measured.jobs("launched"), measured.jobs("replayed")
     split = {key: _mean([j.get(key) for j in launched]) for key in ("data_stall_ms", *DATA_PARTS)}
     if launched and split["data_fetch_ms"] is None:
