@@ -5,6 +5,8 @@ under DDP. For ``ddlprof wrap``'s data-stall split (fetch vs prep) and its worke
 
     python benchmarks/jpeg_pipeline.py --make /tmp/jpegs --images 2000            # once
     ddlprof wrap -- torchrun --nproc_per_node=1 benchmarks/jpeg_pipeline.py --data /tmp/jpegs --workers 2
+    ddlprof stalls --data -- torchrun --nproc_per_node=1 benchmarks/jpeg_pipeline.py --data /tmp/jpegs
+    # (the input pipeline's whole cost: as launched, and with its first 8 batches replayed from memory)
     # CPU: --model resnet18 --image-size 64 --batch-size 16; drop the page cache between runs to read
     # from disk (echo 3 > /proc/sys/vm/drop_caches) or keep it warm to see prep alone.
 """
