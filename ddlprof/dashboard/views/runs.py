@@ -44,10 +44,10 @@ def _runs_table(good: list[tuple[data.FoundRun, dict[str, Any]]], root: Any) -> 
         table,
         column_config={
             "run": st.column_config.TextColumn(width="small"),
-            "date": st.column_config.TextColumn("date (UTC)", width="small"),
+            "date": st.column_config.TextColumn("date (UTC)", width=125),  # "2026-12-07 01:47" whole
             "command": st.column_config.TextColumn(width="small"),
             "model": st.column_config.TextColumn(width="small"),
-            "where": st.column_config.TextColumn(width="small"),
+            "where": st.column_config.TextColumn(width=115),  # "2 x cpu, 1 node(s)"
             **shared.NUMBER_COLUMNS,
         },
         key="runs_table",
