@@ -1,5 +1,6 @@
-"""The diagnosis on real 2-process gloo DDP jobs: each scenario gets its verdict, and its top
-recommendation, applied to the job and run again, moves the step time the way it predicted.
+"""The diagnosis on real 2-process gloo DDP jobs: each scenario gets its verdict, in the report and on the
+dashboard's Runs page, and its top recommendation, applied to the job and run again, moves the step time
+the way it predicted.
 
 Tolerances are on the saving (step before minus step after, against the predicted saving), because two
 ranks sharing two CPU cores with other work move a whole step by several ms from run to run, while the
@@ -12,8 +13,12 @@ savings here are tens of ms:
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
-from conftest import ddlprof, summary
+from conftest import REPO, ddlprof, summary
+
+from ddlprof.dashboard import data
 
 pytestmark = pytest.mark.e2e
 STEPS = ("--steps", "8")
@@ -35,6 +40,22 @@ def _top(result: dict, rule: str) -> dict:
     return top
 
 
+def _dashboard_shows(result: dict, monkeypatch) -> None:
+    """The dashboard's Runs page, opened on the run, shows the report's verdict and top recommendation."""
+    from streamlit.testing.v1 import AppTest
+
+    run = Path(result["runs"][0])
+    monkeypatch.setenv(data.RUNS_ENV, str(run.parent))
+    at = AppTest.from_file(str(REPO / "ddlprof" / "dashboard" / "app.py"), default_timeout=120).run()
+    at.selectbox(key="run").set_value(run.name).run()
+    assert not at.exception, [e.value for e in at.exception]
+    diagnosis = result["diagnosis"]
+    assert at.info[0].value == f"**Verdict:** {diagnosis['sentence']}"
+    if diagnosis["recommendations"]:
+        top = diagnosis["recommendations"][0]
+        assert any(f"**1. {top['limit']}**: {top['action']}" in m.value for m in at.markdown)
+
+
 def _saves(before: dict, after: dict, top: dict, low: float, high: float) -> None:
     """The re-run saves between ``low`` and ``high`` times the predicted saving per step."""
     saved = before["job"]["step_ms"] - after["job"]["step_ms"]
@@ -44,29 +65,32 @@ def _saves(before: dict, after: dict, top: dict, low: float, high: float) -> Non
     assert low * top["saving_ms"] <= saved <= high * top["saving_ms"], (before["job"], after["job"], top)
 
 
-def test_input_bound_run_gets_more_workers_and_the_step_drops_as_predicted(wrapped):
+def test_input_bound_run_gets_more_workers_and_the_step_drops_as_predicted(wrapped, monkeypatch):
     slow = ("--batch-size", "8", "--data-delay-ms", "3")
     before = _run(wrapped, "input", *slow)
     assert before["diagnosis"]["verdict"] == "input-bound", before["diagnosis"]
+    _dashboard_shows(before, monkeypatch)
     top = _top(before, "input_bound")
     after = _run(wrapped, "input-fixed", *slow, "--workers", str(top["change"]["num_workers"]))
     _saves(before, after, top, 0.6, 1.4)
 
 
-def test_small_buckets_on_gloo_get_a_larger_bucket_cap_and_the_step_drops(wrapped):
+def test_small_buckets_on_gloo_get_a_larger_bucket_cap_and_the_step_drops(wrapped, monkeypatch):
     # a 6 ms fixed cost per all-reduce call (a slow link's latency) over one bucket per layer
     job = (*SMALL, "--comm-delay-ms", "6")
     before = _run(wrapped, "buckets", *job, "--bucket-cap-mb", "0.001")
     assert before["diagnosis"]["verdict"] == "communication-bound", before["diagnosis"]
+    _dashboard_shows(before, monkeypatch)
     top = _top(before, "bucket_size")
     cap = str(top["change"]["bucket_cap_mb"])
     after = _run(wrapped, "buckets-fixed", *job, "--bucket-cap-mb", cap)
     _saves(before, after, top, 0.3, 1.3)
 
 
-def test_straggler_is_named_and_removing_its_slowdown_gives_the_predicted_step(wrapped):
+def test_straggler_is_named_and_removing_its_slowdown_gives_the_predicted_step(wrapped, monkeypatch):
     before = _run(wrapped, "straggler", *SMALL, "--data-delay-ms", "4", "--data-delay-ranks", "1")
     assert before["diagnosis"]["verdict"] == "straggler", before["diagnosis"]
+    _dashboard_shows(before, monkeypatch)
     top = _top(before, "straggler")
     assert top["change"] == {"rank": 1} and "input pipeline" in top["action"]
     _saves(before, _run(wrapped, "straggler-fixed", *SMALL), top, 0.6, 1.4)
@@ -76,10 +100,11 @@ def test_straggler_is_named_and_removing_its_slowdown_gives_the_predicted_step(w
     assert "verdict: straggler: rank 1" in after_table and "predicted step:" in after_table
 
 
-def test_healthy_run_is_compute_bound_with_no_large_change_to_make(wrapped):
+def test_healthy_run_is_compute_bound_with_no_large_change_to_make(wrapped, monkeypatch):
     healthy = _run(wrapped, "healthy", "--batch-size", "64")
     diagnosis = healthy["diagnosis"]
     assert diagnosis["verdict"] == "compute-bound", diagnosis
+    _dashboard_shows(healthy, monkeypatch)
     assert all(
         r["saving_ms"] is None or r["saving_ms"] < 0.25 * healthy["job"]["step_ms"]
         for r in diagnosis["recommendations"]
