@@ -493,6 +493,20 @@ def test_model_predict_reads_any_fitted_models_file(data):
             strict(out)
 
 
+@pytest.mark.parametrize("selected", [None, "neither", 3])
+def test_a_fitted_models_file_that_selects_no_model_is_not_used(selected):
+    """Found by the fuzz test above in CI: a null ``selected`` passed the shape check (any field may be
+    null) and stopped model predict with a KeyError."""
+    record = json.loads(FIT.read_text())
+    record["selected"] = selected
+    with tempfile.TemporaryDirectory() as home:
+        (Path(home) / "models").mkdir()
+        (Path(home) / "models" / "stall_models.json").write_text(json_text(record))
+        code, out, err = cli(*PREDICT, env={"DDLPROF_HOME": home})
+        assert code == 0, err
+        strict(out)
+
+
 # -- the SQLite store ------------------------------------------------------------------------------
 
 

@@ -90,7 +90,12 @@ def stamp(training_sha256: str) -> dict[str, str]:
 
 
 def _from_record(record: dict[str, Any]) -> dict[str, StallModel]:
-    return {"baseline": AnalyticalBaseline(), "learned": LearnedStallModel.from_dict(record["learned"])}
+    """The models of a saved fit; KeyError where its ``selected`` names neither (a null passes the
+    shape check, which lets any field be null)."""
+    models = {"baseline": AnalyticalBaseline(), "learned": LearnedStallModel.from_dict(record["learned"])}
+    if record.get("selected") not in models:
+        raise KeyError(f"selected: {record.get('selected')!r} is not a fitted model")
+    return models
 
 
 def _read(path: Path) -> dict[str, Any] | None:
