@@ -101,15 +101,20 @@ def render(at_factory, expected: int) -> float:
     return elapsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """The runs both dashboard benchmarks open: how many, and the run they are copies of."""
     parser.add_argument("--runs", type=int, default=100, help="run directories (default: 100)")
     parser.add_argument("--source", type=Path, help="a run directory to copy (default: make one)")
     parser.add_argument(
         "--steps", type=int, default=30, help="steps of the source run made here (default: 30)"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_run_arguments(parser)
     parser.add_argument("--repeats", type=int, default=5, help="warm renders (default: 5)")
     parser.add_argument(
         "--summaries-on-disk", action="store_true", help="give every run its summary.json first (untimed)"

@@ -37,7 +37,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from dashboard_runs_page import make_runs, make_source, write_summaries
+from dashboard_runs_page import add_run_arguments, make_runs, make_source, write_summaries
 
 CHROMIUM = "/usr/bin/chromium"
 TARGET_S = 1.0
@@ -93,11 +93,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--runs", type=int, default=100, help="run directories (default: 100)")
-    parser.add_argument("--source", type=Path, help="a run directory to copy (default: make one)")
-    parser.add_argument(
-        "--steps", type=int, default=30, help="steps of the source run made here (default: 30)"
-    )
+    add_run_arguments(parser)
     parser.add_argument("--repeats", type=int, default=7, help="warm views (default: 7)")
     parser.add_argument(
         "--no-summaries", action="store_true", help="copies without summary.json: the first view summarises"
