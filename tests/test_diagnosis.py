@@ -131,6 +131,26 @@ def test_data_stall_on_one_rank_is_a_straggler_not_input_bound():
     assert all(r["rule"] != "input_bound" for r in result["recommendations"])
 
 
+def test_ranks_whose_loaders_all_need_the_step_are_input_bound_not_a_straggler():
+    # 2 ranks, 1 worker each, a batch 37.6 ms to make, step 38.7 ms (CI's 2 cores): rank 0 waits for
+    # data 23.6 ms, rank 1 only 12.2 ms plus 13.2 ms for rank 0. Rank 1's loader could not feed it any
+    # faster, so making rank 0 faster saves nothing: the job is input-bound, not held back by rank 0.
+    loader = _loader(1, cpu=2.5, blocked=35.1, cpus=2, ranks=2)
+    late = {**_rank(0, 13.4, data=23.6, comm=0.9, other=0.7), "loader": loader}
+    early = {**_rank(1, 11.8, data=12.2, comm=14.1, other=0.6), "loader": loader}
+    straggling = [
+        {"rank": 0, "busy_ms": 37.7, "median_busy_ms": 31.2, "excess_pct": 21.0, "cause": "data_stall_ms"}
+    ]
+    result = _check(diagnose(_summary(late, early, stragglers=straggling)))
+    assert result["verdict"] == "input-bound"
+    assert [r["rule"] for r in result["recommendations"]] == ["input_bound"]
+    assert result["recommendations"][0]["change"] == {"num_workers": 3}
+    # the same job where rank 1's loader is fast (4 workers): rank 0 is the straggler again
+    quick = {**early, "loader": _loader(4, cpu=2.5, blocked=35.1, cpus=8)}
+    result = _check(diagnose(_summary(late, quick, stragglers=straggling)))
+    assert result["verdict"] == "straggler" and result["recommendations"][0]["rule"] == "straggler"
+
+
 def test_small_buckets_predict_fewer_calls():
     summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=31.0))
     summary["workload"] = {"grad_bytes": 150_000, "bucket_sizes": [30_000] * 5, "parameter_dtype": "float"}
