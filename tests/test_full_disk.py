@@ -33,7 +33,10 @@ def _disk_of(monkeypatch, capacity: int) -> None:
     monkeypatch.setattr(records.os, "pwrite", pwrite)
 
 
-def test_a_full_disk_cuts_the_records_back_to_whole_lines_and_says_why(tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("batched", [False, True], ids=["one-by-one", "batched"])
+def test_a_full_disk_cuts_the_records_back_to_whole_lines_and_says_why(
+    tmp_path, monkeypatch, capsys, batched
+):
     path = tmp_path / "ranks" / "rank-0.jsonl"
     writer = records.RecordWriter(str(path))
     header = {"type": "rank", "rank": 0}
@@ -41,8 +44,13 @@ def test_a_full_disk_cuts_the_records_back_to_whole_lines_and_says_why(tmp_path,
     # Room for the header and four steps, and some: the fifth step is cut, and its room holds a warning.
     _disk_of(monkeypatch, capacity=len(json.dumps(header)) + 4 * len(json.dumps(steps[0])) + 120)
     guard = Guard()
-    for record in [header, *steps]:
-        guard.call("records", writer.write, record)
+    if batched:  # the session writes the steps of FLUSH_S in one call: those that fit are kept
+        guard.call("records", writer.write, header)
+        guard.call("records", writer.write, *steps[:10])
+        guard.call("records", writer.write, *steps[10:])
+    else:
+        for record in [header, *steps]:
+            guard.call("records", writer.write, record)
     log = read_rank(path, 0)
     assert log.torn_lines == 0  # the report has no cut line to blame on a killed rank
     assert [s["step"] for s in log.steps] == [1, 2, 3, 4]

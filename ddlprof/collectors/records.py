@@ -1,5 +1,5 @@
-"""The per-rank record file, ``ranks/rank-<k>.jsonl``: one JSON object a line, written as it comes,
-so a job killed with SIGKILL still leaves every step it finished on disk.
+"""The per-rank record file, ``ranks/rank-<k>.jsonl``: one JSON object a line, each call's records
+written with one system call as soon as they come (the session batches step records: FLUSH_S).
 
 A write that fails (a full disk) leaves no half line: the file is cut back to its last whole record,
 and, where the room that frees allows, ends with a warning record that says why it stops there.
@@ -31,8 +31,11 @@ def write_failed(exc: OSError, path: str) -> Stop:
     return Stop(f"{why} writing {path}")
 
 
+_encode = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
+
+
 def _line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, separators=(",", ":"), allow_nan=False) + "\n").encode()
+    return (_encode(record) + "\n").encode()
 
 
 class RecordWriter:
@@ -43,10 +46,18 @@ class RecordWriter:
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         self._end = 0  # bytes of whole records written
 
-    def write(self, record: dict[str, Any]) -> None:
-        line = _line(record)
+    def write(self, *records: dict[str, Any]) -> None:
+        """Append ``records``, whole: where they do not all fit, each on its own up to the one that
+        does not, which is cut back."""
+        lines = [_line(record) for record in records]
         try:
-            self._write_at_end(line)
+            try:
+                self._write_at_end(b"".join(lines))
+            except OSError:
+                if len(lines) == 1:
+                    raise
+                for line in lines:
+                    self._write_at_end(line)
         except OSError as exc:
             stop = write_failed(exc, self.path)
             with contextlib.suppress(OSError):  # where the cut freed room: say why the records end here
