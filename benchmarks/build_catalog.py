@@ -107,8 +107,8 @@ NEW_AWS = [
         "true",
         "data/p5e_instances.js",
         "'3200 Gbps EFAv2', '900 GB/s NVSwitch' in the source; generation 'preview' there and no price in "
-        "either AWS source (AWS sells p5e through Capacity Blocks): its only price is the Capacity Blocks "
-        "reservation rate in us-east-2 (see that row's source), no spot price",
+        "either AWS source (AWS sells p5e through EC2 Capacity Blocks, a reservation): listed unpriced, no "
+        "on-demand or spot price (catalog.json 'missing' says why)",
     ),
     (
         "p5en.48xlarge",
@@ -414,12 +414,22 @@ def _gcp_instance(name, gpu, n, mem, vcpus, ram, link, gbps, source, date, said)
     return gcp_network(row)
 
 
+def _aws_new_notes(notes: str) -> str:
+    return notes + (
+        "; gpu_link_gbps = per-GPU NVLink of the GPU (gpu_specs.csv); efa true: the source lists EFA / "
+        "gpuDirectRDMA"
+    )
+
+
 def instance_rows(header: list[str], rows: list[dict], pricing: dict | None) -> list[dict]:
     names = {r["instance_type"] for r in rows}
+    new_aws_notes = {n[0]: _aws_new_notes(n[-1]) for n in NEW_AWS}
     out = []
     for row in rows:
         if row["cloud"] == "gcp":
             row = gcp_network(row)
+        if row["instance_type"] in new_aws_notes:  # this script's own notes: rewritten, not kept
+            row = {**row, "notes": new_aws_notes[row["instance_type"]]}
         out.append(row)
         if row["instance_type"] == "p5.48xlarge":
             for name, gpu, n, mem, vcpus, ram, link, gbps, net, efa, file, notes in NEW_AWS:
@@ -440,8 +450,7 @@ def instance_rows(header: list[str], rows: list[dict], pricing: dict | None) -> 
                             "efa": efa,
                             "source": AWS_OD.format(file=file),
                             "source_date": AWS_OD_DATE,
-                            "notes": notes + "; gpu_link_gbps = per-GPU NVLink of the GPU (gpu_specs.csv); "
-                            "efa true: the source lists EFA / gpuDirectRDMA",
+                            "notes": _aws_new_notes(notes),
                         }
                     )
         if row["instance_type"] == "a3-highgpu-8g":
