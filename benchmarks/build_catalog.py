@@ -11,8 +11,9 @@ Reads the current ``ddlprof/advisor/catalog/data/{instances,prices}.csv`` and wr
 - GCP: on-demand and spot prices of the A2, A3 and G2 types from Cyclenerd's pricing.yml at commit
   fd66b26 (generated 2026-07-30); a2-megagpu-16g and a3-highgpu-1g/2g/4g added. network_gbps of every
   GCP type: ``gcp_network_figure`` (A2 and G2 per machine type from Cyclenerd's transcription of Google's
-  tables, A3 8-GPU types, A3 Ultra and A4 from Google's overview table) with one note naming the source,
-  else empty with a note saying why; older network notes are replaced, not added to.
+  tables, A3 8-GPU types, A3 Ultra and A4 from Google's overview table, A3 High with 1 to 4 GPUs from a
+  dated NVIDIA/aicr issue comment) with one note naming the source, else empty with a note saying why;
+  older network notes are replaced, not added to. The notes of the new AWS types are rewritten likewise.
 - a3-ultragpu-8g (8 x H200) and a4-highgpu-8g (8 x B200) added (vCPUs and memory from SkyPilot's catalog);
   a3-ultragpu-8g priced from ``gcp_a3ultra_tanod_20261013.json`` (the instance price is 8 x the dataset's
   per-GPU share); a4-highgpu-8g unpriced (no dated source found). p5e.48xlarge stays unpriced: AWS
@@ -342,16 +343,17 @@ GCP_NET_8G = {
         ("a4-highgpu-8g", "3600", "GPUDirect RDMA", "A4"),
     )
 }
+# The single-NIC A3 High types (1 to 4 GPUs): Google's per-type table is in no stored copy found; the one
+# dated public statement of the per-type figures is a comparison table in an NVIDIA/aicr issue comment
+# ("A3 High scales NIC bandwidth 25 / 50 / 100 / 1000 Gbps for 1/2/4/8 GPUs"), a secondary source that
+# names no page; its 8-GPU figure (1000) is the one of Google's overview table above.
+AICR_A3 = "https://github.com/NVIDIA/aicr/issues/1256"
+AICR_A3_DATE = "2026-06-09"  # date of the comment (yuanchen8911, 'Reference: H100 SKUs and fabric classes')
+A3_SMALL_NET = {"1g": "25", "2g": "50", "4g": "100"}
 # Cyclenerd's transcription of Google's A2 and G2 machine-type tables (bandwidth column, Gbps).
 A2_NET = {"1g": "24", "2g": "32", "4g": "50", "8g": "100", "16g": "100"}
 G2_NET = {"4": "10", "8": "16", "12": "16", "16": "32", "24": "32", "32": "32", "48": "50", "96": "100"}
 GCP_NET_MISSING = {
-    "a3-highgpu": (
-        "network_gbps not established: Google's per-type figure for the single-NIC A3 High types (1 to 4 "
-        f"GPUs) is not in the stored copies of {GCP_NET} found (they hold the overview and series "
-        f"maxima), and {CYCLENERD_TYPES.format(series='a3')} gives these types only its A3-wide default "
-        "(200), not a per-type figure"
-    ),
     "n1": (
         "network_gbps not established: Google gives N1 + T4/V100 'up to 100 Gbps, based on the "
         f"combination of GPU and vCPU count' ({GCP_NET}), but the table of that rule is not in any stored "
@@ -372,8 +374,14 @@ def gcp_network_figure(name: str) -> tuple[str, str, str] | str:
     if series == "g2-standard" and size in G2_NET:
         where = f"{CYCLENERD_TYPES.format(series='g2')}, {CYCLENERD_TYPES_DATE}, from Google's G2 table"
         return G2_NET[size], f"Cyclenerd g2.sql '{name}'", where
-    if name.startswith("a3-highgpu-"):
-        return GCP_NET_MISSING["a3-highgpu"]
+    if series == "a3-highgpu" and size in A3_SMALL_NET:
+        why = (
+            f"single-NIC A3 High, 'A3 High scales NIC bandwidth 25 / 50 / 100 / 1000 Gbps for 1/2/4/8 GPUs' "
+            "in a comparison table of an NVIDIA/aicr issue comment (a secondary source naming no page, used "
+            "as Google's per-type table is in no stored copy found and "
+            f"{CYCLENERD_TYPES.format(series='a3')} has only an A3-wide default, 200)"
+        )
+        return A3_SMALL_NET[size], why, f"{AICR_A3}, comment of {AICR_A3_DATE}"
     if name.startswith("n1-"):
         return GCP_NET_MISSING["n1"]
     return f"network_gbps not established: no source found for {name}"
@@ -385,6 +393,8 @@ def gcp_network(row: dict) -> dict:
     figure = gcp_network_figure(row["instance_type"])
     if isinstance(figure, tuple):
         gbps, why, where = figure
+        # no ';' (the notes' separator) and no ')' in the source, or _NET_NOTE could not replace the note
+        assert ";" not in why + where and ")" not in where, (row["instance_type"], why, where)
         said = f"network_gbps {gbps}: {why} (source: {where})"
         row = {**row, "network_gbps": gbps, "network_up_to": "false"}
     else:

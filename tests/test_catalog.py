@@ -213,16 +213,19 @@ def test_every_gcp_type_says_once_where_its_network_bandwidth_is_from():
 
 
 def test_gcp_network_bandwidth_is_known_wherever_google_gives_it_per_type():
-    """Issue 15: every A2, G2, 8-GPU A3 and A4 type has its per-machine-type bandwidth (so multi-instance
-    options of these types are ranked); only the types whose per-type figure no source gives are empty."""
+    """Issue 15: every A2, G2, A3 and A4 type has its per-machine-type bandwidth (so multi-instance options
+    of these types are ranked); only N1 + GPU, whose per-configuration table no source gives, is empty."""
     catalog = load_catalog(DATA_DIR)
     unset = {i.instance_type for i in catalog.select(cloud="gcp") if i.network_gbps is None}
-    assert unset == {"a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"} | {
-        i.instance_type for i in catalog.select(cloud="gcp") if i.instance_type.startswith("n1-")
-    }
+    n1 = {i.instance_type for i in catalog.select(cloud="gcp") if i.instance_type.startswith("n1-")}
+    assert unset == n1
     expected = {"a2-highgpu-1g": 24, "a2-ultragpu-4g": 50, "a2-megagpu-16g": 100, "g2-standard-4": 10}
     expected |= {"g2-standard-48": 50, "a3-highgpu-8g": 1000, "a3-ultragpu-8g": 3600, "a4-highgpu-8g": 3600}
+    # A3 High with 1 to 4 GPUs (one NIC): a dated secondary source, named in each type's notes
+    expected |= {"a3-highgpu-1g": 25, "a3-highgpu-2g": 50, "a3-highgpu-4g": 100}
     assert {name: catalog.instance(name).network_gbps for name in expected} == expected
+    for n in (1, 2, 4):
+        assert "https://github.com/NVIDIA/aicr/issues/1256" in catalog.instance(f"a3-highgpu-{n}g").notes
 
 
 def test_newest_gpu_types_are_listed_with_a_dated_price_or_why_not():

@@ -775,7 +775,7 @@ def test_gcp_refresh_sums_the_skus_of_each_machine_shape(old, billing):
     assert "GCP a2-ultragpu-1g spot price in europe-west4" in whats
     assert "GCP n1-standard-4+1xnvidia-tesla-t4 on-demand price in europe-west4" in whats
     assert not any(w.startswith("GCP N1 + T4 prices") for w in whats)  # superseded
-    assert any(w.startswith("GCP network_gbps of a3-highgpu-1g") for w in whats)  # still true, kept
+    assert any(w.startswith("GCP network_gbps of N1") for w in whats)  # still true, kept
     assert summary["price_rows"] == 7 and summary["spot_prices"] == 6
 
 
