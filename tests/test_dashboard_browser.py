@@ -23,6 +23,8 @@ import pytest
 from conftest import ddlprof, env, free_port, summary
 from dashboard_runs import broken_runs, copy_run, real_run
 
+from ddlprof.dashboard.shared import NUMBER_COLUMNS
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_FLAGS = [
     "--headless",
@@ -181,6 +183,25 @@ def _no_clipped_column(page) -> list[str]:
     return checked
 
 
+def _headers_fit(page, columns: dict) -> dict[str, float]:
+    """Each header of ``columns`` (Streamlit column configs) ends inside its column: the grid starts it 8 px
+    in, in 14-px Source Sans (its width measured by the page's canvas); returns the text widths."""
+    page.evaluate("document.fonts.load('14px \"Source Sans\"')")
+    assert page.evaluate("document.fonts.check('14px \"Source Sans\"')"), "the grid's font is not loaded"
+    named = {"small": 75, "medium": 200, "large": 400}
+    labels = [config["label"] for config in columns.values()]
+    text = page.evaluate(
+        """labels => { const c = document.createElement('canvas').getContext('2d');
+        c.font = '14px "Source Sans"'; return labels.map(l => c.measureText(l).width); }""",
+        labels,
+    )
+    widths = dict(zip(labels, text, strict=True))
+    for config in columns.values():
+        width = named.get(config["width"], config["width"])
+        assert 8 + widths[config["label"]] <= width, f"header {config['label']!r} cut at {width} px"
+    return widths
+
+
 def test_runs_page(page, served, tmp_path):
     page.goto(served["url"] + "/")
     page.get_by_role("heading", name="Runs", exact=True).wait_for()
@@ -203,6 +224,8 @@ def test_runs_page(page, served, tmp_path):
     assert "Download summary.json" in text and "Download the HTML report" in text
     checked = _no_clipped_column(page)
     assert {"runs_table", "breakdown_table", "broken_table", "store_table"} <= set(checked), checked
+    widths = _headers_fit(page, NUMBER_COLUMNS)
+    assert widths["wait for peers"] > 75 - 8  # a header that 'small' cut
     shot = _screenshot(page, tmp_path, "runs")
     assert shot.stat().st_size > 10_000
 

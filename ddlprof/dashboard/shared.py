@@ -23,8 +23,14 @@ RUNS_KEY = "runs_dir"
 #: enough for a table of runs to fit a 1440-px screen.
 STEP = st.column_config.NumberColumn("step ms", format="%.2f", width="small")
 RATE = st.column_config.NumberColumn("samples/s", format="%.0f", width="small")
+#: Column widths in px (else 'small', 75 px): the grid starts a header 8 px in, and in its 14-px Source Sans
+#: "interconnect" is 74 px wide, "wait for peers" 79 px (canvas measureText in Chromium), cut at 75 px;
+#: the data and other columns' headers are short, and their values hold to "9999.99" (45 px) in 65 px.
+WIDTHS = {"interconnect_stall_ms": 95, "wait_for_peers_ms": 100, "data_stall_ms": 65, "other_ms": 65}
 CATEGORY_COLUMNS = {
-    key: st.column_config.NumberColumn(label.replace(" stall", ""), format="%.2f", width="small")
+    key: st.column_config.NumberColumn(
+        label.replace(" stall", ""), format="%.2f", width=WIDTHS.get(key, "small"), help=f"{label}, ms a step"
+    )
     for key, label in LABELS.items()
 }
 NUMBER_COLUMNS = {"step_ms": STEP, **CATEGORY_COLUMNS, "throughput_samples_per_s": RATE}
