@@ -16,7 +16,7 @@ from conftest import REPO, as_unprivileged, ddlprof, summary
 from dashboard_runs import broken_runs, copy_run, real_run, skewed_run, straggler_run, waited_run
 from streamlit.testing.v1 import AppTest
 
-from ddlprof.dashboard import data
+from ddlprof.dashboard import data, shared
 from ddlprof.runs.energy import energy_line
 
 APP = str(REPO / "ddlprof" / "dashboard" / "app.py")
@@ -52,6 +52,12 @@ def app(monkeypatch):
 def _frame(at: AppTest, key: str):
     """The data of the table the page shows under ``key`` (``shared.table``)."""
     return at.get_by_key(key).dataframe[0].value
+
+
+def _config(at: AppTest, key: str) -> tuple[dict, str]:
+    """The column configs (by column) and the missing-value text of the table under ``key``."""
+    proto = at.get_by_key(key).dataframe[0].proto
+    return json.loads(proto.columns), proto.placeholder
 
 
 def _titles(at: AppTest) -> list[str]:
@@ -213,6 +219,10 @@ def test_runs_page_shows_the_local_dataset_of_the_runs_directory(runs_root, app,
     reported = summary(root / "real", "--no-store")
     assert rows.iloc[0]["step_ms"] == reported["job"]["step_ms"]
     assert rows.iloc[0]["model"] == "Sequential" and rows.iloc[0]["world_size"] == 2
+    # a CPU job has no GPU name: the grid shows MISSING (not a grey None), and the header's help says why
+    assert rows.iloc[0]["gpu"] is None
+    columns, placeholder = _config(at, "store_table")
+    assert placeholder == shared.MISSING and "for a job on CPUs" in columns["gpu"]["help"]
     at.toggle(key="store_everywhere").set_value(True).run()  # unless asked
     assert not at.exception
     assert sorted(_frame(at, "store_table")["run_dir"]) == sorted([str(root / "real"), str(elsewhere)])
@@ -291,6 +301,15 @@ def test_compare_page_puts_runs_side_by_side(runs_root, app):
     assert step["speed_up"] == pytest.approx(base["step_ms"] / other["step_ms"])
     compute = diff.loc["compute"]
     assert compute["difference_ms"] == pytest.approx(other["compute_ms"] - base["compute_ms"])
+    # no base for a % (one node: no network stall in either): MISSING, not a grey None, and the help says why
+    network = diff.loc["network stall"]
+    assert network["baseline_ms"] == 0 and np.isnan(network["difference_pct"])
+    columns, placeholder = _config(at, "compare_differences")
+    assert placeholder == shared.MISSING and "no base" in columns["difference_pct"]["help"]
+    # a measured run has no price per hour
+    assert table["usd_per_hour"].isna().all()
+    columns, placeholder = _config(at, "compare_table")
+    assert placeholder == shared.MISSING and "a run records no price" in columns["usd_per_hour"]["help"]
     ratio = other["throughput_samples_per_s"] / base["throughput_samples_per_s"]
     assert any(
         m.value.startswith(f"**straggler** against **real**: {ratio:.2f}x the throughput")

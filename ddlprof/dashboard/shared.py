@@ -19,6 +19,10 @@ from ddlprof.errors import DdlprofError
 from ddlprof.runs.breakdown import LABELS
 
 RUNS_KEY = "runs_dir"
+#: What a table shows for a missing value, where Streamlit shows a grey "None"; the column's help says why
+#: a value can be missing. A numeric column stays numeric (it sorts as numbers): a reason in its cells
+#: would make it text.
+MISSING = "—"
 #: Column headers and formats of the numbers every page's tables show (ms a step, samples/s), narrow
 #: enough for a table of runs to fit a 1440-px screen.
 STEP = st.column_config.NumberColumn("step ms", format="%.2f", width="small")
@@ -34,6 +38,10 @@ CATEGORY_COLUMNS = {
     for key, label in LABELS.items()
 }
 NUMBER_COLUMNS = {"step_ms": STEP, **CATEGORY_COLUMNS, "throughput_samples_per_s": RATE}
+#: The local dataset's gpu column (the Runs and Models pages): the dataset keeps no name for a CPU job's.
+GPU = st.column_config.TextColumn(
+    "gpu", help=f"The GPU the ranks ran on; {MISSING} for a job on CPUs (or a GPU the run did not name)"
+)
 #: The instance options picked on the Advisor page (comparables), read by the Compare page.
 ADVISOR_OPTIONS_KEY = "advisor_options"
 
@@ -75,8 +83,9 @@ def runs(root: Path) -> tuple[list[tuple[data.FoundRun, dict[str, Any]]], str | 
 def table(frame: Any, key: str, whole: bool = False, **options: Any) -> None:
     """``st.dataframe`` inside a container with ``key``: tests find it by that key (``AppTest.get_by_key``,
     or the ``st-key-<key>`` CSS class in a browser), which a dataframe's own key does not give. ``whole``:
-    tall enough for every row (no scrolling inside a short table)."""
+    tall enough for every row (no scrolling inside a short table). A missing value shows as ``MISSING``."""
     if whole:
         options["height"] = 35 * (len(frame) + 1) + 3
+    options.setdefault("placeholder", MISSING)
     with st.container(key=key):
         st.dataframe(frame, hide_index=True, **options)

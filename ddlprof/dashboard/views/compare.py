@@ -87,10 +87,22 @@ def _differences(items: list[dict[str, Any]], baseline: dict[str, Any]) -> None:
             "item": st.column_config.TextColumn("compared"),
             "baseline_ms": st.column_config.NumberColumn("baseline ms", format="%.2f"),
             "ms": MS,
-            "difference_ms": st.column_config.NumberColumn("difference ms", format="%+.2f"),
-            "difference_pct": st.column_config.NumberColumn("difference %", format="%+.1f"),
+            "difference_ms": st.column_config.NumberColumn(
+                "difference ms",
+                format="%+.2f",
+                help=f"this ms - baseline ms; {shared.MISSING} where either is not measured",
+            ),
+            "difference_pct": st.column_config.NumberColumn(
+                "difference %",
+                format="%+.1f",
+                help=f"of the baseline's ms; {shared.MISSING} where there is no base: the baseline's is 0 or "
+                "not measured",
+            ),
             "speed_up": st.column_config.NumberColumn(
-                "speed-up", format="%.2fx", help="baseline ms / this ms: above 1, less time than the baseline"
+                "speed-up",
+                format="%.2fx",
+                help="baseline ms / this ms: above 1, less time than the baseline; "
+                f"{shared.MISSING} where this ms is 0 or either is not measured",
             ),
         },
         key="compare_differences",
@@ -162,7 +174,15 @@ def render() -> None:
     shared.table(
         pd.DataFrame(measured + options),
         column_config=shared.NUMBER_COLUMNS
-        | {"usd_per_hour": st.column_config.NumberColumn("USD/h", format="%.2f", width="small")},
+        | {
+            "usd_per_hour": st.column_config.NumberColumn(
+                "USD/h",
+                format="%.2f",
+                width="small",
+                help="The instance's price per hour, for the Advisor page's options; "
+                f"{shared.MISSING} for a measured run (a run records no price)",
+            )
+        },
         key="compare_table",
     )
     if len(runs) > 1:

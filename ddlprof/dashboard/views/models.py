@@ -93,6 +93,7 @@ def _local_rows() -> None:
         | {
             "world_size": st.column_config.NumberColumn("ranks"),
             "gpus_per_node": st.column_config.NumberColumn("GPUs/node"),
+            "gpu": shared.GPU,
         },
         key="models_store_table",
     )

@@ -287,7 +287,7 @@ def _local_dataset(root: Any) -> None:
         ).drop(columns=["reported_unix"])
         shared.table(
             rows,
-            column_config=shared.NUMBER_COLUMNS,
+            column_config={**shared.NUMBER_COLUMNS, "gpu": shared.GPU},
             key="store_table",
         )
 
