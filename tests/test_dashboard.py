@@ -54,6 +54,16 @@ def _frame(at: AppTest, key: str):
     return at.get_by_key(key).dataframe[0].value
 
 
+def _shown(at: AppTest, key: str):
+    """The text the grid draws for the table under ``key``, where the page passes a Styler (its display
+    values; the data, which a double-click on a cell shows, is ``_frame``)."""
+    from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
+
+    proto = at.get_by_key(key).dataframe[0].proto
+    assert proto.arrow_data.HasField("styler"), f"{key}: no display values"
+    return convert_arrow_bytes_to_pandas_df(proto.arrow_data.styler.display_values)
+
+
 def _config(at: AppTest, key: str) -> tuple[dict, str]:
     """The column configs (by column) and the missing-value text of the table under ``key``."""
     proto = at.get_by_key(key).dataframe[0].proto
@@ -82,6 +92,11 @@ def test_runs_page_lists_every_run_with_the_reports_numbers(runs_root, app):
     manifest = json.loads((root / "real" / "manifest.json").read_text())
     assert real["model"] == "Sequential" and real["where"] == "2 x cpu, 1 node(s)"
     assert real["command"] == shlex.join(manifest["command"]) and "ddp_train.py" in real["command"]
+    # the grid draws it from the script on, in the narrow column; the cell keeps it whole (double-click)
+    shown = _shown(at, "runs_table").set_index("run")
+    assert shown.loc["real", "command"] == "… ddp_train.py --steps 20"
+    assert shown.loc["straggler", "command"] == shared.MISSING  # a hand-made run has no command
+    assert "double-click" in _config(at, "runs_table")[0]["command"]["help"]
     when = datetime.fromtimestamp(manifest["created_unix"], UTC)
     assert real["date"] == when.strftime("%Y-%m-%d %H:%M")
     assert table[table["run"] == "straggler"].iloc[0]["verdict"] == "straggler"
@@ -331,6 +346,18 @@ def test_compare_page_puts_runs_side_by_side(runs_root, app):
     assert at.selectbox(key="compare_baseline").value == "real"
     at.multiselect(key="compare_runs").set_value([]).run()
     assert not at.exception and "Pick runs above." in [c.value for c in at.caption]
+
+
+def test_short_command_starts_at_the_script():
+    assert data.short_command("torchrun --nproc_per_node=2 --standalone /src/a/train.py --steps 20") == (
+        "… train.py --steps 20"
+    )
+    assert data.short_command("python -m torch.distributed.run --nproc_per_node 2 train.py") == "… train.py"
+    assert data.short_command("python3 'my dir/t.py' --name 'a b'") == "… t.py --name 'a b'"
+    assert data.short_command("train.py --steps 2") == "train.py --steps 2"  # already short
+    assert data.short_command("torchrun -m pkg.train") == "torchrun -m pkg.train"  # no script
+    assert data.short_command("torchrun 'open.py") == "torchrun 'open.py"  # a shell cannot split it
+    assert data.short_command(None) is None
 
 
 def test_command_diff_names_what_changed():

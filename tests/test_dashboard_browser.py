@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -226,6 +227,15 @@ def test_runs_page(page, served, tmp_path):
     assert {"runs_table", "breakdown_table", "broken_table", "store_table"} <= set(checked), checked
     widths = _headers_fit(page, NUMBER_COLUMNS)
     assert widths["wait for peers"] > 75 - 8  # a header that 'small' cut
+    # the runs table draws a command from its script on; a double-click on the cell shows it whole
+    manifest = json.loads((served["root"] / "real" / "manifest.json").read_text())
+    grid = page.locator(".st-key-runs_table [data-testid='stDataFrame']")
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.dblclick(box["x"] + box["width"] - 30, box["y"] + 35 + 17)  # the first run's command
+    assert page.locator("#portal textarea").input_value() == shlex.join(manifest["command"])
+    page.keyboard.press("Escape")
+    page.locator("#portal textarea").wait_for(state="detached")
     shot = _screenshot(page, tmp_path, "runs")
     assert shot.stat().st_size > 10_000
 

@@ -158,6 +158,20 @@ def command(manifest: dict[str, Any]) -> str | None:
     return shlex.join(map(str, words)) if words else None
 
 
+def short_command(line: str | None) -> str | None:
+    """What tells runs apart in a narrow column: the command from its Python script on, the script by
+    its file name (``… train.py --steps 20`` for ``torchrun --nproc_per_node=2 /src/train.py --steps
+    20``); a command with no ``.py`` word after its first, or that a shell cannot split, is left whole."""
+    try:
+        words = shlex.split(line or "")
+    except ValueError:
+        return line
+    script = next((i for i, word in enumerate(words) if i and word.endswith(".py")), None)
+    if script is None:
+        return line
+    return "… " + shlex.join([Path(words[script]).name, *words[script + 1 :]])
+
+
 def diagnosis(summary: dict[str, Any]) -> dict[str, Any]:
     """The run's verdict and recommendations: a summary cached by an older ddlprof has none."""
     from ddlprof.runs.diagnosis import diagnose

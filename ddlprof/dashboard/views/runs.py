@@ -40,14 +40,28 @@ def _no_runs(root: Any) -> None:
 def _runs_table(good: list[tuple[data.FoundRun, dict[str, Any]]], root: Any) -> None:
     st.subheader(f"{len(good)} run(s) under `{root}`")
     table = pd.DataFrame([data.table_row(run.name, r["summary"], r["manifest"]) for run, r in good])
+    # The grid draws the command from its script on (what tells runs apart) and keeps the whole command in
+    # the cell, which a double-click shows; through a Styler, where pandas renders one (its cell limit).
+    shown = (
+        table.style.format(na_rep=shared.MISSING).format(
+            data.short_command, subset=["command"], na_rep=shared.MISSING
+        )
+        if table.size <= pd.get_option("styler.render.max_elements")
+        else table
+    )
     shared.table(
-        table,
+        shown,
         column_config={
             "run": st.column_config.TextColumn(width="small"),
-            "date": st.column_config.TextColumn("date (UTC)", width=125),  # "2026-12-07 01:47" whole
-            "command": st.column_config.TextColumn(width="small"),
+            "date": st.column_config.TextColumn("date (UTC)", width=118),  # "2026-12-07 01:47" (99 px)
+            "command": st.column_config.TextColumn(
+                width=105,  # what the other columns leave at 1440 px, and 15 px to spare
+                help="From its script on (… stands for the launcher and the script's folder): "
+                "double-click a cell for the whole command. The run picked above has it in its context.",
+            ),
             "model": st.column_config.TextColumn(width="small"),
             "where": st.column_config.TextColumn(width=115),  # "2 x cpu, 1 node(s)"
+            "verdict": st.column_config.TextColumn(width=150),  # "communication-bound" (135 px)
             **shared.NUMBER_COLUMNS,
         },
         key="runs_table",
