@@ -131,6 +131,14 @@ def summary(run: Path, *args: str) -> dict:
     return json.loads(done.stdout)
 
 
+@pytest.fixture(scope="module")
+def fitted():
+    """The shipped stall models (``load_models``), once a module."""
+    from ddlprof.models.registry import load_models
+
+    return load_models()
+
+
 @pytest.fixture(autouse=True)
 def _ddlprof_home(tmp_path_factory, monkeypatch):
     """Every test's ddlprof commands keep their local dataset (DDLPROF_HOME) in a temporary folder,

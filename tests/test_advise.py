@@ -11,22 +11,19 @@ import json
 import math
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 import tarfile
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
+from advise_catalog import RESNET50, advise_with, catalog_with, p4d_price, run_advise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ddlprof.advisor import filters, workloads
-from ddlprof.advisor.catalog import DATA_DIR, load_catalog
-from ddlprof.advisor.options import Advice, AdviseRequest
+from ddlprof.advisor.catalog import load_catalog
 from ddlprof.advisor.pareto import pareto_front
-from ddlprof.advisor.ranking import advise
 from ddlprof.advisor.render import emit_skypilot, emit_torchrun
 from ddlprof.advisor.spot import UNPUBLISHED_PCT_PER_MONTH, bucket_rate, interruption_overhead, per_day
 from ddlprof.cli import main
@@ -35,42 +32,6 @@ from ddlprof.models import memory as memory_table
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = REPO / "benchmarks" / "results" / "gpu-2xh200" / "runs.tgz"
-RESNET50 = workloads.resolve_workload("resnet50", None, None, None)
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    from ddlprof.models.registry import load_models
-
-    return load_models()
-
-
-def _advise(fitted, catalog=None, **kwargs) -> Advice:
-    kwargs.setdefault("model", "resnet50")
-    kwargs.setdefault("workload", RESNET50)
-    return advise(AdviseRequest(**kwargs), catalog=catalog, fitted=fitted)
-
-
-def _catalog_with(tmp_path: Path, instances: list[dict] = (), prices: list[dict] = ()) -> Path:
-    """A copy of the shipped catalog with extra (or replaced) instance and price rows."""
-    out = tmp_path / "catalog"
-    shutil.copytree(DATA_DIR, out)
-    for name, extra, key in (
-        ("instances.csv", instances, ("instance_type",)),
-        ("prices.csv", prices, ("instance_type", "region")),
-    ):
-        with (out / name).open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            header, rows = reader.fieldnames, list(reader)
-        replaced = {tuple(r[k] for k in key) for r in extra}
-        rows = [r for r in rows if tuple(r[k] for k in key) not in replaced] + [
-            {c: r.get(c, "") for c in header} for r in extra
-        ]
-        with (out / name).open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
-            writer.writeheader()
-            writer.writerows(rows)
-    return out
 
 
 # -- price arithmetic -------------------------------------------------------------------------------
@@ -96,7 +57,7 @@ def test_bucket_midpoint_is_the_rate_and_upper_edge_the_high_end():
 
 
 def test_on_demand_and_spot_prices_add_up(fitted):
-    advice = _advise(fitted, all_regions=True)
+    advice = advise_with(fitted, all_regions=True)
     total = RESNET50.total_samples
     on_demand = [o for o in advice.options if not o.spot]
     spot = [o for o in advice.options if o.spot]
@@ -132,18 +93,9 @@ def test_several_instances_and_an_aws_spot_bucket(fitted, tmp_path):
     """A spot price and a Spot Instance Advisor bucket (as a refresh would add them) are priced with the
     bucket's midpoint, its upper edge raising the range; n instances cost n x the price for the same
     hours, plus more interruptions."""
-    row = {
-        "cloud": "aws",
-        "instance_type": "p4d.24xlarge",
-        "region": "us-east-1",
-        "on_demand_usd_per_hour": "21.96",
-        "spot_usd_per_hour": "9.5",
-        "spot_interruption": "10-15%",
-        "source": "test fixture",
-        "source_date": "2026-08-26",
-    }
-    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
-    advice = _advise(fitted, catalog, instances=["p4d.24xlarge"], regions=["us-east-1"], all_regions=True)
+    row = p4d_price(spot_interruption="10-15%")
+    catalog = load_catalog(catalog_with(tmp_path, prices=[row]))
+    advice = advise_with(fitted, catalog, instances=["p4d.24xlarge"], regions=["us-east-1"], all_regions=True)
     by_key = {(o.count, o.spot): o for o in advice.options}
     assert set(by_key) == {(n, s) for n in (1, 2, 3, 4) for s in (False, True)}
     for count in (1, 2, 3, 4):
@@ -168,7 +120,7 @@ def test_batched_prediction_equals_model_predict(fitted):
     """advise predicts all options in one batch, with the inputs of `ddlprof model predict --instance`."""
     from ddlprof.models.predict import predict
 
-    advice = _advise(fitted, spot=False)
+    advice = advise_with(fitted, spot=False)
     checked = 0
     for option in advice.options:
         if option.step.source != "predicted":
@@ -186,7 +138,7 @@ def test_batched_prediction_equals_model_predict(fitted):
 
 
 def test_budget_and_deadline_filters(fitted):
-    advice = _advise(fitted, budget_usd=100, deadline_hours=30)
+    advice = advise_with(fitted, budget_usd=100, deadline_hours=30)
     assert advice.met_constraints and advice.options
     assert all(o.total_cost_usd <= 100 and o.hours <= 30 for o in advice.options)
     kinds = {e["kind"] for e in advice.excluded}
@@ -197,7 +149,7 @@ def test_budget_and_deadline_filters(fitted):
 
 
 def test_no_option_meets_the_budget_shows_the_cheapest_with_how_far_over(fitted):
-    advice = _advise(fitted, budget_usd=1)
+    advice = advise_with(fitted, budget_usd=1)
     assert not advice.met_constraints
     costs = [o.total_cost_usd for o in advice.options]
     assert costs == sorted(costs)
@@ -212,7 +164,7 @@ def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
     estimate, how = memory_table.shipped_memory_estimate("bert-base", 128)
     assert estimate / 1e9 > 16 and "memory_estimates.csv" in how
     workload = workloads.resolve_workload("bert-base", None, None, None)
-    advice = _advise(fitted, model="bert-base", workload=workload, batch_per_gpu=128)
+    advice = advise_with(fitted, model="bert-base", workload=workload, batch_per_gpu=128)
     assert advice.options and all(o.gpu_memory_gb >= 19 for o in advice.options)
     memory = {e["instance_type"]: e["reason"] for e in advice.excluded if e["kind"] == "memory"}
     for name in ("p3.2xlarge", "g4dn.xlarge", "n1-highmem-8+1xnvidia-tesla-v100"):
@@ -255,22 +207,22 @@ def test_memory_table_matches_its_provenance():
 
 
 def test_cloud_region_spot_and_node_filters(fitted):
-    aws = _advise(fitted, clouds=["aws"], max_nodes=2)
+    aws = advise_with(fitted, clouds=["aws"], max_nodes=2)
     assert (
         aws.options and {o.cloud for o in aws.options} == {"aws"} and max(o.count for o in aws.options) == 2
     )
     assert any(o.spot for o in aws.options)  # the snapshot has AWS spot prices (issue 15)
     assert all(o.price.spot_usd_per_hour for o in aws.options if o.spot)
-    spot_only = _advise(fitted, spot=True)
+    spot_only = advise_with(fitted, spot=True)
     assert spot_only.options and all(o.spot for o in spot_only.options)
-    no_spot = _advise(fitted, spot=False, regions=["us-central1", "us-east-1"], all_regions=True)
+    no_spot = advise_with(fitted, spot=False, regions=["us-central1", "us-east-1"], all_regions=True)
     assert {o.region for o in no_spot.options} == {"us-central1", "us-east-1"}
     assert not any(o.spot for o in no_spot.options)
 
 
 def test_best_region_keeps_one_row_per_instance_count_and_pricing(fitted):
-    every = _advise(fitted, all_regions=True)
-    best = _advise(fitted)
+    every = advise_with(fitted, all_regions=True)
+    best = advise_with(fitted)
     keys = [(o.instance_type, o.count, o.spot) for o in best.options]
     assert len(keys) == len(set(keys))
     assert len(every.options) == len(best.options) + sum(o.other_regions for o in best.options)
@@ -286,7 +238,7 @@ def test_best_region_keeps_one_row_per_instance_count_and_pricing(fitted):
 
 
 def test_ranking_is_by_cost_per_sample_and_marks_pareto(fitted):
-    advice = _advise(fitted, budget_usd=100)
+    advice = advise_with(fitted, budget_usd=100)
     per_sample = [o.usd_per_million_samples for o in advice.options]
     assert per_sample == sorted(per_sample)
     assert advice.options[0].pareto  # the cheapest per sample is never beaten on cost
@@ -403,8 +355,8 @@ def test_a_run_is_measured_where_it_ran_and_scaled_elsewhere(fitted, nvlink_run,
         "source": "test fixture",
         "source_date": "2026-08-26",
     }
-    catalog = load_catalog(_catalog_with(tmp_path, instances=[h200], prices=[price]))
-    advice = _advise(
+    catalog = load_catalog(catalog_with(tmp_path, instances=[h200], prices=[price]))
+    advice = advise_with(
         fitted, catalog, run_dir=nvlink_run, instances=["test.h200x2", "p4d.24xlarge"], spot=False
     )
     assert advice.basis.kind == "run" and advice.basis.batch_per_gpu == 64
@@ -421,7 +373,7 @@ def test_a_run_is_measured_where_it_ran_and_scaled_elsewhere(fitted, nvlink_run,
     assert a100.error_pct > cv and "median error" in a100.error_basis  # scaled to a published GPU family
     assert advice.options[0].within_error_of_top
     with pytest.raises(DdlprofError, match="the run used 64 per GPU"):
-        _advise(fitted, catalog, run_dir=nvlink_run, batch_per_gpu=32)
+        advise_with(fitted, catalog, run_dir=nvlink_run, batch_per_gpu=32)
 
 
 def test_run_without_a_known_model_needs_a_workload(nvlink_run, capsys):
@@ -434,18 +386,6 @@ def test_run_without_a_known_model_needs_a_workload(nvlink_run, capsys):
 
 
 # -- the command ------------------------------------------------------------------------------------
-
-
-def _run(*args: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    from contextlib import redirect_stderr
-
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main(["advise", *args])
-        except SystemExit as exc:  # argparse's usage errors
-            code = exc.code
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.mark.parametrize(
@@ -495,7 +435,7 @@ def _run(*args: str) -> tuple[int, str, str]:
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, expected):
-    code, out, err = _run(*args)
+    code, out, err = run_advise(*args)
     assert code == 2, (out, err)
     lines = [line for line in err.splitlines() if "warning:" not in line]
     assert len(lines) == 1 and expected in lines[0], err
@@ -503,7 +443,7 @@ def test_bad_input_is_one_line_exit_2(args, expected):
 
 
 def test_json_keys_and_csv(capsys):
-    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--json")
+    code, out, _ = run_advise("--model", "resnet50", "--budget", "100", "--json")
     assert code == 0
     data = json.loads(out)
     assert {"options", "excluded", "assumptions"} <= set(data)
@@ -533,14 +473,14 @@ def test_json_keys_and_csv(capsys):
     assert assumptions["workload"]["total_samples"] == 1_281_167 * 90
     assert "MAPE" in data["options"][0]["provenance"]["step_ms"]
     assert "catalog snapshot" in data["options"][0]["provenance"]["price"]
-    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--csv", "--top", "0")
+    code, out, _ = run_advise("--model", "resnet50", "--budget", "100", "--csv", "--top", "0")
     rows = list(csv.DictReader(io.StringIO(out)))
     assert code == 0 and len(rows) == data["counts"]["options"]
     assert rows[0]["instance_type"] == data["options"][0]["instance_type"]
 
 
 def test_table_and_explain():
-    code, out, err = _run("--model", "resnet50", "--budget", "100", "--explain")
+    code, out, err = run_advise("--model", "resnet50", "--budget", "100", "--explain")
     assert code == 0
     assert (
         "Top choice:" in out and "excluded options" in out and "no spot price in the catalog snapshot" in out
@@ -555,7 +495,7 @@ def test_table_and_explain():
 
 
 def test_precision_in_json_rows_and_measured_precision_unscaled():
-    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0")
+    code, out, _ = run_advise("--model", "resnet50", "--json", "--top", "0")
     assert code == 0
     result = json.loads(out)
     rows = result["options"]
@@ -563,7 +503,7 @@ def test_precision_in_json_rows_and_measured_precision_unscaled():
     assert all(r["step_basis"].startswith("scaled from H200 tf32") and r["step_warnings"] for r in rows)
     assert result["assumptions"]["step_time"]["precision"] == "amp"
     assert result["assumptions"]["step_time"]["scaling_error"]["median_abs_error_pct"] > 0
-    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0", "--precision", "tf32")
+    code, out, _ = run_advise("--model", "resnet50", "--json", "--top", "0", "--precision", "tf32")
     assert {r["precision"] for r in json.loads(out)["options"]} == {"tf32"}
 
 
@@ -580,21 +520,23 @@ def test_model_predict_precision_default_and_as_measured():
 
 
 def test_every_option_excluded_says_so_and_why():
-    code, out, _ = _run("--model", "resnet50", "--instances", "a4-highgpu-8g")  # listed, never priced
+    code, out, _ = run_advise("--model", "resnet50", "--instances", "a4-highgpu-8g")  # listed, never priced
     assert code == 0
     assert "No option is left to rank" in out and "no prices in the catalog snapshot" in out
 
 
 def test_emit_torchrun_and_skypilot():
     yaml = pytest.importorskip("yaml")
-    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--emit", "torchrun")
+    code, out, _ = run_advise("--model", "resnet50", "--budget", "100", "--emit", "torchrun")
     assert code == 0
     command = [line for line in out.splitlines() if line and not line.startswith("#")]
     assert len(command) == 1
     argv = shlex.split(command[0])
     assert argv[0] == "torchrun" and argv[-1] == "train.py"
     assert "--nnodes=1" in argv and any(a.startswith("--nproc_per_node=") for a in argv)
-    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--emit", "skypilot", "--script", "t.py")
+    code, out, _ = run_advise(
+        "--model", "resnet50", "--budget", "100", "--emit", "skypilot", "--script", "t.py"
+    )
     task = yaml.safe_load(out)
     assert code == 0 and task["num_nodes"] == 1 and "t.py" in task["run"]
     resources = task["resources"]
@@ -602,7 +544,7 @@ def test_emit_torchrun_and_skypilot():
     # the top choice's GPU and count per node, whichever it is (SkyPilot's "H100:8")
     assert re.fullmatch(r"[A-Za-z0-9-]+:[1-9][0-9]*", resources["accelerators"])
     assert isinstance(resources["use_spot"], bool)
-    code, out, err = _run("--model", "resnet50", "--budget", "1", "--emit", "torchrun")
+    code, out, err = run_advise("--model", "resnet50", "--budget", "1", "--emit", "torchrun")
     assert code == 2 and "nothing to launch" in err and out == ""
 
 
@@ -679,7 +621,7 @@ def _overlap(a: list[float], b: list[float]) -> bool:
 
 
 def _json_rows(*args: str) -> dict:
-    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0", *args)
+    code, out, _ = run_advise("--model", "resnet50", "--json", "--top", "0", *args)
     assert code == 0
     return json.loads(out)
 
@@ -797,7 +739,7 @@ def test_without_a_batch_each_option_fills_its_gpu_and_says_so():
 def test_table_marks_options_within_error():
     rows = _json_rows("--budget", "100")["options"][:10]
     assert any(r["within_error_of_top"] for r in rows[1:])
-    code, out, _ = _run("--model", "resnet50", "--budget", "100", "--explain")
+    code, out, _ = run_advise("--model", "resnet50", "--budget", "100", "--explain")
     assert code == 0
     assert "≈2" in out or "≈3" in out
     footnote = "≈: cost per sample within the error of the top choice; the ranking among them is not certain"
@@ -806,6 +748,6 @@ def test_table_marks_options_within_error():
     assert "no published or measured reference for GPU" in out
     # no option within the top's error: no marker, no footnote
     rows = _json_rows(*NARROW)["options"]
-    code, out, _ = _run("--model", "resnet50", *NARROW)
+    code, out, _ = run_advise("--model", "resnet50", *NARROW)
     if not any(r["within_error_of_top"] for r in rows[1:10]):
         assert code == 0 and "≈" not in out

@@ -7,19 +7,12 @@ import json
 from datetime import date, timedelta
 
 import pytest
+from advise_catalog import a2_price, advise_with, catalog_with, p4d_price, run_advise
 
 from ddlprof.advisor import egress
 from ddlprof.advisor.catalog import load_catalog
 from ddlprof.advisor.explain import price_age_warning
 from ddlprof.advisor.spot import interruption_overhead
-from tests.test_advise import _advise, _catalog_with, _run
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    from ddlprof.models.registry import load_models
-
-    return load_models()
 
 
 def _key(option):
@@ -31,18 +24,9 @@ def _key(option):
 
 def test_warning_names_each_clouds_oldest_price_date_in_use(fitted, tmp_path):
     """An older GCP row in use shows up in the warning with its age; the newest date alone does not."""
-    row = {
-        "cloud": "gcp",
-        "instance_type": "a2-highgpu-1g",
-        "region": "us-central1",
-        "on_demand_usd_per_hour": "3.67",
-        "spot_usd_per_hour": "1.1",
-        "spot_interruption": "",
-        "source": "test fixture",
-        "source_date": "2023-01-02",
-    }
-    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
-    advice = _advise(fitted, catalog, all_regions=True)
+    row = a2_price(source_date="2023-01-02")
+    catalog = load_catalog(catalog_with(tmp_path, prices=[row]))
+    advice = advise_with(fitted, catalog, all_regions=True)
     assert any(o.price_date == "2023-01-02" for o in advice.options)
     today = date(2026, 12, 6)
     warning = price_age_warning(advice.options, today)
@@ -51,7 +35,7 @@ def test_warning_names_each_clouds_oldest_price_date_in_use(fitted, tmp_path):
     assert f"aws {oldest_aws} ({(today - oldest_aws).days} days old)" in warning
     assert any("gcp 2023-01-02" in w for w in advice.warnings)
     # the same row left out of the ranking (--regions): only the clouds and dates in use are named
-    aws_only = _advise(fitted, catalog, regions=["us-east-1"], all_regions=True)
+    aws_only = advise_with(fitted, catalog, regions=["us-east-1"], all_regions=True)
     oldest_aws = min(date.fromisoformat(o.price_date) for o in aws_only.options)
     warning = price_age_warning(aws_only.options, today)
     assert f"aws {oldest_aws}" in warning and "gcp" not in warning
@@ -61,19 +45,9 @@ def test_warning_names_each_clouds_oldest_price_date_in_use(fitted, tmp_path):
 def test_a_spot_option_is_dated_by_its_spot_price(fitted, tmp_path):
     """A row whose spot price is older than its on-demand price: the spot option carries the spot date,
     in price_date, its provenance and the staleness warning."""
-    row = {
-        "cloud": "gcp",
-        "instance_type": "a2-highgpu-1g",
-        "region": "us-central1",
-        "on_demand_usd_per_hour": "3.67",
-        "spot_usd_per_hour": "1.1",
-        "spot_interruption": "",
-        "source": "test fixture",
-        "source_date": "2026-12-01",
-        "spot_source_date": "2023-01-02",
-    }
-    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
-    advice = _advise(fitted, catalog, clouds=["gcp"], regions=["us-central1"], all_regions=True)
+    row = a2_price(source_date="2026-12-01", spot_source_date="2023-01-02")
+    catalog = load_catalog(catalog_with(tmp_path, prices=[row]))
+    advice = advise_with(fitted, catalog, clouds=["gcp"], regions=["us-central1"], all_regions=True)
     mine = [o for o in advice.options if o.instance_type == "a2-highgpu-1g"]
     assert {o.spot: o.price_date for o in mine} == {False: "2026-12-01", True: "2023-01-02"}
     spot = next(o for o in mine if o.spot)
@@ -84,12 +58,12 @@ def test_a_spot_option_is_dated_by_its_spot_price(fitted, tmp_path):
 
 
 def test_json_and_explain_show_each_options_price_date():
-    code, out, _ = _run("--model", "resnet50", "--json", "--top", "0")
+    code, out, _ = run_advise("--model", "resnet50", "--json", "--top", "0")
     options = json.loads(out)["options"]
     assert code == 0 and {o["cloud"] for o in options} == {"aws", "gcp"}
     for option in options:
         assert option["price_date"] and option["price_date"] in option["provenance"]["price"]
-    code, out, _ = _run("--model", "resnet50", "--spot", "--explain")
+    code, out, _ = run_advise("--model", "resnet50", "--spot", "--explain")
     dates = {o["price_date"] for o in options}
     assert code == 0 and any(f"price of {d}" in out for d in dates)
 
@@ -98,21 +72,12 @@ def test_json_and_explain_show_each_options_price_date():
 
 
 def test_interruptions_per_day_overrides_aws_bucket_and_gcp(fitted, tmp_path):
-    row = {
-        "cloud": "aws",
-        "instance_type": "p4d.24xlarge",
-        "region": "us-east-1",
-        "on_demand_usd_per_hour": "21.96",
-        "spot_usd_per_hour": "9.5",
-        "spot_interruption": ">20%",
-        "source": "test fixture",
-        "source_date": "2026-08-26",
-    }
-    catalog = load_catalog(_catalog_with(tmp_path, prices=[row]))
-    default = {_key(o): o for o in _advise(fitted, catalog, spot=True, all_regions=True).options}
+    row = p4d_price(spot_interruption=">20%")
+    catalog = load_catalog(catalog_with(tmp_path, prices=[row]))
+    default = {_key(o): o for o in advise_with(fitted, catalog, spot=True, all_regions=True).options}
     aws = default[("p4d.24xlarge", 2, True, "us-east-1")]
     assert aws.interruption["basis"] == "aws_bucket" and aws.interruption["rate_per_day_high"] is None
-    given = _advise(fitted, catalog, spot=True, all_regions=True, interruptions_per_day=0.5).options
+    given = advise_with(fitted, catalog, spot=True, all_regions=True, interruptions_per_day=0.5).options
     assert given and all(o.interruption["basis"] == "given" for o in given)
     for option in given:
         expected = interruption_overhead(option.compute_hours, option.count, 0.5)["overhead_hours"]
@@ -127,8 +92,8 @@ def test_interruptions_per_day_overrides_aws_bucket_and_gcp(fitted, tmp_path):
 
 
 def test_an_option_elsewhere_costs_exactly_the_egress_more(fitted):
-    plain = {_key(o): o for o in _advise(fitted, all_regions=True).options}
-    moved = _advise(fitted, all_regions=True, data_region="us-east-1", dataset_gb=150.0).options
+    plain = {_key(o): o for o in advise_with(fitted, all_regions=True).options}
+    moved = advise_with(fitted, all_regions=True, data_region="us-east-1", dataset_gb=150.0).options
     assert {_key(o) for o in moved} == set(plain)  # every route from us-east-1 has a sourced price
     clouds_seen = set()
     for option in moved:
@@ -146,7 +111,7 @@ def test_an_option_elsewhere_costs_exactly_the_egress_more(fitted):
 
 
 def test_cli_json_egress_in_total():
-    code, out, _ = _run(
+    code, out, _ = run_advise(
         "--model",
         "resnet50",
         "--budget",
@@ -176,11 +141,11 @@ def test_cli_json_egress_in_total():
 
 
 def test_a_route_without_a_sourced_price_is_excluded_not_free(fitted):
-    advice = _advise(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=10.0)
+    advice = advise_with(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=10.0)
     assert advice.options and all(o.region == "eu-west-1" and o.egress_usd == 0 for o in advice.options)
     reasons = [e["reason"] for e in advice.excluded if e["kind"] == "egress"]
     assert reasons and all("no sourced egress price for aws eu-west-1 -> " in r for r in reasons)
-    nothing_moved = _advise(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=0.0)
+    nothing_moved = advise_with(fitted, all_regions=True, data_region="eu-west-1", dataset_gb=0.0)
     assert {o.region for o in nothing_moved.options} > {"eu-west-1"}
     assert all(o.egress_usd == 0 for o in nothing_moved.options)
 
