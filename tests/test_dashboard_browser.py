@@ -227,7 +227,10 @@ def test_runs_page(page, served, tmp_path):
     assert {"runs_table", "breakdown_table", "broken_table", "store_table"} <= set(checked), checked
     widths = _headers_fit(page, NUMBER_COLUMNS)
     assert widths["wait for peers"] > 75 - 8  # a header that 'small' cut
-    # the runs table draws a command from its script on; a double-click on the cell shows it whole
+    shot = _screenshot(page, tmp_path, "runs")
+    assert shot.stat().st_size > 10_000
+    # the runs table draws a command from its script on; a double-click on the cell shows it whole (after
+    # the screenshot, which would show the cell picked)
     manifest = json.loads((served["root"] / "real" / "manifest.json").read_text())
     grid = page.locator(".st-key-runs_table [data-testid='stDataFrame']")
     grid.scroll_into_view_if_needed()
@@ -236,8 +239,6 @@ def test_runs_page(page, served, tmp_path):
     assert page.locator("#portal textarea").input_value() == shlex.join(manifest["command"])
     page.keyboard.press("Escape")
     page.locator("#portal textarea").wait_for(state="detached")
-    shot = _screenshot(page, tmp_path, "runs")
-    assert shot.stat().st_size > 10_000
 
 
 def test_compare_page(page, served, tmp_path):
