@@ -9,6 +9,7 @@ training rows.
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -80,12 +81,16 @@ def runs(root: Path) -> tuple[list[tuple[data.FoundRun, dict[str, Any]]], str | 
     return [(run, summary(str(run.path), run.signature)) for run in found], None
 
 
+_HAS_PLACEHOLDER = "placeholder" in inspect.signature(st.dataframe).parameters
+
+
 def table(frame: Any, key: str, whole: bool = False, **options: Any) -> None:
     """``st.dataframe`` inside a container with ``key``: tests find it by that key (``AppTest.get_by_key``,
     or the ``st-key-<key>`` CSS class in a browser), which a dataframe's own key does not give. ``whole``:
     tall enough for every row (no scrolling inside a short table). A missing value shows as ``MISSING``."""
     if whole:
         options["height"] = 35 * (len(frame) + 1) + 3
-    options.setdefault("placeholder", MISSING)
+    if _HAS_PLACEHOLDER:  # a recent Streamlit's; older ones draw a grey None (pyproject allows them)
+        options.setdefault("placeholder", MISSING)
     with st.container(key=key):
         st.dataframe(frame, hide_index=True, **options)
