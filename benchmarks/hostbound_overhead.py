@@ -3,7 +3,9 @@ thread: a one-rank gloo DDP job whose step is all Python and dispatch (a 16-16-4
 DataLoader with no workers), launched bare and wrapped (``--trace-steps 0 --no-probe``), in
 interleaved rounds. Each launch times itself from the end of step ``steps // 5`` to its last step, so
 the figure does not depend on ddlprof's own records; ``--base-tree`` adds launches wrapped by another
-checkout of ddlprof (``git worktree add /tmp/base <commit>``) for a before/after pair.
+checkout of ddlprof (``git worktree add /tmp/base <commit>``) for a before/after pair, and
+``--trace-window`` launches wrapped with wrap's default trace window (steps after it show whether the
+profiler leaves a cost behind once it stops).
 
     python benchmarks/hostbound_overhead.py --rounds 3 --steps 3000
     python benchmarks/hostbound_overhead.py --rounds 3 --base-tree /tmp/base --out /tmp/hostbound.json
@@ -47,13 +49,14 @@ dist.destroy_process_group()
 """
 
 
-def launch(tree: Path | None, steps: int, work: Path, tag: str) -> float:
+def launch(tree: Path | None, steps: int, work: Path, tag: str, traced: bool = False) -> float:
     script = work / "job.py"
     script.write_text(JOB)
     command = ["torchrun", "--standalone", "--nproc_per_node=1", str(script), str(steps)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     if tree is not None:
-        command = [sys.executable, "-m", "ddlprof", "wrap", "--trace-steps", "0", "--no-probe",
+        window = [] if traced else ["--trace-steps", "0"]
+        command = [sys.executable, "-m", "ddlprof", "wrap", *window, "--no-probe",
                    "--out", str(work / tag), "--", *command]  # fmt: skip
         env["PYTHONPATH"] = str(tree)
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
@@ -67,16 +70,20 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3000)
     parser.add_argument("--base-tree", type=Path, help="another ddlprof checkout to wrap with, for a pair")
+    parser.add_argument("--trace-window", action="store_true", help="also wrapped with the default window")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     variants: dict[str, Path | None] = {"bare": None, "wrapped": REPO}
     if args.base_tree:
         variants["wrapped_base"] = args.base_tree
+    if args.trace_window:
+        variants["wrapped_traced"] = REPO
     times: dict[str, list[float]] = {name: [] for name in variants}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for name, tree in variants.items():
-                times[name].append(launch(tree, args.steps, Path(tmp), f"{name}-{round_}"))
+                traced = name == "wrapped_traced"
+                times[name].append(launch(tree, args.steps, Path(tmp), f"{name}-{round_}", traced))
                 print(f"round {round_} {name}: {times[name][-1]:.4f} ms/step", flush=True)
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
