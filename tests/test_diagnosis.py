@@ -222,3 +222,18 @@ def test_share_is_not_suggested_for_a_busy_gpu_or_a_multi_gpu_job(world_size, me
     summary["gpus"] = [{"host": "a", "gpu": 0, "samples": 40, "util_pct": {"median": median, "max": 90.0}}]
     rules = {r["rule"] for r in diagnose(summary)["recommendations"]}
     assert "share_gpu" not in rules
+
+
+def test_input_bound_prediction_on_a_real_gpu_run_matches_the_run_that_acted_on_it():
+    """1 x H100, resnet50 fed by a JPEG pipeline (benchmarks/gpu_jpeg_advice.sh): the summary with 2
+    workers, and the same job re-run with 8 (more than advised) once the stall was gone. The predicted
+    step must be within 10% of that measured step (the GPU's own work, not the host's, sets it)."""
+    runs = REPO / "benchmarks" / "results" / "gpu-1xh100" / "jpeg"
+    before = json.loads((runs / "jpeg_w2.json").read_text())
+    after = json.loads((runs / "jpeg_advised.json").read_text())
+    top = diagnose(before)["recommendations"][0]
+    assert top["rule"] == "input_bound"
+    assert after["ranks"][0]["loader"]["workers"] >= top["change"]["num_workers"]
+    assert after["job"]["data_stall_ms"] < 0.15 * before["job"]["data_stall_ms"]  # the stall went
+    assert top["predicted_step_ms"] == pytest.approx(after["job"]["step_ms"], rel=0.10)
+    assert "behind the host at the end of backward" in top["evidence"]
