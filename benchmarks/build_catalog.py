@@ -186,6 +186,32 @@ A3_SMALL_REGIONS = [
 ]
 
 
+# GCP types Google sells only as Spot or Flex-start VMs: their on-demand list price (built from SKUs)
+# cannot be bought, so it is not shipped; the spot price is.
+SPOT_FLEX_ONLY_GCP = ("a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g")
+SPOT_FLEX_ONLY_NOTE = (
+    "no on-demand price: Google sells a3-highgpu-1g/2g/4g as Spot or Flex-start VMs only "
+    "(https://github.com/tgarg01/silybench-data/blob/045df3bf56b8d62c58f108fc43cb397306b83331/derived/csv/"
+    "gpu_prices.csv, checked 2026-09-26: '1g/2g/4g shapes are Spot/Flex-start only', from Google's "
+    "Cloud Billing catalog and https://docs.cloud.google.com/compute/docs/gpus)"
+)
+
+
+def spot_flex_only(rows: list[dict]) -> list[dict]:
+    """The rows of SPOT_FLEX_ONLY_GCP without an on-demand price, saying why (idempotent); a row left
+    with no price at all is dropped."""
+    kept = []
+    for row in rows:
+        if row["cloud"] == "gcp" and row["instance_type"] in SPOT_FLEX_ONLY_GCP:
+            row = {**row, "on_demand_usd_per_hour": ""}
+            if SPOT_FLEX_ONLY_NOTE not in row["source"]:
+                row["source"] = f"{row['source']} | {SPOT_FLEX_ONLY_NOTE}"
+            if not row["spot_usd_per_hour"]:
+                continue
+        kept.append(row)
+    return kept
+
+
 def _fmt(value: float) -> str:
     return f"{value:.10f}".rstrip("0").rstrip(".")
 
@@ -546,7 +572,7 @@ def main() -> None:
         aws = aws_rows(prices, json.loads(args.aws_raw.read_text()), json.loads(args.aws_od.read_text()))
     else:
         aws = [r for r in prices if r["cloud"] == "aws"]
-    gcp = gcp_rows(prices, pricing) if pricing else [r for r in prices if r["cloud"] == "gcp"]
+    gcp = spot_flex_only(gcp_rows(prices, pricing) if pricing else [r for r in prices if r["cloud"] == "gcp"])
     added = a3_ultra_rows()
     replaced = {(r["instance_type"], r["region"]) for r in added}
     rows = [r for r in aws + gcp if (r["instance_type"], r["region"]) not in replaced] + added

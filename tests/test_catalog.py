@@ -130,11 +130,16 @@ def test_shipped_catalog_covers_the_current_gpu_generations():
         "p6-b200.48xlarge",
         "p5.4xlarge",
         "a3-megagpu-8g",
-        "a3-highgpu-1g",
         "a2-megagpu-16g",
     ):
         priced = [p for p in catalog.prices_for(name) if p.on_demand_usd_per_hour and p.source_date]
         assert priced, f"{name} has no dated on-demand price"
+    # Google sells the 1-, 2- and 4-GPU A3 High shapes as Spot or Flex-start VMs only: spot prices, no
+    # on-demand list price that cannot be bought, and every row says why
+    for name in ("a3-highgpu-1g", "a3-highgpu-2g", "a3-highgpu-4g"):
+        rows = catalog.prices_for(name)
+        assert rows and all(p.on_demand_usd_per_hour is None and p.spot_usd_per_hour for p in rows), name
+        assert all("Spot or Flex-start VMs only" in p.source for p in rows), name
     assert {"H200", "B200"} <= {i.gpu for i in catalog.instances.values()}
     aws_spot = [p for p in catalog.prices if p.cloud == "aws" and p.spot_usd_per_hour is not None]
     assert len(aws_spot) >= 100
