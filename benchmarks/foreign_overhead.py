@@ -34,6 +34,7 @@ FOREIGN = REPO / "benchmarks" / "foreign"
 JOBS = {
     "plain": ["plain_loop.py"],
     "plain_gpu_resident": ["plain_loop.py", "--gpu-resident"],
+    "plain_no_cudnn_benchmark": ["plain_loop.py", "--no-cudnn-benchmark"],
     "hf": ["hf_trainer.py"],
     "lightning": ["lightning_job.py"],
 }

@@ -37,6 +37,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--gpu-resident", action="store_true")
+    parser.add_argument(
+        "--no-cudnn-benchmark",
+        action="store_true",
+        help="leave cudnn.benchmark off (issue 12: does its first-step autotuning make launches differ?)",
+    )
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -45,7 +50,7 @@ def main() -> None:
     device = torch.device("cuda", local_rank) if cuda else torch.device("cpu")
     if cuda:
         torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     model = torchvision.models.get_model(args.model, num_classes=1000).to(device)
     model = model.to(memory_format=torch.channels_last)
     model = DDP(model, device_ids=[local_rank] if cuda else None)
