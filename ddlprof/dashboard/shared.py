@@ -43,6 +43,14 @@ NUMBER_COLUMNS = {"step_ms": STEP, **CATEGORY_COLUMNS, "throughput_samples_per_s
 GPU = st.column_config.TextColumn(
     "gpu", help=f"The GPU the ranks ran on; {MISSING} for a job on CPUs (or a GPU the run did not name)"
 )
+#: The local dataset's table, the same on the Runs and Models pages.
+STORE_COLUMNS = NUMBER_COLUMNS | {
+    "world_size": st.column_config.NumberColumn("ranks"),
+    "gpus_per_node": st.column_config.NumberColumn("GPUs/node"),
+    "gpu": GPU,
+    "run_id": st.column_config.TextColumn("run id"),
+    "run_dir": st.column_config.TextColumn("run directory"),
+}
 #: The instance options picked on the Advisor page (comparables), read by the Compare page.
 ADVISOR_OPTIONS_KEY = "advisor_options"
 

@@ -89,12 +89,7 @@ def _local_rows() -> None:
     )
     shared.table(
         rows.drop(columns=["reported_unix"]),
-        column_config=shared.NUMBER_COLUMNS
-        | {
-            "world_size": st.column_config.NumberColumn("ranks"),
-            "gpus_per_node": st.column_config.NumberColumn("GPUs/node"),
-            "gpu": shared.GPU,
-        },
+        column_config=shared.STORE_COLUMNS,
         key="models_store_table",
     )
 

@@ -301,7 +301,7 @@ def _local_dataset(root: Any) -> None:
         ).drop(columns=["reported_unix"])
         shared.table(
             rows,
-            column_config={**shared.NUMBER_COLUMNS, "gpu": shared.GPU},
+            column_config=shared.STORE_COLUMNS,
             key="store_table",
         )
 
