@@ -237,3 +237,16 @@ def test_input_bound_prediction_on_a_real_gpu_run_matches_the_run_that_acted_on_
     assert after["job"]["data_stall_ms"] < 0.15 * before["job"]["data_stall_ms"]  # the stall went
     assert top["predicted_step_ms"] == pytest.approx(after["job"]["step_ms"], rel=0.10)
     assert "behind the host at the end of backward" in top["evidence"]
+
+
+def test_a_workload_record_with_an_integer_no_float_holds_is_ignored_not_a_crash():
+    """Found by the fuzz suite in a fresh-clone CI run: bucket sizes of 10**400 stopped the diagnosis
+    with an OverflowError."""
+    summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=31.0))
+    summary["workload"] = {
+        "grad_bytes": 10**400,
+        "bucket_sizes": [10**400, 154_280],
+        "parameter_dtype": "float",
+    }
+    result = _check(diagnose(summary))
+    assert result["verdict"] == "communication-bound"

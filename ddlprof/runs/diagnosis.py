@@ -309,8 +309,12 @@ def _bucket_facts(summary: dict[str, Any]) -> tuple[list[int], int | None]:
 
 
 def _finite(value: Any) -> bool:
-    """A recorded figure that is a finite number (a workload record may hold anything)."""
-    return isinstance(value, int | float) and math.isfinite(value)
+    """A recorded figure that is a finite number of a sane size (a workload record may hold anything,
+    an integer of 400 digits among them, which no float holds)."""
+    try:
+        return isinstance(value, int | float) and math.isfinite(value) and abs(value) < 1e18
+    except OverflowError:
+        return False
 
 
 def _default_buckets(grad_bytes: int) -> int:
