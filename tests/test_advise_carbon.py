@@ -6,11 +6,9 @@ from __future__ import annotations
 import math
 
 import pytest
+from advise_catalog import RESNET50, advise_with
 
 from ddlprof.advisor.carbon import gpu_power, grid_intensity
-from ddlprof.advisor.options import AdviseRequest
-from ddlprof.advisor.ranking import advise
-from ddlprof.advisor.workloads import resolve_workload
 from ddlprof.runs.packing import record_packing
 
 #: Figures of the cited tables, copied here by hand from the sources themselves: CodeCarbon
@@ -23,21 +21,11 @@ CITED_G_PER_KWH = {
     ("aws", "us-east-1"): 369.473,
 }
 CITED_MAX_W = {"H100": 700.0, "A100-80GB": 400.0, "T4": 70.0, "H100-PCIe": 350.0}
-RESNET50 = resolve_workload("resnet50", None, None, None)
-
-
-@pytest.fixture(scope="module")
-def fitted():
-    from ddlprof.models.registry import load_models
-
-    return load_models()
 
 
 def _advise(fitted, **kwargs):
-    kwargs.setdefault("model", "resnet50")
-    kwargs.setdefault("workload", RESNET50)
-    kwargs.setdefault("spot", False)
-    return advise(AdviseRequest(**kwargs), fitted=fitted)
+    """resnet50 on demand unless told otherwise (``fitted``: conftest's shipped stall models)."""
+    return advise_with(fitted, **{"spot": False, **kwargs})
 
 
 def test_the_shipped_tables_hold_the_cited_figures():
