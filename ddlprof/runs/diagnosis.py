@@ -113,7 +113,7 @@ def _loader_floor_ms(rank: dict[str, Any]) -> float | None:
     (2 ranks with 1 worker each, a batch 38 ms to make, step 38.7 ms, seen on CI's 2 cores)."""
     loader = rank.get("loader") or {}
     workers, batch, batches = loader.get("workers"), loader.get("batch_ms"), loader.get("batches_per_step")
-    if not all(isinstance(v, int | float) and v > 0 for v in (workers, batch, batches)):
+    if not all(_finite(v) and v > 0 for v in (workers, batch, batches)):
         return None
     return batches * batch / workers
 
