@@ -11,7 +11,9 @@ what to install.
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import importlib.util
+import re
 from types import ModuleType
 
 #: The extras of ``pyproject.toml`` a message may name (the README's table says what each is for).
@@ -71,12 +73,38 @@ def require(module: str, extra: str, for_what: str, import_it: bool = True) -> M
         if not import_it:
             if importlib.util.find_spec(module) is None:
                 raise missing_extra(module, extra, for_what)
+            _check_floor(module, extra, for_what)
             return None
         return importlib.import_module(module)
     except MissingDependency:
         raise
     except (ImportError, ValueError) as exc:  # find_spec: ValueError when sys.modules holds None
         raise missing_extra(module, extra, for_what, exc) from None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    """The leading release numbers of a version (``1.52.0rc1`` -> (1, 52, 0))."""
+    match = re.match(r"\d+(?:\.\d+)*", version.strip())
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
+
+
+def _check_floor(module: str, extra: str, for_what: str) -> None:
+    """A one-line error when the installed ``module`` is older than the ``>=`` floor that ddlprof's
+    own metadata (``pyproject.toml``) gives it under ``extra``. An older library can import and still
+    fail later inside a child process (the dashboard's Streamlit), where the user sees no reason."""
+    dist = DISTRIBUTIONS.get(module, module)
+    try:
+        requirements = importlib.metadata.requires("ddlprof") or []
+        installed = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree: no metadata to go by
+        return
+    for requirement in requirements:
+        match = re.match(rf"{re.escape(dist)}\s*>=\s*([\w.]+)\s*;\s*extra\s*==\s*\"{extra}\"", requirement)
+        if match and _release(installed) < _release(match.group(1)):
+            raise MissingDependency(
+                f"{for_what} needs {dist} >= {match.group(1)} (installed: {installed}): "
+                f"pip install -U '{dist}>={match.group(1)}'"
+            )
 
 
 def require_torch(for_what: str) -> ModuleType:

@@ -263,3 +263,22 @@ def test_require_says_why_in_one_line(tmp_path, monkeypatch):
         require("no_such_module_xyz", "html", "x", import_it=False)
     with pytest.raises(ValueError, match="no such extra"):
         install_hint("gpu")
+
+
+@pytest.mark.parametrize("version, too_old", [("1.0.0", True), ("1.51.9", True), ("999.0", False)])
+def test_dashboard_refuses_a_streamlit_older_than_its_floor(tmp_path, monkeypatch, version, too_old):
+    """An old Streamlit imports and then draws an empty page in its own process: the floor that
+    pyproject.toml gives the dashboard extra is checked before it starts."""
+    dist = tmp_path / f"streamlit-{version}.dist-info"  # found first on the path, as an older install
+    dist.mkdir()
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: streamlit\nVersion: {version}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    if too_old:
+        with pytest.raises(MissingDependency) as caught:
+            require("streamlit", "dashboard", "ddlprof dashboard", import_it=False)
+        assert str(caught.value) == (
+            f"ddlprof dashboard needs streamlit >= 1.52 (installed: {version}): "
+            "pip install -U 'streamlit>=1.52'"
+        )
+    else:
+        assert require("streamlit", "dashboard", "ddlprof dashboard", import_it=False) is None
