@@ -461,7 +461,12 @@ def add_report(commands: argparse._SubParsersAction) -> None:
     )
     report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR")
     report.add_argument("--json", action="store_true", help="print summary.json to stdout instead of a table")
-    report.add_argument("--html", type=Path, metavar="FILE", help="also write a self-contained HTML report")
+    report.add_argument(
+        "--html",
+        type=Path,
+        metavar="FILE",
+        help="also write a self-contained HTML report to FILE (a new file)",
+    )
     report.add_argument(
         "--warmup",
         type=bounded(int, 0, 10**12),

@@ -143,22 +143,50 @@ def test_html_report_and_summary_schema(tmp_path):
     assert written["steps"]["warmup_dropped"] == 2 and written["steps"]["steady_per_rank"] == 8
 
 
-def test_html_into_a_missing_folder_is_one_line_and_leaves_no_temporary_file(tmp_path):
+def test_html_into_a_missing_folder_is_one_line_before_any_work(tmp_path):
     run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
     done = ddlprof("report", "--no-store", "--html", str(tmp_path / "missing" / "r.html"), str(run))
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
-    assert "r.html" in done.stderr and "cannot write" in done.stderr
-    assert "compute" in done.stdout and "wrote" not in done.stdout  # the table first, no false "wrote"
-    assert json.loads((run / "summary.json").read_text())["job"]["step_ms"] == 10.0  # written before
-    assert not [p for p in run.parent.rglob("*.tmp")]
+    assert "r.html" in done.stderr and "no such directory" in done.stderr
+    assert done.stdout == "" and not (run / "summary.json").exists()
 
 
-def test_json_is_printed_before_an_html_file_that_cannot_be_written(tmp_path):
+def test_html_never_overwrites_a_file(tmp_path):
+    """``--html`` naming the run's own rank log (or any file) is refused before any work: the log is
+    the run's raw data."""
     run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
-    html = tmp_path / "full-disk" / "r.html"
-    done = ddlprof("report", "--no-store", "--json", "--html", str(html), str(run))
-    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "r.html" in done.stderr, done.stderr
-    assert json.loads(done.stdout)["job"]["step_ms"] == 10.0
+    log = run / "ranks" / "rank-0.jsonl"
+    before = log.read_bytes()
+    for target in (log, tmp_path / "earlier.html"):
+        if not target.exists():
+            target.write_text("<html>an earlier report</html>")
+        kept = target.read_bytes()
+        done = ddlprof("report", "--no-store", "--html", str(target), str(run))
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+        assert "exists; not overwritten" in done.stderr and done.stdout == ""
+        assert target.read_bytes() == kept
+    assert log.read_bytes() == before
+
+
+def test_json_is_printed_before_an_html_file_that_cannot_be_written(tmp_path, monkeypatch, capsys):
+    from ddlprof.cli import main
+    from ddlprof.errors import DdlprofError
+    from ddlprof.profiler import report as report_module
+
+    run = _run_dir(tmp_path, {0: [_rank(0, 1), *[_step(n) for n in range(1, 6)], {"type": "end"}]})
+    html = tmp_path / "r.html"
+    real = report_module.write_atomic
+
+    def full_disk(path, text, **kwargs):
+        if path == html:
+            raise DdlprofError(f"{path}: cannot write (No space left on device)")
+        return real(path, text, **kwargs)
+
+    monkeypatch.setattr(report_module, "write_atomic", full_disk)
+    assert main(["report", "--no-store", "--json", "--html", str(html), str(run)]) == 2
+    out = capsys.readouterr()
+    assert json.loads(out.out)["job"]["step_ms"] == 10.0 and "No space left" in out.err
+    assert not html.exists()
 
 
 def test_report_does_not_import_torch(tmp_path):

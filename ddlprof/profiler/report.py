@@ -27,11 +27,21 @@ def _record(summary: dict, paths: list[Path]) -> Path | None:
     return store.database_path() if store.record_run(summary, paths, on_error=warn) else None
 
 
+def _check_html_out(html: Path) -> None:
+    """Refuse an ``--html`` file that exists (it may be a rank log or anything else the user keeps) or
+    whose directory is missing, before the report does any work or adds the run to the dataset."""
+    if html.exists() or html.is_symlink():
+        raise DdlprofError(f"--html {html}: exists; not overwritten (choose another name)")
+    if not html.parent.is_dir():
+        raise DdlprofError(f"--html {html}: no such directory {html.parent}")
+
+
 def report(
     paths: list[Path], as_json: bool, html: Path | None, warmup: int | None, store: bool = True
 ) -> int:
     if html is not None:  # before any work: plotly draws the figures of the HTML report
         require("plotly", "html", "ddlprof report --html")
+        _check_html_out(html)
     runs = [load_run(path) for path in paths]
     summary = summarize(runs, warmup=warmup)
     text = json_text(summary)
@@ -57,7 +67,8 @@ def report(
     if html is not None:
         from ddlprof.profiler.html import html_report
 
-        write_atomic(html, html_report(summary, runs))
+        if not write_atomic(html, html_report(summary, runs), exclusive=True):
+            raise DdlprofError(f"--html {html}: exists; not overwritten (choose another name)")
         written.append(html)
     if not as_json:
         if written:
