@@ -169,6 +169,21 @@ def test_fitted_models_are_json_and_refit_when_stale(home, monkeypatch):
     assert registry.load_models().refitted
 
 
+def test_a_local_refit_is_read_back_not_refitted_on_every_call(home, monkeypatch):
+    """New training rows (a reported run) refit once; the saved fit is then read back, beside the
+    shipped fit, whose build script adds keys that a refit lacks."""
+    real = registry.training_rows
+
+    def with_a_new_run():
+        rows, info = real()
+        return rows, {**info, "training_sha256": "0" * 64}
+
+    monkeypatch.setattr(registry, "training_rows", with_a_new_run)
+    assert registry.load_models().refitted
+    again = registry.load_models()
+    assert again.refitted is False and again.record["stamp"]["training_sha256"] == "0" * 64
+
+
 def test_store_rows_join_the_training_set(monkeypatch):
     """Reported runs join when they carry a single-GPU step; the rest are dropped with a reason,
     and the training hash (hence the version stamp) follows the rows."""

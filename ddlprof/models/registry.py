@@ -41,6 +41,9 @@ HOME_ENV = "DDLPROF_HOME"
 FILE_NAME = "stall_models.json"
 FORMAT = "ddlprof-stall-models/1"
 SHIPPED_FIT = "data/stall_models.json"
+#: Keys of the shipped fit that only its build script writes (``benchmarks/build_shipped_models.py``),
+#: not ``fit``: a local refit lacks them and is still well-formed.
+SHIPPED_ONLY = ("command",)
 
 
 def home() -> Path:
@@ -174,7 +177,8 @@ def load_models() -> Fitted:
     path = models_path()
     record = _read(path)
     shipped = shipped_record()
-    if record is not None and shipped is not None and not _same_shape(record, shipped):
+    like = {k: v for k, v in (shipped or {}).items() if k not in SHIPPED_ONLY}
+    if record is not None and shipped is not None and not _same_shape(record, like):
         record = None  # hand-edited or foreign: every part of it is read later, so it is refitted
     if record is not None and record.get("stamp") == stamp(info["training_sha256"]):
         try:
