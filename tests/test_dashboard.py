@@ -427,6 +427,8 @@ def test_models_page_draws_the_users_own_runs(runs_root, app):
 
     root, _ = runs_root
     reported = summary(root / "real", "--no-store")
+    for rank in reported["ranks"]:  # as if on a GPU: a CPU run is not learned from (test_stall_models)
+        rank["device"] = "NVIDIA H200"
     single = reported["job"]["step_ms"] - reported["job"]["interconnect_stall_ms"] - 1.0
     assert store.record_run(reported, [root / "real"], measured={"single_gpu_step_ms": single})
     at = app(root, "models")

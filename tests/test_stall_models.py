@@ -190,10 +190,12 @@ def test_store_rows_join_the_training_set(monkeypatch):
     shipped = dataset.load_dataset()
     usable = shipped.iloc[[0]].assign(model="MyNet", source="reported")
     unusable = shipped.iloc[[1]].assign(model="ResNet", single_gpu_step_ms=None, source="reported")
-    monkeypatch.setattr(dataset, "store_rows", lambda: (pd.concat([usable, unusable]), "2 reported run(s)"))
+    on_cpu = shipped.iloc[[2]].assign(model="Sequential", gpu=None, source="reported")  # gloo on CPU
+    frame = pd.concat([usable, unusable, on_cpu])
+    monkeypatch.setattr(dataset, "store_rows", lambda: (frame, "3 reported run(s)"))
     rows, info = dataset.training_rows()
     assert len(rows) == len(shipped) + 1 and info["store_rows_used"] == 1
-    assert info["store_rows_dropped"] == {"no single_gpu_step_ms": 1}
+    assert info["store_rows_dropped"] == {"no single_gpu_step_ms": 1, "a CPU run (no GPU)": 1}
     assert info["training_sha256"] != info["dataset_sha256"]
     monkeypatch.setattr(dataset, "store_rows", lambda: (None, "no store"))
     assert dataset.training_rows()[1]["training_sha256"] == info["dataset_sha256"]

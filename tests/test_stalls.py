@@ -66,8 +66,10 @@ def _assert_training_row(result: dict, full_run, single_gpu_step_ms: float) -> N
     row = rows[rows["run_dir"] == str(full_run.resolve())].iloc[0]
     assert row["single_gpu_step_ms"] == pytest.approx(single_gpu_step_ms)
     assert row["inter_busbw_gbps"] > 0  # the probe ran on this multi-GPU job
+    # a CPU run (gloo, as here) is kept, but the stall models, of GPU jobs, do not learn from it
+    assert result["dataset"]["learned"] is False
     _, info = training_rows()
-    assert info["store_rows_used"] >= 1
+    assert info["store_rows_dropped"]["a CPU run (no GPU)"] >= 1
 
 
 def test_emulated_nodes_give_a_network_stall(tmp_path):
@@ -226,3 +228,28 @@ def test_data_result_says_when_the_cost_is_within_the_noise_or_only_partly_repla
 def test_bad_stalls_input_is_one_line(tmp_path, args, words):
     done = ddlprof("stalls", "--out", str(tmp_path / "o"), *args)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_the_dataset_line_says_whether_the_models_learn_from_the_run():
+    """A CPU run is stored but not learned from; a GPU run's line names the extra (which rich once
+    swallowed as markup: "(ddlprof)")."""
+    import io
+
+    from rich.console import Console
+
+    from ddlprof.profiler.render import print_stalls
+
+    def line(learned: bool) -> str:
+        out = io.StringIO()
+        dataset = {"stored": True, "database": "d.sqlite", "run": "r", "learned": learned}
+        result = {"out": "o", "repeats": 1, "variants": {}, "dataset": dataset}
+        result |= {
+            "interconnect_stall": None,
+            "network_stall": None,
+            "reasons": {"interconnect": "-", "network": "-"},
+        }
+        print_stalls(result, Console(file=out, width=400))
+        return next(t for t in out.getvalue().splitlines() if t.startswith("added"))
+
+    assert "ddlprof[models]" in line(True) and "learns from it" in line(True)
+    assert "do not learn from" in line(False)

@@ -156,6 +156,11 @@ def usable(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, int]]:
             if bad.any():
                 dropped[f"bad {column}"] = int(bad.sum())
                 keep &= ~bad
+    if "gpu" in frame:  # the models are of GPU jobs: a CPU run's "interconnect" is ranks sharing cores
+        bad = keep & frame["gpu"].isna()
+        if bad.any():
+            dropped["a CPU run (no GPU)"] = int(bad.sum())
+            keep &= ~bad
     single_node = frame["nodes"] == 1
     no_intra = keep & (frame["gpus_per_node"] > 1) & frame["intra_busbw_gbps"].isna() & single_node
     no_inter = keep & (frame["nodes"] > 1) & frame["inter_busbw_gbps"].isna()

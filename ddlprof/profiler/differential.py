@@ -434,5 +434,8 @@ def _record_training_row(full: tuple[Path, dict[str, Any]] | None, single: float
     run_dir, summary = full
     reasons: list[str] = []
     if store.record_run(summary, [run_dir], on_error=reasons.append, measured={"single_gpu_step_ms": single}):
-        return {"stored": True, "database": str(store.database_path()), "run": str(run_dir)}
+        # the stall models are of GPU jobs: a CPU run's "interconnect" is its ranks sharing cores
+        learned = store.run_row(summary, [run_dir])["gpu"] is not None
+        database = str(store.database_path())
+        return {"stored": True, "database": database, "run": str(run_dir), "learned": learned}
     return {"stored": False, "reason": reasons[0] if reasons else "not written"}

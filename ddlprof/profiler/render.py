@@ -199,7 +199,10 @@ def print_stalls(result: dict[str, Any], console: Console | None = None) -> None
     dataset = result.get("dataset") or {}
     if dataset.get("stored"):
         where = f"{dataset['run']} to the local dataset {dataset['database']}"
-        fit = "`ddlprof model fit` (ddlprof[models]) learns from it"
+        if dataset.get("learned", True):
+            fit = "`ddlprof model fit` (needs ddlprof\\[models]) learns from it"
+        else:
+            fit = "a CPU run, which the stall models (of GPU jobs) do not learn from"
         console.print(f"added {where}, with the one-GPU step time: {fit}")
     elif dataset.get("reason"):
         console.print(f"[dim]not added to the local dataset: {dataset['reason']}[/dim]")
