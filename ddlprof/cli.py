@@ -299,12 +299,16 @@ def run_stalls(args: argparse.Namespace) -> int:
 SHARE_HELP = """\
 Pack K copies of a one-GPU training job onto one GPU and measure what it gives: for each K of -n and
 each --mode, the copies run together, each an ordinary `ddlprof wrap` run under OUT/<mode>/k<K>/.
-The table: aggregate samples/s (over the steps every copy ran together), each copy's step time and
-slowdown against one copy alone, peak GPU memory per copy and in total, GPU utilisation, power and
-energy per sample; then the K and mode with the most samples per GPU-hour and per joule, and where
-adding a copy stops paying (out of memory, or under 5% more samples/s). Copies that run out of memory
-are reported as such. The result goes to OUT/share.json; on a GPU the factors are kept in the local
-store ($DDLPROF_HOME) for `ddlprof advise --jobs N`.
+The table: aggregate samples/s, each copy's step time and slowdown against one copy alone, peak GPU
+memory per copy and in total, GPU utilisation, power and energy per sample; then the K and mode with
+the most samples per GPU-hour and per joule, and where adding a copy stops paying (out of memory, or
+under 5% more samples/s). All from one measure: the steps and samples each copy completed in the
+window where every copy was stepping, over its seconds (a copy's step time is its mean step there,
+its turn's waits included; at one batch size the gain is the sum of the copies' 1/slowdown). Copies
+that run out of memory are reported as such; a copy that fails, with its exit code, its log's last
+line and the log (OUT/<mode>/k<K>/copy<i>.log). The result goes to OUT/share.json; on a GPU the
+factors are kept in the local store ($DDLPROF_HOME) for `ddlprof advise --jobs N`. Exit status 1 when
+no K gave a result.
 
 modes: timeslice (plain concurrent processes), mps (ddlprof starts its own MPS daemon with its own
 pipe and log directories, never changes the GPU's compute mode, and always stops the daemon), mig
@@ -387,7 +391,15 @@ def run_share(args: argparse.Namespace) -> int:
     result = share(
         job, args.counts, args.mode, args.steps, args.warmup, out, args.timeout, args.model, not args.no_store
     )
-    return _show(result, args.json, print_share)
+    _show(result, args.json, print_share)
+    if not any(group["status"] == "ok" for group in result["groups"]):
+        why = "; ".join(f"{g['mode']} K={g['copies']} {g['status']}" for g in result["groups"])
+        print(
+            f"ddlprof share: error: no K produced a result ({why}); {out / 'share.json'} has why",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
 
 
 # -- analyze ---------------------------------------------------------------------------------------

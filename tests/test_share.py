@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import sys
 import threading
+from pathlib import Path
 
 import pytest
-from conftest import REPO, ddlprof
+from conftest import REPO, ddlprof, env
 
 from ddlprof.profiler import share
 from ddlprof.profiler.share import Gpu, measure_copies, run_share, verdict
@@ -182,3 +184,122 @@ def test_packing_factors_are_stored_for_a_gpu_only_against_one_copy_alone(tmp_pa
     assert stored[("mig", 2)]["factor"] == pytest.approx(1.5)
     assert stored[("timeslice", 2)]["gpu_name"] == "NVIDIA H100 80GB HBM3"
     assert share._store(rows, Gpu(None, reason="none"), "resnet50", tmp_path, True)["stored"] is False
+
+
+#: One copy of a job on an emulated time-sliced device: the device is a file lock that a copy holds
+#: for a quantum of 4 steps of 10 ms of work, as a GPU gives each context a time slice, so one copy
+#: alone never waits and K copies take turns. With "exclusive", a copy that finds the device taken
+#: fails at once instead (exit 1) and says why.
+SLICED_JOB = """
+import fcntl, sys, time
+device = open(sys.argv[1], "a")
+if sys.argv[2] == "exclusive":
+    try:
+        fcntl.flock(device, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        sys.exit("RuntimeError: the device is taken by another copy")
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+data = DataLoader(TensorDataset(torch.randn(4096, 4), torch.randn(4096, 2)), batch_size=8)
+for i, (x, y) in enumerate(data):
+    if sys.argv[2] == "sliced" and i % 4 == 0:
+        fcntl.flock(device, fcntl.LOCK_EX)
+    time.sleep(0.01)
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+    if sys.argv[2] == "sliced" and i % 4 == 3:
+        fcntl.flock(device, fcntl.LOCK_UN)
+        time.sleep(0.002)  # a waiting copy takes its turn
+"""
+
+
+def _sliced(tmp_path, how: str) -> list[str]:
+    script = tmp_path / "sliced_job.py"
+    script.write_text(SLICED_JOB)
+    return [sys.executable, str(script), str(tmp_path / "device.lock"), how]
+
+
+def _wide() -> dict[str, str]:
+    return {**env(), "COLUMNS": "1000"}  # a table line is never wrapped in the middle of a path
+
+
+def test_gain_and_slowdown_are_one_measure_on_a_time_sliced_device(tmp_path):
+    """Two copies taking turns on the device: each copy's step is about twice one copy's alone and
+    together they do about what one did; the median step (the steps of a copy's own turn) would say
+    there was no slowdown at all while the aggregate said there was no gain."""
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "1,2", "--steps", "100", "--warmup", "4", "--out", str(out), "--",
+        *_sliced(tmp_path, "sliced"), env=_wide(), timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    groups = {g["copies"]: g for g in json.loads((out / "share.json").read_text())["groups"]}
+    one, two = groups[1], groups[2]
+    assert one["status"] == two["status"] == "ok" and two["window"]["all_copies_stepping"]
+    slowdowns = [c["slowdown"] for c in two["copy_results"]]
+    gain = two["aggregate_samples_per_s"] / one["aggregate_samples_per_s"]
+    assert two["gain_over_one"] == pytest.approx(gain, rel=1e-2)
+    # one batch size: the gain is the sum of the copies' 1/slowdown, and K over their mean slowdown
+    assert gain == pytest.approx(sum(1 / s for s in slowdowns), rel=0.02)
+    assert gain == pytest.approx(2 / statistics.fmean(slowdowns), rel=0.25)
+    # what the emulated device does: the copies take turns, so no gain, and they wait for it
+    assert 0.6 < gain < 1.3 and max(slowdowns) > 1.5
+    for c in two["copy_results"]:  # each copy's figures are those of the window: steps in its seconds
+        assert c["step_ms"] == pytest.approx(1e3 * c["seconds"] / c["steps"], rel=1e-2)
+        assert c["samples_per_s"] == pytest.approx(8 * 1e3 / c["step_ms"], rel=1e-2)
+    assert "on the CPU" in done.stdout and "on the GPU" not in done.stdout
+
+
+def test_every_copy_failing_names_its_cause_and_log_and_exits_non_zero(tmp_path):
+    out = tmp_path / "share"
+    job = [sys.executable, "-c", "import sys; sys.exit('ModuleNotFoundError: the cause of it')"]
+    done = ddlprof("share", "-n", "1,2", "--out", str(out), "--", *job, env=_wide())
+    assert done.returncode == 1, done.stdout
+    result = json.loads((out / "share.json").read_text())  # written all the same
+    for group in result["groups"]:
+        assert group["status"] == "failed"
+        for copy in group["copy_results"]:
+            assert copy["exit_code"] == 1 and copy["error"] == "ModuleNotFoundError: the cause of it"
+            assert "the cause of it" in Path(copy["log"]).read_text()
+        log = group["copy_results"][0]["log"]
+        row = next(line for line in done.stdout.splitlines() if log in line)
+        assert "exit code 1" in row and "ModuleNotFoundError: the cause of it" in row
+    assert "no K produced a result" in done.stderr
+    assert "no rank recorded a step" not in done.stdout  # ddlprof wrap's own closing words are not the cause
+
+
+def test_a_k_that_fails_is_named_and_the_ks_that_ran_are_kept(tmp_path):
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "1,2", "--steps", "6", "--warmup", "2", "--out", str(out), "--",
+        *_sliced(tmp_path, "exclusive"), env=_wide(), timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    groups = {g["copies"]: g for g in json.loads((out / "share.json").read_text())["groups"]}
+    assert groups[1]["status"] == "ok" and groups[1]["aggregate_samples_per_s"] > 0
+    assert groups[2]["status"] == "failed"
+    failed = [c for c in groups[2]["copy_results"] if c["exit_code"] != 0]
+    assert len(failed) == 1 and failed[0]["error"] == "RuntimeError: the device is taken by another copy"
+    row = next(line for line in done.stdout.splitlines() if failed[0]["log"] in line)
+    assert "exit code 1" in row and "the device is taken by another copy" in row
+
+
+def test_a_copy_waiting_for_its_turn_has_its_mean_step_not_its_median():
+    """Steps in bursts (3 of 10 ms in its turn, then one of 50 ms that waited for the other copy's): the
+    copy did 4 steps per 80 ms, 20 ms a step, whatever its median step (10 ms) says."""
+    bursts = []
+    for i in range(40):
+        start = bursts[-1]["end"] if bursts else 0.0
+        length = 0.05 if i % 4 == 3 else 0.01
+        bursts.append(
+            {"step": i, "start": start, "end": start + length, "step_ms": length * 1e3, "samples": 10}
+        )
+    steady = _steps(0.0, 0.02, 40)
+    rows, window = measure_copies([bursts, steady])
+    assert window["all_copies_stepping"]
+    assert rows[0]["step_ms"] == pytest.approx(20.0, rel=0.05)
+    assert rows[0]["samples_per_s"] == pytest.approx(10 / 0.02, rel=0.05)
+    assert rows[1]["step_ms"] == pytest.approx(20.0, rel=1e-3)

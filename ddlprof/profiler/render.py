@@ -264,6 +264,7 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
     console = console or Console()
     gpu = result["gpu"]
     where = gpu["name"] or f"the CPU ({gpu['reason']})"
+    device = "the GPU" if gpu["name"] else "the CPU"
     table = Table(title=f"K copies of {' '.join(result['command'])[:60]} sharing {where}: {result['out']}")
     for name in ("mode", "K", "samples/s", "gain", "step ms", "slowdown", "memory MiB"):
         table.add_column(name, justify="left" if name == "mode" else "right")
@@ -271,7 +272,7 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
         table.add_column(name, justify="right")
     for row in result["groups"]:
         if row["status"] != "ok":
-            table.add_row(row["mode"], str(row["copies"]), f"[red]{row['status']}[/red]: {row['reason']}")
+            table.add_row(row["mode"], str(row["copies"]), f"[red]{row['status']}[/red]")
             continue
         copies = row["copy_results"]
         memory = [c.get("memory_peak_mib") for c in copies]
@@ -280,7 +281,7 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
             str(row["copies"]),
             _num(row["aggregate_samples_per_s"], ",.1f"),
             _num(row.get("gain_over_one"), ".2f", "x"),
-            " ".join(f"{c['step_ms']:.1f}" for c in copies),
+            " ".join(_num(c["step_ms"], ".1f") for c in copies),
             " ".join(_num(c.get("slowdown"), ".2f", "x") for c in copies),
             " + ".join(_num(m, ".0f") for m in memory) + f" = {_num(row.get('memory_peak_mib'), '.0f')}",
             _num(row.get("util_pct_median"), ".0f"),
@@ -288,10 +289,30 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
             _num(row.get("joules_per_sample"), ".4f"),
         )
     console.print(table)
-    console.print(
-        "[dim]samples/s over the steps all copies ran together; gain and slowdown against one copy "
-        "alone on the GPU; memory: each copy's peak (NVML, by process) = the GPU's peak in use[/dim]"
+    measured = any(row["status"] == "ok" for row in result["groups"])
+    gauges = (
+        "memory: each copy's peak (NVML, by process) = the GPU's peak in use"
+        if gpu["name"]
+        else "memory, util, W and J/sample: measured on an NVIDIA GPU only"
     )
+    if measured:
+        console.print(
+            "[dim]samples/s: the samples all copies completed in the window where every copy was "
+            "stepping (after its warm-up), per second of that window; step ms: the window over each copy's "
+            "steps in it (the mean step, waits for its turn included); slowdown: that step over one copy "
+            f"alone's on {device}; gain: samples/s over one copy alone's on {device} (at one batch size, "
+            f"the sum of the copies' 1/slowdown); {gauges}[/dim]"
+        )
+    for row in result["groups"]:
+        if row["status"] != "ok":
+            console.print(
+                f"[red]{row['mode']} K={row['copies']} {row['status']}[/red]: {escape(row['reason'])}"
+            )
+            if row["status"] == "out_of_memory":
+                logs = [c["log"] for c in row["copy_results"] if c.get("status") == "out_of_memory"]
+                console.print(
+                    f"  log: {escape(logs[0])}" + (f" (and {len(logs) - 1} more)" if len(logs) > 1 else "")
+                )
     for why in result["modes_skipped"].values():
         console.print(f"not run: {why}")
     for row in result["groups"]:
@@ -300,6 +321,8 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
                 f"[yellow]{row['mode']} K={row['copies']}: the copies stepped together for under "
                 "3 steps each; figures from each copy's own steps (pass more --steps)[/yellow]"
             )
+    if not measured:
+        return  # the command says so on stderr, and exits 1
     found = result["verdict"]
     best = found["best_per_gpu_hour"]
     if best:

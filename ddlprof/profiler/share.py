@@ -11,8 +11,9 @@ Many jobs leave a modern GPU idle part of the time; several copies of them (a sw
 
 Every copy is an ordinary ``ddlprof wrap`` run under ``OUT/<mode>/k<K>/copy<i>``; the parent samples
 the GPU itself (power, energy counter, memory per process) into ``OUT/<mode>/k<K>/gpu.csv``. Each
-copy's throughput is measured over the steps that ran while every copy of its group was stepping
-(after its warm-up), so a copy that started late or finished early does not pass for a faster one.
+copy's throughput and step time are measured over the window in which every copy of its group was
+stepping (after its warm-up), so a copy that started late or finished early does not pass for a
+faster one, and its slowdown and the group's gain come from the same figures (:func:`measure_copies`).
 On a machine without an NVIDIA GPU the copies run on the CPU (time-slicing only).
 """
 
@@ -203,46 +204,69 @@ def _out_of_memory(log: Path) -> bool:
     return any(marker in text for marker in OOM_MARKERS)
 
 
-def _tail(log: Path) -> str:
+def _last_line(log: Path) -> str:
+    """The last line the job wrote to its log, ``ddlprof wrap``'s own lines passed over: the cause of a
+    failure is there (a traceback's last line)."""
     try:
-        lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    except OSError:
-        return ""
-    return " | ".join(lines[-2:])[:300]
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError as exc:
+        return f"no log ({exc.strerror})"
+    own = [line for line in lines if not line.startswith("ddlprof:")]
+    return own[-1][:300] if own else "no output of its own"
+
+
+def _exit(code: int | None) -> str:
+    if code is None:
+        return "no exit code"
+    return f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+
+
+def _failure(copy: Copy, cause: str | None = None) -> str:
+    """One line: which copy, how it ended, why (its log's last line unless ``cause``), and its log."""
+    return f"copy {copy.index} {_exit(copy.exit_code)}: {cause or _last_line(copy.log)} (log: {copy.log})"
 
 
 def _steps(copy: Copy, warmup: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The copy's steps after the warm-up and its rank header (one rank: a one-GPU job)."""
     run = load_run(copy.run_dir)
     if not run.ranks:
-        raise DdlprofError(f"copy {copy.index}: no rank file in {copy.run_dir}")
+        raise DdlprofError(f"no rank file in {copy.run_dir}")
     if len(run.ranks) > 1:
-        raise DdlprofError(f"copy {copy.index}: {len(run.ranks)} ranks; ddlprof share packs one-GPU jobs")
+        raise DdlprofError(f"{len(run.ranks)} ranks; ddlprof share packs one-GPU jobs")
     log = run.ranks[0]
     steady = [s for s in log.steps if s["step"] > warmup and not s.get("traced")]
     if not steady:
-        raise DdlprofError(f"copy {copy.index}: no step after the {warmup} warm-up step(s)")
+        raise DdlprofError(f"no step after the {warmup} warm-up step(s)")
     return steady, log.meta
 
 
 def measure_copies(steps: list[list[dict[str, Any]]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Each copy's step time and throughput over the window where every copy was stepping, and the
-    window; a copy with fewer than MIN_OVERLAP_STEPS steps in it makes every copy use its own steps."""
+    """Each copy's throughput and mean step over the window where every copy was stepping, and the
+    window; a copy with fewer than MIN_OVERLAP_STEPS steps in it makes every copy use its own steps.
+
+    One measure makes every figure: the steps and samples a copy completed inside the window (a step
+    across its edge counts by the fraction inside), over the window's seconds. Its samples/s is samples
+    over seconds, its step time is seconds over steps (the mean, the time it waited for its turn
+    included), so K copies' samples/s add up to what the shared device gives, and at one batch size
+    a group's gain over one copy alone is the sum of 1/slowdown of its copies. (A median step would
+    leave out the long steps of a copy that waited for its turn: on a time-sliced CPU it came out at a
+    third of the mean.)"""
     start = max(s[0]["start"] for s in steps)
     end = min(s[-1]["end"] for s in steps)
-    inside = [[x for x in s if x["start"] >= start and x["end"] <= end] for s in steps]
-    overlapped = all(len(s) >= MIN_OVERLAP_STEPS for s in inside)
-    chosen = inside if overlapped else steps
+    inside = [_completed(s, start, end) for s in steps]
+    overlapped = end > start and all(done >= MIN_OVERLAP_STEPS for done, _, _ in inside)
+    windows = [(start, end)] * len(steps) if overlapped else [(s[0]["start"], s[-1]["end"]) for s in steps]
     rows = []
-    for own in chosen:
-        seconds = sum(x["step_ms"] for x in own) / 1e3
-        samples = [x.get("samples") for x in own]
+    for own, (first, last) in zip(steps, windows, strict=True):
+        done, samples, batches = _completed(own, first, last)
+        seconds = last - first
         rows.append(
             {
-                "steps": len(own),
-                "step_ms": round(statistics.median(x["step_ms"] for x in own), 3),
-                "samples_per_s": sum(samples) / seconds if seconds > 0 and all(samples) else None,
-                "batch": statistics.median(samples) if all(samples) else None,
+                "steps": round(done, 3),
+                "seconds": round(seconds, 3),
+                "step_ms": round(seconds * 1e3 / done, 3) if done > 0 else None,
+                "samples_per_s": samples / seconds if seconds > 0 and samples is not None else None,
+                "batch": statistics.median(batches) if batches and samples is not None else None,
             }
         )
     window = {
@@ -252,6 +276,25 @@ def measure_copies(steps: list[list[dict[str, Any]]]) -> tuple[list[dict[str, An
         "seconds": round(max(0.0, end - start), 3),
     }
     return rows, window
+
+
+def _completed(
+    steps: list[dict[str, Any]], start: float, end: float
+) -> tuple[float, float | None, list[int]]:
+    """The steps and samples of ``steps`` done between ``start`` and ``end`` (a step across an edge by
+    the fraction of it inside; samples None when a step inside has no count), and their batches."""
+    done, samples, batches = 0.0, 0.0, []
+    for step in steps:
+        length = step["end"] - step["start"]
+        inside = min(step["end"], end) - max(step["start"], start)
+        if length <= 0 or inside <= 0:
+            continue
+        part = inside / length
+        done += part
+        batch = step.get("samples")
+        batches.append(batch)
+        samples = samples + part * batch if samples is not None and batch else None
+    return done, samples, batches
 
 
 def gpu_figures(group: Path, window: dict[str, Any], pids: list[int | None]) -> dict[str, Any]:
@@ -305,32 +348,42 @@ def run_group(
         if sampler is not None:
             sampler.stop()
     row: dict[str, Any] = {"mode": mode, "copies": copies, "dir": str(group)}
-    details = [{"copy": c.index, "run_dir": str(c.run_dir), "exit_code": c.exit_code} for c in launched]
+    details = [
+        {"copy": c.index, "run_dir": str(c.run_dir), "log": str(c.log), "exit_code": c.exit_code}
+        for c in launched
+    ]
     row["copy_results"] = details
     failed = [c for c in launched if c.exit_code != 0]
     if not finished:
-        return {**row, "status": "timeout", "reason": f"not finished in {timeout_s:g} s (--timeout)"}
+        for c in failed:
+            details[c.index].update(status="timeout", error=_last_line(c.log))
+        logs = group / "copy<i>.log"
+        return {
+            **row,
+            "status": "timeout",
+            "reason": f"not finished in {timeout_s:g} s (--timeout); logs: {logs}",
+        }
     if failed:
         oom = [c for c in failed if _out_of_memory(c.log)]
         for c in failed:
-            details[c.index]["status"] = "out_of_memory" if c in oom else "failed"
-            details[c.index]["error"] = _tail(c.log)
+            details[c.index].update(status="out_of_memory" if c in oom else "failed", error=_last_line(c.log))
         if oom:
             return {
                 **row,
                 "status": "out_of_memory",
                 "reason": f"{len(oom)} of {copies} copies ran out of GPU memory",
             }
-        first = failed[0]
-        return {
-            **row,
-            "status": "failed",
-            "reason": f"copy {first.index} exit code {first.exit_code}: {_tail(first.log)}",
-        }
-    try:
-        measured = [_steps(c, warmup) for c in launched]
-    except DdlprofError as exc:
-        return {**row, "status": "failed", "reason": str(exc)}
+        return {**row, "status": "failed", "reason": _failed(failed, copies)}
+    measured, unmeasured = [], []
+    for c in launched:
+        try:
+            measured.append(_steps(c, warmup))
+        except DdlprofError as exc:
+            details[c.index].update(status="failed", error=str(exc))
+            unmeasured.append(c)
+    if unmeasured:
+        causes = {c.index: details[c.index]["error"] for c in unmeasured}
+        return {**row, "status": "failed", "reason": _failed(unmeasured, copies, causes)}
     per_copy, window = measure_copies([m[0] for m in measured])
     figures = gpu_figures(group, window, [m[1].get("pid") for m in measured]) if sampler else {}
     for detail, copy_row, memory in zip(
@@ -356,6 +409,13 @@ def run_group(
     }
 
 
+def _failed(failed: list[Copy], copies: int, causes: dict[int, str] | None = None) -> str:
+    """The reason of a failed group: the first failed copy's exit, last log line and log path."""
+    first = failed[0]
+    line = _failure(first, (causes or {}).get(first.index))
+    return line if len(failed) == 1 else f"{len(failed)} of {copies} copies failed; {line}"
+
+
 def baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """One copy alone on the whole GPU: the time-sliced K=1 run, else MPS's (a MIG slice is not it)."""
     for mode in ("timeslice", "mps"):
@@ -366,7 +426,8 @@ def baseline(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def add_slowdowns(rows: list[dict[str, Any]]) -> None:
-    """Each copy's step time over the baseline copy's, and each group's gain over the baseline."""
+    """Each copy's step time over the baseline copy's, and each group's gain over the baseline: both
+    from measure_copies's one measure, so that at one batch size the gain is the sum of 1/slowdown."""
     base = baseline(rows)
     if base is None:
         return
@@ -376,7 +437,8 @@ def add_slowdowns(rows: list[dict[str, Any]]) -> None:
         if row["status"] != "ok":
             continue
         for detail in row["copy_results"]:
-            detail["slowdown"] = round(detail["step_ms"] / base_step, 3) if base_step else None
+            step = detail["step_ms"]
+            detail["slowdown"] = round(step / base_step, 3) if step and base_step else None
         rate = row["aggregate_samples_per_s"]
         row["gain_over_one"] = round(rate / base_rate, 3) if rate and base_rate else None
 
@@ -396,7 +458,7 @@ def verdict(rows: list[dict[str, Any]], gpu: Gpu) -> dict[str, Any]:
                 stops[mode] = f"K={row['copies']}: {row['reason']} (memory)"
                 break
             if row["status"] != "ok":
-                stops[mode] = f"K={row['copies']}: {row['status']} ({row['reason']})"
+                stops[mode] = f"K={row['copies']}: {row['status']} (its row says why)"
                 break
             rate = row["aggregate_samples_per_s"]
             if previous is not None and rate and previous["aggregate_samples_per_s"]:
