@@ -1363,7 +1363,8 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         "--sort",
         choices=("cost", "time", "carbon"),
         default="cost",
-        help="rank by USD per 1M samples (default), by hours, or by kg CO2e",
+        help="rank by USD per 1M samples (default), by hours, or by kg CO2e (hours and kg CO2e at the 3 "
+        "significant figures shown; ties: the cheaper per sample first)",
     )
     out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
     out.add_argument(

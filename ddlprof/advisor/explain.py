@@ -8,7 +8,7 @@ from typing import Any
 
 from ddlprof.advisor.catalog import STALE_AFTER_DAYS, Catalog
 from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION, batch_per_gpu_type
-from ddlprof.advisor.options import Advice, AdviseRequest, Option
+from ddlprof.advisor.options import SIGNIFICANT, Advice, AdviseRequest, Option, figure, figure_value
 from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
@@ -47,6 +47,7 @@ def assumptions(
     catalog: Catalog,
     fitted: Any,
     required_gb: float | None,
+    met: bool = True,
 ) -> dict[str, Any]:
     cv = fitted.cv(fitted.selected)
     fixed_batch = not batch_per_gpu_type(request, basis)
@@ -126,13 +127,7 @@ def assumptions(
             # shipped, refreshed by `ddlprof catalog refresh`, or $DDLPROF_CATALOG_DIR
             "origin": getattr(catalog, "origin", None),
         },
-        "ranking": "USD per 1M samples, lowest first; Pareto: not beaten in both hours and total cost"
-        + (
-            ""
-            if request.all_regions
-            else "; one row per instance type, count and pricing: its best region (the others cost more "
-            "for the same time; other_regions counts them, --all-regions lists them)"
-        ),
+        "ranking": ranking_words(request, met),
         "filters": {
             "budget_usd": request.budget_usd,
             "deadline_hours": request.deadline_hours,
@@ -144,6 +139,40 @@ def assumptions(
         },
         "notes": basis.notes,
     }
+
+
+#: ``assumptions["ranking"]``: each ``--sort`` in words, and what the regions left out are.
+SORT_WORDS = {
+    "cost": (
+        "USD per 1M samples, lowest first (ties: fewer hours first)",
+        "the others cost more for the same time",
+    ),
+    "time": (
+        f"hours, fewest first, at {SIGNIFICANT} significant figures as the table shows them (whole hours "
+        "from 100 up); ties: USD per 1M samples, lowest first",
+        "the others take longer, or as long for more money",
+    ),
+    "carbon": (
+        f"kg CO2e, lowest first, at {SIGNIFICANT} significant figures as the table shows them (options "
+        "without an emissions figure last); ties: USD per 1M samples, lowest first",
+        "the others emit more, or as much for more money",
+    ),
+}
+
+
+def ranking_words(request: AdviseRequest, met: bool = True) -> str:
+    """How the options are ranked (``assumptions["ranking"]``)."""
+    order, others = SORT_WORDS[request.sort]
+    if not met:
+        order = "no option meets the budget and deadline: total cost, lowest first (whatever --sort says)"
+        others = "the others cost more"
+    words = f"{order}; Pareto: not beaten in both hours and total cost"
+    if request.all_regions:
+        return words
+    return (
+        f"{words}; one row per instance type, count and pricing: its best region ({others}; "
+        "other_regions counts them, --all-regions lists them)"
+    )
 
 
 def oldest_price_dates(options: list[Option]) -> dict[str, date]:
@@ -198,8 +227,8 @@ def advice_warnings(
 
 
 def format_hours(hours: float) -> str:
-    """'3.2 h', or minutes under an hour."""
-    return f"{hours * 60:.0f} min" if hours < 1 else f"{hours:,.1f} h"
+    """'3.21 h' (as the table shows hours: :func:`figure`), or minutes under an hour."""
+    return f"{hours * 60:.0f} min" if hours < 1 else f"{figure(hours)} h"
 
 
 def explain_top(advice: Advice) -> str:
@@ -225,18 +254,73 @@ def explain_top(advice: Advice) -> str:
             f"No option meets {within}: the cheapest is {top.label}, ${top.total_cost_usd:,.2f} for the "
             f"{samples} in {format_hours(top.hours)} ({', '.join(over)})."
         )
-    fastest = min(advice.options, key=lambda o: o.hours)
-    tail = (
-        "; it is also the fastest"
-        if fastest is top
-        else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
-        f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
+    sort = advice.sort_key
+    lead = (
+        "No option has an emissions figure (no sourced GPU power or grid intensity), so by cost: "
+        if request.sort == "carbon" and sort == "cost"
+        else ""
     )
+    of = f"of the {len(advice.options)} options{' within ' + within if within else ''}"
     low, high = top.total_cost_range()
-    return (
-        f"{top.label} has the lowest cost per sample (${top.usd_per_million_samples:,.2f} per 1M "
-        f"samples) of the {len(advice.options)} options{' within ' + within if within else ''}: "
-        f"${top.total_cost_usd:,.2f} (${low:,.2f} to ${high:,.2f}) for the {samples} in "
-        f"{format_hours(top.hours)} at {top.step.precision}, batch {top.batch_per_gpu} per GPU, step time "
-        f"{top.step.basis} (error {top.error_pct:.0f}%){tail}."
+    cost = f"${top.total_cost_usd:,.2f} (${low:,.2f} to ${high:,.2f})"
+    per_sample = f"${top.usd_per_million_samples:,.3f} per 1M samples"  # as the table shows it
+    step = (
+        f"at {top.step.precision}, batch {top.batch_per_gpu} per GPU, step time {top.step.basis} "
+        f"(error {top.error_pct:.0f}%)"
     )
+    if sort == "cost":
+        fastest = min(advice.options, key=lambda o: o.hours)
+        tail = (
+            "; it is also the fastest"
+            if fastest is top
+            else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
+            f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
+        )
+        return (
+            f"{lead}{top.label} has the lowest cost per sample ({per_sample}) {of}: {cost} for the "
+            f"{samples} in {format_hours(top.hours)} {step}{tail}."
+        )
+    cheapest = min(advice.options, key=lambda o: (o.usd_per_million_samples, o.hours))
+    tail = (
+        "; it is also the cheapest per sample"
+        if cheapest.usd_per_million_samples >= top.usd_per_million_samples
+        else f"; the cheapest per sample, {cheapest.label}, costs ${cheapest.usd_per_million_samples:,.3f} "
+        f"per 1M samples and takes {format_hours(cheapest.hours)}"
+        + (
+            f" and emits {figure(cheapest.kg_co2e)} kg CO2e"
+            if sort == "carbon" and cheapest.kg_co2e is not None
+            else ""
+        )
+    )
+    if sort == "time":
+        hours_low, hours_high = top.hours_range()
+        key = (
+            f"is the fastest {of}: the {samples} in {figure(top.hours)} h ({format_hours(top.hours)}; "
+            f"{figure(hours_low)} to {figure(hours_high)} h)"
+        )
+        tied = [o for o in advice.options if figure_value(o.hours) == figure_value(top.hours)]
+        what = "time"
+    else:
+        kg = top.kg_co2e
+        emissions = top.emissions_range() or (kg, kg)
+        energy = (
+            "the GPUs' max power x hours, an upper bound"
+            if top.energy["basis"].startswith("upper bound")
+            else "measured J per sample"
+        )
+        key = (
+            f"has the lowest emissions {of}: {figure(kg)} kg CO2e ({figure(emissions[0])} to "
+            f"{figure(emissions[1])}; {top.energy['kwh']:,.1f} kWh from {energy}) for the {samples} "
+            f"in {format_hours(top.hours)}"
+        )
+        tied = [
+            o for o in advice.options if o.kg_co2e is not None and figure_value(o.kg_co2e) == figure_value(kg)
+        ]
+        what = "emissions"
+    tie = (
+        f", tied on {what} with {len(tied) - 1} other option(s) at {SIGNIFICANT} significant figures and "
+        "the cheapest per sample of them"
+        if len(tied) > 1
+        else ""
+    )
+    return f"{top.label} {key}{tie}, costing {cost}, {per_sample}, {step}{tail}."

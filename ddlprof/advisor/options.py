@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,28 @@ from ddlprof.advisor.uncertainty import widen
 from ddlprof.advisor.workloads import Workload
 
 DEFAULT_MAX_NODES = 4
+
+#: Significant figures of the figure ``--sort time|carbon`` ranks by (hours, kg CO2e): the table shows
+#: them so, and options equal at them are tied (the cheaper per sample first).
+SIGNIFICANT = 3
+
+
+def figure_value(value: float) -> float:
+    """``value`` to :data:`SIGNIFICANT` significant figures (whole numbers from 100 up): the number
+    :func:`figure` shows and ``--sort time|carbon`` compares, so that options the table shows with the
+    same figure are tied."""
+    if not value or not math.isfinite(value):
+        return value
+    rounded = round(value, SIGNIFICANT - 1 - math.floor(math.log10(abs(value))))
+    return float(round(value)) if abs(rounded) >= 10 ** (SIGNIFICANT - 1) else rounded
+
+
+def figure(value: float) -> str:
+    """:func:`figure_value` as the table shows it: '0.168', '9.57', '75.0', '123', '1,234'."""
+    shown = figure_value(value)
+    if abs(shown) >= 10 ** (SIGNIFICANT - 1):
+        return f"{shown:,.0f}"
+    return f"{shown:#.{SIGNIFICANT}g}"
 
 
 @dataclass
@@ -80,7 +103,7 @@ class Option:
     other_regions: int = 0  # regions of the same instance, count and pricing left out (not --all-regions)
     error_pct: float = 0.0  # relative error of the step time (``ddlprof.advisor.uncertainty.step_error``)
     error_basis: str = ""
-    within_error_of_top: bool = False  # its cost-per-sample range overlaps the top option's
+    within_error_of_top: bool = False  # its range on the sort key overlaps the top option's
     packing: dict[str, Any] | None = None  # k copies per GPU at a measured factor (``advisor.packing``)
     energy: dict[str, Any] | None = None  # kWh and kg CO2e with their bases (``advisor.carbon``)
     instance: Instance | None = field(default=None, repr=False)
@@ -129,6 +152,28 @@ class Option:
         is a fixed sum, not scaled by the step's error."""
         low, high = widen(self.total_cost_usd - self.egress_usd, self.error_pct)
         return low + self.egress_usd, high + self.egress_usd + self._interruption_high()[1]
+
+    def emissions_range(self) -> tuple[float, float] | None:
+        """kg CO2e over the range of the hours: the energy is the GPUs' power x hours, so it carries the
+        hours' relative range; a measured J/sample (a packed row) does not change with the step time,
+        only with the work spot interruptions redo (their rate's high end). The uncertainty of the power
+        and grid figures themselves is not counted. None without an emissions figure."""
+        kg = self.kg_co2e
+        if kg is None or self.hours <= 0:
+            return None
+        low, high = self.hours_range()
+        if self.packing and self.packing.get("joules_per_sample") is not None:
+            low = self.hours
+            high = self.hours + self._interruption_high()[0]
+        return kg * low / self.hours, kg * high / self.hours
+
+    def sort_range(self, sort: str) -> tuple[float, float] | None:
+        """The range of the figure ``--sort`` ranks by: cost per 1M samples, hours or kg CO2e."""
+        if sort == "time":
+            return self.hours_range()
+        if sort == "carbon":
+            return self.emissions_range()
+        return self.cost_per_million_range()
 
     def cost_per_million_range(self) -> tuple[float, float]:
         samples_m = self.total_cost_usd / self.usd_per_million_samples if self.usd_per_million_samples else 0
@@ -189,6 +234,9 @@ class Option:
             "packing": self.packing,
             "energy_kwh": _maybe(self.energy and self.energy["kwh"], 3),
             "emissions_kg_co2e": _maybe(self.kg_co2e, 3),
+            "emissions_kg_co2e_range": None
+            if (emissions := self.emissions_range()) is None
+            else [round(v, 4) for v in emissions],
             "energy": self.energy,
             "provenance": provenance,
         }
@@ -197,6 +245,23 @@ class Option:
         if self.over_deadline_hours is not None:
             out["over_deadline_hours"] = round(self.over_deadline_hours, 3)
         return out
+
+
+def sort_used(sort: str, met: bool, ranked: list[Option]) -> str:
+    """What ranks the options and what ``within_error_of_top`` compares: ``--sort`` where options meet
+    the limits, else cost (the cheapest are shown, with how far over they are); cost too for ``carbon``
+    where no option has an emissions figure (they sort last, so the top has none: all tie on it)."""
+    if not met or (sort == "carbon" and ranked and ranked[0].kg_co2e is None):
+        return "cost"
+    return sort
+
+
+#: The JSON range each ``--sort`` key's "within error" (``≈``) marker compares.
+RANGE_FIELDS = {
+    "cost": "cost_per_1m_samples_range",
+    "time": "hours_range",
+    "carbon": "emissions_kg_co2e_range",
+}
 
 
 def _maybe(value: float | None, digits: int) -> float | None:
@@ -223,6 +288,11 @@ class Advice:
     step_provenance: dict[str, str]
     catalog_date: str
     candidates: int
+
+    @property
+    def sort_key(self) -> str:
+        """What ranks the options and what ``within_error_of_top`` compares: :func:`sort_used`."""
+        return sort_used(self.request.sort, self.met_constraints, self.options)
 
     def provenance(self, option: Option) -> dict[str, str]:
         price = option.price
@@ -251,6 +321,8 @@ class Advice:
             "excluded": self.excluded,
             "assumptions": self.assumptions,
             "met_constraints": self.met_constraints,
+            "sort": self.sort_key,
+            "within_error_on": RANGE_FIELDS[self.sort_key],
             "top_choice": self.top_choice,
             "warnings": self.warnings,
             "counts": {

@@ -40,7 +40,7 @@ from ddlprof.advisor.filters import (
     memory_required_gb,
     within_limits,
 )
-from ddlprof.advisor.options import Advice, AdviseRequest, Option
+from ddlprof.advisor.options import Advice, AdviseRequest, Option, figure_value, sort_used
 from ddlprof.advisor.packing import measured_factors, packed_options
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.spot import interruption_for
@@ -141,7 +141,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         ranked = best_region(ranked)
     if not met or request.sort != "carbon":
         add_energy(ranked, request)
-    mark_uncertainty(ranked, basis, fitted)
+    mark_uncertainty(ranked, basis, fitted, sort_used(request.sort, met, ranked))
     front = pareto_front([(o.hours, o.total_cost_usd) for o in ranked])
     for option, on_front in zip(ranked, front, strict=True):
         option.pareto = on_front
@@ -149,7 +149,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     advice = Advice(
         options=ranked,
         excluded=excluded.grouped(),
-        assumptions=assumptions(request, basis, request.workload, catalog, fitted, required_gb),
+        assumptions=assumptions(request, basis, request.workload, catalog, fitted, required_gb, met),
         met_constraints=met,
         top_choice="",
         warnings=[
@@ -168,14 +168,23 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     return advice
 
 
-#: ``--sort``: what ranks the options that meet the limits (ties: hours, then names).
+#: ``--sort``: what ranks the options that meet the limits. Hours and kg CO2e are compared as the table
+#: shows them (``figure_value``: 3 significant figures), so that options equal there are tied; ties go to
+#: the cheaper per sample, then the exact figure, then names.
 SORT_KEYS = {
     "cost": lambda o: (o.usd_per_million_samples, o.hours, o.instance_type, o.region),
-    "time": lambda o: (o.hours, o.usd_per_million_samples, o.instance_type, o.region),
+    "time": lambda o: (
+        figure_value(o.hours),
+        o.usd_per_million_samples,
+        o.hours,
+        o.instance_type,
+        o.region,
+    ),
     "carbon": lambda o: (
         o.kg_co2e is None,  # options without an emissions figure last
-        o.kg_co2e or 0.0,
+        figure_value(o.kg_co2e or 0.0),
         o.usd_per_million_samples,
+        o.kg_co2e or 0.0,
         o.instance_type,
         o.region,
     ),
@@ -212,10 +221,11 @@ def _packing_note(request: AdviseRequest, factors: dict[str, list]) -> str | Non
     return None
 
 
-def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any) -> None:
-    """Each option's step-time error (``uncertainty.step_error``) and whether its cost-per-sample range
-    overlaps the top option's. Hours and cost are taken as proportional to the step time (the spot
-    overhead is, to first order), so they carry the same relative error."""
+def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any, sort: str = "cost") -> None:
+    """Each option's step-time error (``uncertainty.step_error``) and whether its range on the sort key
+    (``Option.sort_range``: cost per sample, hours or kg CO2e) overlaps the top option's. Hours and cost
+    are taken as proportional to the step time (the spot overhead is, to first order), so they carry the
+    same relative error; an option (or a top) without the figure is within no one's error."""
     from ddlprof.models import predict as predict_module
     from ddlprof.models.published import scaling_error
 
@@ -226,9 +236,10 @@ def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any) -> Non
         error = step_error(option.step, option.gpu, cv_pct, measured, scaling)
         option.error_pct, option.error_basis = error.pct, error.basis
     if ranked:
-        top = ranked[0].cost_per_million_range()
+        top = ranked[0].sort_range(sort)
         for option in ranked:
-            option.within_error_of_top = overlaps(option.cost_per_million_range(), top)
+            own = option.sort_range(sort)
+            option.within_error_of_top = top is not None and own is not None and overlaps(own, top)
 
 
 def advise_result(

@@ -11,6 +11,7 @@ import shlex
 import sys
 from typing import Any
 
+from ddlprof.advisor.options import SIGNIFICANT, figure
 from ddlprof.errors import DdlprofError
 
 _SOURCE = {"predicted": "pred", "measured": "measured"}
@@ -182,6 +183,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
     )
     if not met:
         title += ": no option meets the limits, the cheapest shown"
+    sort = result.get("sort", "cost")  # what ranks them and what ≈ compares
     table = Table(title=title, title_justify="left")
     for name, justify in (
         ("#", "right"),
@@ -219,7 +221,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         total = f"{option['total_cost_usd']:,.2f}"
         if option.get("over_budget_usd") is not None:
             total += f" (+{option['over_budget_usd']:,.2f})"
-        hours = f"{option['hours']:,.1f}"
+        hours = figure(option["hours"])  # as --sort time compares them
         if option.get("over_deadline_hours") is not None:
             hours += f" (+{option['over_deadline_hours']:,.1f})"
         pricing = "spot" if option["spot"] else "on-demand"
@@ -245,7 +247,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             total,
             f"{option['usd_per_million_samples']:,.3f}",
             "—" if option.get("energy_kwh") is None else f"{option['energy_kwh']:,.1f}",
-            "—" if option.get("emissions_kg_co2e") is None else f"{option['emissions_kg_co2e']:,.1f}",
+            "—" if option.get("emissions_kg_co2e") is None else figure(option["emissions_kg_co2e"]),
             "★" if option["pareto"] else "",
             source,
         )
@@ -280,15 +282,16 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         "measured it (packed rows), else the GPUs' datasheet max power x hours, an upper bound "
         "(advisor/data/gpu_power.csv); kg CO2e at the region's grid intensity (advisor/data/"
         "grid_intensity.csv: CodeCarbon's tables, GCP per region, AWS per country; per row in --json)",
-        "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions priced "
-        "higher (--all-regions)",
+        "★ Pareto-optimal: no other option is both faster and cheaper; region +N: N more regions "
+        f"{REGIONS_LEFT_OUT[sort]} (--all-regions)",
     ]
-    if any(o["rank"] > 1 and o.get("within_error_of_top") for o in result["options"]):
+    if met and sort != "cost":
         lines.append(
-            "≈: cost per sample within the error of the top choice; the ranking among them is not certain "
-            "(each row's step time, and so its cost, lies within ± its err/CV: cost_per_1m_samples_range "
-            "in --json)"
+            f"ranked by {SORT_FIGURE[sort]} as shown ({SIGNIFICANT} significant figures); equal figures "
+            "are tied and the cheaper per sample ranks first"
         )
+    if any(o["rank"] > 1 and o.get("within_error_of_top") for o in result["options"]):
+        lines.append(WITHIN_ERROR[sort])
     for line in lines:
         console.print(f"  {line}", highlight=False, soft_wrap=True)
     excluded = result["excluded"]
@@ -301,7 +304,7 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
             )
         return
     _print_spot(console, result["options"])
-    _print_uncertainty(console, result["options"])
+    _print_uncertainty(console, result["options"], sort)
     _print_scaling_warnings(console, result["options"])
     _print_excluded(console, excluded)
 
@@ -350,23 +353,58 @@ def _print_spot(console: Any, options: list[dict[str, Any]]) -> None:
         )
 
 
-def _print_uncertainty(console: Any, options: list[dict[str, Any]]) -> None:
-    """The basis and error of the top choice and of every option within its error."""
+def _print_uncertainty(console: Any, options: list[dict[str, Any]], sort: str = "cost") -> None:
+    """The basis and error of the top choice and of every option within its error, with the range of the
+    figure they are ranked by."""
     shown = [o for o in options if o["rank"] == 1 or o.get("within_error_of_top")]
     if not shown:
         return
-    title = "uncertainty: the top choice and the options within its error"
+    title = f"uncertainty: the top choice and the options within its error ({SORT_FIGURE[sort]})"
     console.print(f"[bold]{title}[/bold]", highlight=False)
     for option in shown:
-        low, high = option["cost_per_1m_samples_range"]
         mark = "" if option["rank"] == 1 else "≈"
         console.print(
             f"  {mark}{option['rank']} {option['count']} x {option['instance_type']} "
-            f"({'spot' if option['spot'] else 'on-demand'}): ${low:,.3f}-{high:,.3f} per 1M samples, "
+            f"({'spot' if option['spot'] else 'on-demand'}): {_sort_range(option, sort)}, "
             f"±{option['error_pct']:g}%; {option['error_basis']}",
             highlight=False,
             soft_wrap=True,
         )
+
+
+#: What each ``--sort`` ranks by, in the legend.
+SORT_FIGURE = {"cost": "cost per sample", "time": "hours", "carbon": "kg CO2e"}
+
+#: The regions ``region +N`` counts, per ``--sort`` (``ranking.best_region`` keeps the best-ranked one).
+REGIONS_LEFT_OUT = {
+    "cost": "priced higher",
+    "time": "slower, or as fast and priced higher",
+    "carbon": "with more kg CO2e, or as much and priced higher",
+}
+
+#: The ``≈`` legend per ``--sort``: the range each compares (``Option.sort_range``).
+WITHIN_ERROR = {
+    "cost": "≈: cost per sample within the error of the top choice; the ranking among them is not certain "
+    "(each row's step time, and so its cost, lies within ± its err/CV: cost_per_1m_samples_range in --json)",
+    "time": "≈: hours within the error of the top choice; the ranking among them is not certain (each "
+    "row's step time, and so its hours, lies within ± its err/CV, the high end raised by the spot "
+    "interruption rate's: hours_range in --json)",
+    "carbon": "≈: kg CO2e within the error of the top choice; the ranking among them is not certain (the "
+    "energy is power x hours, so kg CO2e spans the row's hours range; a measured J/sample row only the "
+    "spot interruptions' redone work; the power and grid figures' own error not counted: "
+    "emissions_kg_co2e_range in --json)",
+}
+
+
+def _sort_range(option: dict[str, Any], sort: str) -> str:
+    if sort == "time":
+        low, high = option["hours_range"]
+        return f"{figure(low)}-{figure(high)} h"
+    if sort == "carbon":
+        low, high = option["emissions_kg_co2e_range"] or (None, None)
+        return "no emissions figure" if low is None else f"{figure(low)}-{figure(high)} kg CO2e"
+    low, high = option["cost_per_1m_samples_range"]
+    return f"${low:,.3f}-{high:,.3f} per 1M samples"
 
 
 def _print_scaling_warnings(console: Any, options: list[dict[str, Any]]) -> None:
