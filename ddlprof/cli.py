@@ -79,6 +79,22 @@ def _add_command(
     )
 
 
+def _prog(args: argparse.Namespace) -> str:
+    """The command as typed, for the prefix of its error and warning lines: ``ddlprof catalog show``
+    (``main`` sets it; the prefix of argparse's usage errors of that command too)."""
+    return getattr(args, "command_prog", None) or f"ddlprof {args.command}"
+
+
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the (sub-)command ``args`` chose: ``ddlprof model predict``'s for model predict."""
+    while True:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, subs[0].dest, None) if subs else None
+        if chosen is None:
+            return parser
+        parser = subs[0].choices[chosen]
+
+
 def _job(args: argparse.Namespace) -> list[str]:
     """The command after the options, without the optional ``--`` before it."""
     return args.job[1:] if args.job[:1] == ["--"] else args.job
@@ -502,46 +518,57 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 TRACE_HELP = """\
-The trace windows of a run (--trace-steps of ddlprof wrap). --merge writes one Chrome-trace JSON file
-of a window holding every rank, each as its own processes (rank N CPU, rank N GPU d, rank N ddlprof),
-on one clock (Unix time, from Kineto's baseTimeNanoseconds), with ddlprof's step markers and its
-per-step breakdown as a counter track: Perfetto (ui.perfetto.dev) opens the whole window in one tab.
-Traces are streamed, never loaded whole; an existing OUT is never replaced. TensorBoard reads
+The trace windows of a run (--trace-steps of ddlprof wrap). Without --merge: each window with every
+rank's steps, trace file and size, and the command that merges one. --merge writes one Chrome-trace
+JSON file of a window holding every rank, each as its own processes (rank N CPU, rank N GPU d, rank N
+ddlprof), on one clock (Unix time, from Kineto's baseTimeNanoseconds), with ddlprof's step markers and
+its per-step breakdown as a counter track: Perfetto (ui.perfetto.dev) opens the whole window in one
+tab. Traces are streamed, never loaded whole; an existing OUT is never replaced. TensorBoard reads
 RUN/traces as it is: pip install 'ddlprof[tensorboard]', then tensorboard --logdir RUN/traces.
 
 examples:
+  ddlprof trace RUN                                     # the windows, per rank: steps, file, size
   ddlprof trace RUN --merge window.json.gz
   ddlprof trace RUN --merge late.json --window 500      # the window that starts at step 500
 """
 
 
 def add_trace(commands: argparse._SubParsersAction) -> None:
-    """``ddlprof trace RUN --merge OUT``"""
+    """``ddlprof trace RUN [--merge OUT]``"""
     trace = _add_command(
-        commands, "trace", "merge a trace window of every rank into one Perfetto-ready file", TRACE_HELP
+        commands,
+        "trace",
+        "a run's trace windows, or one window of every rank merged into one Perfetto-ready file",
+        TRACE_HELP,
     )
     trace.add_argument("run", type=Path, metavar="RUN_DIR")
     trace.add_argument(
         "--merge",
         type=Path,
-        required=True,
         metavar="OUT",
-        help="the merged file to write: OUT.json.gz (gzip) or OUT.json; never overwritten",
+        help="the merged file to write: OUT.json.gz (gzip) or OUT.json; never overwritten (default: list "
+        "the windows, write nothing)",
     )
     trace.add_argument(
         "--window",
         type=bounded(int, 0, 10**12),
         metavar="FIRST_STEP",
-        help="the window that starts at this step, when the run has several (default: the first)",
+        help="the window that starts at this step, when the run has several (default: the first; without "
+        "--merge: all)",
     )
     trace.add_argument("--json", action="store_true", help="print the result as one JSON line")
 
 
 def run_trace(args: argparse.Namespace) -> int:
-    from ddlprof.profiler.trace_merge import merge_window
+    from ddlprof.profiler.trace_merge import list_windows, merge_window, windows_lines
     from ddlprof.runs.rundir import load_run
 
-    result = merge_window(load_run(args.run), args.merge, args.window)
+    run = load_run(args.run)
+    if args.merge is None:
+        listing = list_windows(run, args.window)
+        print(json.dumps(listing) if args.json else "\n".join(windows_lines(listing)))
+        return 0
+    result = merge_window(run, args.merge, args.window)
     print(json.dumps(result.as_dict()) if args.json else result.line())
     return 0
 
@@ -858,7 +885,8 @@ The cloud instance and price catalog that `ddlprof advise` ranks: GPU instance t
 GCP (GPUs, memory, intra-node GPU link, network, EFA) and their on-demand and spot prices per
 region, in USD per hour. It is a dated snapshot of public figures: every price carries its source
 and date, and a figure that could not be established is empty (never guessed). A warning goes to
-stderr when the snapshot is older than 30 days.
+stderr when a price shown (or the snapshot) is older than 30 days: it names each cloud's oldest price
+date among those shown, with its age, and the snapshot's date and age (the date of its newest source).
 
 examples:
   ddlprof catalog list
@@ -1001,12 +1029,11 @@ def run_catalog(args: argparse.Namespace) -> int:
     catalog = load_catalog()
     # Look everything up first: bad input is one error line, without the staleness warning.
     if args.catalog_command == "list":
-        result, render = listing(catalog, args.cloud, args.gpu)
+        result, render, warning = listing(catalog, args.cloud, args.gpu)
     else:
-        result, render = details(catalog, args.instance, args.region)
-    warning = catalog.staleness_warning()
+        result, render, warning = details(catalog, args.instance, args.region)
     if warning:
-        print(f"ddlprof catalog: warning: {warning}", file=sys.stderr)
+        print(f"{_prog(args)}: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -1301,10 +1328,10 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     spot = advise.add_argument_group("spot interruptions")
     spot.add_argument(
         "--checkpoint-interval",
-        type=bounded(float, 0, 1e6),
+        type=bounded(float, TINY, 1e6),
         default=30.0,
         metavar="MIN",
-        help="minutes between checkpoints; half of it is lost per interruption (default: 30)",
+        help="minutes between checkpoints, above 0; half of it is lost per interruption (default: 30)",
     )
     spot.add_argument(
         "--restart-time",
@@ -1409,6 +1436,10 @@ def run_advise(args: argparse.Namespace) -> int:
     from ddlprof.advisor.ranking import advise_result
     from ddlprof.advisor.render import launch_spec, print_advice, write_csv
 
+    if args.run is not None:  # a missing run is the first thing to fix, whatever the other flags
+        from ddlprof.runs.rundir import check_run_dir
+
+        check_run_dir(args.run)
     advice, result = advise_result(**{key: getattr(args, key) for key in ADVISE_KEYWORDS})
     for warning in advice.warnings:
         print(f"ddlprof advise: warning: {warning}", file=sys.stderr)
@@ -1511,14 +1542,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # parse_args would report an unknown option of any command as ddlprof's own ("ddlprof: error:
+    # unrecognized arguments"): the command's parser reports it, with the prefix its other errors have.
+    args, unknown = parser.parse_known_args(argv)
+    command = _command_parser(parser, args)
+    if unknown:
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.command_prog = command.prog
     if args.command is None:
         parser.print_help()
         return 2
     try:
         return COMMANDS[args.command][1](args)
     except DdlprofError as exc:
-        print(f"ddlprof {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{_prog(args)}: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130

@@ -425,7 +425,7 @@ def test_run_without_a_known_model_needs_a_workload(nvlink_run, capsys):
         (["--model", "resnet50", "--data-region", "mars-1", "--dataset-gb", "1"], "is no AWS or GCP region"),
         (
             ["--model", "resnet50", "--checkpoint-interval", "-1"],
-            "argument --checkpoint-interval: -1 is outside the allowed range: from 0",
+            "argument --checkpoint-interval: -1 is outside the allowed range: above 0",
         ),
         (
             ["--model", "resnet50", "--max-nodes", "0"],
@@ -440,6 +440,48 @@ def test_bad_input_is_one_line_exit_2(args, expected):
     lines = [line for line in err.splitlines() if "warning:" not in line]
     assert len(lines) == 1 and expected in lines[0], err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "others",
+    [
+        [],  # a run's model has no default workload: that would be the complaint without the check
+        ["--samples", "1M"],
+        ["--model", "gpt2"],
+        ["--model", "resnet5O"],
+        ["--dataset", "imagenet-2k"],
+        ["--model", "resnet50", "--regions", "mars-1", "--instances", "nope"],
+        ["--single-gpu-step-ms", "40", "--step-gpu", "Z9000"],
+    ],
+    ids=["alone", "samples", "no-workload", "unknown-model", "unknown-dataset", "bad-filters", "bad-gpu"],
+)
+def test_a_missing_run_is_reported_first_whatever_the_other_flags(others, tmp_path):
+    missing = tmp_path / "no-such-run"
+    code, out, err = run_advise("--run", str(missing), *others)
+    assert code == 2 and out == "", err
+    (line,) = err.splitlines()
+    assert line.startswith("ddlprof advise: error: ") and f"{missing}: no such directory" in line
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    code, _, err = run_advise("--run", str(a_file), *others)
+    assert code == 2 and f"{a_file}: not a directory" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("minutes", ["0", "-0", "0.0", "-5", "nan", "inf", "-inf"])
+def test_a_checkpoint_interval_must_be_a_positive_number_of_minutes(minutes, fitted):
+    code, out, err = run_advise("--model", "resnet50", f"--checkpoint-interval={minutes}")
+    assert code == 2 and out == "", err
+    (line,) = err.splitlines()
+    assert line.startswith("ddlprof advise: error: argument --checkpoint-interval: ")
+    assert "above 0" in line  # the range it names
+    with pytest.raises(DdlprofError, match="--checkpoint-interval must be a positive"):
+        advise_with(fitted, checkpoint_interval_min=float(minutes))  # the library refuses it too
+
+
+def test_a_small_checkpoint_interval_is_fine():
+    code, out, err = run_advise("--model", "resnet50", "--checkpoint-interval", "0.5", "--json")
+    assert code == 0, err
+    assert json.loads(out)["assumptions"]["spot"]["checkpoint_interval_min"] == 0.5
 
 
 def test_json_keys_and_csv(capsys):

@@ -399,7 +399,7 @@ def test_unknown_names_are_one_line_exit_2_no_traceback():
         assert result.returncode == 2, (args, result.stderr)
         assert "Traceback" not in result.stderr
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("ddlprof catalog: error: "), result.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"ddlprof catalog {args[1]}: error: "), result.stderr
         assert expected in lines[0]
         assert result.stdout == ""
 
@@ -416,7 +416,14 @@ def test_show_json_keys():
     result = _run("catalog", "show", "p4d.24xlarge", "--json")
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    assert set(shown) == {"snapshot_date", "snapshot_age_days", "snapshot", "instance", "prices"}
+    assert set(shown) == {
+        "snapshot_date",
+        "snapshot_age_days",
+        "snapshot",
+        "oldest_prices",
+        "instance",
+        "prices",
+    }
     assert shown["snapshot"]["origin"] == "shipped"  # the others: tests/test_refresh.py
     assert set(INSTANCE_COLUMNS) <= set(shown["instance"])
     assert shown["instance"]["gpu"] == "A100-40GB" and shown["instance"]["gpu_count"] == 8
@@ -450,13 +457,89 @@ def test_table_output_and_staleness_warning(copy_dir):
     assert "p5.48xlarge" in result.stdout and "a3-highgpu-8g" in result.stdout
     catalog = load_catalog(DATA_DIR)
     if catalog.snapshot_age_days() > 30:
-        assert result.stderr.count("\n") == 1 and "ddlprof catalog: warning:" in result.stderr
-    meta = json.loads((copy_dir / "catalog.json").read_text())
-    meta["snapshot_date"] = date.today().isoformat()
-    (copy_dir / "catalog.json").write_text(json.dumps(meta))
+        assert result.stderr.count("\n") == 1 and "ddlprof catalog list: warning:" in result.stderr
+    _date_everything_today(copy_dir)
     fresh = _run("catalog", "show", "g6e.xlarge", catalog_dir=copy_dir)
     assert fresh.returncode == 0 and fresh.stderr == ""
     assert "us-east-1" in fresh.stdout and "1.861" in fresh.stdout
+
+
+def _date_everything_today(folder: Path, prices_on: str | None = None) -> None:
+    """The snapshot in ``folder`` dated today, and every price in it too (or on ``prices_on``)."""
+    today = date.today().isoformat()
+    meta = json.loads((folder / "catalog.json").read_text())
+    meta["snapshot_date"] = today
+    (folder / "catalog.json").write_text(json.dumps(meta))
+    with (folder / "prices.csv").open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), list(reader)
+    for row in rows:
+        for key in ("source_date", "spot_source_date"):
+            if row.get(key):
+                row[key] = prices_on or today
+    with (folder / "prices.csv").open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=header, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _shown_dates(prices: list[dict]) -> list[date]:
+    """The dates of the figures the rows of ``catalog show --json`` have."""
+    out = []
+    for price in prices:
+        if price["on_demand_usd_per_hour"] is not None:
+            out.append(date.fromisoformat(price["source_date"]))
+        if price["spot_source_date"]:
+            out.append(date.fromisoformat(price["spot_source_date"]))
+    return out
+
+
+def test_the_staleness_warning_gives_the_oldest_price_shown_and_the_snapshot():
+    """A snapshot's date is only that of its newest source: the warning states how old the oldest price
+    shown is, per cloud, as advise does for the prices it ranks, and the snapshot's date and age."""
+    shown = _run("catalog", "show", "p4d.24xlarge", "--json")
+    assert shown.returncode == 0, shown.stderr
+    data = json.loads(shown.stdout)
+    oldest = min(_shown_dates(data["prices"]))
+    today = date.today()
+    assert data["oldest_prices"] == {"aws": {"date": oldest.isoformat(), "age_days": (today - oldest).days}}
+    table = _run("catalog", "show", "p4d.24xlarge")
+    (warning,) = table.stderr.splitlines()
+    assert warning.startswith("ddlprof catalog show: warning: ")
+    assert f"aws {oldest.isoformat()} ({(today - oldest).days} days old)" in warning
+    snapshot = load_catalog(DATA_DIR).snapshot_date
+    assert f"{snapshot.isoformat()} ({(today - snapshot).days} days old)" in warning
+    # Every price's date is in the table: the on-demand date and the spot date of each region.
+    lines = table.stdout.splitlines()
+    for price in data["prices"]:
+        row = next(line for line in lines if f" {price['region']} " in line)
+        for key in ("source_date", "spot_source_date"):
+            if price[key] and (key == "spot_source_date" or price["on_demand_usd_per_hour"] is not None):
+                assert price[key] in row, (price["region"], key)
+
+    listed = _run("catalog", "list", "--cloud", "gcp", "--json")
+    (warning,) = listed.stderr.splitlines()
+    gcp = json.loads(listed.stdout)["oldest_prices"]["gcp"]
+    assert warning.startswith("ddlprof catalog list: warning: ")
+    assert f"gcp {gcp['date']} ({gcp['age_days']} days old)" in warning and "aws " not in warning
+    # advise, which ranks a subset of these rows, finds no older price than list shows
+    advised = _run("advise", "--model", "resnet50", "--clouds", "gcp", "--top", "1")
+    ages = re.search(r"the oldest prices in use are: gcp (\S+) \((\d+) days old\)", advised.stderr)
+    assert ages and ages.group(1) >= gcp["date"] and int(ages.group(2)) <= gcp["age_days"], advised.stderr
+
+
+def test_old_prices_in_a_fresh_snapshot_are_still_stale(copy_dir):
+    """A snapshot dated today whose prices are a year old warns; one whose prices are today's does not."""
+    year_ago = date.fromordinal(date.today().toordinal() - 365)
+    _date_everything_today(copy_dir, prices_on=year_ago.isoformat())
+    catalog = load_catalog(copy_dir)
+    assert catalog.snapshot_age_days() == 0
+    shown = _run("catalog", "show", "g6e.xlarge", catalog_dir=copy_dir)
+    assert shown.returncode == 0 and f"aws {year_ago.isoformat()} (365 days old)" in shown.stderr
+    assert catalog.staleness_warning() is None  # no price named: the snapshot's date alone
+    assert "365 days old" in catalog.staleness_warning(prices=catalog.prices)
+    _date_everything_today(copy_dir)
+    assert load_catalog(copy_dir).staleness_warning(prices=load_catalog(copy_dir).prices) is None
 
 
 def test_catalog_commands_do_not_import_torch():

@@ -237,7 +237,7 @@ def test_cli_unknown_model_is_one_line():
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in done.stderr, done.stderr
-    assert "resnet50" in lines[0] and lines[0].startswith("ddlprof model: error: unknown model")
+    assert "resnet50" in lines[0] and lines[0].startswith("ddlprof model features: error: unknown model")
 
 
 def test_cli_json_keys():

@@ -596,7 +596,8 @@ def test_aws_cli_in_process_and_unknown_region(old, monkeypatch, capsys):
     rc = main(["catalog", "refresh", "aws", "--regions", "us-east-9", "--out", str(old)])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1
-    assert err[0].startswith("ddlprof catalog: error: unknown aws region 'us-east-9'; closest: us-east-")
+    assert err[0].startswith("ddlprof catalog refresh: error: unknown aws region 'us-east-9'; closest: ")
+    assert "closest: us-east-" in err[0]
     rc = main(["catalog", "refresh", "azure"])
     assert rc == 2 and "unknown cloud 'azure'" in capsys.readouterr().err
     rc = main(["catalog", "refresh", "aws", "--api-key", "k", "--out", str(old)])
@@ -637,7 +638,7 @@ def test_missing_aws_credentials_is_one_line_exit_2(old):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.stderr
     assert lines[0].startswith(
-        "ddlprof catalog: error: no usable AWS credentials (Unable to locate credentials)"
+        "ddlprof catalog refresh: error: no usable AWS credentials (Unable to locate credentials)"
     )
     assert "nothing was written" in lines[0]
     assert result.stdout == ""
@@ -660,7 +661,8 @@ def test_no_network_is_one_line_exit_2(old):
     result = _cli("catalog", "refresh", "aws", "--regions", "us-east-1", "--out", str(old), env=env)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ddlprof catalog: error: cannot reach the AWS API (")
+    assert len(lines) == 1
+    assert lines[0].startswith("ddlprof catalog refresh: error: cannot reach the AWS API (")
     assert _files(old) == snapshot
 
 
@@ -887,7 +889,8 @@ def test_list_says_when_the_shipped_snapshot_is_newer_than_the_users():
     text = " ".join(result.stdout.split())
     assert f"Catalog: your refreshed snapshot {user}, dated 2026-01-05." in text
     assert "The snapshot shipped with this ddlprof is newer (2026-10-13)" in text
-    assert "ddlprof catalog: warning: the catalog snapshot is" in result.stderr  # and it is stale
+    assert "ddlprof catalog list: warning: " in result.stderr  # and it is stale
+    assert "in a catalog snapshot dated 2026-01-05" in result.stderr
     # A broken user snapshot names its file and says how to get back to the shipped one.
     (user / "prices.csv").write_text("cloud,instance_type\n")
     result = _cli("catalog", "list")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -340,3 +341,65 @@ def test_trace_does_not_import_torch(gpu_run, tmp_path):
         text=True,
     )
     assert timed.returncode == 0 and "torch" not in timed.stderr
+
+
+# -- ddlprof trace RUN (no --merge): the run's windows ----------------------------------------------
+
+
+def _files(folder: Path) -> set[Path]:
+    return {p for p in folder.rglob("*")}
+
+
+def _trace_files(run: Path) -> dict[int, Path]:
+    """Each rank's Kineto file of the window at step 6, found on disk (not from the records)."""
+    return {rank: next((run / "traces").glob(f"*/*_{rank}.6.pt.trace.json.gz")) for rank in (0, 1)}
+
+
+def test_without_merge_it_lists_the_windows_and_says_how_to_merge(gpu_run, tmp_path):
+    before = _files(gpu_run)
+    done = ddlprof("trace", str(gpu_run), cwd=tmp_path)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    for rank, path in _trace_files(gpu_run).items():
+        (row,) = [line for line in lines if str(path.relative_to(gpu_run)) in line]
+        assert f"rank {rank}" in row and "6-8" in row
+        assert re.search(r"\d+(\.\d)? kB", row), row  # ~590 kB each
+    assert f"ddlprof trace --merge window.json.gz {gpu_run}" in done.stdout
+    assert _files(gpu_run) == before and list(tmp_path.iterdir()) == []  # lists, writes nothing
+
+    listed = json.loads(ddlprof("trace", str(gpu_run), "--json", cwd=tmp_path).stdout)
+    (window,) = listed["windows"]
+    assert window["steps"] == [6, 8] and window["missing_ranks"] == []
+    for rank, path in _trace_files(gpu_run).items():
+        (entry,) = [r for r in window["ranks"] if r["rank"] == rank]
+        assert entry["steps"] == [6, 8]
+        assert gpu_run / entry["file"] == path and entry["bytes"] == path.stat().st_size
+
+
+def test_the_listing_shows_every_window_a_missing_file_and_a_run_without_windows(gpu_copy, tmp_path):
+    """A second window (steps 200-202, rank 1's file gone): both listed, --window picks one, the missing
+    file says so; a run with no trace records says that it has none, and is no error."""
+    for rank, path in _trace_files(gpu_copy).items():
+        late = path.with_name(path.name.replace(".6.", ".200."))
+        shutil.copyfile(path, late)
+        record = {"type": "trace", "steps": [200, 202], "file": str(late.relative_to(gpu_copy))}
+        with (gpu_copy / "ranks" / f"rank-{rank}.jsonl").open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+    next((gpu_copy / "traces").glob("*/*_1.200.pt.trace.json.gz")).unlink()
+
+    listed = json.loads(ddlprof("trace", str(gpu_copy), "--json").stdout)
+    assert [w["steps"] for w in listed["windows"]] == [[6, 8], [200, 202]]
+    late = {r["rank"]: r for r in listed["windows"][1]["ranks"]}
+    assert late[0]["bytes"] > 0 and late[1]["bytes"] is None
+    text = ddlprof("trace", str(gpu_copy))
+    assert text.returncode == 0 and "--window 200" in text.stdout
+    (missing,) = [line for line in text.stdout.splitlines() if "_1.200.pt.trace" in line]
+    assert "missing" in missing
+    one = json.loads(ddlprof("trace", str(gpu_copy), "--window", "200", "--json").stdout)
+    assert [w["steps"] for w in one["windows"]] == [[200, 202]]
+    _one_line_error(ddlprof("trace", str(gpu_copy), "--window", "9"), "--window 9", "6, 200")
+
+    _drop_trace_records(gpu_copy)
+    none = ddlprof("trace", str(gpu_copy))
+    assert none.returncode == 0 and "no trace window recorded" in none.stdout, none.stderr
+    assert json.loads(ddlprof("trace", str(gpu_copy), "--json").stdout)["windows"] == []

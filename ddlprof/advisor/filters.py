@@ -14,6 +14,7 @@ Every option left out is recorded in :class:`Exclusions`, grouped per instance t
 from __future__ import annotations
 
 import difflib
+import math
 from typing import Any
 
 from ddlprof.advisor.catalog import Catalog, Instance
@@ -43,12 +44,11 @@ def check_filters(request: AdviseRequest, catalog: Catalog) -> tuple[list[Instan
     for what, value in (("--budget", request.budget_usd), ("--deadline", request.deadline_hours)):
         if value is not None and not value > 0:
             raise DdlprofError(f"{what} must be positive, got {value:g}")
-    for what, value in (
-        ("--checkpoint-interval", request.checkpoint_interval_min),
-        ("--restart-time", request.restart_min),
-    ):
-        if not value >= 0:
-            raise DdlprofError(f"{what} must be 0 or more minutes, got {value:g}")
+    interval = request.checkpoint_interval_min
+    if not 0 < interval < math.inf:
+        raise DdlprofError(f"--checkpoint-interval must be a positive number of minutes, got {interval:g}")
+    if not 0 <= request.restart_min < math.inf:
+        raise DdlprofError(f"--restart-time must be 0 or more minutes, got {request.restart_min:g}")
     check_rate(request.interruptions_per_day)
     regions = None
     if request.regions:

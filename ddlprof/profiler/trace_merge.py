@@ -48,6 +48,7 @@ import gzip
 import json
 import os
 import re
+import shlex
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,6 +142,106 @@ def windows(run: Run) -> list[tuple[int, int]]:
     return sorted(found.items())
 
 
+def _rank_record(log: RankLog | None, first: int) -> dict[str, Any] | None:
+    """The rank's (last) trace record of the window that starts at step ``first``, when it names a file."""
+    records = [r for r in (log.traces if log else []) if (r.get("steps") or [None])[0] == first]
+    return records[-1] if records and records[-1].get("file") else None
+
+
+def _world(run: Run) -> list[int]:
+    """Every rank the job had (by its world size) or that left a log."""
+    world = max((int(log.meta.get("world_size") or 1) for log in run.ranks), default=1)
+    return sorted(set(range(world)) | {log.rank for log in run.ranks})
+
+
+def _no_windows(run: Run) -> str:
+    return (
+        f"{run.path}: no trace window recorded (wrapped with --trace-steps 0, or no rank reached its window)"
+    )
+
+
+def _check_window(run: Run, found: list[tuple[int, int]], window: int) -> None:
+    starts = [w[0] for w in found]
+    if window not in starts:
+        raise DdlprofError(
+            f"--window {window}: {run.path} has no trace window starting there; windows start at step "
+            f"{', '.join(map(str, starts))}"
+        )
+
+
+def list_windows(run: Run, window: int | None = None) -> dict[str, Any]:
+    """``ddlprof trace RUN`` without ``--merge``: the run's trace windows (or the one that starts at step
+    ``window``), each with every rank's steps, file (relative to the run) and size in bytes (None for a
+    file that is missing), the ranks without a trace of it, and the command that merges one."""
+    found = windows(run)
+    if window is not None and found:
+        _check_window(run, found, window)
+        found = [w for w in found if w[0] == window]
+    logs = {log.rank: log for log in run.ranks}
+    listed = []
+    for first, last in found:
+        ranks, missing = [], []
+        for rank in _world(run):
+            record = _rank_record(logs.get(rank), first)
+            if record is None:
+                missing.append(rank)
+                continue
+            path = run.path / str(record["file"])
+            steps = record["steps"]
+            ranks.append(
+                {
+                    "rank": rank,
+                    "steps": [int(steps[0]), int(steps[-1])],
+                    "file": str(record["file"]),
+                    "bytes": path.stat().st_size if path.is_file() else None,
+                }
+            )
+        listed.append({"steps": [first, last], "ranks": ranks, "missing_ranks": missing})
+    return {
+        "run": str(run.path),
+        "windows": listed,
+        "note": None if listed else _no_windows(run),
+        "merge": f"ddlprof trace --merge window.json.gz {shlex.quote(str(run.path))}" if listed else None,
+    }
+
+
+def windows_lines(listing: dict[str, Any]) -> list[str]:
+    """``list_windows``'s result as lines for the terminal."""
+    found = listing["windows"]
+    if not found:
+        return [str(listing["note"])]
+    count = f"{len(found)} trace window" + ("s" if len(found) > 1 else "")
+    lines = [f"{listing['run']}: {count}"]
+    for window in found:
+        first, last = window["steps"]
+        sizes = [r["bytes"] for r in window["ranks"] if r["bytes"] is not None]
+        lines.append(
+            f"  window of {_steps(first, last)} (--window {first}): "
+            f"{_ranges([r['rank'] for r in window['ranks']])}, {_size(sum(sizes))} in all"
+            + (f"; no trace from {_ranges(window['missing_ranks'])}" if window["missing_ranks"] else "")
+        )
+        for rank in window["ranks"]:
+            size = "missing" if rank["bytes"] is None else _size(rank["bytes"])
+            lines.append(f"    rank {rank['rank']}  {_steps(*rank['steps'])}  {rank['file']}  {size}")
+    another = " --window FIRST_STEP" if len(found) > 1 else ""
+    lines.append(
+        f"Merge a window of every rank into one file for ui.perfetto.dev: {listing['merge']}{another}"
+        + (" (default: the first window)" if another else "")
+    )
+    return lines
+
+
+def _steps(first: int, last: int) -> str:
+    return f"step {first}" if first == last else f"steps {first}-{last}"
+
+
+def _size(count: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} bytes"
+
+
 def merge_window(run: Run, out: Path, window: int | None = None) -> MergeResult:
     """Merge the trace window starting at step ``window`` (default: the first) of every rank of
     ``run`` into ``out`` (``.json.gz`` or ``.json``); see the module's docstring."""
@@ -151,18 +252,10 @@ def merge_window(run: Run, out: Path, window: int | None = None) -> MergeResult:
         raise DdlprofError(f"--merge {out}: exists; not overwritten (choose another name)")
     found = windows(run)
     if not found:
-        raise DdlprofError(
-            f"{run.path}: no trace window recorded (wrapped with --trace-steps 0, or no rank reached its "
-            "window)"
-        )
-    starts = [w[0] for w in found]
+        raise DdlprofError(_no_windows(run))
     if window is None:
-        window = starts[0]
-    if window not in starts:
-        raise DdlprofError(
-            f"--window {window}: {run.path} has no trace window starting there; windows start at step "
-            f"{', '.join(map(str, starts))}"
-        )
+        window = found[0][0]
+    _check_window(run, found, window)
     chosen = (window, dict(found)[window])
     sources, missing = _sources(run, chosen)
     base = min(source.base_ns for source in sources)
@@ -194,15 +287,14 @@ def merge_window(run: Run, out: Path, window: int | None = None) -> MergeResult:
 def _sources(run: Run, window: tuple[int, int]) -> tuple[list[_Source], list[int]]:
     """Every rank's file of the window (checked and its header read), and the ranks without one."""
     sources, missing = [], []
-    world = max((int(log.meta.get("world_size") or 1) for log in run.ranks), default=1)
     logs = {log.rank: log for log in run.ranks}
-    for rank in sorted(set(range(world)) | set(logs)):
+    for rank in _world(run):
         log = logs.get(rank)
-        records = [r for r in (log.traces if log else []) if (r.get("steps") or [None])[0] == window[0]]
-        if not records or not records[-1].get("file"):
+        record = _rank_record(log, window[0])
+        if record is None:
             missing.append(rank)
             continue
-        path = run.path / str(records[-1]["file"])
+        path = run.path / str(record["file"])
         if not path.is_file():
             raise DdlprofError(f"{path}: missing (rank {rank}'s trace of steps {window[0]}-{window[1]})")
         header = _header(path)

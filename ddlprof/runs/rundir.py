@@ -235,11 +235,16 @@ class Run:
     ranks: list[RankLog]
 
 
-def load_run(path: Path) -> Run:
+def check_run_dir(path: Path) -> None:
+    """A ``DdlprofError`` unless ``path`` is a directory: what every command says first of a missing run."""
     if not path.exists():
         raise DdlprofError(f"{path}: no such directory")
     if not path.is_dir():
         raise DdlprofError(f"{path}: not a directory")
+
+
+def load_run(path: Path) -> Run:
+    check_run_dir(path)
     manifest = read_manifest(path)
     nodes = []
     for file in sorted((path / "nodes").glob("*.json")):

@@ -176,14 +176,34 @@ class Catalog:
             line += " (refreshed: " + ", ".join(f"{c} {at}" for c, at in info["refreshed"].items()) + ")"
         return line + "."
 
-    def staleness_warning(self, today: date | None = None) -> str | None:
-        """One line when the snapshot is older than 30 days, else None."""
+    def staleness_warning(
+        self,
+        today: date | None = None,
+        prices: Iterable[Price] | None = None,
+        check: str = "check each figure's source (ddlprof catalog show INSTANCE)",
+    ) -> str | None:
+        """One line when the snapshot, or the oldest of ``prices`` (the rows shown), is older than 30
+        days, else None. With ``prices``, the line gives each cloud's oldest price date among them and
+        its age, as ``advise`` does for the prices it ranks, then the snapshot's date and age: the
+        snapshot's date is only that of its newest source. ``check`` ends the line: what to look at."""
+        today = today or date.today()
         age = self.snapshot_age_days(today)
-        if age <= STALE_AFTER_DAYS:
+        oldest = oldest_price_dates(prices or ())
+        if age <= STALE_AFTER_DAYS and all((today - d).days <= STALE_AFTER_DAYS for d in oldest.values()):
             return None
+        snapshot = f"{self.snapshot_date.isoformat()} ({age} days old)"
+        if not oldest:
+            return (
+                f"the catalog snapshot is {age} days old ({self.snapshot_date.isoformat()}); prices may have "
+                f"changed since, {check}"
+            )
+        ages = ", ".join(
+            f"{cloud} {day.isoformat()} ({(today - day).days} days old)"
+            for cloud, day in sorted(oldest.items())
+        )
         return (
-            f"the catalog snapshot is {age} days old ({self.snapshot_date.isoformat()}); prices may have "
-            "changed since, check each figure's source (ddlprof catalog show INSTANCE)"
+            f"the oldest prices shown are: {ages}, in a catalog snapshot dated {snapshot}; prices may have "
+            f"changed since, {check}"
         )
 
     # -- look-ups ---------------------------------------------------------------------------------
@@ -252,6 +272,27 @@ class Catalog:
             for i in self.instances.values()
             if (cloud is None or i.cloud == cloud) and (gpu is None or i.gpu == gpu)
         ]
+
+
+def price_dates(price: Price) -> list[date]:
+    """The dates of the figures a price row has: its on-demand price's (``source_date``) and its spot
+    price's and interruption bucket's (``spot_source_date``)."""
+    dates = []
+    if price.on_demand_usd_per_hour is not None and price.source_date is not None:
+        dates.append(price.source_date)
+    if price.spot_source_date is not None:
+        dates.append(price.spot_source_date)
+    return dates
+
+
+def oldest_price_dates(prices: Iterable[Price]) -> dict[str, date]:
+    """Each cloud's oldest price date among ``prices``, on-demand and spot alike."""
+    oldest: dict[str, date] = {}
+    for price in prices:
+        for day in price_dates(price):
+            if price.cloud not in oldest or day < oldest[price.cloud]:
+                oldest[price.cloud] = day
+    return oldest
 
 
 def _closest(name: str, candidates: Iterable[str]) -> str:

@@ -6,8 +6,13 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from datetime import date
 
-from ddlprof.advisor.catalog import DATA_DIR
+from ddlprof.advisor.catalog import DATA_DIR, oldest_price_dates
+
+#: What the staleness warning of ``catalog list`` and ``catalog show`` tells the user to look at.
+CHECK_LIST = "check each figure's source and date (ddlprof catalog show INSTANCE)"
+CHECK_SHOW = "check each price's source and date (the dates in the prices table)"
 
 
 def _snapshot(catalog) -> dict:
@@ -47,11 +52,14 @@ def _range(values: list[float]) -> dict | None:
     return {"min": min(values), "max": max(values)} if values else None
 
 
-def listing(catalog, cloud: str | None, gpu: str | None) -> tuple[dict, Callable[[], None]]:
-    """``catalog list``: its JSON, and what prints it as a table."""
+def listing(catalog, cloud: str | None, gpu: str | None) -> tuple[dict, Callable[[], None], str | None]:
+    """``catalog list``: its JSON, what prints it as a table, and the staleness warning (or None) for
+    the prices it shows."""
     rows = []
+    shown = []
     for instance in catalog.select(cloud=cloud, gpu=gpu):
         prices = catalog.prices_for(instance.instance_type)
+        shown.extend(prices)
         rows.append(
             {
                 **instance.to_dict(),
@@ -68,9 +76,20 @@ def listing(catalog, cloud: str | None, gpu: str | None) -> tuple[dict, Callable
         "snapshot_date": catalog.snapshot_date.isoformat(),
         "snapshot_age_days": catalog.snapshot_age_days(),
         "snapshot": _snapshot(catalog),
+        "oldest_prices": _oldest(shown),
         "instances": rows,
     }
-    return result, lambda: _print_list(catalog, result)
+    warning = catalog.staleness_warning(prices=shown, check=CHECK_LIST)
+    return result, lambda: _print_list(catalog, result), warning
+
+
+def _oldest(prices) -> dict:
+    """Each cloud's oldest price date among the prices shown, and its age in days."""
+    today = date.today()
+    return {
+        cloud: {"date": day.isoformat(), "age_days": (today - day).days}
+        for cloud, day in sorted(oldest_price_dates(prices).items())
+    }
 
 
 def _print_list(catalog, result: dict) -> None:
@@ -112,18 +131,21 @@ def _print_list(catalog, result: dict) -> None:
 # -- show -------------------------------------------------------------------------------------------
 
 
-def details(catalog, instance_type: str, region: str | None) -> tuple[dict, Callable[[], None]]:
-    """``catalog show``: its JSON, and what prints it as tables."""
+def details(catalog, instance_type: str, region: str | None) -> tuple[dict, Callable[[], None], str | None]:
+    """``catalog show``: its JSON, what prints it as tables, and the staleness warning (or None) for
+    the prices it shows."""
     instance = catalog.instance(instance_type)
     prices = catalog.prices_for(instance.instance_type, region)
     result = {
         "snapshot_date": catalog.snapshot_date.isoformat(),
         "snapshot_age_days": catalog.snapshot_age_days(),
         "snapshot": _snapshot(catalog),
+        "oldest_prices": _oldest(prices),
         "instance": instance.to_dict(),
         "prices": [p.to_dict() for p in prices],
     }
-    return result, lambda: _print_show(instance, prices, result)
+    warning = catalog.staleness_warning(prices=prices, check=CHECK_SHOW if prices else CHECK_LIST)
+    return result, lambda: _print_show(instance, prices, result), warning
 
 
 def _print_show(instance, prices, result: dict) -> None:
@@ -160,7 +182,7 @@ def _print_show(instance, prices, result: dict) -> None:
         ("on-demand", "right"),
         ("spot", "right"),
         ("interruption", "center"),
-        ("date", "left"),
+        ("on-demand date", "left"),
         ("spot date", "left"),
         ("source", "left"),
     ):
@@ -171,8 +193,8 @@ def _print_show(instance, prices, result: dict) -> None:
             _money(price.on_demand_usd_per_hour),
             _money(price.spot_usd_per_hour),
             price.spot_interruption or "-",
-            price.source_date.isoformat() if price.source_date else "-",
-            price.spot_source_date.isoformat() if price.spot_source_date else "-",
+            _date(price.source_date if price.on_demand_usd_per_hour is not None else None),
+            _date(price.spot_source_date),
             price.source,
         )
     console.print(table)
@@ -192,6 +214,10 @@ def _num(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:g}"
+
+
+def _date(day: date | None) -> str:
+    return day.isoformat() if day else "-"
 
 
 def _money(value: float | None) -> str:
