@@ -74,6 +74,11 @@ NO_PEER_WAIT = (
     "no arrival times at the all-reduce on the host's clock (a GPU run, no DDP, or an older ddlprof): "
     "the stalls hold all exposed communication, waiting for other ranks included"
 )
+ABSENT_RANK_WAIT = (
+    "{ranks} of {world} recorded no step (rank file missing, empty, unreadable or without a step): "
+    "waiting for the last rank is measured only at steps where every rank's arrival at the all-reduce is "
+    "known, so the stalls hold all exposed communication, waiting for other ranks included"
+)
 MULTI_HOST_WAIT = (
     "several hosts: their clocks are not aligned, so waiting for other ranks is not told apart from "
     "wire time (the stalls hold both)"

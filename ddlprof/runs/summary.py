@@ -12,6 +12,7 @@ import functools
 import json
 import statistics
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import ddlprof
 from ddlprof.errors import DdlprofError
 from ddlprof.runs import peer_wait
 from ddlprof.runs.breakdown import (
+    ABSENT_RANK_WAIT,
     CATEGORIES,
     DATA_PARTS,
     MULTI_HOST_WAIT,
@@ -31,6 +33,7 @@ from ddlprof.runs.breakdown import (
 from ddlprof.runs.diagnosis import diagnose
 from ddlprof.runs.energy import energy
 from ddlprof.runs.gpu_counters import load_samples, steady_counters
+from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.rundir import RankLog, Run, json_text, source_files, write_atomic
 
 SCHEMA = "ddlprof.summary"
@@ -268,7 +271,7 @@ def summarize(runs: list[Run], warmup: int | None = None) -> dict[str, Any]:
             collector_off,
             probe,
             gpu_lag_ms,
-            _wait_reason(job, hosts),
+            _wait_reason(job, hosts, absent_ranks(world_size, stepped), world_size),
         ),
         "gpu_lag_ms": gpu_lag_ms,
         "ranks": rank_rows,
@@ -378,15 +381,33 @@ def _world_and_hosts(logs: dict[int, RankLog]) -> tuple[int, list[str]]:
     return max((int(m.get("world_size", 1)) for m in headers), default=1), hosts
 
 
-def _wait_reason(job: dict[str, Any], hosts: list[str]) -> str | None:
-    """Why the job's waiting for other ranks is not split from its wire time, where it is not."""
+def absent_ranks(world_size: int, present: Iterable[int]) -> list[int]:
+    """The ranks of a job of ``world_size`` that are not among ``present`` (those with a step)."""
+    have = set(present)
+    return [rank for rank in range(world_size) if rank not in have]
+
+
+def ranks_label(ranks: list[int]) -> str:
+    """``rank 1`` or ``ranks 1-3,7``."""
+    return f"rank{'s' if len(ranks) > 1 else ''} {runs_of(ranks)}"
+
+
+def _wait_reason(job: dict[str, Any], hosts: list[str], absent: list[int], world_size: int) -> str | None:
+    """Why the job's waiting for other ranks is not split from its wire time, where it is not: several
+    hosts, ranks with no step (their arrivals are unknown), or no arrival times at all."""
     if job["wait_for_peers_ms"] is not None:
         return None
-    return MULTI_HOST_WAIT if len(hosts) > 1 else NO_PEER_WAIT
+    if len(hosts) > 1:
+        return MULTI_HOST_WAIT
+    if absent:
+        return ABSENT_RANK_WAIT.format(ranks=ranks_label(absent), world=world_size)
+    return NO_PEER_WAIT
 
 
 def _is_multi_node(runs: list[Run], logs: dict[int, RankLog]) -> bool:
-    hosts = {str(log.meta.get("host")) for log in logs.values()}
+    """Several hosts among the ranks' headers (a rank file without one names no host), or a manifest
+    of several nodes."""
+    hosts = {str(log.meta.get("host")) for log in logs.values() if log.meta}
     return len(hosts) > 1 or any((r.manifest.get("nnodes") or 1) > 1 for r in runs)
 
 
