@@ -10,12 +10,17 @@ from ddlprof.runs.rundir import json_text, load_run, write_atomic
 from ddlprof.runs.summary import summarize, summary_path
 
 
-def _record(summary: dict, paths: list[Path]) -> Path | None:
-    """Add the run to the local dataset (``ddlprof/runs/store.py``); never fails the report."""
+def _record(summary: dict, paths: list[Path]) -> str | None:
+    """Add the run to the local dataset (``ddlprof/runs/store.py``), unless it is one the dataset
+    refuses; never fails the report. The line that says what became of it, or None where the store is
+    off or could not be written (a warning says why)."""
     from ddlprof.runs import store
 
     if store.disabled():
         return None
+    refusal, caveat = store.admission(summary)
+    if refusal:
+        return f"not added to the local dataset: {refusal}"
 
     def warn(reason: str) -> None:
         print(
@@ -24,7 +29,11 @@ def _record(summary: dict, paths: list[Path]) -> Path | None:
             file=sys.stderr,
         )
 
-    return store.database_path() if store.record_run(summary, paths, on_error=warn) else None
+    if not store.record_run(summary, paths, on_error=warn):
+        return None
+    return f"added to the local dataset {store.database_path()}" + (
+        f", with a caveat: {caveat}" if caveat else ""
+    )
 
 
 def _check_html_out(html: Path) -> None:
@@ -74,5 +83,5 @@ def report(
         if written:
             print("wrote " + ", ".join(str(p) for p in written))
         if stored is not None:
-            print(f"added to the local dataset {stored}")
+            print(stored)
     return 0

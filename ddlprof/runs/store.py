@@ -152,6 +152,17 @@ MEASURED_BESIDE = ("single_gpu_step_ms",)
 UNKNOWN_TO_A_RUN = ("single_gpu_step_ms_ranks", "flops_per_sample")
 
 
+#: Fewest steady steps per rank of a run the local dataset takes. Steps of one run vary: in the shipped
+#: 2 x H200 resnet50 runs (benchmarks/results/gpu-2xh200/runs.tgz) and a CPU run of
+#: examples/ddp_train.py the steady step times have a coefficient of variation of 0.09 to 0.18, so the
+#: mean of n steps is off by about 0.17 / sqrt(n): 7.6% at 5 steps, already two thirds of the shipped
+#: stall model's own error (11.9%, README), and 12% at 2. Fewer steps would teach the models noise.
+MIN_STEADY_STEPS = 5
+#: Under this many the run is added with a caveat (0.17 / sqrt(20) = 3.8%, a third of the model's
+#: error): the steps ``ddlprof stalls`` measures per run by default.
+FEW_STEADY_STEPS = 20
+
+
 class StoreError(Exception):
     """The dataset cannot be used (newer schema); worded for a one-line warning."""
 
@@ -204,6 +215,40 @@ def _connect(path: Path) -> Iterator[sqlite3.Connection]:
             if found is None or found < SCHEMA_VERSION:
                 conn.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
         yield conn
+
+
+def admission(summary: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(refusal, caveat) for adding a report's run to the dataset, each a few words or None.
+
+    Refused: a run with ranks that recorded no step (the job's figures would be those of the ranks
+    left, not of the job that ran: its throughput is a sum over them), or with fewer than
+    ``MIN_STEADY_STEPS`` steady steps per rank. Added with a caveat: fewer than ``FEW_STEADY_STEPS``,
+    or ranks that stopped without an end record (killed or crashed)."""
+    from ddlprof.runs.summary import absent_ranks, ranks_label
+
+    world = int(summary.get("world_size") or 0)
+    absent = absent_ranks(world, (row["rank"] for row in summary.get("ranks") or []))
+    if absent:
+        return (
+            f"{ranks_label(absent)} of {world} recorded no step: the job's figures are those of "
+            f"{world - len(absent)} rank(s), not of the job that ran",
+            None,
+        )
+    steady = (summary.get("steps") or {}).get("steady_per_rank") or 0
+    if steady < MIN_STEADY_STEPS:
+        return (
+            f"{steady} steady step(s) per rank, under the {MIN_STEADY_STEPS} a row needs "
+            "(one step's time is 9 to 18% off the mean step: fewer would teach the models noise)",
+            None,
+        )
+    caveats = []
+    if steady < FEW_STEADY_STEPS:
+        caveats.append(
+            f"only {steady} steady steps per rank (under {FEW_STEADY_STEPS}: the mean step is less sure)"
+        )
+    stopped = [m for m in summary.get("missing_ranks") or [] if "last_step" in m]
+    caveats += [f"rank {m['rank']} stopped after step {m['last_step']} (killed or crashed)" for m in stopped]
+    return None, "; ".join(caveats) or None
 
 
 def record_run(
