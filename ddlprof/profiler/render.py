@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS, data_line
 from ddlprof.runs.energy import energy_line
@@ -25,6 +28,63 @@ _HEADERS = {
 }
 
 
+#: Columns of the report's table take this much beside their text: padding on each side and a rule.
+_TABLE_EXTRA = 3
+#: A host name may fold down to this many characters a line; numbers never fold.
+_HOST_MIN = 12
+#: Narrower forms of headers, for a table that does not fit its terminal with the headers on one line.
+_NARROWER = {
+    "compute": ("comp-\nute",),
+    "intercon.": ("inter-\nconn.",),
+    "network": ("net-\nwork",),
+    "samples/s": ("samples\n/s",),
+}
+
+
+def _text_width(text: str) -> int:
+    return max(cell_len(line) for line in text.split("\n"))
+
+
+def _column_widths(
+    headers: list[str], rows: list[list[str]], available: int | None, wrap: bool
+) -> tuple[list[str], list[int]]:
+    """Each column's header and text width. Where every header and cell fits in ``available`` columns
+    (None: no limit) on one line, that; else every number keeps its width, and headers take their
+    narrower forms (``_NARROWER``), each given back its wider form while the width allows, cheapest
+    first (a header still too wide folds); a host column (``wrap``: the second) folds. A table whose
+    numbers alone are wider than ``available`` is printed wider, its headers unfolded."""
+    need = [max(_text_width(row[i]) for row in rows) for i in range(len(headers))]
+    if wrap:
+        need[1] = min(need[1], _HOST_MIN)
+    natural = [
+        max(_text_width(headers[i]), *(_text_width(row[i]) for row in rows)) for i in range(len(headers))
+    ]
+    extra = _TABLE_EXTRA * len(headers) + 1
+    if available is None or sum(natural) + extra <= available:
+        return headers, natural
+    # each column's header forms, narrowest first, and the width each takes (never under the numbers')
+    forms = [[h, *_NARROWER.get(h, ())][::-1] for h in headers]
+    steps = [[max(need[i], _text_width(form)) for form in forms[i]] for i in range(len(headers))]
+    chosen = [0] * len(headers)
+    widths = [steps[i][0] for i in range(len(headers))]
+    if sum(widths) + extra > available >= sum(need) + extra:  # (a table that cannot fit keeps them)
+        widths = list(need)  # the narrowest forms fold, then unfold as below while the width allows
+    while True:  # the cheapest next move that fits: unfold a header, or give it its next wider form
+        spare = available - extra - sum(widths)
+        moves = []
+        for i, k in enumerate(chosen):
+            if widths[i] < steps[i][k]:
+                moves.append((steps[i][k] - widths[i], i, k))
+            elif k + 1 < len(forms[i]):
+                moves.append((steps[i][k + 1] - widths[i], i, k + 1))
+        fitting = sorted(move for move in moves if move[0] <= spare)
+        if not fitting:
+            break
+        cost, i, k = fitting[0]
+        chosen[i], widths[i] = k, widths[i] + cost
+    return [forms[i][k] for i, k in enumerate(chosen)], widths
+
+
 def _ms(value: float | None, step: float | None, mark: str = "") -> str:
     """Milliseconds, and below them the share of the step, so columns stay narrow."""
     if value is None:
@@ -35,10 +95,28 @@ def _ms(value: float | None, step: float | None, mark: str = "") -> str:
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
+    # Into a pipe or a file with no COLUMNS, rich would assume 80 columns and cut the table's
+    # numbers: the table takes the width it needs there instead.
+    unbounded = console is None and not os.environ.get("COLUMNS", "").strip().isdigit()
     console = console or Console()
+    unbounded = unbounded and not console.is_terminal
     steps = summary["steps"]
     reasons = summary["reasons"]
     marks = {key: "*" * (i + 1) for i, key in enumerate(k for k in CATEGORIES if k in reasons)}
+    hosts = summary["nodes"] > 1
+    straggling = {s["rank"] for s in summary["stragglers"]}
+    rows = [
+        [
+            f"{row['rank']}" + (" slow" if row["rank"] in straggling else ""),
+            *([str(row["host"])] if hosts else []),
+            *_cells(row, marks),
+        ]
+        for row in summary["ranks"]
+    ]
+    job = ["job", *([f"{summary['nodes']} nodes"] if hosts else []), *_cells(summary["job"], marks)]
+    headers = ["rank", *(["host"] if hosts else []), *(_HEADERS[k] for k in ("step_ms", *CATEGORIES))]
+    headers.append("samples/s")
+    headers, widths = _column_widths(headers, [*rows, job], None if unbounded else console.width, wrap=hosts)
     table = Table(
         title=f"Where the step time goes, ms per step (steady state): {', '.join(summary['runs'])}",
         caption=(
@@ -46,22 +124,17 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
             f"{steps['steady_per_rank']} steady steps per rank after {steps['warmup_dropped']} warm-up "
             f"step(s)" + _traced_note(steps["traced_excluded"], summary.get("traces", []))
         ),
+        width=sum(widths) + _TABLE_EXTRA * len(widths) + 1,
     )
-    hosts = summary["nodes"] > 1
-    table.add_column("rank", no_wrap=True)
-    if hosts:
-        table.add_column("host")
-    for key in ("step_ms", *CATEGORIES):
-        table.add_column(_HEADERS[key], justify="right", no_wrap=True)
-    table.add_column("samples/s", justify="right", no_wrap=True)
-    straggling = {s["rank"] for s in summary["stragglers"]}
-    for row in summary["ranks"]:
-        label = f"{row['rank']}" + (" slow" if row["rank"] in straggling else "")
-        table.add_row(label, *([str(row["host"])] if hosts else []), *_cells(row, marks))
+    for index, (header, width) in enumerate(zip(headers, widths, strict=True)):
+        # a header or host name too long for its column folds; a number never is (its column is as wide)
+        justify = "left" if index < 1 + hosts else "right"
+        table.add_column(Text(header, overflow="fold"), justify=justify, width=width, overflow="fold")
+    for cells in rows:
+        table.add_row(*cells)
     table.add_section()
-    job_host = [f"{summary['nodes']} nodes"] if hosts else []
-    table.add_row("job", *job_host, *_cells(summary["job"], marks), style="bold")
-    console.print(table)
+    table.add_row(*job, style="bold")
+    console.print(table, crop=False)  # wider than the terminal only where its numbers need it
     for key, mark in marks.items():
         console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")
     if line := data_line(summary):
@@ -98,9 +171,21 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     if summary.get("traces"):
         run = summary["runs"][0]
         console.print(
-            f"GPU timeline: {len(summary['traces'])} trace file(s) under {run}/traces; all ranks of a window "
-            f"in one Perfetto tab (ui.perfetto.dev): ddlprof trace {run} --merge window.json.gz"
+            f"{_timeline(summary)}: {len(summary['traces'])} trace file(s) under {run}/traces; all ranks of "
+            f"a window in one Perfetto tab (ui.perfetto.dev): ddlprof trace {run} --merge window.json.gz"
         )
+
+
+def _timeline(summary: dict[str, Any]) -> str:
+    """What the traces show a timeline of: the device the traced ranks ran on (a CPU run's traces hold
+    no GPU), or "trace timeline" where the ranks do not say or differ."""
+    traced = {t["rank"] for t in summary.get("traces", [])}
+    devices = {row.get("device") for row in summary["ranks"] if row["rank"] in traced}
+    if devices == {"cpu"}:
+        return "CPU timeline"
+    if devices and None not in devices and "cpu" not in devices:
+        return "GPU timeline"
+    return "trace timeline"
 
 
 def print_diagnosis(diagnosis: dict[str, Any], step_ms: float, console: Console) -> None:
