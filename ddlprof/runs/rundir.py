@@ -151,7 +151,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
     try:
         data = records.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise DdlprofError(f"{path}: not a ddlprof run directory (no {MANIFEST})") from None
+        raise DdlprofError(not_a_run(path)) from None
     except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         raise DdlprofError(f"{file}: unreadable manifest ({_short(exc)})") from None
     if not isinstance(data, dict) or data.get("schema") != MANIFEST_SCHEMA:
@@ -163,6 +163,51 @@ def read_manifest(path: Path) -> dict[str, Any]:
     if (data.get("schema_version") or 0) > SCHEMA_VERSION:
         raise DdlprofError(f"{file}: written by a newer ddlprof (schema {data['schema_version']}); upgrade")
     return data
+
+
+#: The outputs of ``ddlprof stalls`` and ``ddlprof share``, which hold runs but are none: their result
+#: file, the pattern of their runs' folders (``profiler/differential.py``: ``OUT/<variant>/r<repeat>``;
+#: ``profiler/share.py``: ``OUT/<mode>/k<K>/copy<i>``) and the folders to suggest first (the job as
+#: launched: ``full``, ``one_node`` on a single node, ``launched`` for ``stalls --data``).
+_OUTPUTS = (
+    ("ddlprof stalls", "stalls.json", (r"[^/]+", r"r\d+"), ("full", "one_node", "launched")),
+    ("ddlprof share", "share.json", (r"[^/]+", r"k\d+", r"copy\d+"), ()),
+)
+
+
+def not_a_run(path: Path) -> str:
+    """Why ``path`` is no run directory, in one line that names what it is where it is a ``ddlprof
+    stalls`` or ``ddlprof share`` output, or a folder with runs below it, and a run to report instead."""
+    runs = _runs_below(path)
+    for command, result, pattern, first in _OUTPUTS:
+        theirs = [run for run in runs if _laid_out(run, pattern)]
+        if not (path / result).is_file() and not theirs:
+            continue
+        theirs.sort(key=lambda run: (first.index(run.parts[0]) if run.parts[0] in first else len(first), run))
+        example = f"e.g. {path / theirs[0]}" if theirs else "none has finished"
+        found = (
+            f"its result is {path / result}" if (path / result).is_file() else f"no {result} (not finished?)"
+        )
+        return f"{path}: a {command} output, not a run: report one of its runs, {example}; {found}"
+    if runs:
+        shown = ", ".join(str(path / run) for run in runs[:3]) + (" ..." if len(runs) > 3 else "")
+        return f"{path}: not a ddlprof run directory (no {MANIFEST}); runs below it: {shown}"
+    return f"{path}: not a ddlprof run directory (no {MANIFEST})"
+
+
+def _laid_out(run: Path, pattern: tuple[str, ...]) -> bool:
+    return len(run.parts) == len(pattern) and all(map(re.fullmatch, pattern, run.parts))
+
+
+def _runs_below(path: Path, depth: int = 3) -> list[Path]:
+    """Run directories (a manifest in them) up to ``depth`` folders below ``path``, relative to it."""
+    found = []
+    for level in range(1, depth + 1):
+        try:
+            found += [m.parent.relative_to(path) for m in path.glob("/".join(["*"] * level + [MANIFEST]))]
+        except OSError:
+            break
+    return sorted(found)
 
 
 def _short(value: object) -> str:
