@@ -9,6 +9,9 @@ from typing import Any
 import plotly.io as pio
 
 from ddlprof.figures import breakdown_by_rank, gpu_timeline, step_timeline
+from ddlprof.profiler.render import own_cost_line
+from ddlprof.runs.breakdown import data_line
+from ddlprof.runs.energy import energy_line
 from ddlprof.runs.gpu_counters import load_samples
 from ddlprof.runs.peer_wait import charge_sentence
 from ddlprof.runs.rundir import Run
@@ -25,6 +28,14 @@ def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in summary["reasons"].items()
     )
     charged = charge_sentence(summary["job"].get("wait_for_peers_ms"), summary.get("wait_charged_to") or [])
+    # the lines the terminal report prints below its table, from the same functions
+    lines = [
+        data_line(summary),
+        energy_line(summary["energy"]) if "energy" in summary else None,
+        own_cost_line(summary.get("ddlprof_overhead")),
+        charged,
+    ]
+    measured = "".join(f"<p>{html.escape(line)}</p>" for line in lines if line)
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>ddlprof report</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;}} pre{{background:#f6f6f6;padding:1em;}}</style>
@@ -34,7 +45,7 @@ def html_report(summary: dict[str, Any], runs: list[Run]) -> str:
 {summary["nodes"]} node(s), {summary["steps"]["steady_per_rank"]} steady steps per rank.</p>
 {_diagnosis_html(summary.get("diagnosis"), summary["job"]["step_ms"])}
 {"".join(parts)}
-{f"<p>{html.escape(charged)}</p>" if charged else ""}
+{measured}
 <h2>Notes</h2><ul>{notes}</ul>
 <h2>summary.json</h2><pre>{html.escape(json.dumps(summary, indent=2))}</pre>
 </body></html>
