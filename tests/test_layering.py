@@ -18,7 +18,7 @@ PACKAGE = REPO / "ddlprof"
 #: Lowest first. A module may import from its own part and from parts on lower steps; parts on one step
 #: are peers and import nothing of each other.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("errors",),  # the shared error type
+    ("errors", "console"),  # the shared error type; the console that output goes to
     ("runs",),  # the run directory format, its records and summary, the local store of runs
     ("collectors", "figures"),  # inside the training processes; plotly figures of runs and options
     ("profiler", "models"),  # wrapping, reports and analyses; features, datasets, stall models

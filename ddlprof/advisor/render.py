@@ -8,10 +8,10 @@ from __future__ import annotations
 import csv
 import json
 import shlex
-import sys
 from typing import Any
 
 from ddlprof.advisor.options import SIGNIFICANT, figure
+from ddlprof.console import stdout_console
 from ddlprof.errors import DdlprofError
 
 _SOURCE = {"predicted": "pred", "measured": "measured"}
@@ -161,10 +161,9 @@ def write_csv(options: list[dict[str, Any]], stream: Any) -> None:
 
 
 def print_advice(result: dict[str, Any], explain: bool = False) -> None:
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console() if sys.stdout.isatty() else Console(width=230)
+    console = stdout_console()
     if not result["options"]:
         console.print(f"[bold]{result['top_choice']}[/bold]", highlight=False)
         _print_excluded(console, result["excluded"])

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from ddlprof.console import stdout_console
 from ddlprof.models.stall_models import TARGET_LABELS
 
 _SHOWN_BUCKETS = 8
@@ -49,7 +50,7 @@ def _buckets(sizes: list[int]) -> str:
 
 def print_features(result: dict[str, Any], console: Console | None = None) -> None:
     """The macro features of one model; missing values are a dash with the reason under the table."""
-    console = console or Console()
+    console = console or stdout_console()
     shape = "x".join(str(n) for n in (result["input"] or {}).get("shape", [])) or "?"
     table = Table(
         title=f"Macro features: {result['model']}, {result['batch_per_gpu']} per GPU, {result['dtype']}",
@@ -114,7 +115,7 @@ def _ms(value: float | None) -> str:
 
 def print_evaluation(result: dict[str, Any], console: Console | None = None) -> None:
     """The leave-one-model-out table: per target, baseline vs learned, MAPE and MAE."""
-    console = console or Console()
+    console = console or stdout_console()
     table = Table(
         title=f"Stall models, leave-one-model-out: {result['rows']} rows, {result['models']} models",
         caption=(
@@ -170,7 +171,7 @@ _COEF_UNITS = {
 
 def print_fit(result: dict[str, Any], console: Console | None = None) -> None:
     """What was fitted, on what, where it was saved, and how well it validates."""
-    console = console or Console()
+    console = console or stdout_console()
     training = result["training"]
     table = Table(title=f"Learned stall model: {training['rows']} rows, {training['models']} models")
     table.add_column("feature")
@@ -210,7 +211,7 @@ def print_fit(result: dict[str, Any], console: Console | None = None) -> None:
 
 def print_prediction(result: dict[str, Any], console: Console | None = None) -> None:
     """Predicted step time and stalls, where each input came from, and the warnings."""
-    console = console or Console()
+    console = console or stdout_console()
     inputs, model = result["inputs"], result["model"]
     where = f"{inputs['gpus_per_node']} GPU(s) x {inputs['nodes']} node(s)"
     gpu = f" of {inputs['gpu']}" if inputs["gpu"] else ""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from rich.cells import cell_len
@@ -11,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from ddlprof.console import stdout_console
 from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS, data_line
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
@@ -95,11 +95,7 @@ def _ms(value: float | None, step: float | None, mark: str = "") -> str:
 
 
 def print_summary(summary: dict[str, Any], console: Console | None = None) -> None:
-    # Into a pipe or a file with no COLUMNS, rich would assume 80 columns and cut the table's
-    # numbers: the table takes the width it needs there instead.
-    unbounded = console is None and not os.environ.get("COLUMNS", "").strip().isdigit()
-    console = console or Console()
-    unbounded = unbounded and not console.is_terminal
+    console = console or stdout_console()
     steps = summary["steps"]
     reasons = summary["reasons"]
     marks = {key: "*" * (i + 1) for i, key in enumerate(k for k in CATEGORIES if k in reasons)}
@@ -116,7 +112,7 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     job = ["job", *([f"{summary['nodes']} nodes"] if hosts else []), *_cells(summary["job"], marks)]
     headers = ["rank", *(["host"] if hosts else []), *(_HEADERS[k] for k in ("step_ms", *CATEGORIES))]
     headers.append("samples/s")
-    headers, widths = _column_widths(headers, [*rows, job], None if unbounded else console.width, wrap=hosts)
+    headers, widths = _column_widths(headers, [*rows, job], console.width, wrap=hosts)
     table = Table(
         title=f"Where the step time goes, ms per step (steady state): {', '.join(summary['runs'])}",
         caption=(
@@ -253,7 +249,7 @@ def _pct(value: float | None) -> str:
 
 def print_stalls(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof stalls``: the variants' step times and the stalls they imply."""
-    console = console or Console()
+    console = console or stdout_console()
     console.print(_variants_table(result))
     link = result.get("emulate_link")
     if link:
@@ -310,7 +306,7 @@ def _variants_table(result: dict[str, Any]) -> Table:
 def print_data_stalls(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof stalls --data``: what the input pipeline costs the step in all, beside the launched
     runs' own split of their data stall."""
-    console = console or Console()
+    console = console or stdout_console()
     console.print(_variants_table(result))
     cost, reasons = result["input_pipeline"], result["reasons"]
     if cost is None:
@@ -346,7 +342,7 @@ def _num(value: float | None, spec: str, suffix: str = "") -> str:
 
 def print_share(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof share``: one row per mode and K, then the best K and mode and where it stops paying."""
-    console = console or Console()
+    console = console or stdout_console()
     gpu = result["gpu"]
     where = gpu["name"] or f"the CPU ({gpu['reason']})"
     device = "the GPU" if gpu["name"] else "the CPU"
@@ -451,7 +447,7 @@ _ANALYSIS_COLUMNS = {
 
 def print_analysis(result: dict[str, Any], console: Console | None = None) -> None:
     """``ddlprof analyze``: per rank and for the job, ms per step on the device timeline."""
-    console = console or Console()
+    console = console or stdout_console()
     table = Table(
         title=f"Step breakdown from traces, ms per step (steps {runs_of(result['steps'])})",
         caption="compute + exposed comm + memory + idle = step; exposed comm = wait for the last rank to "

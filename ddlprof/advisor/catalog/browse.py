@@ -4,11 +4,11 @@ and tables of the snapshot in use, and the line that says which snapshot that is
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from datetime import date
 
 from ddlprof.advisor.catalog import DATA_DIR, oldest_price_dates
+from ddlprof.console import stdout_console
 
 #: What the staleness warning of ``catalog list`` and ``catalog show`` tells the user to look at.
 CHECK_LIST = "check each figure's source and date (ddlprof catalog show INSTANCE)"
@@ -24,7 +24,7 @@ def _snapshot(catalog) -> dict:
 
 def print_snapshot_line(catalog) -> None:
     """The line under the tables: which snapshot, from when."""
-    _console().print(_snapshot_line(catalog), highlight=False, soft_wrap=True)
+    stdout_console().print(_snapshot_line(catalog), highlight=False, soft_wrap=True)
 
 
 def _snapshot_line(catalog) -> str:
@@ -119,7 +119,7 @@ def _print_list(catalog, result: dict) -> None:
             _money_range(row["spot_usd_per_hour"]),
             str(row["regions"]),
         )
-    console = _console()
+    console = stdout_console()
     console.print(table)
     console.print(
         f"{len(rows)} instance types. '-' = not in this snapshot (see 'missing' in "
@@ -151,7 +151,7 @@ def details(catalog, instance_type: str, region: str | None) -> tuple[dict, Call
 def _print_show(instance, prices, result: dict) -> None:
     from rich.table import Table
 
-    console = _console()
+    console = stdout_console()
     spec = Table(
         title=f"{instance.instance_type} ({instance.cloud})", title_justify="left", show_header=False
     )
@@ -201,13 +201,6 @@ def _print_show(instance, prices, result: dict) -> None:
 
 
 # -- formatting -------------------------------------------------------------------------------------
-
-
-def _console():
-    """A rich console; wide when stdout is not a terminal, so piped rows are not squeezed to 80 columns."""
-    from rich.console import Console
-
-    return Console() if sys.stdout.isatty() else Console(width=220)
 
 
 def _num(value: float | None) -> str:
