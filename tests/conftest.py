@@ -139,6 +139,18 @@ def fitted():
     return load_models()
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fresh DDLPROF_HOME for this process and for the ``ddlprof`` commands it runs, with the local
+    dataset on (tests that read what a report stored)."""
+    from ddlprof.runs import store
+
+    path = tmp_path / "home"
+    monkeypatch.setenv(store.HOME_ENV, str(path))
+    monkeypatch.delenv(store.NO_STORE_ENV, raising=False)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _ddlprof_home(tmp_path_factory, monkeypatch):
     """Every test's ddlprof commands keep their local dataset (DDLPROF_HOME) in a temporary folder,

@@ -12,17 +12,9 @@ import sqlite3
 import pytest
 from conftest import ddlprof, env
 
-from ddlprof.runs import store
+from ddlprof.runs import breakdown, store
 
-CATEGORIES = (
-    "step_ms",
-    "compute_ms",
-    "data_stall_ms",
-    "interconnect_stall_ms",
-    "network_stall_ms",
-    "wait_for_peers_ms",
-    "other_ms",
-)
+CATEGORIES = ("step_ms", *breakdown.CATEGORIES)
 
 
 def _header(rank: int, world: int = 2, host: str = "h", device: str = "cpu") -> dict:
@@ -164,14 +156,6 @@ def _rows(home) -> int:
 def _dataset_line(text: str) -> str:
     (line,) = [line for line in text.splitlines() if "local dataset" in line]
     return line
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    path = tmp_path / "home"
-    monkeypatch.setenv(store.HOME_ENV, str(path))
-    monkeypatch.delenv(store.NO_STORE_ENV, raising=False)
-    return path
 
 
 def test_a_run_with_a_rank_missing_is_not_added_and_the_line_says_why(tmp_path, home):

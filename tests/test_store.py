@@ -99,15 +99,6 @@ def _run_dir(parent, name: str = "run", run_id: str = "20261123T101500Z-train", 
     return run
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    """A fresh DDLPROF_HOME for this process and for the ``ddlprof`` commands it runs."""
-    path = tmp_path / "home"
-    monkeypatch.setenv(store.HOME_ENV, str(path))
-    monkeypatch.delenv(store.NO_STORE_ENV, raising=False)
-    return path
-
-
 def _report(run, *args: str, extra_env: dict | None = None, **kwargs):
     done = ddlprof("report", "--json", *args, str(run), env={**env(), **(extra_env or {})}, **kwargs)
     assert done.returncode == 0, done.stderr
