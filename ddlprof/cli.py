@@ -320,11 +320,12 @@ memory per copy and in total, GPU utilisation, power and energy per sample; then
 the most samples per GPU-hour and per joule, and where adding a copy stops paying (out of memory, or
 under 5% more samples/s). All from one measure: the steps and samples each copy completed in the
 window where every copy was stepping, over its seconds (a copy's step time is its mean step there,
-its turn's waits included; at one batch size the gain is the sum of the copies' 1/slowdown). Copies
-that run out of memory are reported as such; a copy that fails, with its exit code, its log's last
-line and the log (OUT/<mode>/k<K>/copy<i>.log). The result goes to OUT/share.json; on a GPU the
-factors are kept in the local store ($DDLPROF_HOME) for `ddlprof advise --jobs N`. Exit status 1 when
-no K gave a result.
+its turn's waits included; at one batch size the gain is the sum of the copies' 1/slowdown). A copy
+that has done --warmup + --steps steps goes on until every copy has, then all are stopped together,
+so the job must run longer than that. Copies that run out of memory are reported as such; a copy
+that fails, with its exit code, its log's last line and the log (OUT/<mode>/k<K>/copy<i>.log). The
+result goes to OUT/share.json; on a GPU the factors are kept in the local store ($DDLPROF_HOME) for
+`ddlprof advise --jobs N`. Exit status 1 when no K gave a result.
 
 modes: timeslice (plain concurrent processes), mps (ddlprof starts its own MPS daemon with its own
 pipe and log directories, never changes the GPU's compute mode, and always stops the daemon), mig

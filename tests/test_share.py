@@ -17,6 +17,7 @@ from conftest import REPO, ddlprof, env
 from ddlprof.profiler import share
 from ddlprof.profiler.share import Gpu, measure_copies, run_share, verdict
 from ddlprof.runs import packing
+from ddlprof.runs.rundir import load_run
 
 EXAMPLE = str(REPO / "examples" / "ddp_train.py")
 
@@ -303,3 +304,70 @@ def test_a_copy_waiting_for_its_turn_has_its_mean_step_not_its_median():
     assert rows[0]["step_ms"] == pytest.approx(20.0, rel=0.05)
     assert rows[0]["samples_per_s"] == pytest.approx(10 / 0.02, rel=0.05)
     assert rows[1]["step_ms"] == pytest.approx(20.0, rel=1e-3)
+
+
+#: A copy that starts two seconds after the first (the first takes the lock and keeps it), as copies
+#: slowed by one another's imports and CUDA start-up do; ``argv[2]`` batches of 10 ms of work.
+STAGGERED_JOB = """
+import fcntl, sys, time
+first = open(sys.argv[1], "a")
+try:
+    fcntl.flock(first, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except OSError:
+    time.sleep(2.0)
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+model = torch.nn.Linear(4, 2)
+opt = torch.optim.SGD(model.parameters(), lr=0.1)
+n = 8 * int(sys.argv[2])
+for x, y in DataLoader(TensorDataset(torch.randn(n, 4), torch.randn(n, 2)), batch_size=8):
+    time.sleep(0.01)
+    opt.zero_grad()
+    torch.nn.functional.mse_loss(model(x), y).backward()
+    opt.step()
+"""
+
+
+def _staggered(tmp_path, batches: int) -> list[str]:
+    script = tmp_path / "staggered_job.py"
+    script.write_text(STAGGERED_JOB)
+    return [sys.executable, str(script), str(tmp_path / "first.lock"), str(batches)]
+
+
+def test_a_copy_that_started_first_steps_on_until_the_last_has_done_its_steps(tmp_path):
+    """12 steps of 10 ms take the first copy 0.1 s; the second begins 2 s later. Stopped at its own 12th
+    step, the first would never share the device with the second (the H100 run of resnet50 at
+    --steps 120 had four copies that never all stepped together, and their rates were summed)."""
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "2", "--steps", "10", "--warmup", "2", "--out", str(out), "--",
+        *_staggered(tmp_path, 2000), env=_wide(), timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    group = json.loads((out / "share.json").read_text())["groups"][0]
+    assert group["status"] == "ok" and group["window"]["all_copies_stepping"], group
+    assert all(c["steps"] >= 10 for c in group["copy_results"])  # the late copy's measured steps all in it
+    ends, counts = [], []
+    for c in group["copy_results"]:
+        steps = load_run(Path(c["run_dir"])).ranks[0].steps
+        counts.append(len(steps))
+        ends.append(max(s["end"] for s in steps))
+    assert max(counts) > 60 and min(counts) >= 12  # the first went on through the second's 2 s
+    assert max(counts) < 1000  # and stopped with it, not at its job's end
+    assert max(ends) - min(ends) < 1.0  # both stopped together
+
+
+def test_copies_that_never_stepped_together_give_no_aggregate(tmp_path):
+    """A job too short to wait for the late copy (14 steps in all) ends by itself: no throughput is
+    summed from copies that did not share the device, and the row says why."""
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "2", "--steps", "10", "--warmup", "2", "--out", str(out), "--",
+        *_staggered(tmp_path, 14), env=_wide(), timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    group = json.loads((out / "share.json").read_text())["groups"][0]
+    assert group["status"] == "not_together" and group.get("aggregate_samples_per_s") is None
+    assert not group["window"]["all_copies_stepping"]
+    assert "timeslice K=2 not_together" in done.stdout and "--warmup + --steps" in done.stdout
+    assert "no K produced a result" in done.stderr

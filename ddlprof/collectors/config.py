@@ -15,6 +15,9 @@ RUN_DIR = "DDLPROF_RUN_DIR"
 TRACE_STEPS = "DDLPROF_TRACE_STEPS"
 DISABLED = "DDLPROF_DISABLE"
 STOP_AFTER = "DDLPROF_STOP_AFTER_STEPS"  # set by `ddlprof stalls`: end each rank after this many steps
+# set by `ddlprof share`: a folder; past STOP_AFTER steps a rank writes done-<pid> there and goes on
+# until share writes 'stop' in it, so that every copy is still stepping while the slowest does its steps
+STOP_TOGETHER = "DDLPROF_STOP_TOGETHER"
 REPLAY = "DDLPROF_REPLAY_BATCHES"  # set by `ddlprof stalls --data`: replay each DataLoader's first N batches
 COLLECTORS = ("steps", "data", "comm", "traces", "workload", "probe")
 DEFAULT_TRACE_STEPS = "6-8"
@@ -73,6 +76,7 @@ class CollectorConfig:
     trace_windows: tuple[tuple[int, int], ...]
     disabled: frozenset[str] = frozenset()
     stop_after: int | None = None
+    stop_together: str | None = None
     replay_batches: int | None = None
 
     @classmethod
@@ -91,5 +95,6 @@ class CollectorConfig:
             trace_windows=windows,
             disabled=disabled,
             stop_after=int(stop_after) if stop_after.isdigit() else None,
+            stop_together=os.environ.get(STOP_TOGETHER) or None,
             replay_batches=int(replay) if replay.isdigit() and int(replay) > 0 else None,
         )

@@ -14,6 +14,7 @@ import time
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ddlprof.collectors.comm import GpuClock, resolve_buckets
@@ -75,6 +76,7 @@ class Session:
         self.state = StepState(start=time.perf_counter())
         self.pending: deque[tuple[int, StepState, float]] = deque()
         self.flushed = float("-inf")  # when pending steps were last written (perf_counter s)
+        self.said_done = False  # a `ddlprof share` copy said it has done its steps (_may_stop)
         self.manual_steps = False
         self.step_optimizer: Any = None  # weakref to the optimizer whose steps are step boundaries
         self.ddp_seen = False
@@ -222,8 +224,23 @@ class Session:
             self._flush(final=False)
         if self.step == WORKLOAD_AFTER_STEP:
             self._write_workload()
-        if self.config.stop_after is not None and self.step >= self.config.stop_after:
+        if self.config.stop_after is not None and self.step >= self.config.stop_after and self._may_stop():
             self._stop_process()
+
+    def _may_stop(self) -> bool:
+        """Past its steps a rank ends, unless ``ddlprof share`` runs it as one of K copies: then it says
+        so once (``done-<pid>``) and steps on until share writes ``stop`` (when every copy is done),
+        so that a copy that started first is still stepping while the last one does its steps."""
+        folder = self.config.stop_together
+        if folder is None:
+            return True
+        try:
+            if not self.said_done:
+                Path(folder, f"done-{os.getpid()}").touch()
+                self.said_done = True
+            return os.path.exists(os.path.join(folder, "stop"))
+        except OSError:
+            return True  # no folder to meet in: end as a lone run would, never run on unbounded
 
     def _stop_process(self) -> None:
         """End a `ddlprof stalls` variant run: every rank stops at the same step boundary, after the

@@ -396,12 +396,6 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
                 )
     for why in result["modes_skipped"].values():
         console.print(f"not run: {why}")
-    for row in result["groups"]:
-        if row["status"] == "ok" and not row["window"]["all_copies_stepping"]:
-            console.print(
-                f"[yellow]{row['mode']} K={row['copies']}: the copies stepped together for under "
-                "3 steps each; figures from each copy's own steps (pass more --steps)[/yellow]"
-            )
     if not measured:
         return  # the command says so on stderr, and exits 1
     found = result["verdict"]

@@ -14,6 +14,8 @@ the GPU itself (power, energy counter, memory per process) into ``OUT/<mode>/k<K
 copy's throughput and step time are measured over the window in which every copy of its group was
 stepping (after its warm-up), so a copy that started late or finished early does not pass for a
 faster one, and its slowdown and the group's gain come from the same figures (:func:`measure_copies`).
+Copies start seconds apart, so none stops at its own last step: each steps on until every copy has
+done its steps, then all stop together (:func:`_wait`, the collectors' ``DDLPROF_STOP_TOGETHER``).
 On a machine without an NVIDIA GPU the copies run on the CPU (time-slicing only).
 """
 
@@ -32,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import ddlprof
-from ddlprof.collectors.config import STOP_AFTER
+from ddlprof.collectors.config import STOP_AFTER, STOP_TOGETHER
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.wrap import script_name, wrap_command
 from ddlprof.runs.energy import joules
@@ -48,6 +50,11 @@ OOM_MARKERS = ("out of memory", "outofmemoryerror", "cublas_status_alloc_failed"
 #: gain is within the spread of repeated runs on a shared GPU.
 PAYS_MIN_GAIN = 1.05
 MIN_OVERLAP_STEPS = 3
+NOT_TOGETHER = (
+    f"the copies stepped together for under {MIN_OVERLAP_STEPS} steps each (a copy's job ended before "
+    "another's measured steps began): no aggregate from steps that did not share the GPU; the job must "
+    "run past --warmup + --steps steps (share ends it when every copy has done them)"
+)
 
 
 @dataclass
@@ -153,10 +160,11 @@ def _launch(
     job: list[str], copies: int, mode: str, group: Path, gpu: Gpu, extra_env: dict[str, str], stop_after: int,
     started: list[Copy],
 ) -> None:  # fmt: skip
-    """Start the copies, each into ``started`` as soon as it runs (so that an interrupt stops it)."""
+    """Start the copies, each into ``started`` as soon as it runs (so that an interrupt stops it).
+    Each steps on past ``stop_after`` until :func:`_wait` tells them all to stop (``sync_folder``)."""
     for i in range(copies):
         copy = Copy(i, group / f"copy{i}", group / f"copy{i}.log")
-        env = {**os.environ, **extra_env, STOP_AFTER: str(stop_after)}
+        env = {**os.environ, **extra_env, STOP_AFTER: str(stop_after), STOP_TOGETHER: str(sync_folder(group))}
         if mode == "mig":
             env["CUDA_VISIBLE_DEVICES"] = gpu.mig_uuids[i]
         elif gpu.index is not None:
@@ -169,12 +177,24 @@ def _launch(
         started.append(copy)
 
 
-def _wait(copies: list[Copy], deadline: float) -> bool:
-    """Wait for every copy; False when time ran out (the rest are stopped)."""
+def sync_folder(group: Path) -> Path:
+    """Where a group's copies say they have done their steps and learn when to stop."""
+    return group / "sync"
+
+
+def _wait(copies: list[Copy], deadline: float, sync: Path) -> bool:
+    """Wait for every copy; False when time ran out (the rest are stopped). Copies started seconds
+    apart (imports, CUDA start-up under contention) would otherwise step together for a moment or not
+    at all: each goes on past its steps until every copy has done them (or one has ended), then all
+    stop at their next step."""
     while any(c.proc is not None and c.proc.poll() is None for c in copies):
         if time.monotonic() > deadline:
             _stop(copies)
             return False
+        if not (sync / "stop").exists():
+            done = len(list(sync.glob("done-*")))
+            if done >= len(copies) or any(c.proc is not None and c.proc.poll() is not None for c in copies):
+                (sync / "stop").touch()
         time.sleep(0.2)
     for copy in copies:
         copy.exit_code = copy.proc.wait() if copy.proc is not None else None
@@ -333,6 +353,7 @@ def run_group(
     """Run K copies in one mode and measure them; the row of the result."""
     group = out / mode / f"k{copies}"
     group.mkdir(parents=True)
+    sync_folder(group).mkdir()
     sampler = None
     if gpu.index is not None:
         from ddlprof.profiler.gpu_sampler import GpuSampler
@@ -342,7 +363,7 @@ def run_group(
     launched: list[Copy] = []
     try:
         _launch(job, copies, mode, group, gpu, env, warmup + steps, launched)
-        finished = _wait(launched, time.monotonic() + timeout_s)
+        finished = _wait(launched, time.monotonic() + timeout_s, sync_folder(group))
     finally:
         _stop(launched)
         if sampler is not None:
@@ -390,6 +411,8 @@ def run_group(
         details, per_copy, figures.get("copy_memory_peak_mib") or [None] * copies, strict=True
     ):
         detail.update(copy_row, status="ok", memory_peak_mib=memory)
+    if copies > 1 and not window["all_copies_stepping"]:
+        return {**row, "status": "not_together", "window": window, "reason": NOT_TOGETHER}
     rates = [r["samples_per_s"] for r in per_copy]
     aggregate = sum(rates) if all(r is not None for r in rates) else None  # type: ignore[misc]
     power = figures.get("power_w")
