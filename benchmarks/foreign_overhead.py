@@ -77,8 +77,9 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     started = time.perf_counter()
     # A session of its own, so that a launch past its time is ended with every process it started.
+    pin = (lambda: os.sched_setaffinity(0, args.cpus)) if args.cpus else None
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)  # fmt: skip
+                            start_new_session=True, preexec_fn=pin)  # fmt: skip
     try:
         stdout, stderr = proc.communicate(timeout=args.launch_timeout)
     except subprocess.TimeoutExpired:
@@ -133,6 +134,15 @@ def summarise(launches: list[dict]) -> dict:
     return out
 
 
+def cpu_list(text: str) -> set[int]:
+    """``0-7,12`` as a set of CPU numbers."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -148,6 +158,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--first-round", type=int, default=0, help="number of the first round (to go on)")
     parser.add_argument("--launch-timeout", type=float, default=300)
+    parser.add_argument(
+        "--cpus",
+        type=cpu_list,
+        help="run every launch (and all it starts) on these CPUs, e.g. 0-7: the same cores for both "
+        "variants, so that where the scheduler puts a launch's threads does not differ between them",
+    )
     parser.add_argument(
         "--keep-step-ms", action="store_true", help="keep every step's host time in the output"
     )
