@@ -2,8 +2,8 @@
 # Issue 19 on one GPU (H100 or H200: the share.json of each run names it): `ddlprof share -n 1,2,4` in
 # time-slicing and MPS for a small CNN, a mid-size CNN and a transformer (examples/ddp_train.py,
 # synthetic batches of 32 on the device, so the input pipeline plays no part), and one plain wrapped run
-# whose `ddlprof report` must show energy per step and per sample. Not run yet (no GPU in the session
-# that wrote it). Each model is one call of a few minutes; from the repo root, results to $OUT:
+# whose `ddlprof report` must show energy per step and per sample. Run on 1 x H100 (BENCHMARKS.md,
+# issue 19). Each model is one call of a few minutes; from the repo root, results to $OUT:
 #   OUT=benchmarks/results/gpu-share bash benchmarks/gpu_share.sh small_cnn
 #   OUT=benchmarks/results/gpu-share bash benchmarks/gpu_share.sh resnet50
 #   OUT=benchmarks/results/gpu-share bash benchmarks/gpu_share.sh bert-base     # needs transformers
