@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shlex
 import sys
 from importlib import resources
 
@@ -40,16 +41,19 @@ def test_leave_one_gpu_out_meets_the_target(held_out):
     assert result["worst_off_by_factor"] <= 1.5, result
 
 
-def test_the_shipped_fit_and_error_are_what_the_command_computes(rows, held_out):
-    """ddlprof/models/data/{cross_gpu_fit,scaling_error}.json are stale when the scaling or the
-    published table changes: run python benchmarks/fit_cross_gpu.py --out ... --write."""
+def test_the_shipped_fit_and_error_are_what_the_command_computes(rows):
+    """ddlprof/models/data/{cross_gpu_fit,scaling_error}.json are stale when the scaling, the
+    published table or a measured sweep it names changes: run the command the shipped fit names."""
     shipped = gpus.cross_gpu_fit()
-    exponents = fit_cross_gpu.fit(rows)
+    argv = shlex.split(shipped["command"])
+    measured = [REPO / argv[i + 1] for i, word in enumerate(argv) if word == "--measured"]
+    every = rows + [r for path in measured for r in fit_cross_gpu.measured_rows(path)[0]]
+    exponents = fit_cross_gpu.fit(every)
     assert shipped["compute_exponent"] == pytest.approx(exponents[0], abs=2e-3)
     assert shipped["memory_exponent"] == pytest.approx(exponents[1], abs=2e-3)
     text = resources.files("ddlprof.models").joinpath("data/scaling_error.json").read_text(encoding="utf-8")
     error = json.loads(text)
-    now = fit_cross_gpu.summary(held_out)
+    now = fit_cross_gpu.summary(fit_cross_gpu.leave_one_gpu_out(every))
     assert error["median_abs_error_pct"] == pytest.approx(now["median_abs_error_pct"], abs=0.2)
     assert error["worst_off_by_factor"] == pytest.approx(now["worst_off_by_factor"], abs=0.02)
 
