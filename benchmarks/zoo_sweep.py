@@ -32,6 +32,10 @@ nothing: run it again with the last call's JSON as ``--resume`` until ``skipped`
     python3 benchmarks/zoo_sweep.py --resume benchmarks/results/gpu-1xh200/zoo_sweep.json \
         --out $OUT/zoo_sweep.json
     python3 benchmarks/zoo_sweep.py --models resnet50,bert-base --precisions bf16 --out /tmp/zs.json
+
+By default the models run as a plain script leaves PyTorch (NCHW, ``cudnn.benchmark`` off);
+``--channels-last --cudnn-benchmark`` measures them as tuned code runs (a file of its own: the two are
+measurement settings, which ``--resume`` checks).
 """
 
 from __future__ import annotations
@@ -63,7 +67,18 @@ MODELS = (
 )
 MAX_BATCH = {"image": 1024, "tokens": 256, "seq2seq": 256}
 # Settings a resumed file must share with the call that resumes it: they change what is measured.
-MEASUREMENT_SETTINGS = ("precisions", "small_batch", "max_batch", "steps", "warmup", "trial_steps")
+MEASUREMENT_SETTINGS = (
+    "precisions",
+    "small_batch",
+    "max_batch",
+    "steps",
+    "warmup",
+    "trial_steps",
+    "channels_last",
+    "cudnn_benchmark",
+)
+#: What a file written before a setting existed was measured with.
+SETTING_BEFORE = {"channels_last": False, "cudnn_benchmark": False}
 
 
 class BudgetSpent(Exception):
@@ -100,14 +115,20 @@ def trial_row(batch: int, failure: str | None, start: float) -> dict[str, Any]:
 
 
 def largest_batch(
-    resolved: zoo.ResolvedModel, small: int, cap: int, precision: str, where: torch.device, steps: int
+    resolved: zoo.ResolvedModel,
+    small: int,
+    cap: int,
+    precision: str,
+    where: torch.device,
+    steps: int,
+    tuning: benchmark.Tuning,
 ) -> tuple[int, bool, list[dict[str, Any]]]:
     """The largest batch that fits (0: none), whether it is the cap, and the trials."""
     trials: list[dict[str, Any]] = []
 
     def trial(batch: int, tolerate: bool) -> bool:
         start = time.perf_counter()
-        failure = benchmark.fit_failure(resolved, batch, precision, where, steps, tolerate)
+        failure = benchmark.fit_failure(resolved, batch, precision, where, steps, tolerate, tuning)
         trials.append(trial_row(batch, failure, start))
         return failure is None
 
@@ -167,7 +188,9 @@ def measure(
     trials: list[dict[str, Any]] = []
     while halve and pretrial and batch > 1:
         start = time.perf_counter()
-        failure = benchmark.fit_failure(resolved, batch, precision, sweep.where, args.trial_steps, True)
+        failure = benchmark.fit_failure(
+            resolved, batch, precision, sweep.where, args.trial_steps, True, tuning(args)
+        )
         trials.append(trial_row(batch, failure, start))
         if failure is None:
             break
@@ -177,7 +200,7 @@ def measure(
         start = time.perf_counter()
         try:
             result = benchmark.calibrate(
-                resolved.name, batch, precision, steps=args.steps, warmup=args.warmup
+                resolved.name, batch, precision, steps=args.steps, warmup=args.warmup, tuning=tuning(args)
             )
         except DdlprofError as exc:
             if halve and batch > 1 and "does not fit" in str(exc):
@@ -237,7 +260,7 @@ def search(sweep: Sweep, name: str, resolved: zoo.ResolvedModel) -> dict[str, An
     precision = "bf16" if "bf16" in args.precisions else args.precisions[0]
     start = time.perf_counter()
     largest, capped, trials = largest_batch(
-        resolved, args.small_batch, cap, precision, sweep.where, args.trial_steps
+        resolved, args.small_batch, cap, precision, sweep.where, args.trial_steps, tuning(args)
     )
     found = {"precision": precision, "cap": cap, "largest": largest, "capped": capped, "trials": trials}
     found["wall_s"] = round(time.perf_counter() - start, 2)
@@ -319,8 +342,14 @@ def new_report(args: argparse.Namespace, device_name: str, where: torch.device) 
     }
 
 
+def tuning(args: argparse.Namespace) -> benchmark.Tuning:
+    return benchmark.Tuning(channels_last=args.channels_last, cudnn_benchmark=args.cudnn_benchmark)
+
+
 def settings(args: argparse.Namespace) -> dict[str, Any]:
     return {
+        "channels_last": args.channels_last,
+        "cudnn_benchmark": args.cudnn_benchmark,
         "models": args.models,
         "precisions": args.precisions,
         "small_batch": args.small_batch,
@@ -351,7 +380,7 @@ def resumed(path: Path, args: argparse.Namespace, device_name: str) -> dict[str,
             f"{device_name} with torch {torch.__version__}: start a new file"
         )
     new = settings(args)
-    differ = [key for key in MEASUREMENT_SETTINGS if old.get(key) != new[key]]
+    differ = [key for key in MEASUREMENT_SETTINGS if old.get(key, SETTING_BEFORE.get(key)) != new[key]]
     if differ:
         raise DdlprofError(
             f"--resume {path} was measured with other {', '.join(differ)} "
@@ -395,6 +424,14 @@ def parse() -> argparse.Namespace:
         "about a minute, and torch's import still end inside a 10-minute call)",
     )
     parser.add_argument("--keep-steps", action="store_true", help="keep every timed step (steps_ms)")
+    parser.add_argument(
+        "--channels-last",
+        action="store_true",
+        help="run the models and their 4-D inputs in NHWC memory order, as tuned CNN code does",
+    )
+    parser.add_argument(
+        "--cudnn-benchmark", action="store_true", help="turn on cuDNN's autotuner (off: PyTorch's default)"
+    )
     parser.add_argument("--resume", type=Path, help="an earlier call's JSON: keep it, measure what it lacks")
     parser.add_argument("--out", type=Path, required=True, help="the JSON file, rewritten after each row")
     args = parser.parse_args()

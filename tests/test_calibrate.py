@@ -244,3 +244,49 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tiny):
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if "no CUDA GPU here: the steps run" not in line]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ddlprof calibrate: error:")
+
+
+#: A CNN that fails a step unless its input is NHWC, and notes the cuDNN autotuner's switch it ran with.
+NHWC_ONLY = """\
+import torch
+from torch import nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.head = nn.Conv2d(3, 8, 3, padding=1), nn.Linear(8, 10)
+
+    def forward(self, x):
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            raise RuntimeError("input not channels_last")
+        with open(__file__ + ".seen", "a") as seen:
+            seen.write(f"{torch.backends.cudnn.benchmark}\\n")
+        return self.head(self.conv(x).mean((2, 3)))
+
+
+def build():
+    return Net()
+"""
+
+
+def test_tuning_runs_nhwc_with_the_autotuner_and_puts_the_switch_back(tmp_path):
+    """Tuned code (channels_last, cudnn.benchmark) is a setting of the measurement, recorded with it;
+    the process-wide cuDNN switch is as it was afterwards."""
+    import torch
+
+    path = tmp_path / "nhwc_only.py"
+    path.write_text(NHWC_ONLY, encoding="utf-8")
+    name = f"{path}:build"
+    with pytest.raises(DdlprofError, match="input not channels_last"):
+        benchmark.calibrate(name, batch=2, steps=1, warmup=0)
+    before = torch.backends.cudnn.benchmark
+    tuned = benchmark.Tuning(channels_last=True, cudnn_benchmark=True)
+    result = benchmark.calibrate(name, batch=2, steps=2, warmup=1, tuning=tuned)
+    assert result["memory_format"] == "channels_last" and result["cudnn_benchmark"] is True
+    seen = path.with_suffix(".py.seen").read_text().split()
+    assert seen and set(seen) == {"True"}
+    assert torch.backends.cudnn.benchmark == before
+    plain = benchmark.calibrate(name, batch=2, steps=1, warmup=0, tuning=benchmark.Tuning(channels_last=True))
+    assert plain["cudnn_benchmark"] is False
+    assert path.with_suffix(".py.seen").read_text().split()[-1] == "False"

@@ -107,3 +107,41 @@ def test_resume_refuses_another_gpu_or_other_settings(models, tmp_path):
     )
     assert refused.returncode == 2 and "NVIDIA H200" in refused.stderr and "Traceback" not in refused.stderr
     assert not (tmp_path / "x.json").exists()
+
+
+def test_tuned_code_is_a_setting_of_its_own_file(models, tmp_path):
+    """NHWC with the cuDNN autotuner is recorded in the file and on every row; a plain file is not
+    continued tuned; a file from before the setting existed was plain and resumes as such."""
+    tuned = tmp_path / "tuned.json"
+    done = sweep(
+        "--models", models[0], *SETTINGS, "--channels-last", "--cudnn-benchmark", "--out", str(tuned)
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(tuned.read_text())
+    assert report["settings"]["channels_last"] is report["settings"]["cudnn_benchmark"] is True
+    rows = [r for r in report["rows"] if "error" not in r]
+    assert rows and all(r["memory_format"] == "channels_last" and r["cudnn_benchmark"] for r in rows)
+
+    plain = tmp_path / "plain.json"
+    cut = sweep("--models", models[0], *SETTINGS, "--budget-s", "0", "--out", str(plain))
+    assert cut.returncode == 0, cut.stderr
+    refused = sweep(
+        "--models",
+        models[0],
+        *SETTINGS,
+        "--channels-last",
+        "--resume",
+        str(plain),
+        "--out",
+        str(tmp_path / "x.json"),
+    )
+    assert refused.returncode == 2 and "other channels_last" in refused.stderr
+
+    older = json.loads(plain.read_text())
+    for key in ("channels_last", "cudnn_benchmark"):
+        del older["settings"][key]
+    plain.write_text(json.dumps(older))
+    resumed = sweep(
+        "--models", models[0], *SETTINGS, "--resume", str(plain), "--out", str(tmp_path / "y.json")
+    )
+    assert resumed.returncode == 0, resumed.stderr

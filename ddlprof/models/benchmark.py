@@ -9,6 +9,11 @@ gradients, forward, a scalar loss (the mean of the output), backward, ``torch.op
 momentum, then ``torch.cuda.synchronize()``. One process, no DDP. ``warmup`` steps run first and
 are not timed (cuDNN autotuning, allocator growth); the result is the median of the timed steps.
 
+Layout and cuDNN: by default the model runs as PyTorch leaves it (NCHW tensors, ``cudnn.benchmark``
+off), as a plain training script does; :class:`Tuning` turns on channels_last (NHWC: the model and
+every 4-D input) and ``cudnn.benchmark``, as tuned code such as NVIDIA's published examples does. Under
+AMP the two can differ by a large factor on CNNs (BENCHMARKS.md, issue 14).
+
 Precision: ``None`` runs PyTorch's defaults (TF32 convolutions, fp32 matmuls), labelled as advise
 labels the model (``ddlprof.models.calibration.default_precision``); ``fp32`` turns TF32 off,
 ``tf32`` on for matmuls and convolutions; ``fp16`` and ``bf16`` run the forward pass under
@@ -23,6 +28,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -33,6 +39,23 @@ from ddlprof.models import zoo
 from ddlprof.models.calibration import default_precision, model_key
 
 Progress = Callable[[int, int], None]  # (steps done, steps in all)
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """What tuned training code sets beyond the precision (all off: a plain script's defaults)."""
+
+    channels_last: bool = False
+    cudnn_benchmark: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "memory_format": "channels_last" if self.channels_last else "contiguous (NCHW)",
+            "cudnn_benchmark": self.cudnn_benchmark,
+        }
+
+
+PLAIN = Tuning()
 
 
 def device() -> tuple[torch.device, str]:
@@ -63,21 +86,31 @@ def _loss(output: Any) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _precision_settings(precision: str | None, where: torch.device) -> Iterator[None]:
-    """Run the steps at ``precision``; PyTorch's TF32 switches are global, so they are put back
-    afterwards (a later ``None`` run must get PyTorch's defaults, not the last precision's)."""
+def _precision_settings(precision: str | None, tuning: Tuning, where: torch.device) -> Iterator[None]:
+    """Run the steps at ``precision`` with ``tuning``'s cuDNN setting; PyTorch's TF32 and cuDNN
+    switches are global, so they are put back afterwards (a later ``None`` run must get PyTorch's
+    defaults, not the last run's)."""
     dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision or "")
     if precision not in (None, "fp32", "tf32") and dtype is None:
         raise DdlprofError(f"unknown precision {precision!r}; use fp32, tf32, fp16 or bf16")
-    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    backends = torch.backends
+    saved = backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark
     try:
         if precision in ("fp32", "tf32"):
-            torch.backends.cuda.matmul.allow_tf32 = precision == "tf32"
-            torch.backends.cudnn.allow_tf32 = precision == "tf32"
+            backends.cuda.matmul.allow_tf32 = precision == "tf32"
+            backends.cudnn.allow_tf32 = precision == "tf32"
+        backends.cudnn.benchmark = tuning.cudnn_benchmark
         with torch.autocast(device_type=where.type, dtype=dtype) if dtype else contextlib.nullcontext():
             yield
     finally:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        backends.cuda.matmul.allow_tf32, backends.cudnn.allow_tf32, backends.cudnn.benchmark = saved
+
+
+def _channels_last(value: Any) -> Any:
+    """A 4-D floating-point tensor in NHWC memory order; anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.dim() == 4 and value.is_floating_point():
+        return value.contiguous(memory_format=torch.channels_last)
+    return value
 
 
 def _sync(where: torch.device) -> None:
@@ -103,6 +136,7 @@ def _steps(
     count: int,
     progress: Progress | None = None,
     total: int | None = None,
+    tuning: Tuning = PLAIN,
 ) -> list[float]:
     """Build the model on ``where`` with real weights and time ``count`` training steps, in ms."""
     if resolved.build is None or resolved.input is None:
@@ -116,9 +150,13 @@ def _steps(
     module = module.to(where).train()
     optimizer = torch.optim.SGD(module.parameters(), lr=1e-4, momentum=0.9)
     args, kwargs = resolved.input.batch(batch, device=where)
+    if tuning.channels_last:
+        module = module.to(memory_format=torch.channels_last)
+        args = tuple(_channels_last(a) for a in args)
+        kwargs = {k: _channels_last(v) for k, v in kwargs.items()}
     times = []
     try:
-        with _precision_settings(precision, where):
+        with _precision_settings(precision, tuning, where):
             for i in range(count):
                 start = time.perf_counter()
                 optimizer.zero_grad(set_to_none=True)
@@ -141,6 +179,7 @@ def fit_failure(
     where: torch.device,
     steps: int = 2,
     tolerate: bool = False,
+    tuning: Tuning = PLAIN,
 ) -> str | None:
     """None when ``steps`` training steps of ``batch`` run (two by default: SGD's momentum buffers
     exist only after the first step), else why not: "out of memory", or with ``tolerate`` any
@@ -151,7 +190,7 @@ def fit_failure(
     _free(where)
     failure = None
     try:
-        _steps(resolved, batch, precision, where, steps)
+        _steps(resolved, batch, precision, where, steps, tuning=tuning)
     except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
         if not (_is_oom(exc) or tolerate):
             raise
@@ -161,11 +200,15 @@ def fit_failure(
 
 
 def largest_fitting_batch(
-    resolved: zoo.ResolvedModel, batch: int, precision: str | None, where: torch.device
+    resolved: zoo.ResolvedModel,
+    batch: int,
+    precision: str | None,
+    where: torch.device,
+    tuning: Tuning = PLAIN,
 ) -> int:
     """The largest power of two below ``batch`` that runs training steps on ``where`` (0: none)."""
     trial = 1 << (max(batch - 1, 1).bit_length() - 1)
-    while trial >= 1 and fit_failure(resolved, trial, precision, where) is not None:
+    while trial >= 1 and fit_failure(resolved, trial, precision, where, tuning=tuning) is not None:
         trial //= 2
     return trial
 
@@ -177,6 +220,7 @@ def calibrate(
     steps: int = 30,
     warmup: int = 5,
     progress: Progress | None = None,
+    tuning: Tuning = PLAIN,
 ) -> dict[str, Any]:
     """Time ``steps`` training steps of ``name`` at ``batch`` on this process's device (after
     ``warmup`` untimed ones). A batch that runs out of memory is a one-line error naming the largest
@@ -191,14 +235,14 @@ def calibrate(
         torch.cuda.reset_peak_memory_stats(where)
     times: list[float] = []
     try:
-        times = _steps(resolved, batch, precision, where, warmup + steps, progress)
+        times = _steps(resolved, batch, precision, where, warmup + steps, progress, tuning=tuning)
     except (RuntimeError, torch.cuda.OutOfMemoryError) as exc:
         if not _is_oom(exc):
             raise DdlprofError(f"{resolved.name}: a training step failed: {zoo._one_line(exc)}") from None
     finally:
         _free(where)
     if not times:  # out of memory; searched here, after the except has let the failed step's tensors go
-        fits = largest_fitting_batch(resolved, batch, precision, where)
+        fits = largest_fitting_batch(resolved, batch, precision, where, tuning)
         memory = (
             f" ({torch.cuda.get_device_properties(where).total_memory / 2**30:.1f} GiB)"
             if where.type == "cuda"
@@ -219,6 +263,7 @@ def calibrate(
         "device_name": device_name,
         "precision": label,
         "precision_settings": precision or "PyTorch defaults (TF32 convolutions, fp32 matmuls)",
+        **tuning.describe(),
         "batch_per_gpu": batch,
         "step_ms": median,
         "steps_ms": timed,
