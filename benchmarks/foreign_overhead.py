@@ -69,17 +69,21 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     script, *extra = JOBS[job]
     extra += ["--steps", str(args.steps), *args.job_args.split()]
     command = ["torchrun", "--standalone", f"--nproc_per_node={args.nproc}", str(FOREIGN / script), *extra]
+    if args.cpus:  # the job (torchrun and all it starts) on these cores, whether wrapped or not
+        command = [*on_cpus(args.cpus), *command]
     options = VARIANTS[variant]
     run_dir = work / f"{tag}-run"
     if options is not None:
         command = [sys.executable, "-m", "ddlprof", "wrap", *options, "--out", str(run_dir), "--", *command]
+        if args.cpus:  # wrap's own process (its GPU sampler) on the other cores, off the job's
+            others = set(range(os.cpu_count() or 1)) - args.cpus
+            command = [*on_cpus(others or args.cpus), *command]
     env = {**os.environ, "STEPTIMER_OUT": str(figures), **VARIANT_ENV.get(variant, {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     started = time.perf_counter()
     # A session of its own, so that a launch past its time is ended with every process it started.
-    pin = (lambda: os.sched_setaffinity(0, args.cpus)) if args.cpus else None
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True, preexec_fn=pin)  # fmt: skip
+                            start_new_session=True)  # fmt: skip
     try:
         stdout, stderr = proc.communicate(timeout=args.launch_timeout)
     except subprocess.TimeoutExpired:
@@ -134,6 +138,12 @@ def summarise(launches: list[dict]) -> dict:
     return out
 
 
+def on_cpus(cpus: set[int]) -> list[str]:
+    """A prefix that runs a command (and what it starts) on ``cpus`` only."""
+    pin = "import os, sys; os.sched_setaffinity(0, {cpus}); os.execvp(sys.argv[1], sys.argv[1:])"
+    return [sys.executable, "-c", pin.format(cpus=sorted(cpus))]
+
+
 def cpu_list(text: str) -> set[int]:
     """``0-7,12`` as a set of CPU numbers."""
     cpus: set[int] = set()
@@ -161,8 +171,8 @@ def main() -> int:
     parser.add_argument(
         "--cpus",
         type=cpu_list,
-        help="run every launch (and all it starts) on these CPUs, e.g. 0-7: the same cores for both "
-        "variants, so that where the scheduler puts a launch's threads does not differ between them",
+        help="run every job (torchrun and all it starts) on these CPUs, e.g. 0-7, wrapped or not, and "
+        "ddlprof wrap's own process on the others: the job's cores are the same in every variant",
     )
     parser.add_argument(
         "--keep-step-ms", action="store_true", help="keep every step's host time in the output"
