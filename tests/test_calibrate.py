@@ -290,3 +290,61 @@ def test_tuning_runs_nhwc_with_the_autotuner_and_puts_the_switch_back(tmp_path):
     plain = benchmark.calibrate(name, batch=2, steps=1, warmup=0, tuning=benchmark.Tuning(channels_last=True))
     assert plain["cudnn_benchmark"] is False
     assert path.with_suffix(".py.seen").read_text().split()[-1] == "False"
+
+
+# -- steps ddlprof measured itself on a GPU type ------------------------------------------------------
+
+
+def _shipped(model: str, gpu: str, precision: str) -> dict[int, float]:
+    from ddlprof.models.calibration import shipped_table
+
+    rows = shipped_table()["rows"]
+    return {
+        r["batch_per_gpu"]: r["step_ms"]
+        for r in rows
+        if (r["model"], r["gpu"], r["precision"]) == (model, gpu, precision)
+    }
+
+
+def test_a_step_ddlprof_measured_on_the_gpu_type_is_the_basis_with_the_machine_spread():
+    """resnet50 under AMP on an H100 is read from the H100 zoo sweep (between its measured batches),
+    not scaled from the H200; it quotes the measured spread between two H100 machines."""
+    from ddlprof.models.calibration import shipped_table
+
+    measured = _shipped("resnet50", "H100", "bf16")
+    assert len(measured) >= 2
+    (b0, t0), (b1, t1) = sorted(measured.items())[:2]
+    batch = (b0 + b1) // 2
+    found = calibrated_step("resnet50", "H100", batch, precision="amp")
+    assert found.shipped and found.precision == "bf16"
+    assert found.step_ms == pytest.approx(t0 + (t1 - t0) * (batch - b0) / (b1 - b0))
+    spread = shipped_table()["machine_spread_pct"]
+    assert found.spread_pct == spread > 0
+    assert found.description.startswith("measured by ddlprof on H100")
+
+    done = ddlprof(
+        "advise", "--model", "resnet50", "--instances", "p5.48xlarge,p4d.24xlarge", "--batch-per-gpu",
+        str(batch), "--precision", "amp", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    options = json.loads(done.stdout)["options"]
+    h100, a100 = _single_gpu_of(options, "H100"), _single_gpu_of(options, "A100")
+    assert h100["step_basis"].startswith("measured by ddlprof on H100")
+    assert f"spread between two H100 machines, {spread:g}%" in h100["error_basis"]
+    assert h100["error_pct"] >= spread
+    assert a100["step_basis"].startswith("scaled from H200")  # no measurement of the A100: scaled
+
+
+def _single_gpu_of(options: list[dict], family: str) -> dict:
+    return next(o for o in options if o["gpu"].startswith(family) and o["count"] == 1)
+
+
+def test_the_users_own_calibration_wins_over_ddlprofs_measurement():
+    measured = _shipped("resnet50", "H100", "bf16")
+    batch = min(measured)
+    store_calibration(
+        _row(measured[batch] * 2, batch=batch, precision="bf16", device_name="NVIDIA H100 80GB HBM3")
+    )
+    found = calibrated_step("resnet50", "H100", batch, precision="bf16")
+    assert found.step_ms == pytest.approx(measured[batch] * 2)
+    assert not found.shipped and found.spread_pct == 0.0

@@ -307,7 +307,7 @@ class Advice:
             "gpu": f"catalog snapshot {self.catalog_date}: instances.csv",
         }
         if option.step.calibrated:
-            out["single_gpu_step_ms"] = f"{option.step.calibrated} (ddlprof calibrate)"
+            out["single_gpu_step_ms"] = option.step.calibrated
         if option.interruption is not None:
             out["interruption"] = option.interruption["source"]
         if option.egress is not None:

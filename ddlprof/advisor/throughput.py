@@ -269,6 +269,8 @@ class StepEstimate:
     scaled: bool = False  # the single-GPU step was scaled to another GPU or precision
     warnings: tuple[str, ...] = ()  # what the scaling warned of
     calibrated: str | None = None  # the single-GPU step is a calibration of the GPU type: whence
+    # spread between machines of the GPU type, where the step was measured on ddlprof's, not the user's
+    calibrated_spread_pct: float = 0.0
     # (batch, lowest, highest measured batch) where the step is extrapolated beyond what was measured
     batch_outside: tuple[int, int, int] | None = None
 
@@ -282,6 +284,7 @@ class _Single:
     warnings: tuple[str, ...]
     calibrated: str | None = None
     batch_outside: tuple[int, int, int] | None = None
+    spread_pct: float = 0.0
 
 
 def batch_doublings(batch: int, low: int, high: int) -> float:
@@ -304,7 +307,7 @@ def predict_steps(
     import pandas as pd
 
     from ddlprof.models import predict as predict_module
-    from ddlprof.models.calibration import calibrated_batches, calibrated_step
+    from ddlprof.models.calibration import calibrated_step
     from ddlprof.models.gpus import get_gpu, resolve_precision, scale_compute_ms
     from ddlprof.models.stall_models import components
 
@@ -359,10 +362,16 @@ def predict_steps(
         if found is None:
             return None
         how = found.description
-        batches = [b for b, p in calibrated_batches(basis.model, spec.gpu) if p == found.precision]
-        outside = _outside(basis.batch_per_gpu, batches) if batches else None
+        outside = _outside(basis.batch_per_gpu, found.batches) if found.batches else None
         return _Single(
-            found.step_ms, chosen or found.precision, how, False, (), calibrated=how, batch_outside=outside
+            found.step_ms,
+            chosen or found.precision,
+            how,
+            False,
+            (),
+            calibrated=how,
+            batch_outside=outside,
+            spread_pct=found.spread_pct,
         )
 
     def single_step(gpu_name: str) -> _Single | str:
@@ -429,6 +438,7 @@ def predict_steps(
                 scaled=single.scaled,
                 warnings=single.warnings,
                 calibrated=single.calibrated,
+                calibrated_spread_pct=single.spread_pct,
                 batch_outside=single.batch_outside,
             )
             measured = basis.measured

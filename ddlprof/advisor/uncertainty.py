@@ -43,7 +43,8 @@ def step_error(
     - measured on this GPU type at this precision (a run, or the dataset's own GPU): the stall model's
       leave-one-model-out CV (``cv_pct``);
     - calibrated on this GPU type (``ddlprof calibrate``): the stall model's CV (no calibration spread is
-      stored);
+      stored); measured by ddlprof on this GPU type (``data/measured_steps.json``): that with the
+      measured spread between two machines of the type, in quadrature;
     - scaled from another GPU or precision: the fitted scaling's leave-one-GPU-out median error
       (``benchmarks/fit_cross_gpu.py``): ``scaling['by_gpu']`` for the option's GPU type where it has
       rows, else ``scaling['by_precision']`` for its precision, else the overall median;
@@ -88,6 +89,15 @@ def _step_error(
     measured_gpus: Iterable[str],
     scaling: dict,
 ) -> StepError:
+    if step.calibrated and step.calibrated_spread_pct:
+        spread = step.calibrated_spread_pct
+        total = math.hypot(spread, cv_pct)
+        return StepError(
+            total,
+            f"measured by ddlprof on {gpu}, not on your machine: the measured spread between two {gpu} "
+            f"machines, {spread:g}% (data/measured_steps.json), with the stall model's CV {cv_pct:.1f}%: "
+            f"{total:.1f}%",
+        )
     if step.calibrated:
         return StepError(
             cv_pct,

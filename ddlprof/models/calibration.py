@@ -12,12 +12,21 @@ precision, wins over scaling a step measured on another GPU by roofline ratios. 
 - one other batch only: not used (a fixed per-step cost makes a proportional scaling wrong both
   ways); the prediction scales from the reference GPU and says which batch to calibrate.
 
+Without a usable calibration, the steps ddlprof measured itself on that GPU type come next, by the
+same rules (``data/measured_steps.json``, built by ``benchmarks/build_measured_steps.py`` from the
+zoo sweeps): measured on our machine, not the user's, so they carry the measured spread between two
+machines of one GPU type (``spread_pct``), where a user's own calibration carries none.
+
 No torch here: the predictions that read calibrations are offline commands.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+import json
 from dataclasses import dataclass
+from importlib import resources
 from typing import Any
 
 from ddlprof.errors import DdlprofError
@@ -39,10 +48,32 @@ class Calibrated:
     batch_per_gpu: int
     date: str
     how: str  # the calibrated batches used, and how
+    batches: tuple[int, ...] = ()  # every batch measured at this precision
+    shipped: str | None = None  # measured by ddlprof (the sweep's settings), not the user's calibration
+    spread_pct: float = 0.0  # measured spread between machines of the GPU type (shipped steps only)
 
     @property
     def description(self) -> str:
-        return f"calibrated on this GPU type ({self.gpu}) on {self.date}: {self.how}"
+        if self.shipped:
+            return f"measured by ddlprof on {self.gpu} on {self.date} ({self.shipped}): {self.how}"
+        return f"calibrated on this GPU type ({self.gpu}) on {self.date} (ddlprof calibrate): {self.how}"
+
+
+@functools.cache
+def shipped_table() -> dict[str, Any]:
+    """``data/measured_steps.json``: the steps ddlprof's zoo sweeps measured, and the machine spread."""
+    text = resources.files("ddlprof.models").joinpath("data/measured_steps.json").read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def _shipped_rows(gpu: str, model: str) -> list[dict[str, Any]]:
+    return [dict(r, steps_ms=[]) for r in shipped_table()["rows"] if r["gpu"] == gpu and r["model"] == model]
+
+
+def _settings(row: dict[str, Any]) -> str:
+    layout = "channels_last" if row.get("channels_last") else "NCHW"
+    tuner = "on" if row.get("cudnn_benchmark") else "off"
+    return f"zoo sweep, {row.get('device_name')}, torch {row.get('torch')}, {layout}, cudnn.benchmark {tuner}"
 
 
 def model_key(name: str) -> str:
@@ -97,26 +128,44 @@ def store_calibration(result: dict[str, Any], gpu: str | None = None) -> dict[st
 
 
 def calibrated_step(model: str, gpu: str, batch: int, precision: str | None = None) -> Calibrated | None:
-    """The single-GPU step of ``model`` on GPU type ``gpu`` at ``batch`` from its calibrations, or
-    None when there is none to use (see the module's rules). ``precision`` None: the model's default."""
+    """The single-GPU step of ``model`` on GPU type ``gpu`` at ``batch`` from its calibrations, else
+    from ddlprof's own measurements of that GPU type, or None when there is none to use (see the
+    module's rules). ``precision`` None: the model's default."""
     name, spec = model_key(model), get_gpu(gpu)
     if precision is not None and precision.startswith("amp"):  # calibrate stores autocast as fp16/bf16
         precision = resolve_precision(precision, spec).removeprefix("amp-")
     chosen = precision or default_precision(name)
-    rows = [r for r in load_calibrations(spec.gpu, name) if r["precision"] == chosen]
+    own = [r for r in load_calibrations(spec.gpu, name) if r["precision"] == chosen]
+    found = _step(own, batch, spec.gpu, name, chosen)
+    if found is not None:
+        return found
+    shipped = [r for r in _shipped_rows(spec.gpu, name) if r["precision"] == chosen]
+    found = _step(shipped, batch, spec.gpu, name, chosen)
+    if found is None:
+        return None
+    spread = float(shipped_table()["machine_spread_pct"])
+    return dataclasses.replace(found, shipped=_settings(shipped[0]), spread_pct=spread)
+
+
+def _step(rows: list[dict[str, Any]], batch: int, gpu: str, name: str, chosen: str) -> Calibrated | None:
+    """The step at ``batch`` from measured ``rows`` of one GPU type, model and precision."""
     if not rows:
         return None
-    by_batch = {int(r["batch_per_gpu"]): r for r in rows}  # newest first: one row per batch anyway
+    by_batch: dict[int, dict[str, Any]] = {}
+    for row in rows:  # newest first: the first of a batch is kept
+        by_batch.setdefault(int(row["batch_per_gpu"]), row)
+    points = sorted(by_batch)
     if batch in by_batch:
         row = by_batch[batch]
         how = (
             f"median {row['step_ms']:.3f} ms of {len(row['steps_ms']) or '?'} steps at batch {batch}, "
-            f"{chosen}, {row.get('device_name') or spec.gpu}, torch {row.get('torch') or '?'}"
+            f"{chosen}, {row.get('device_name') or gpu}, torch {row.get('torch') or '?'}"
         )
-        return Calibrated(float(row["step_ms"]), spec.gpu, name, chosen, batch, str(row["date"]), how)
+        return Calibrated(
+            float(row["step_ms"]), gpu, name, chosen, batch, str(row["date"]), how, tuple(points)
+        )
     if len(by_batch) < 2:
         return None
-    points = sorted(by_batch)
     below, above = [b for b in points if b < batch], [b for b in points if b > batch]
     if below and above:
         b0, b1, way = below[-1], above[0], "linear between"
@@ -128,11 +177,5 @@ def calibrated_step(model: str, gpu: str, batch: int, precision: str | None = No
     slope = max(0.0, (t1 - t0) / (b1 - b0))
     step = max(t0 + slope * (batch - b0), 1e-3)
     date = max(str(by_batch[b0]["date"]), str(by_batch[b1]["date"]))
-    how = f"{way} the steps calibrated at batch {b0} ({t0:.3f} ms) and {b1} ({t1:.3f} ms), {chosen}"
-    return Calibrated(step, spec.gpu, name, chosen, batch, date, how)
-
-
-def calibrated_batches(model: str, gpu: str) -> list[tuple[int, str]]:
-    """(batch, precision) of every calibration of ``model`` on ``gpu``: what a note can point to."""
-    rows = load_calibrations(get_gpu(gpu).gpu, model_key(model))
-    return sorted({(int(r["batch_per_gpu"]), str(r["precision"])) for r in rows})
+    how = f"{way} the steps measured at batch {b0} ({t0:.3f} ms) and {b1} ({t1:.3f} ms), {chosen}"
+    return Calibrated(step, gpu, name, chosen, batch, date, how, tuple(points))

@@ -342,7 +342,7 @@ def predict(
     chosen_precision = None
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
         single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.precision
-        sources["single_gpu_step_ms"] = f"{calibrated.description} (ddlprof calibrate)"
+        sources["single_gpu_step_ms"] = calibrated.description
         sources["precision"] = "the calibration's"
     elif spec is not None:
         single_gpu_step_ms, chosen_precision = _single_step(
