@@ -1207,7 +1207,10 @@ instances, plus the expected cost of spot interruptions), and where each number 
 precision: --precision amp (the default: autocast to bf16 where the GPU has BF16 tensor cores,
 Ampere and later, else fp16), tf32, fp32, fp16 or bf16. A measured step (the dataset's H200 step at
 tf32/fp32, a --run at the precision it recorded) is scaled to each GPU and precision; a run's measured
-step is shown as measured only at its own precision. Each row shows the precision it is for.
+step is shown as measured only at its own precision. Each row shows the precision it is for. Before
+any scaling come, for an option's GPU type and precision, your own `ddlprof calibrate` steps, then the
+steps ddlprof measured on that GPU type (the H100 today; their error adds the measured spread between
+two machines of the type); the basis column says which.
 
 workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
 (1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base
