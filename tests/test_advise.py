@@ -174,6 +174,19 @@ def test_model_too_large_for_a_16_gb_gpu_is_excluded_with_its_reason(fitted):
     assert any("outside the measured 32-64" in w for w in advice.warnings)
 
 
+def test_the_batch_warning_names_only_batches_beyond_what_their_basis_measured():
+    """At batch 512 the H200's steps (32-64) are extrapolated, while ddlprof's H100 steps (128 and
+    1024 among them) bracket it: the warning names the first and not the second."""
+
+    def warnings(instances: str) -> str:
+        code, _, err = run_advise("--model", "resnet50", "--instances", instances, "--batch-per-gpu", "512")
+        assert code == 0, err
+        return err
+
+    assert "512 outside the measured 32-64" in warnings("p4de.24xlarge")
+    assert "outside the measured" not in warnings("p5.48xlarge")
+
+
 def test_memory_requirement_and_interpolation():
     assert filters.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
     low, _ = memory_table.shipped_memory_estimate("resnet50", 32)

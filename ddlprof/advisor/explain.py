@@ -33,7 +33,8 @@ def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
     return {
         "predicted": f"predicted: {stall} on {single}",
         "scaled": f"predicted: {stall} on {single}, scaled to the GPU and precision by fitted roofline "
-        "ratios (that scaling's leave-one-GPU-out median error against published 1-GPU throughput: "
+        "ratios (that scaling's leave-one-GPU-out median error against published and our own measured "
+        "1-GPU throughput: "
         f"{error['median_abs_error_pct']:g}%, "
         f"worst {error['worst_off_by_factor']:g}x over {error['rows']} rows; the CV does not cover it)",
         "measured": f"measured: {basis.description}",
@@ -210,16 +211,22 @@ def advice_warnings(
     stale = price_age_warning(options) if options else catalog.staleness_warning()
     if stale:
         out.append(stale)
+    ranges: dict[tuple[int, int], set[int]] = {}  # measured batches -> the batches beyond them
+    for option in options:
+        if option.step.batch_outside:
+            batch, low, high = option.step.batch_outside
+            ranges.setdefault((low, high), set()).add(batch)
     low, high = MEASURED_BATCHES
-    outside = sorted({o.batch_per_gpu for o in options} - set(range(low, high + 1)))
     if not options and not low <= basis.batch_per_gpu <= high:
-        outside = [basis.batch_per_gpu]
-    if outside:
-        batches = ", ".join(map(str, outside))
+        ranges[(low, high)] = {basis.batch_per_gpu}
+    if ranges:
+        beyond = "; ".join(
+            f"{', '.join(map(str, sorted(batches)))} outside the measured {lo}-{hi}"
+            for (lo, hi), batches in sorted(ranges.items())
+        )
         out.append(
-            f"batch per GPU {batches} outside the measured {low}-{high}: step times are extrapolated "
-            "(linearly in the batch from the measured ones; at large batches they can be far off, "
-            "BENCHMARKS.md: issue 14)"
+            f"batch per GPU {beyond}: step times are extrapolated (linearly in the batch from the "
+            "measured ones; at large batches they can be far off, BENCHMARKS.md: issue 14)"
         )
     if basis.memory_bytes is None:
         out.append("no memory estimate for this model: GPU memory fit not checked")

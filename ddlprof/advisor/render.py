@@ -259,8 +259,10 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         f"step ms: {step['description']}; pred = {step['stall_model']} stall model, leave-one-model-out "
         f"step error (CV) {mape:.1f}% ({step['validation']['models']} models on 2 x H200 in one host; the "
         "other world sizes and multi-instance jobs are not validated); err = leave-one-GPU-out median error "
-        "of the roofline scaling to another GPU or precision against published 1-GPU throughput "
-        f"({error['rows']} rows, worst {error['worst_off_by_factor']:g}x; benchmarks/fit_cross_gpu.py)"
+        "of the roofline scaling to another GPU or precision against published and our own measured 1-GPU "
+        f"throughput ({error['rows']} rows, worst {error['worst_off_by_factor']:g}x; "
+        "benchmarks/fit_cross_gpu.py); an option whose GPU type ddlprof measured the model on says "
+        "'measured by ddlprof' and uses that step, its error the spread between machines with the CV"
         + _batch_error_note(error.get("batch_extrapolation") or {}),
         f"precision: {step['precision']} ({step['precision_meaning']}); measured at "
         f"{step['measured_precision']}",
