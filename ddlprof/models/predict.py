@@ -343,7 +343,7 @@ def predict(
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
         single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.precision
         sources["single_gpu_step_ms"] = calibrated.description
-        sources["precision"] = "the calibration's"
+        sources["precision"] = "ddlprof's measurement's" if calibrated.shipped else "the calibration's"
     elif spec is not None:
         single_gpu_step_ms, chosen_precision = _single_step(
             name, batch_per_gpu, spec, precision, sources, warnings
