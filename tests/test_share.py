@@ -371,3 +371,50 @@ def test_copies_that_never_stepped_together_give_no_aggregate(tmp_path):
     assert not group["window"]["all_copies_stepping"]
     assert "timeslice K=2 not_together" in done.stdout and "--warmup + --steps" in done.stdout
     assert "no K produced a result" in done.stderr
+
+
+@pytest.mark.parametrize("where", ["a_file", "a_file/below"])
+def test_an_out_that_cannot_be_a_directory_is_one_line(tmp_path, where):
+    (tmp_path / "a_file").write_text("kept")
+    done = ddlprof("share", "-n", "1", "--out", str(tmp_path / where), "--", sys.executable, "-c", "0")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert f"--out {tmp_path / where}" in done.stderr
+    assert (tmp_path / "a_file").read_text() == "kept"
+
+
+def test_a_job_that_ends_before_its_measured_steps_is_too_short(tmp_path):
+    """Five steps of a job asked for 2 + 10: no figure from the three it has, and the row says why."""
+    out = tmp_path / "share"
+    done = ddlprof(
+        "share", "-n", "1", "--steps", "10", "--warmup", "2", "--out", str(out), "--",
+        *_staggered(tmp_path, 5), env=_wide(), timeout=400,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stdout
+    group = json.loads((out / "share.json").read_text())["groups"][0]
+    assert group["status"] == "too_short" and "after 3 of the 10 measured steps" in group["reason"]
+    assert "--warmup + --steps = 12" in done.stdout
+
+
+#: A launcher's failure as torchrun reports it: the child's traceback, then the launcher's own.
+LAUNCHER_FAILURE = """
+import sys
+print("Traceback (most recent call last):", file=sys.stderr)
+print("RuntimeError: operator torchvision::nms does not exist", file=sys.stderr)
+print("torch.distributed.elastic.multiprocessing.errors.ChildFailedError:", file=sys.stderr)
+print("=" * 60, file=sys.stderr)
+sys.exit(1)
+"""
+
+
+def test_a_failed_copy_is_named_by_its_jobs_cause_not_its_launchers_banner(tmp_path):
+    script = tmp_path / "launcher.py"
+    script.write_text(LAUNCHER_FAILURE)
+    done = ddlprof(
+        "share", "-n", "1", "--out", str(tmp_path / "a"), "--", sys.executable, str(script), env=_wide()
+    )
+    assert done.returncode == 1
+    assert "exit code 1: RuntimeError: operator torchvision::nms does not exist" in done.stdout
+    missing = ddlprof(
+        "share", "-n", "1", "--out", str(tmp_path / "b"), "--", "no-such-command-here", env=_wide()
+    )
+    assert missing.returncode == 1 and "no-such-command-here: command not found" in missing.stdout

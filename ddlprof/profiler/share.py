@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -38,7 +39,7 @@ from ddlprof.collectors.config import STOP_AFTER, STOP_TOGETHER
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.wrap import script_name, wrap_command
 from ddlprof.runs.energy import joules
-from ddlprof.runs.rundir import json_text, load_run, write_atomic
+from ddlprof.runs.rundir import fresh_out_folder, json_text, load_run, write_atomic
 
 SCHEMA = "ddlprof.share"
 SCHEMA_VERSION = 1
@@ -224,15 +225,32 @@ def _out_of_memory(log: Path) -> bool:
     return any(marker in text for marker in OOM_MARKERS)
 
 
+#: A traceback's last line ("RuntimeError: ...", "torch.OutOfMemoryError: ..."), and launch errors.
+_CAUSE = re.compile(
+    r"^([\w.]*(Error|Exception)\b|KeyboardInterrupt\b|SystemExit\b)|: (command not found|No such file)"
+)
+#: Lines torchrun writes around a child's failure, after the child's own traceback.
+_LAUNCHER = ("ChildFailedError", "torch.distributed.elastic")
+
+
 def _last_line(log: Path) -> str:
-    """The last line the job wrote to its log, ``ddlprof wrap``'s own lines passed over: the cause of a
-    failure is there (a traceback's last line)."""
+    """The cause of a copy's failure in its log: the last line of the job's own traceback (not the
+    launcher's summary of it, nor a line of ``=`` or ``-``), else its last line, else ddlprof wrap's
+    own line on why the command did not start."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError as exc:
         return f"no log ({exc.strerror})"
-    own = [line for line in lines if not line.startswith("ddlprof:")]
-    return own[-1][:300] if own else "no output of its own"
+    own = [line for line in lines if not line.startswith("ddlprof:") and any(c.isalnum() for c in line)]
+    causes = [line for line in own if _CAUSE.search(line) and not any(w in line for w in _LAUNCHER)]
+    if causes or own:
+        return (causes or own)[-1][:300]
+    wrap = [
+        line.removeprefix("ddlprof: ")
+        for line in lines
+        if line.startswith("ddlprof:") and _CAUSE.search(line)
+    ]
+    return wrap[-1][:300] if wrap else "no output of its own"
 
 
 def _exit(code: int | None) -> str:
@@ -405,6 +423,15 @@ def run_group(
     if unmeasured:
         causes = {c.index: details[c.index]["error"] for c in unmeasured}
         return {**row, "status": "failed", "reason": _failed(unmeasured, copies, causes)}
+    short = [(c.index, len(m[0])) for c, m in zip(launched, measured, strict=True) if len(m[0]) < steps]
+    if short:
+        index, done = short[0]
+        return {
+            **row,
+            "status": "too_short",
+            "reason": f"copy {index} ended after {done} of the {steps} measured steps (its job stopped by "
+            f"itself): run the job for more than --warmup + --steps = {warmup + steps} steps",
+        }
     per_copy, window = measure_copies([m[0] for m in measured])
     figures = gpu_figures(group, window, [m[1].get("pid") for m in measured]) if sampler else {}
     for detail, copy_row, memory in zip(
@@ -593,14 +620,12 @@ def run_share(
 
     if not job:
         raise DdlprofError("no command given; e.g. ddlprof share -n 1,2,4 -- python train.py")
-    if out.exists() and any(out.iterdir()):
-        raise DdlprofError(f"--out {out}: not empty; choose a new directory")
     gpu = gpu or find_gpu()
     skipped = {m: why for m in modes if (why := unavailable(m, gpu))}
     runnable = [m for m in modes if m not in skipped]
     if not runnable:
         raise DdlprofError("; ".join(skipped.values()))
-    out.mkdir(parents=True, exist_ok=True)
+    fresh_out_folder(out)
     rows: list[dict[str, Any]] = []
     plan = [(m, k) for m in runnable for k in sorted(set(counts))]
     with _terminations_raise(), Progress(console=Console(stderr=True), transient=True) as progress:

@@ -97,6 +97,19 @@ def json_text(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
+def fresh_out_folder(out: Path) -> None:
+    """Make ``out``, an empty (or new) directory for the runs of `share` or `stalls`: anything else,
+    a file or a directory with something in it, is one line, and nothing in it is touched."""
+    try:
+        if out.exists() and not out.is_dir():
+            raise DdlprofError(f"--out {out}: exists and is not a directory")
+        if out.exists() and any(out.iterdir()):
+            raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DdlprofError(f"--out {out}: cannot make the directory ({exc.strerror})") from None
+
+
 def create_or_join(out: Path, manifest: dict[str, Any], multi_node: bool) -> bool:
     """Make ``out`` the run directory of this job; True when this node joined an existing run.
 
