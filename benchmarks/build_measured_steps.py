@@ -54,6 +54,7 @@ def sweep_rows(path: Path) -> list[dict[str, Any]]:
                 "precision": row["precision"],
                 "batch_per_gpu": int(row["batch_per_gpu"]),
                 "step_ms": round(float(row["step_ms"]), 3),
+                "timed_steps": int(settings["steps"]),
                 "date": row["date"],
                 "device_name": row["device_name"],
                 "torch": row["torch"],

@@ -38,6 +38,7 @@ def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
         f"{error['median_abs_error_pct']:g}%, "
         f"worst {error['worst_off_by_factor']:g}x over {error['rows']} rows; the CV does not cover it)",
         "measured": f"measured: {basis.description}",
+        "calibrated": f"predicted: {stall} on the single-GPU step measured on the option's GPU type",
     }
 
 

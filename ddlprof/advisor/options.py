@@ -301,6 +301,8 @@ class Advice:
         source = option.step.source
         if source == "predicted" and option.step.scaled:
             source = "scaled"
+        elif source == "predicted" and option.step.calibrated:
+            source = "calibrated"
         out = {
             "step_ms": f"{self.step_provenance[source]} ({option.step.basis}, {option.step.precision})",
             "price": f"catalog snapshot {self.catalog_date}: {kind} price {price.source} ({dated})",

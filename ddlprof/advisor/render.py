@@ -206,14 +206,15 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for option in result["options"]:
         source = f"{_SOURCE[option['step_source']]}"
-        if option["step_source"] == "predicted" and option["step_basis"].startswith("scaled"):
-            source += f", {option['step_basis']}, err {option['error_pct']:g}%"
+        basis = option["step_basis"]
+        if option["step_source"] == "predicted" and basis.startswith("scaled"):
+            source += f", {basis}, err {option['error_pct']:g}%"
             if "no published or measured reference" in option["error_basis"]:
                 source += f" (worst case: no {option['gpu']} reference)"
+        elif option["step_source"] == "predicted" and basis.startswith(("calibrated", "measured by ddlprof")):
+            source += f", {basis.split(':')[0]}, err {option['error_pct']:g}%"
         elif option["step_source"] == "predicted":
             source += f", CV {mape:.1f}%"
-        if option["step_basis"].startswith("calibrated"):
-            source += f"; {option['step_basis'].split(':')[0]}"
         source += f"; price {option['price_date']}"
         if option["egress_usd"]:
             source += f"; egress ${option['egress_usd']:,.2f}"

@@ -158,7 +158,8 @@ def _step(rows: list[dict[str, Any]], batch: int, gpu: str, name: str, chosen: s
     if batch in by_batch:
         row = by_batch[batch]
         how = (
-            f"median {row['step_ms']:.3f} ms of {len(row['steps_ms']) or '?'} steps at batch {batch}, "
+            f"median {row['step_ms']:.3f} ms of {len(row['steps_ms']) or row.get('timed_steps') or '?'} "
+            f"steps at batch {batch}, "
             f"{chosen}, {row.get('device_name') or gpu}, torch {row.get('torch') or '?'}"
         )
         return Calibrated(

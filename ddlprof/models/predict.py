@@ -458,7 +458,11 @@ def _range_warnings(
         if value is not None and not low <= value <= high:
             out.append(f"{what} bandwidth {value:g} GB/s outside the measured {low:g}-{high:g} GB/s")
     if not MEASURED_BATCHES[0] <= batch <= MEASURED_BATCHES[1]:
-        out.append(f"batch per GPU {batch} outside the measured {MEASURED_BATCHES[0]}-{MEASURED_BATCHES[1]}")
+        low_batch, high_batch = MEASURED_BATCHES
+        out.append(
+            f"batch per GPU {batch} outside the stall model's training batches {low_batch}-{high_batch}: "
+            "its stall terms are extrapolated"
+        )
     if not features.get("flops_per_sample"):
         out.append("FLOPs per sample not measured for this model: counted as 0")
     tensors = shipped["num_grad_tensors"]
