@@ -1065,8 +1065,8 @@ On a machine without CUDA the steps run on the CPU: the result is printed and no
 not a GPU type advise prices).
 
 examples:
-  ddlprof calibrate                                   # resnet50 and bert-base, batch 32, 30 steps
-  ddlprof calibrate --model resnet50 --batch-per-gpu 64 --precision bf16
+  ddlprof calibrate                                   # resnet50 and bert-base, batch 32, 30 steps, amp
+  ddlprof calibrate --model resnet50 --batch-per-gpu 64 --precision tf32
   ddlprof calibrate --model my_net.py:build --steps 50 --json
   ddlprof advise --model resnet50 --budget 100        # the L4 options now say "calibrated ... on DATE"
 """
@@ -1098,9 +1098,10 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
     )
     calibrate.add_argument(
         "--precision",
-        choices=("fp32", "tf32", "fp16", "bf16"),
-        help="fp32/tf32: TF32 off/on; fp16/bf16: autocast (AMP) (default: PyTorch's defaults, stored "
-        "under the precision advise assumes for the model)",
+        choices=("amp", "bf16", "fp16", "tf32", "fp32"),
+        default="amp",
+        help="amp (the default, as advise's): autocast to bf16 where the GPU has BF16 tensor cores, else "
+        "fp16, stored as that; bf16/fp16: that autocast; tf32/fp32: TF32 on/off",
     )
     calibrate.add_argument(
         "--steps", type=bounded(int, 1, 100_000), default=30, metavar="N", help="timed steps (default: 30)"
@@ -1124,10 +1125,15 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
 def run_calibrate(args: argparse.Namespace) -> int:
     require_torch("ddlprof calibrate")
     from ddlprof.models.benchmark import calibrate, device
-    from ddlprof.models.calibration import gpu_type, store_calibration
+    from ddlprof.models.calibration import amp_precision, gpu_type, store_calibration
     from ddlprof.runs.store import database_path
 
     where, device_name = device()
+    if args.precision == "amp":
+        cuda = where.type == "cuda"
+        args.precision = amp_precision(
+            (args.gpu or device_name) if cuda else None, cuda and torch_bf16_supported()
+        )
     store_as, not_stored = None, None
     if where.type == "cpu":
         if args.gpu:
@@ -1153,6 +1159,12 @@ def run_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"calibrations": results}, indent=2))
     return 0
+
+
+def torch_bf16_supported() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_bf16_supported())
 
 
 def _calibrate_one(calibrate: Callable, name: str, args: argparse.Namespace, bar: bool) -> dict:

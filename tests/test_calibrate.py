@@ -348,3 +348,35 @@ def test_the_users_own_calibration_wins_over_ddlprofs_measurement():
     found = calibrated_step("resnet50", "H100", batch, precision="bf16")
     assert found.step_ms == pytest.approx(measured[batch] * 2)
     assert not found.shipped and found.spread_pct == 0.0
+
+
+def test_a_default_calibration_is_the_step_a_default_advise_uses():
+    """calibrate and advise both default to amp: on an L4 (BF16 tensor cores) that is bf16, stored as
+    bf16, and looked up as bf16 by advise's amp; a V100 or T4 autocasts to fp16."""
+    from ddlprof.models.calibration import amp_precision
+
+    assert amp_precision("NVIDIA L4") == "bf16" and amp_precision("Tesla T4") == "fp16"
+    assert amp_precision("Tesla V100-SXM2-16GB") == "fp16" and amp_precision(None) == "bf16"
+    assert amp_precision("Some Future GPU", bf16_supported=False) == "fp16"
+    for batch, ms in ((32, 40.0), (64, 70.0)):
+        store_calibration(_row(ms, batch=batch, precision=amp_precision("NVIDIA L4")))
+    done = ddlprof(
+        "advise", "--model", "resnet50", "--instances", "g6.xlarge", "--batch-per-gpu", "48", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    option = _single(json.loads(done.stdout), "L4")
+    assert option["precision"] == "amp-bf16" and option["step_basis"].startswith(
+        "calibrated on this GPU type (L4)"
+    )
+    assert option["single_gpu_step_ms"] == pytest.approx(55.0)
+
+
+def test_calibrate_defaults_to_amp(tiny):
+    done = ddlprof(
+        "calibrate", "--model", tiny, "--steps", "1", "--warmup", "0", "--batch-per-gpu", "2", "--json"
+    )
+    assert done.returncode == 0, done.stderr
+    (result,) = json.loads(done.stdout)["calibrations"]
+    assert (
+        result["precision"] == "bf16" and result["precision_settings"] == "bf16"
+    )  # on the CPU: bf16 autocast

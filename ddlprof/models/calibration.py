@@ -90,6 +90,19 @@ def default_precision(model: str) -> str:
     return "fp32"
 
 
+def amp_precision(device_name: str | None, bf16_supported: bool = True) -> str:
+    """What ``--precision amp`` (advise's default) autocasts to on a device: bf16 where the GPU has
+    BF16 tensor cores, else fp16, by the specs table (by ``bf16_supported`` for a GPU not in it); bf16
+    on the CPU (``device_name`` None). ``ddlprof calibrate`` measures and stores that, so a default
+    calibration is the step a default ``advise`` looks up."""
+    if device_name is None:
+        return "bf16"
+    try:
+        return resolve_precision("amp", get_gpu(device_name)).removeprefix("amp-")
+    except DdlprofError:
+        return "bf16" if bf16_supported else "fp16"
+
+
 def gpu_type(device_name: str) -> str:
     """The specs table's name of a device (``torch.cuda.get_device_name()``); a CPU, or a GPU the
     table does not know, is a one-line error: only a GPU type advise prices can get a calibration."""
