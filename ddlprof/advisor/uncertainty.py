@@ -46,8 +46,8 @@ def step_error(
       stored); measured by ddlprof on this GPU type (``data/measured_steps.json``): that with the
       measured spread between two machines of the type, in quadrature;
     - scaled from another GPU or precision: the fitted scaling's leave-one-GPU-out median error
-      (``benchmarks/fit_cross_gpu.py``): ``scaling['by_gpu']`` for the option's GPU type where it has
-      rows, else ``scaling['by_precision']`` for its precision, else the overall median;
+      (``benchmarks/fit_cross_gpu.py``): the larger of ``scaling['by_gpu']`` for the option's GPU type
+      and ``scaling['by_precision']`` for its precision, where they have rows, else the overall median;
     - scaled to a GPU with no published or measured reference at all (no row of its family, the name
       before the first '-', in the published table, and not the GPU measured on): the *worst*
       leave-one-GPU-out error (``worst_off_by_factor`` - 1), since nothing checks the scaling there.
@@ -118,12 +118,16 @@ def _step_error(
         )
     by_gpu = scaling.get("by_gpu") or {}
     by_precision = scaling.get("by_precision") or {}
-    if gpu in by_gpu:
-        pct = float(by_gpu[gpu])
-        what = f"the fitted scaling's leave-one-GPU-out median error on {gpu}"
-    elif step.precision in by_precision:
-        pct = float(by_precision[step.precision])
-        what = f"the fitted scaling's leave-one-GPU-out median error at {step.precision}"
+    known = [
+        (float(table[key]), f"the fitted scaling's leave-one-GPU-out median error {where}")
+        for table, key, where in (
+            (by_gpu, gpu, f"on {gpu}"),
+            (by_precision, step.precision, f"at {step.precision}"),
+        )
+        if key in table
+    ]
+    if known:  # the larger: a GPU's rows may all be of another precision, a precision's of another GPU
+        pct, what = max(known)
     else:
         pct = float(scaling["median_abs_error_pct"])
         what = "the fitted scaling's leave-one-GPU-out median error"

@@ -1,0 +1,40 @@
+"""The error an option's scaled step quotes (``ddlprof.advisor.uncertainty.step_error``): the larger of
+its GPU type's and its precision's leave-one-GPU-out error, since a GPU type's rows may all be of
+another precision and a precision's of another GPU (our H100 AMP steps were 40% off where the published
+A100 rows, all AMP fp16 or TF32, were 16%)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ddlprof.advisor.throughput import StepEstimate
+from ddlprof.advisor.uncertainty import step_error
+
+SCALING = {
+    "median_abs_error_pct": 18.0,
+    "worst_off_by_factor": 2.7,
+    "by_gpu": {"A100-80GB": 16.3, "H100": 27.3},
+    "by_precision": {"amp-bf16": 40.5, "tf32": 12.4},
+}
+
+
+def _scaled(precision: str) -> StepEstimate:
+    basis = "scaled from H200 tf32"
+    return StepEstimate(100.0, 100.0, 0.0, 0.0, "predicted", precision=precision, basis=basis, scaled=True)
+
+
+@pytest.mark.parametrize(
+    ("gpu", "precision", "expected"),
+    [
+        ("A100-80GB", "amp-bf16", 40.5),  # the precision's error is the larger
+        ("A100-80GB", "tf32", 16.3),  # the GPU's
+        ("H100", "tf32", 27.3),
+        ("V100-16GB", "amp-fp16", 18.0),  # neither has rows: the overall median
+    ],
+)
+def test_the_larger_of_the_gpus_and_the_precisions_error(gpu, precision, expected):
+    found = step_error(_scaled(precision), gpu, 7.2, ["H200"], SCALING)
+    assert found.pct == pytest.approx(math.hypot(expected, 7.2))
+    assert f"{expected:g}%" in found.basis
