@@ -657,8 +657,9 @@ Predict a DDP job's step time, interconnect stall and network stall without runn
   step_ms = single_gpu_step_ms + interconnect_stall_ms + network_stall_ms
 
 The single-GPU step is yours (--single-gpu-step-ms, e.g. from `ddlprof stalls`), or, for the 20
-models of the dataset, the step measured on one H200 scaled to --gpu and --precision by roofline
-ratios. The H200 steps ran in fp32 under PyTorch's defaults (TF32 convolutions, fp32 matmuls); the
+models of the dataset: your `ddlprof calibrate` step of that GPU type, else the step ddlprof measured
+on that GPU type (the H100 today), else the step measured on one H200 scaled to --gpu and --precision
+by roofline ratios. The H200 steps ran in fp32 under PyTorch's defaults (TF32 convolutions, fp32 matmuls); the
 default --precision amp (autocast to bf16 where the GPU has BF16, else fp16) credits the GPU's 16-bit
 peak and halves the activations' bytes. The precision used is printed.
 The intra-node bandwidth defaults from --gpu (NVLink or PCIe generation, calibrated on the measured
@@ -1295,7 +1296,8 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
         type=bounded(int, 1, MAX_BATCH),
         metavar="B",
         help="samples per GPU per step (default: the run's, else the largest power of two whose memory "
-        "estimate fits each option's GPU; the measured steps cover 32-64, larger batches are extrapolated)",
+        "estimate fits each option's GPU; the H200 steps cover 32-64, ddlprof's H100 steps 32-1024, a "
+        "batch beyond what an option's step was measured at is extrapolated and its error widened)",
     )
 
     work = advise.add_argument_group("workload")
