@@ -1,4 +1,4 @@
-"""The error an option's scaled step quotes (``ddlprof.advisor.uncertainty.step_error``): the larger of
+"""The error an option's scaled step quotes (``ddlprof.models.step_error``): the larger of
 its GPU type's and its precision's leave-one-GPU-out error, since a GPU type's rows may all be of
 another precision and a precision's of another GPU (our H100 AMP steps were 40% off where the published
 A100 rows, all AMP fp16 or TF32, were 16%)."""
@@ -10,7 +10,7 @@ import math
 import pytest
 
 from ddlprof.advisor.throughput import StepEstimate
-from ddlprof.advisor.uncertainty import step_error
+from ddlprof.models.step_error import step_error
 
 SCALING = {
     "median_abs_error_pct": 18.0,
@@ -38,3 +38,25 @@ def test_the_larger_of_the_gpus_and_the_precisions_error(gpu, precision, expecte
     found = step_error(_scaled(precision), gpu, 7.2, ["H200"], SCALING)
     assert found.pct == pytest.approx(math.hypot(expected, 7.2))
     assert f"{expected:g}%" in found.basis
+
+
+def test_model_predict_quotes_the_error_advise_quotes_for_the_same_step():
+    """One rule for both commands: a one-GPU T4 (no reference: the worst case) and H100 (ddlprof's own
+    measurement: the machine spread) at batch 128, amp."""
+    import json
+
+    from advise_catalog import run_advise
+
+    from ddlprof.models.predict import predict
+
+    code, out, err = run_advise(
+        "--model", "resnet50", "--instances", "g4dn.xlarge,p5.4xlarge", "--batch-per-gpu", "128", "--json",
+        "--top", "0",
+    )  # fmt: skip
+    assert code == 0, err
+    quoted = {o["gpu"]: o for o in json.loads(out)["options"] if o["count"] == 1}
+    for gpu in ("T4", "H100"):
+        predicted = predict("resnet50", 128, 1, 1, gpu=gpu, precision="amp")
+        assert predicted["error"]["pct"] == pytest.approx(quoted[gpu]["error_pct"], abs=0.1), gpu
+    assert "no published or measured reference for GPU T4" in quoted["T4"]["error_basis"]
+    assert "spread between two H100 machines" in predict("resnet50", 128, 1, 1, gpu="H100")["error"]["basis"]

@@ -101,7 +101,7 @@ class Option:
     over_budget_usd: float | None = None
     over_deadline_hours: float | None = None
     other_regions: int = 0  # regions of the same instance, count and pricing left out (not --all-regions)
-    error_pct: float = 0.0  # relative error of the step time (``ddlprof.advisor.uncertainty.step_error``)
+    error_pct: float = 0.0  # relative error of the step time (``ddlprof.models.step_error``)
     error_basis: str = ""
     within_error_of_top: bool = False  # its range on the sort key overlaps the top option's
     packing: dict[str, Any] | None = None  # k copies per GPU at a measured factor (``advisor.packing``)

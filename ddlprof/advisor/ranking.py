@@ -53,7 +53,7 @@ from ddlprof.advisor.throughput import (
     predict_steps,
     run_basis,
 )
-from ddlprof.advisor.uncertainty import overlaps, step_error
+from ddlprof.advisor.uncertainty import overlaps
 from ddlprof.advisor.workloads import resolve_workload
 from ddlprof.errors import DdlprofError
 from ddlprof.models.gpus import DEFAULT_PRECISION
@@ -222,12 +222,13 @@ def _packing_note(request: AdviseRequest, factors: dict[str, list]) -> str | Non
 
 
 def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any, sort: str = "cost") -> None:
-    """Each option's step-time error (``uncertainty.step_error``) and whether its range on the sort key
+    """Each option's step-time error (``ddlprof.models.step_error``) and whether its range on the sort key
     (``Option.sort_range``: cost per sample, hours or kg CO2e) overlaps the top option's. Hours and cost
     are taken as proportional to the step time (the spot overhead is, to first order), so they carry the
     same relative error; an option (or a top) without the figure is within no one's error."""
     from ddlprof.models import predict as predict_module
     from ddlprof.models.published import scaling_error
+    from ddlprof.models.step_error import step_error
 
     cv_pct = float(fitted.cv(fitted.selected)["step_ms_mape_pct"])
     measured = [basis.gpu] if basis.gpu else [predict_module._reference_gpu().gpu]

@@ -28,7 +28,6 @@ another model.
 from __future__ import annotations
 
 import difflib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any
 from ddlprof.advisor.catalog import Instance
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models.memory import shipped_memory_estimate
+from ddlprof.models.step_error import batch_outside
 
 # -- what the step times are built from -------------------------------------------------------------
 
@@ -287,16 +287,6 @@ class _Single:
     spread_pct: float = 0.0
 
 
-def batch_doublings(batch: int, low: int, high: int) -> float:
-    """How many doublings ``batch`` lies outside the measured batches ``low``-``high`` (0 inside)."""
-    return math.log2(batch / high) if batch > high else math.log2(low / batch) if batch < low else 0.0
-
-
-def _outside(batch: int, measured: Sequence[int]) -> tuple[int, int, int] | None:
-    low, high = min(measured), max(measured)
-    return (batch, low, high) if batch_doublings(batch, low, high) else None
-
-
 def predict_steps(
     basis: StepBasis, configs: Sequence[tuple[Instance, int]], fitted: Any
 ) -> dict[tuple[str, int], StepEstimate | str]:
@@ -323,7 +313,7 @@ def predict_steps(
             ref = predict_module._reference_gpu().gpu
             scaled = not (spec.gpu == ref and chosen == measured)
             label = _basis_label(ref, measured, scaled)
-            outside = _outside(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
+            outside = batch_outside(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
             if outside:
                 label += f", batch {outside[0]} extrapolated from the measured {outside[1]}-{outside[2]}"
             return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_outside=outside)
@@ -362,7 +352,7 @@ def predict_steps(
         if found is None:
             return None
         how = found.description
-        outside = _outside(basis.batch_per_gpu, found.batches) if found.batches else None
+        outside = batch_outside(basis.batch_per_gpu, found.batches) if found.batches else None
         return _Single(
             found.step_ms,
             chosen or found.precision,

@@ -21,6 +21,7 @@ else is an extrapolation of the ring model through the fitted coefficients, and 
 from __future__ import annotations
 
 import difflib
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import pandas as pd
@@ -378,13 +379,29 @@ def predict(
     )
     step = float(predicted["step_ms"])
     scaling = None
-    if spec is not None and sources["single_gpu_step_ms"].find("scaled to") >= 0:
+    error = None
+    if spec is not None:  # where the single-GPU step comes from, and so its error: as advise quotes it
         from ddlprof.models.published import scaling_error
+        from ddlprof.models.step_error import batch_outside, step_error
 
-        scaling = {
-            "basis": f"scaled from {_reference_gpu().gpu} {measured_precision(name)}",
-            **scaling_error(),
-        }
+        scaled = sources["single_gpu_step_ms"].find("scaled to") >= 0
+        basis = (
+            calibrated.description
+            if calibrated is not None
+            else f"scaled from {_reference_gpu().gpu} {measured_precision(name)}"
+            if scaled
+            else sources["single_gpu_step_ms"]
+        )
+        if scaled:
+            scaling = {"basis": basis, **scaling_error()}
+        measured = calibrated.batches if calibrated is not None else MEASURED_BATCHES
+        facts = _Facts(
+            basis, scaled, chosen_precision, calibrated.description if calibrated else None,
+            calibrated.spread_pct if calibrated else 0.0, batch_outside(batch_per_gpu, measured),
+        )  # fmt: skip
+        cv_pct = float(fitted.cv(selected)["step_ms_mape_pct"])
+        found = step_error(facts, spec.gpu, cv_pct, [_reference_gpu().gpu], scaling_error())
+        error = {"pct": round(found.pct, 2), "basis": found.basis}
     return {
         "step_ms": step,
         "interconnect_stall_ms": float(predicted["interconnect_stall_ms"]),
@@ -396,6 +413,8 @@ def predict(
         # the fitted scaling's leave-one-GPU-out error to another GPU or precision (None: not scaled);
         # the stall model's cv covers the H200 data only
         "scaling": scaling,
+        # the step's relative error from its basis, as advise quotes it per option (None: no --gpu)
+        "error": error,
         "inputs": {
             "model": name,
             "batch_per_gpu": batch_per_gpu,
@@ -412,6 +431,18 @@ def predict(
         },
         "warnings": [*fitted.notes, *warnings],
     }
+
+
+@dataclass(frozen=True)
+class _Facts:
+    """What the single-GPU step is built on (``ddlprof.models.step_error.StepFacts``)."""
+
+    basis: str
+    scaled: bool
+    precision: str | None
+    calibrated: str | None
+    calibrated_spread_pct: float
+    batch_outside: tuple[int, int, int] | None
 
 
 def _model_facts(fitted: Fitted, selected: str, use: str) -> dict[str, Any]:

@@ -222,13 +222,9 @@ def print_prediction(result: dict[str, Any], console: Console | None = None) -> 
         f"{cv['models']} models: step MAPE {_pct(cv['step_ms_mape_pct'])}, stall MAE "
         f"{_ms(cv['interconnect_stall_ms_mae_ms'])} ms"
     )
-    scaling = result.get("scaling")
-    if scaling:
-        caption += (
-            f"; single-GPU step {scaling['basis']}: that scaling's median error against published 1-GPU "
-            f"throughput {scaling['median_abs_error_pct']:g}% (worst {scaling['worst_off_by_factor']:g}x, "
-            f"{scaling['rows']} rows), not covered by the CV"
-        )
+    error = result.get("error")
+    if error:
+        caption += f"; the step's error from its basis: {error['pct']:.0f}% ({error['basis']})"
     table = Table(
         title=f"Predicted: {inputs['model']}, {inputs['batch_per_gpu']} per GPU, {where}{gpu}{precision}",
         caption=caption,
