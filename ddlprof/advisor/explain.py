@@ -227,7 +227,7 @@ def advice_warnings(
         )
         out.append(
             f"batch per GPU {beyond}: step times are extrapolated (linearly in the batch from the "
-            "measured ones; at large batches they can be far off, BENCHMARKS.md: issue 14)"
+            "measured ones; the further out, the further off they can be, BENCHMARKS.md: issue 14)"
         )
     if basis.memory_bytes is None:
         out.append("no memory estimate for this model: GPU memory fit not checked")
