@@ -21,7 +21,7 @@ from advise_catalog import RESNET50, advise_with, catalog_with, p4d_price, run_a
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ddlprof.advisor import filters, workloads
+from ddlprof.advisor import workloads
 from ddlprof.advisor.catalog import load_catalog
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.render import emit_skypilot, emit_torchrun
@@ -188,7 +188,7 @@ def test_the_batch_warning_names_only_batches_beyond_what_their_basis_measured()
 
 
 def test_memory_requirement_and_interpolation():
-    assert filters.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
+    assert memory_table.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
     low, _ = memory_table.shipped_memory_estimate("resnet50", 32)
     high, _ = memory_table.shipped_memory_estimate("resnet50", 64)
     mid, how = memory_table.shipped_memory_estimate("resnet50", 48)
@@ -783,7 +783,7 @@ def test_without_a_batch_each_option_fills_its_gpu_and_says_so():
         batch, memory = row["batch_per_gpu"], row["gpu_memory_gb"]
         assert batch & (batch - 1) == 0 and row["memory_required_gb"] <= memory
         if batch < MAX_BATCH:  # twice the batch would not fit
-            assert filters.memory_required_gb(shipped_memory_estimate("resnet50", 2 * batch)[0]) > memory
+            assert memory_table.memory_required_gb(shipped_memory_estimate("resnet50", 2 * batch)[0]) > memory
         by_memory.setdefault(memory, set()).add(batch)
     assert all(len(batches) == 1 for batches in by_memory.values())
     batches = [next(iter(by_memory[m])) for m in sorted(by_memory)]

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from ddlprof.advisor.filters import memory_required_gb
 from ddlprof.models.batchfit import MAX_BATCH, largest_fitting_batch
 from ddlprof.models.gpus import get_gpu
-from ddlprof.models.memory import shipped_memory_estimate
+from ddlprof.models.memory import memory_required_gb, shipped_memory_estimate
 
 
 @pytest.mark.parametrize("model", ["resnet50", "bert-base", "vgg16", "gpt2"])

@@ -60,3 +60,22 @@ def test_model_predict_quotes_the_error_advise_quotes_for_the_same_step():
         assert predicted["error"]["pct"] == pytest.approx(quoted[gpu]["error_pct"], abs=0.1), gpu
     assert "no published or measured reference for GPU T4" in quoted["T4"]["error_basis"]
     assert "spread between two H100 machines" in predict("resnet50", 128, 1, 1, gpu="H100")["error"]["basis"]
+
+
+def test_model_predict_warns_of_a_batch_advise_excludes_for_memory():
+    import json
+
+    from advise_catalog import run_advise
+
+    from ddlprof.models.predict import predict
+
+    for batch, fits in (("64", True), ("256", False)):
+        code, out, err = run_advise(
+            "--model", "resnet50", "--instances", "g4dn.xlarge", "--batch-per-gpu", batch, "--json"
+        )
+        assert code == 0, err
+        excluded = {e["kind"] for e in json.loads(out)["excluded"] if e["instance_type"] == "g4dn.xlarge"}
+        warned = any(
+            "does not fit a T4" in w for w in predict("resnet50", int(batch), 1, 1, gpu="T4")["warnings"]
+        )
+        assert ("memory" in excluded) == warned == (not fits), batch

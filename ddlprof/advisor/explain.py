@@ -7,12 +7,13 @@ from datetime import date
 from typing import Any
 
 from ddlprof.advisor.catalog import STALE_AFTER_DAYS, Catalog
-from ddlprof.advisor.filters import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION, batch_per_gpu_type
+from ddlprof.advisor.filters import batch_per_gpu_type
 from ddlprof.advisor.options import SIGNIFICANT, Advice, AdviseRequest, Option, figure, figure_value
 from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
 from ddlprof.models.batchfit import MAX_BATCH
+from ddlprof.models.memory import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
 from ddlprof.models.published import scaling_error
 
 MEASURED_BATCHES = (32, 64)

@@ -3,8 +3,8 @@
 - **The request**: clouds, regions and instance types must be the catalog's, and the numbers sane
   (:func:`check_filters`).
 - **Memory fit**: the training-memory estimate per GPU plus 10% for the caching allocator's
-  fragmentation and 1 GB for the CUDA context and library workspaces (:func:`memory_required_gb`)
-  must fit the GPU's memory (:func:`fit_memory`).
+  fragmentation and 1 GB for the CUDA context and library workspaces
+  (``ddlprof.models.memory.memory_required_gb``) must fit the GPU's memory (:func:`fit_memory`).
 - **Limits**: ``--deadline`` and ``--budget`` (:func:`within_limits`); every option learns how far
   over it is, so that the cheapest can be shown when none is within them.
 
@@ -22,15 +22,7 @@ from ddlprof.advisor.options import AdviseRequest, Option
 from ddlprof.advisor.spot import check_rate
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.errors import DdlprofError
-
-MEMORY_FRAGMENTATION = 0.10
-MEMORY_CONTEXT_GB = 1.0
-
-
-def memory_required_gb(estimate_bytes: float) -> float:
-    """GPU memory needed for an estimate: +10% allocator fragmentation, +1 GB CUDA context/workspaces."""
-    return estimate_bytes / 1e9 * (1 + MEMORY_FRAGMENTATION) + MEMORY_CONTEXT_GB
-
+from ddlprof.models.memory import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
 
 #: The most instances per option: 256 keeps advise near 1 s on 2 cores (1024 took 8.4 s and 100000
 #: ran for minutes past 1.5 GB).

@@ -37,7 +37,6 @@ from ddlprof.advisor.filters import (
     batch_per_gpu_type,
     check_filters,
     fit_memory,
-    memory_required_gb,
     within_limits,
 )
 from ddlprof.advisor.options import Advice, AdviseRequest, Option, figure_value, sort_used
@@ -57,6 +56,7 @@ from ddlprof.advisor.uncertainty import overlaps
 from ddlprof.advisor.workloads import resolve_workload
 from ddlprof.errors import DdlprofError
 from ddlprof.models.gpus import DEFAULT_PRECISION
+from ddlprof.models.memory import memory_required_gb
 
 DEFAULT_BATCH_PER_GPU = 32
 

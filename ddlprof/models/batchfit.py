@@ -4,7 +4,7 @@ to a power of two: what ``--batch-per-gpu`` defaults to where it is wired (issue
 The estimate is the shipped one (``ddlprof.models.memory.shipped_memory_estimate``: weights,
 gradients, DDP buckets, optimizer state and activations, every part constant or linear in the batch),
 and the caller says how much GPU memory an estimate needs (the advisor's allowance for allocator
-fragmentation and the CUDA context, ``ddlprof.advisor.filters.memory_required_gb``), so that the
+fragmentation and the CUDA context, ``ddlprof.models.memory.memory_required_gb``), so that the
 batch chosen is one the advisor's memory check passes. No torch.
 """
 

@@ -24,6 +24,15 @@ def _memory_table(part: str) -> dict[str, list[tuple[int, float]]]:
     return {model: sorted(points) for model, points in table.items()}
 
 
+MEMORY_FRAGMENTATION = 0.10
+MEMORY_CONTEXT_GB = 1.0
+
+
+def memory_required_gb(estimate_bytes: float) -> float:
+    """GPU memory needed for an estimate: +10% allocator fragmentation, +1 GB CUDA context/workspaces."""
+    return estimate_bytes / 1e9 * (1 + MEMORY_FRAGMENTATION) + MEMORY_CONTEXT_GB
+
+
 def shipped_memory_estimate(model: str, batch: int, part: str = "total_bytes") -> tuple[float, str] | None:
     """(bytes, how) for a model of the shipped table at ``batch``: as estimated, or linear between
     (beyond) the nearest estimated batches (every part is constant or linear in the batch)."""

@@ -30,7 +30,12 @@ from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
 from ddlprof.models.calibration import calibrated_step
 from ddlprof.models.gpus import GpuSpec, get_gpu, resolve_precision, scale_compute_ms
-from ddlprof.models.memory import activation_share_per_step, bytes_moved_per_step
+from ddlprof.models.memory import (
+    activation_share_per_step,
+    bytes_moved_per_step,
+    memory_required_gb,
+    shipped_memory_estimate,
+)
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
 
@@ -378,6 +383,14 @@ def predict(
         batch_per_gpu, world, nodes, links["intra_busbw_gbps"], links["inter_busbw_gbps"], features
     )
     step = float(predicted["step_ms"])
+    if spec is not None and (estimate := shipped_memory_estimate(name, batch_per_gpu)) is not None:
+        needed = memory_required_gb(estimate[0])
+        if needed > spec.memory_gb:  # advise excludes such an option; a prediction says so
+            warnings.append(
+                f"batch {batch_per_gpu} does not fit a {spec.gpu}: it needs about {needed:.1f} GB per GPU "
+                f"({estimate[1]}, with the allocator and CUDA context allowance), the GPU has "
+                f"{spec.memory_gb:g} GB"
+            )
     scaling = None
     error = None
     if spec is not None:  # where the single-GPU step comes from, and so its error: as advise quotes it
