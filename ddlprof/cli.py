@@ -1125,10 +1125,13 @@ def add_calibrate(commands: argparse._SubParsersAction) -> None:
 
 def run_calibrate(args: argparse.Namespace) -> int:
     require_torch("ddlprof calibrate")
+    from ddlprof.models import zoo
     from ddlprof.models.benchmark import calibrate, device
     from ddlprof.models.calibration import amp_precision, gpu_type, store_calibration
     from ddlprof.runs.store import database_path
 
+    for name in args.model or CALIBRATE_MODELS:  # an unknown model is its one line, before anything else
+        zoo.resolve(name)
     where, device_name = device()
     if args.precision == "amp":
         cuda = where.type == "cuda"

@@ -244,6 +244,8 @@ def test_bad_input_is_one_line_and_exit_2(args, message, tiny):
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if "no CUDA GPU here: the steps run" not in line]
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith("ddlprof calibrate: error:")
+    if "--model" in args:  # an unknown model is refused before the CPU note, alone
+        assert len(done.stderr.splitlines()) == 1
 
 
 #: A CNN that fails a step unless its input is NHWC, and notes the cuDNN autotuner's switch it ran with.
