@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from typing import Any
 
 from rich.cells import cell_len
@@ -346,7 +347,11 @@ def print_share(result: dict[str, Any], console: Console | None = None) -> None:
     gpu = result["gpu"]
     where = gpu["name"] or f"the CPU ({gpu['reason']})"
     device = "the GPU" if gpu["name"] else "the CPU"
-    table = Table(title=f"K copies of {' '.join(result['command'])[:60]} sharing {where}: {result['out']}")
+    whole = " ".join(result["command"])
+    command = textwrap.shorten(whole, 60, placeholder=" ...")
+    if command == "...":  # a first word of over 60 characters: cut inside it
+        command = whole[:57] + "..."
+    table = Table(title=f"K copies of {command} sharing {where}: {result['out']}")
     for name in ("mode", "K", "samples/s", "gain", "step ms", "slowdown", "memory MiB"):
         table.add_column(name, justify="left" if name == "mode" else "right")
     for name in ("util %", "W", "J/sample"):

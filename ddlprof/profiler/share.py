@@ -304,7 +304,7 @@ def measure_copies(steps: list[list[dict[str, Any]]]) -> tuple[list[dict[str, An
                 "seconds": round(seconds, 3),
                 "step_ms": round(seconds * 1e3 / done, 3) if done > 0 else None,
                 "samples_per_s": samples / seconds if seconds > 0 and samples is not None else None,
-                "batch": statistics.median(batches) if batches and samples is not None else None,
+                "batch": _whole(statistics.median(batches)) if batches and samples is not None else None,
             }
         )
     window = {
@@ -314,6 +314,11 @@ def measure_copies(steps: list[list[dict[str, Any]]]) -> tuple[list[dict[str, An
         "seconds": round(max(0.0, end - start), 3),
     }
     return rows, window
+
+
+def _whole(value: float) -> float | int:
+    """A median batch as the whole number it nearly always is (8, not 8.0 for an even count)."""
+    return int(value) if float(value).is_integer() else value
 
 
 def _completed(
