@@ -230,6 +230,18 @@ def test_bad_stalls_input_is_one_line(tmp_path, args, words):
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
 
 
+@pytest.mark.parametrize("where", ["a_file", "a_file/below"])
+def test_an_out_that_cannot_be_a_directory_is_one_line_and_makes_nothing(tmp_path, where):
+    (tmp_path / "a_file").write_text("kept")
+    done = ddlprof("stalls", "--out", str(tmp_path / where), "--", "torchrun", "--nproc_per_node=2", "t.py")
+    assert (
+        done.returncode == 2 and done.stderr.count("\n") == 1 and f"--out {tmp_path / where}" in done.stderr
+    )
+    assert (tmp_path / "a_file").read_text() == "kept" and sorted(p.name for p in tmp_path.iterdir()) == [
+        "a_file"
+    ]
+
+
 def test_the_dataset_line_says_whether_the_models_learn_from_the_run():
     """A CPU run is stored but not learned from; a GPU run's line names the extra (which rich once
     swallowed as markup: "(ddlprof)")."""

@@ -39,7 +39,7 @@ from ddlprof.profiler.differential import (
     variant_rows,
 )
 from ddlprof.runs.breakdown import DATA_PARTS
-from ddlprof.runs.rundir import Run, fresh_out_folder, json_text, write_atomic
+from ddlprof.runs.rundir import Run, check_out_folder, json_text, write_atomic
 
 REPLAY_BATCHES = 8  # kept per DataLoader and cycled: enough to vary the batches, little memory
 NO_LOADER = (
@@ -126,7 +126,7 @@ def run_data_stalls(
     timeout_s: float,
 ) -> dict[str, Any]:
     """Run both variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
-    fresh_out_folder(out)
+    check_out_folder(out)
     launched = parse_job(command)
     if launched.nnodes > 1:
         raise DdlprofError("stalls --data: runs the job on this host; give it one node's share (--nnodes=1)")

@@ -32,7 +32,7 @@ from ddlprof.collectors.config import STOP_AFTER
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.netem import Link, Node, emulated_network
 from ddlprof.profiler.wrap import wrap_command
-from ddlprof.runs.rundir import Run, fresh_out_folder, json_text, load_run, write_atomic
+from ddlprof.runs.rundir import Run, check_out_folder, json_text, load_run, write_atomic
 from ddlprof.runs.summary import summarize
 
 SCHEMA = "ddlprof.stalls"
@@ -316,7 +316,7 @@ def run_stalls(
     emulate_link: Link | None = None,
 ) -> dict[str, Any]:
     """Run the variants ``repeats`` times, interleaved, and return (and write) ``stalls.json``."""
-    fresh_out_folder(out)
+    check_out_folder(out)
     if emulate_link and not (emulate_nodes and emulate_nodes > 1):
         raise DdlprofError("--emulate-link joins emulated nodes: give --emulate-nodes K (2 or more) too")
     launched = parse_job(command)

@@ -39,7 +39,7 @@ from ddlprof.collectors.config import STOP_AFTER, STOP_TOGETHER
 from ddlprof.errors import DdlprofError
 from ddlprof.profiler.wrap import script_name, wrap_command
 from ddlprof.runs.energy import joules
-from ddlprof.runs.rundir import fresh_out_folder, json_text, load_run, write_atomic
+from ddlprof.runs.rundir import json_text, load_run, make_out_folder, write_atomic
 
 SCHEMA = "ddlprof.share"
 SCHEMA_VERSION = 1
@@ -630,7 +630,7 @@ def run_share(
     runnable = [m for m in modes if m not in skipped]
     if not runnable:
         raise DdlprofError("; ".join(skipped.values()))
-    fresh_out_folder(out)
+    make_out_folder(out)
     rows: list[dict[str, Any]] = []
     plan = [(m, k) for m in runnable for k in sorted(set(counts))]
     with _terminations_raise(), Progress(console=Console(stderr=True), transient=True) as progress:

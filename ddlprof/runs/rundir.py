@@ -97,14 +97,24 @@ def json_text(data: dict[str, Any]) -> str:
     return json.dumps(data, indent=2) + "\n"
 
 
-def fresh_out_folder(out: Path) -> None:
-    """Make ``out``, an empty (or new) directory for the runs of `share` or `stalls`: anything else,
-    a file or a directory with something in it, is one line, and nothing in it is touched."""
-    try:
-        if out.exists() and not out.is_dir():
+def check_out_folder(out: Path) -> None:
+    """Refuse, in one line and making nothing, an ``--out`` for the runs of `share` or `stalls` that is
+    a file, a directory with something in it, or a path under a file."""
+    if out.exists():
+        if not out.is_dir():
             raise DdlprofError(f"--out {out}: exists and is not a directory")
-        if out.exists() and any(out.iterdir()):
+        if any(out.iterdir()):
             raise DdlprofError(f"--out {out}: not empty; choose a new directory")
+        return
+    above = next(parent for parent in out.absolute().parents if parent.exists())
+    if not above.is_dir():
+        raise DdlprofError(f"--out {out}: {above} is not a directory")
+
+
+def make_out_folder(out: Path) -> None:
+    """:func:`check_out_folder`, then make it (a failure to is one line too)."""
+    check_out_folder(out)
+    try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DdlprofError(f"--out {out}: cannot make the directory ({exc.strerror})") from None
