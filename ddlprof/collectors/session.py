@@ -238,7 +238,7 @@ class Session:
             if not self.said_done:
                 Path(folder, f"done-{os.getpid()}").touch()
                 self.said_done = True
-            return os.path.exists(os.path.join(folder, "stop"))
+            return Path(folder, "stop").exists()
         except OSError:
             return True  # no folder to meet in: end as a lone run would, never run on unbounded
 
