@@ -45,7 +45,7 @@ def sweep_rows(path: Path) -> list[dict[str, Any]]:
     kept = []
     for row in report["rows"]:
         model = dataset.lookup_model(str(row.get("model", "")))
-        if "error" in row or model is None:
+        if "step_ms" not in row or model is None:  # an error, or a batch measured in another row
             continue
         kept.append(
             {

@@ -122,7 +122,7 @@ def measured_rows(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     sweep = json.loads(path.read_text())
     rows, left_out = [], []
     for row in sweep["rows"]:
-        if "error" in row:
+        if "step_ms" not in row:  # an error, or a batch measured in another row
             continue
         model = dataset.lookup_model(row["model"])
         if model is None:

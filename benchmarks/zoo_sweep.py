@@ -85,6 +85,14 @@ class BudgetSpent(Exception):
     """The call's ``--budget-s`` is spent: start nothing more."""
 
 
+class MeasuredAlready(Exception):
+    """Halving a batch that does not fit reached one that this precision has measured already."""
+
+    def __init__(self, batch: int) -> None:
+        super().__init__(batch)
+        self.batch = batch
+
+
 def one_line(exc: BaseException) -> str:
     if isinstance(exc, DdlprofError):
         text = str(exc).strip().splitlines()
@@ -179,13 +187,26 @@ class Sweep:
 
 
 def measure(
-    sweep: Sweep, resolved: zoo.ResolvedModel, batch: int, precision: str, halve: bool, pretrial: bool
+    sweep: Sweep,
+    resolved: zoo.ResolvedModel,
+    batch: int,
+    precision: str,
+    halve: bool,
+    pretrial: bool,
+    measured: frozenset[int] = frozenset(),
 ) -> tuple[dict[str, Any], int]:
     """``calibrate`` at ``batch``; the row and the batch it ran. With ``halve``, a batch that does not
     fit is halved until it does; with ``pretrial`` too, first by trial steps (cheaper than a failing
-    ``calibrate``, which searches downwards itself while the failed step's memory is still held)."""
+    ``calibrate``, which searches downwards itself while the failed step's memory is still held).
+    Halving down to a batch in ``measured`` raises MeasuredAlready: that row exists."""
     args = sweep.args
     trials: list[dict[str, Any]] = []
+
+    def halved(batch: int) -> int:
+        if batch // 2 in measured:
+            raise MeasuredAlready(batch // 2)
+        return batch // 2
+
     while halve and pretrial and batch > 1:
         start = time.perf_counter()
         failure = benchmark.fit_failure(
@@ -195,7 +216,7 @@ def measure(
         if failure is None:
             break
         print(f"    {resolved.name} {precision} batch {batch}: {failure}; halving", flush=True)
-        batch //= 2
+        batch = halved(batch)
     while True:
         start = time.perf_counter()
         try:
@@ -206,7 +227,7 @@ def measure(
             if halve and batch > 1 and "does not fit" in str(exc):
                 print(f"    {resolved.name} {precision} batch {batch} does not fit; halving", flush=True)
                 trials.append({"batch": batch, "fits": False, "calibrate": True})
-                batch //= 2
+                batch = halved(batch)
                 continue
             raise
         result["wall_s"] = round(time.perf_counter() - start, 2)
@@ -240,6 +261,13 @@ def progress(elapsed: float, row: dict[str, Any]) -> None:
             else ""
         )
         print(f"{head}{where}: ERROR {row['error']}", flush=True)
+        return
+    if row.get("measured_already"):
+        print(
+            f"{head} {row['precision']} {row['batch_role']}: halved from {row['halved_from']} to batch "
+            f"{row['batch_per_gpu']}, measured already",
+            flush=True,
+        )
         return
     head += f" {row['precision']}"
     peak = row.get("peak_memory_bytes")
@@ -301,9 +329,18 @@ def sweep_model(sweep: Sweep, name: str) -> None:
             sweep.check_budget()
             resolved = resolved or zoo.resolve(name)
             base = {"model": name, "batch_role": role, "precision": precision}
+            measured = frozenset(
+                row["batch_per_gpu"]
+                for row in sweep.report["rows"]
+                if row["model"] == name and row.get("precision") == precision and "step_ms" in row
+            )
             try:
                 pretrial = role != "small" and precision != search_precision
-                result, used = measure(sweep, resolved, batch, precision, halve, pretrial)
+                result, used = measure(sweep, resolved, batch, precision, halve, pretrial, measured)
+            except MeasuredAlready as same:  # e.g. the largest under tf32 is the middle batch
+                row = {**base, "batch_per_gpu": same.batch, "halved_from": batch, "measured_already": True}
+                sweep.add(row)
+                continue
             except Exception as exc:  # one measurement failing is a row; the sweep goes on
                 benchmark._free(sweep.where)
                 sweep.add({**base, "batch_per_gpu": batch, "error": one_line(exc)})

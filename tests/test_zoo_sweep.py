@@ -145,3 +145,34 @@ def test_tuned_code_is_a_setting_of_its_own_file(models, tmp_path):
         "--models", models[0], *SETTINGS, "--resume", str(plain), "--out", str(tmp_path / "y.json")
     )
     assert resumed.returncode == 0, resumed.stderr
+
+
+def test_a_largest_batch_halved_onto_the_middle_one_is_not_measured_twice(models, tmp_path, monkeypatch):
+    """Under a second precision whose largest batch halves down to the middle batch (tf32 keeps
+    activations in fp32), the middle row stands for it: a row that says so, not a second timing."""
+    monkeypatch.setattr(
+        sys, "argv", ["zoo_sweep.py", "--models", models[0], "--precisions", "bf16,fp32", "--small-batch",
+                      "2", "--max-batch", "16", "--out", str(tmp_path / "z.json")],
+    )  # fmt: skip
+    args = zoo_sweep.parse()
+    where = zoo_sweep.torch.device("cpu")
+    sweep = zoo_sweep.Sweep(args, zoo_sweep.new_report(args, "cpu", where), 0.0, where)
+    sweep.started = zoo_sweep.time.perf_counter()
+    timed: list[tuple[str, int]] = []
+
+    def fit_failure(resolved, batch, precision, *rest):  # fp32 fits up to batch 4, bf16 up to 16
+        return "out of memory" if batch > (16 if precision == "bf16" else 4) else None
+
+    def calibrate(name, batch, precision, **kwargs):
+        timed.append((precision, batch))
+        return {"model": name, "device_name": "cpu", "batch_per_gpu": batch, "step_ms": 1.0,
+                "samples_per_s": batch * 1e3, "steps_ms": [1.0]}  # fmt: skip
+
+    monkeypatch.setattr(zoo_sweep.benchmark, "fit_failure", fit_failure)
+    monkeypatch.setattr(zoo_sweep.benchmark, "calibrate", calibrate)
+    zoo_sweep.sweep_model(sweep, models[0])
+    # bf16: small 2, middle 4, largest 16; fp32: small 2, middle 4, and its largest halves 16 -> 8 -> 4
+    assert timed == [("bf16", 2), ("bf16", 4), ("bf16", 16), ("fp32", 2), ("fp32", 4)]
+    last = sweep.report["rows"][-1]
+    assert (last["precision"], last["batch_role"], last["batch_per_gpu"]) == ("fp32", "largest", 4)
+    assert last["measured_already"] and last["halved_from"] == 16 and "step_ms" not in last
