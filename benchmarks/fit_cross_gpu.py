@@ -57,13 +57,13 @@ from ddlprof.errors import DdlprofError  # noqa: E402
 from ddlprof.models import dataset, gpus  # noqa: E402
 from ddlprof.models.memory import activation_share_per_step, bytes_moved_per_step  # noqa: E402
 from ddlprof.models.predict import (  # noqa: E402
-    MEASURED_BATCHES,
     _reference_gpu,
     _reference_step,
     fixed_step_ms,
     measured_precision,
 )
 from ddlprof.models.published import load_published  # noqa: E402
+from ddlprof.models.step_error import DATASET_BATCHES  # noqa: E402
 
 DATA = REPO / "ddlprof" / "models" / "data"
 TARGET_MEDIAN_PCT = 15.0
@@ -192,7 +192,7 @@ def leave_one_gpu_out(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def batch_extrapolation(rows: list[dict[str, Any]], exponents: tuple[float, float]) -> dict[str, Any]:
     """The error per doubling of batch beyond the measured 32-64 (see the module's docstring)."""
-    low, high = MEASURED_BATCHES
+    low, high = DATASET_BATCHES
     errors = {}
     for r in rows:
         errors.setdefault((r["model"], r["gpu"], r["row_precision"]), []).append(

@@ -15,8 +15,7 @@ from ddlprof.advisor.workloads import Workload
 from ddlprof.models.batchfit import MAX_BATCH
 from ddlprof.models.memory import MEMORY_CONTEXT_GB, MEMORY_FRAGMENTATION
 from ddlprof.models.published import scaling_error
-
-MEASURED_BATCHES = (32, 64)
+from ddlprof.models.step_error import DATASET_BATCHES
 
 
 def step_provenance(basis: StepBasis, fitted: Any) -> dict[str, str]:
@@ -218,7 +217,7 @@ def advice_warnings(
         if option.step.batch_outside:
             batch, low, high = option.step.batch_outside
             ranges.setdefault((low, high), set()).add(batch)
-    low, high = MEASURED_BATCHES
+    low, high = DATASET_BATCHES
     if not options and not low <= basis.batch_per_gpu <= high:
         ranges[(low, high)] = {basis.batch_per_gpu}
     if ranges:

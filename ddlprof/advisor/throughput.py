@@ -36,7 +36,7 @@ from typing import Any
 from ddlprof.advisor.catalog import Instance
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models.memory import shipped_memory_estimate
-from ddlprof.models.step_error import batch_outside
+from ddlprof.models.step_error import DATASET_BATCHES, batch_outside
 
 # -- what the step times are built from -------------------------------------------------------------
 
@@ -307,13 +307,11 @@ def predict_steps(
         warnings: list[str] = []
         if basis.kind == "dataset":
             measured = predict_module.measured_precision(basis.model)
-            value, chosen = predict_module._single_step(
+            value, chosen, scaled = predict_module._single_step(
                 basis.model, basis.batch_per_gpu, spec, basis.precision, {}, warnings
             )
-            ref = predict_module._reference_gpu().gpu
-            scaled = not (spec.gpu == ref and chosen == measured)
-            label = _basis_label(ref, measured, scaled)
-            outside = batch_outside(basis.batch_per_gpu, predict_module.MEASURED_BATCHES)
+            label = _basis_label(predict_module._reference_gpu().gpu, measured, scaled)
+            outside = batch_outside(basis.batch_per_gpu, DATASET_BATCHES)
             if outside:
                 label += f", batch {outside[0]} extrapolated from the measured {outside[1]}-{outside[2]}"
             return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_outside=outside)

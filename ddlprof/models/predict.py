@@ -38,8 +38,8 @@ from ddlprof.models.memory import (
 )
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
+from ddlprof.models.step_error import DATASET_BATCHES, batch_outside, step_error
 
-MEASURED_BATCHES = (32, 64)
 MEASURED_WORLD_SIZE = 2
 
 
@@ -161,10 +161,11 @@ def measured_precision(name: str) -> str:
 
 def _single_step(
     name: str, batch: int, spec: GpuSpec, precision: str | None, sources: dict[str, str], warnings: list[str]
-) -> tuple[float, str]:
+) -> tuple[float, str, bool]:
     """The dataset's measured single-GPU step of ``name`` at ``batch``, scaled to ``spec`` and
-    ``precision`` (None: the precision it was measured at); and that precision, made concrete for
-    ``spec`` (``amp`` -> ``amp-bf16`` or ``amp-fp16``)."""
+    ``precision`` (None: the precision it was measured at); that precision, made concrete for
+    ``spec`` (``amp`` -> ``amp-bf16`` or ``amp-fp16``); and whether it was scaled (False: the reference
+    GPU at the measured precision)."""
     ref_gpu = _reference_gpu()
     reference, how, notes = _reference_step(name, batch)
     warnings += notes
@@ -178,7 +179,7 @@ def _single_step(
     )
     if spec.gpu == ref_gpu.gpu and chosen == measured:
         sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms, {measured})"
-        return reference, chosen
+        return reference, chosen, False
     flops = dataset.shipped_features(name).get("flops_per_sample")
     moved = bytes_moved_per_step(name, batch)
     split = {"flops_per_sample": flops, "batch": batch, "bytes_per_step": moved} if flops and moved else {}
@@ -211,7 +212,7 @@ def _single_step(
             f"the step ran on {ref_gpu.gpu}'s {from_unit} units and would run on {spec.gpu}'s {to_unit} "
             "ones: a ratio of peaks across unit types is rough"
         )
-    return scaled["predicted_ms"], chosen
+    return scaled["predicted_ms"], chosen, True
 
 
 def _links(
@@ -345,13 +346,13 @@ def predict(
             f"(measured: {', '.join(dataset.known_models())})"
         )
     name, features, sources["features"] = _features(model, batch_per_gpu)
-    chosen_precision = None
+    chosen_precision, scaled = None, False
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
         single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.precision
         sources["single_gpu_step_ms"] = calibrated.description
         sources["precision"] = "ddlprof's measurement's" if calibrated.shipped else "the calibration's"
     elif spec is not None:
-        single_gpu_step_ms, chosen_precision = _single_step(
+        single_gpu_step_ms, chosen_precision, scaled = _single_step(
             name, batch_per_gpu, spec, precision, sources, warnings
         )
     else:
@@ -395,9 +396,7 @@ def predict(
     error = None
     if spec is not None:  # where the single-GPU step comes from, and so its error: as advise quotes it
         from ddlprof.models.published import scaling_error
-        from ddlprof.models.step_error import batch_outside, step_error
 
-        scaled = sources["single_gpu_step_ms"].find("scaled to") >= 0
         basis = (
             calibrated.description
             if calibrated is not None
@@ -407,7 +406,7 @@ def predict(
         )
         if scaled:
             scaling = {"basis": basis, **scaling_error()}
-        measured = calibrated.batches if calibrated is not None else MEASURED_BATCHES
+        measured = calibrated.batches if calibrated is not None else DATASET_BATCHES
         facts = _Facts(
             basis, scaled, chosen_precision, calibrated.description if calibrated else None,
             calibrated.spread_pct if calibrated else 0.0, batch_outside(batch_per_gpu, measured),
@@ -501,8 +500,8 @@ def _range_warnings(
     for what, value in (("intra-node", intra), ("inter-node", inter)):
         if value is not None and not low <= value <= high:
             out.append(f"{what} bandwidth {value:g} GB/s outside the measured {low:g}-{high:g} GB/s")
-    if not MEASURED_BATCHES[0] <= batch <= MEASURED_BATCHES[1]:
-        low_batch, high_batch = MEASURED_BATCHES
+    if not DATASET_BATCHES[0] <= batch <= DATASET_BATCHES[1]:
+        low_batch, high_batch = DATASET_BATCHES
         out.append(
             f"batch per GPU {batch} outside the stall model's training batches {low_batch}-{high_batch}: "
             "its stall terms are extrapolated"

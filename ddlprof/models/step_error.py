@@ -10,6 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+#: The batches per GPU at which the shipped dataset measured every model's single-GPU step.
+DATASET_BATCHES = (32, 64)
+
 
 class StepFacts(Protocol):
     """What a step is built on (``ddlprof.advisor.throughput.StepEstimate`` has these)."""
