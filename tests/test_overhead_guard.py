@@ -95,3 +95,38 @@ def test_own_time_counts_the_hooks_but_not_the_users_code(tmp_path):
     report = summary(out)
     assert report["job"]["data_stall_ms"] > 10
     assert report["ddlprof_overhead"]["own_ms_per_step"] < 2
+
+
+def test_the_fetch_timing_inside_the_loops_next_is_counted_as_ddlprofs(tmp_path):
+    """With ``num_workers=0`` the batch is made inside the loop's ``next()``, and so is ddlprof's timing
+    of it (clocks and a /proc read around each fetch): made 1 ms slower per read, it shows in the
+    data hook's own time, not in the job's."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(
+        textwrap.dedent(
+            """
+            import time
+            from ddlprof.collectors import loader_workers
+
+            _original = loader_workers._cpu_wait_ns
+
+            def _slower():
+                time.sleep(0.001)
+                return _original()
+
+            loader_workers._cpu_wait_ns = _slower
+            """
+        )
+    )
+    job_env = env()
+    job_env["PYTHONPATH"] = f"{slow}:{job_env['PYTHONPATH']}" if job_env.get("PYTHONPATH") else str(slow)
+    out = tmp_path / "run"
+    done = ddlprof(
+        "wrap", "--out", str(out), "--trace-steps", "0", "--",
+        *torchrun(1), str(EXAMPLE), "--steps", "25", "--workers", "0",
+        env=job_env,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    by_hook = summary(out)["ddlprof_overhead"]["own_ms_per_step_by_hook"]
+    assert by_hook["data"] >= 1.5, by_hook  # two reads a batch, one batch a step

@@ -34,7 +34,8 @@ def install(session: Session) -> None:
         end = time.perf_counter_ns()
         if session.guard.active("data"):
             session.guard.call("data", _on_batch, session, self, start / 1e9, end / 1e9, batch)
-        session.count_own(entered, "data", user_ns=end - start)
+        # the fetch timing and the worker rings' reads ran inside original(): ours, not the job's
+        session.count_own(entered, "data", user_ns=end - start - loader_workers.take_own_ns())
         return batch
 
     _BaseDataLoaderIter.__next__ = __next__  # type: ignore[method-assign]
@@ -73,15 +74,19 @@ def _install_worker_rings(session: Session) -> None:
     @functools.wraps(original_reset)
     def _reset(self: Any, loader: Any, first_iter: bool = False) -> None:
         original_reset(self, loader, first_iter)
+        entered = time.perf_counter_ns()
         reader = getattr(self, "_ddlprof_reader", None)
         if reader is not None:
             reader.reset()
+        loader_workers.book_own(time.perf_counter_ns() - entered)  # booked at the next next()
 
     @functools.wraps(original_process)
     def _process_data(self: Any, data: Any, worker_idx: Any) -> Any:
+        entered = time.perf_counter_ns()
         reader = getattr(self, "_ddlprof_reader", None)
         if reader is not None and not isinstance(data, ExceptionWrapper) and session.guard.active("data"):
             self._ddlprof_cost = session.guard.call("data", reader.take, worker_idx)
+        loader_workers.book_own(time.perf_counter_ns() - entered)  # inside next(): see __next__
         return original_process(self, data, worker_idx)
 
     Iterator.__init__ = __init__  # type: ignore[method-assign]

@@ -49,6 +49,7 @@ class _State:
     fetcher: Any = None  # the fetcher whose batches are being counted (a new one after a resume)
     seq = 0
     inline: BatchCost | None = None  # the training process's own last fetch (num_workers=0)
+    own_ns = 0  # ddlprof's host time inside the loop's next(), not yet booked (see take_own_ns)
 
 
 _state = _State()
@@ -96,17 +97,16 @@ def _timed(original: Any) -> Any:
     def fetch(self: Any, possibly_batched_index: Any) -> Any:
         if not _state.on:
             return original(self, possibly_batched_index)
-        wall, cpu, waited = time.perf_counter_ns(), time.thread_time_ns(), _cpu_wait_ns()
+        entered = time.perf_counter_ns()
+        cpu, waited = time.thread_time_ns(), _cpu_wait_ns()
+        wall = time.perf_counter_ns()
         data = original(self, possibly_batched_index)
+        wall_ns = time.perf_counter_ns() - wall
         try:
-            _record(
-                self,
-                time.perf_counter_ns() - wall,
-                time.thread_time_ns() - cpu,
-                _cpu_wait_ns() - waited,
-            )
+            _record(self, wall_ns, time.thread_time_ns() - cpu, _cpu_wait_ns() - waited)
         except Exception:  # ours: never into the worker
             _state.on = False
+        book_own(time.perf_counter_ns() - entered - wall_ns)
         return data
 
     fetch._ddlprof = True  # type: ignore[attr-defined]
@@ -123,6 +123,19 @@ def _record(fetcher: Any, wall_ns: int, cpu_ns: int, wait_ns: int) -> None:
     row[1], row[2], row[3] = wall_ns, cpu_ns, wait_ns
     row[0] = _state.seq + 1  # last: the row is whole once its sequence is there
     _state.seq += 1
+
+
+def book_own(spent_ns: int) -> None:
+    """Host time of ddlprof's own inside the job's ``next()`` (the rings' reads), for take_own_ns."""
+    _state.own_ns += spent_ns
+
+
+def take_own_ns() -> int:
+    """ddlprof's host time inside the loop's ``next()`` since the last call, once: the fetch timing
+    of a ``num_workers=0`` loader and the reads of the workers' rings, which the data collector books
+    as ddlprof's. In a worker the fetch timing is the worker's time, and nobody reads it."""
+    spent, _state.own_ns = _state.own_ns, 0
+    return spent
 
 
 def take_inline() -> BatchCost | None:
