@@ -65,6 +65,8 @@ def test_calibrate_times_real_training_steps_on_the_cpu(tiny):
     assert result["step_ms"] == statistics.median(result["steps_ms"])
     assert result["samples_per_s"] == pytest.approx(4e3 / result["step_ms"])
     assert result["precision"] == "fp32" and result["batch_per_gpu"] == 4 and result["cuda"] is None
+    # what one sample was, so a figure is compared only with others of the same input size
+    assert result["input"]["kind"] == "image" and len(result["input"]["shape"]) == 3
 
 
 def test_a_batch_that_runs_out_of_memory_names_the_largest_that_fit(tiny, monkeypatch):

@@ -259,6 +259,7 @@ def calibrate(
     return {
         "model": model_key(resolved.name),
         "model_source": resolved.source,
+        "input": resolved.input.describe() if resolved.input is not None else None,
         "device": str(where),
         "device_name": device_name,
         "precision": label,
