@@ -809,3 +809,17 @@ def test_table_marks_options_within_error():
     code, out, _ = run_advise("--model", "resnet50", *NARROW)
     if not any(r["within_error_of_top"] for r in rows[1:10]):
         assert code == 0 and "≈" not in out
+
+
+def test_the_top_choice_names_the_option_with_the_lowest_worst_case():
+    """A cheap figure with no reference (a 170% error) may rank first; the sentence then also names the
+    option whose cost is lowest at the high end of its range, and the JSON gives its rank."""
+    result = _json_rows("--budget", "100")
+    rows, safest = result["options"], result["lowest_worst_case"]
+    highs = [row["total_cost_usd_range"][1] for row in rows]
+    assert safest["total_cost_high_usd"] == pytest.approx(min(highs), abs=0.01)  # the ranges: 2 decimals
+    chosen = rows[safest["rank"] - 1]
+    assert chosen["total_cost_usd_range"][1] == pytest.approx(min(highs), abs=0.01)
+    assert rows[0]["error_pct"] > chosen["error_pct"] and safest["rank"] > 1  # T4 first: no reference
+    high = safest["total_cost_high_usd"]
+    assert f"the lowest worst case is {safest['option']}: at most ${high:,.2f}" in result["top_choice"]

@@ -8,7 +8,15 @@ from typing import Any
 
 from ddlprof.advisor.catalog import STALE_AFTER_DAYS, Catalog
 from ddlprof.advisor.filters import batch_per_gpu_type
-from ddlprof.advisor.options import SIGNIFICANT, Advice, AdviseRequest, Option, figure, figure_value
+from ddlprof.advisor.options import (
+    SIGNIFICANT,
+    Advice,
+    AdviseRequest,
+    Option,
+    figure,
+    figure_value,
+    lowest_worst_case,
+)
 from ddlprof.advisor.spot import BUCKETS_PCT, UNPUBLISHED_PCT_PER_MONTH, UNPUBLISHED_REASON, per_day
 from ddlprof.advisor.throughput import StepBasis
 from ddlprof.advisor.workloads import Workload
@@ -284,6 +292,12 @@ def explain_top(advice: Advice) -> str:
             else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
             f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
         )
+        safest = lowest_worst_case(advice.options)
+        if safest is not top:
+            tail += (
+                f"; the lowest worst case is {safest.label}: at most ${safest.total_cost_range()[1]:,.2f} "
+                f"(${safest.total_cost_usd:,.2f}, error {safest.error_pct:.0f}%) against ${high:,.2f}"
+            )
         return (
             f"{lead}{top.label} has the lowest cost per sample ({per_sample}) {of}: {cost} for the "
             f"{samples} in {format_hours(top.hours)} {step}{tail}."

@@ -272,6 +272,12 @@ def _rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
 
 
+def lowest_worst_case(options: list[Option]) -> Option:
+    """The option whose total cost has the lowest high end: the risk-averse choice, which a figure with
+    no reference (a wide error) cannot win by its central value alone."""
+    return min(options, key=lambda o: (o.total_cost_range()[1], o.total_cost_usd))
+
+
 @dataclass
 class Advice:
     """Ranked options, the excluded ones with reasons, and every assumption made."""
@@ -316,6 +322,19 @@ class Advice:
             out["egress"] = f"{option.egress['route']}: {option.egress['source']}"
         return out
 
+    def _lowest_worst_case(self) -> dict[str, Any] | None:
+        """The rank, option and cost's high end of :func:`lowest_worst_case`, when options met the
+        constraints."""
+        if not (self.options and self.met_constraints):
+            return None
+        safest = lowest_worst_case(self.options)
+        return {
+            "rank": self.options.index(safest) + 1,
+            "option": safest.label,
+            "total_cost_usd": safest.total_cost_usd,
+            "total_cost_high_usd": safest.total_cost_range()[1],
+        }
+
     def to_dict(self, top: int | None = None) -> dict[str, Any]:
         shown = self.options if not top else self.options[:top]
         return {
@@ -326,6 +345,7 @@ class Advice:
             "sort": self.sort_key,
             "within_error_on": RANGE_FIELDS[self.sort_key],
             "top_choice": self.top_choice,
+            "lowest_worst_case": self._lowest_worst_case(),
             "warnings": self.warnings,
             "counts": {
                 "options": len(self.options) if self.met_constraints else 0,
