@@ -823,3 +823,15 @@ def test_the_top_choice_names_the_option_with_the_lowest_worst_case():
     assert rows[0]["error_pct"] > chosen["error_pct"] and safest["rank"] > 1  # T4 first: no reference
     high = safest["total_cost_high_usd"]
     assert f"the lowest worst case is {safest['option']}: at most ${high:,.2f}" in result["top_choice"]
+
+
+def test_a_top_choice_with_no_reference_says_how_to_measure_it():
+    result = _json_rows("--budget", "100")
+    top = result["options"][0]
+    assert top["gpu"] == "T4" and "no published or measured reference" in top["error_basis"]
+    hint = f"`ddlprof calibrate --model resnet50 --batch-per-gpu {top['batch_per_gpu']}` on one g4dn.xlarge"
+    assert "no published or measured T4 figure checks its step" in result["top_choice"]
+    assert hint in result["top_choice"]
+    # a top choice on a GPU with a published reference gets no such hint
+    referenced = _json_rows("--budget", "100", "--instances", "p3.2xlarge,p4d.24xlarge,p5.48xlarge")
+    assert referenced["options"] and "ddlprof calibrate" not in referenced["top_choice"]

@@ -5,6 +5,7 @@ A100 rows, all AMP fp16 or TF32, were 16%)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -38,6 +39,16 @@ def test_the_larger_of_the_gpus_and_the_precisions_error(gpu, precision, expecte
     found = step_error(_scaled(precision), gpu, 7.2, ["H200"], SCALING)
     assert found.pct == pytest.approx(math.hypot(expected, 7.2))
     assert f"{expected:g}%" in found.basis
+    assert found.referenced
+
+
+def test_a_gpu_with_no_reference_is_flagged_so_even_beyond_the_measured_batches():
+    found = step_error(_scaled("amp-fp16"), "T4", 7.2, ["H200"], SCALING)
+    assert not found.referenced and found.pct == pytest.approx(math.hypot(170, 7.2))
+    step = dataclasses.replace(_scaled("amp-fp16"), batch_outside=(128, 32, 64))
+    extrapolated = {**SCALING, "batch_extrapolation": {"per_doubling_pct": 9.55}}
+    wider = step_error(step, "T4", 7.2, ["H200"], extrapolated)
+    assert not wider.referenced and wider.pct > found.pct
 
 
 def test_model_predict_quotes_the_error_advise_quotes_for_the_same_step():

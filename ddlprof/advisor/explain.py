@@ -292,6 +292,12 @@ def explain_top(advice: Advice) -> str:
             else f"; the fastest, {fastest.count} x {fastest.instance_type}, takes "
             f"{format_hours(fastest.hours)} for ${fastest.total_cost_usd:,.2f}"
         )
+        if not top.error_referenced and request.model:
+            tail += (
+                f"; no published or measured {top.gpu} figure checks its step: `ddlprof calibrate --model "
+                f"{request.model} --batch-per-gpu {top.batch_per_gpu}` on one {top.instance_type} (a few "
+                "minutes) gives advise a measured one"
+            )
         safest = lowest_worst_case(advice.options)
         if safest is not top:
             tail += (

@@ -103,6 +103,7 @@ class Option:
     other_regions: int = 0  # regions of the same instance, count and pricing left out (not --all-regions)
     error_pct: float = 0.0  # relative error of the step time (``ddlprof.models.step_error``)
     error_basis: str = ""
+    error_referenced: bool = True  # False: a GPU no published or measured figure checks (StepError)
     within_error_of_top: bool = False  # its range on the sort key overlaps the top option's
     packing: dict[str, Any] | None = None  # k copies per GPU at a measured factor (``advisor.packing``)
     energy: dict[str, Any] | None = None  # kWh and kg CO2e with their bases (``advisor.carbon``)

@@ -236,6 +236,7 @@ def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any, sort: 
     for option in ranked:
         error = step_error(option.step, option.gpu, cv_pct, measured, scaling)
         option.error_pct, option.error_basis = error.pct, error.basis
+        option.error_referenced = error.referenced
     if ranked:
         top = ranked[0].sort_range(sort)
         for option in ranked:

@@ -41,6 +41,7 @@ def batch_outside(batch: int, measured: Iterable[int]) -> tuple[int, int, int] |
 class StepError:
     pct: float  # relative error of the step time, percent: the step lies in [s / (1 + e), s * (1 + e)]
     basis: str  # one sentence: where the error comes from
+    referenced: bool = True  # False: scaled to a GPU with no published or measured reference
 
 
 def gpu_family(gpu: str) -> str:
@@ -104,6 +105,7 @@ def with_batch_error(
         f"{error.basis}; batch {batch} lies {doublings:.1f} doubling(s) outside the measured {low}-{high}: "
         f"+{pct:.0f}% ({float(per_doubling):g}% per doubling, the median of {extrapolation.get('pairs')} "
         f"measured large-batch steps, benchmarks/fit_cross_gpu.py --batch-check), {total:.0f}% in all",
+        error.referenced,
     )
 
 
@@ -140,6 +142,7 @@ def _step_error(
             f"{step.basis} to {gpu}: no published or measured reference for GPU {gpu}, so the fitted "
             f"scaling's worst leave-one-GPU-out error ({worst:g}x) instead of its median, with the stall "
             f"model's CV {cv_pct:.1f}%: {pct:.0f}%",
+            referenced=False,
         )
     by_gpu = scaling.get("by_gpu") or {}
     by_precision = scaling.get("by_precision") or {}
