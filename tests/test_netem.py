@@ -188,9 +188,11 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
     """Ctrl-C while the emulated nodes train over a slow link: ddlprof stops their ranks, removes
     the namespaces, and exits as interrupted."""
     out = tmp_path / "stalls"
-    # 1000 steps of about 0.3 s over the slow link: the run cannot end before the interrupt comes (with
-    # 300 it once finished, exit 0, before the test had seen both ranks' steps on a loaded machine)
-    argv = _stalls_argv(out, "200mbit", str(EXAMPLE), "--model", "mlp_w512", steps=1000)
+    # the job's own --steps too (its default is 30, about 10 s over the slow link): with 300 steps of
+    # about 0.3 s the run cannot end before the interrupt comes (with the job's 30 it once had, exit 0,
+    # before the test on a loaded machine had seen both ranks' steps)
+    job = (str(EXAMPLE), "--model", "mlp_w512", "--steps", "1000")
+    argv = _stalls_argv(out, "200mbit", *job, steps=300)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ddlprof", *argv], env=env(), stderr=subprocess.PIPE, text=True
     )
