@@ -306,6 +306,8 @@ def run_stalls(args: argparse.Namespace) -> int:
         args.timeout,
         link,
     )
+    for warning in result["warnings"]:
+        print(f"{_prog(args)}: warning: {warning}", file=sys.stderr)
     return _show(result, args.json, print_stalls)
 
 

@@ -265,3 +265,16 @@ def test_the_dataset_line_says_whether_the_models_learn_from_the_run():
 
     assert "ddlprof[models]" in line(True) and "learns from it" in line(True)
     assert "do not learn from" in line(False)
+
+
+def test_a_job_that_ends_before_the_asked_steps_is_said_so(tmp_path):
+    """The job's own --steps 5 ends it before stalls' 2 warm-up + 4 steps: each variant is measured
+    over the 3 steps it had, and the result and stderr say so."""
+    out = tmp_path / "stalls"
+    job = ["torchrun", "--nproc_per_node=2", str(EXAMPLE), "--model", "mlp_w16", "--steps", "5"]
+    options = ["--steps", "4", "--warmup", "2", "--timeout", "150", "--json", "--out", str(out)]
+    done = ddlprof("stalls", *options, "--", *job)
+    assert done.returncode == 0, done.stderr
+    warnings = json.loads(done.stdout)["warnings"]
+    assert len(warnings) == 2 and all("3 steady step(s) measured, not the 4 asked" in w for w in warnings)
+    assert "warning: one_gpu: 3 steady step(s) measured" in done.stderr

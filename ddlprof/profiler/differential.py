@@ -70,6 +70,19 @@ class Measured:
     def jobs(self, name: str) -> list[dict[str, Any]]:
         return [s["job"] for _, s in self.runs.get(name, [])]
 
+    def short(self, steps: int) -> list[str]:
+        """One line per variant whose job ended before the ``steps`` asked (its own step count, or
+        epochs, is the shorter): its figure comes from fewer steady steps."""
+        out = []
+        for name, runs in self.runs.items():
+            fewest = min(s["steps"]["steady_per_rank"] for _, s in runs)
+            if fewest < steps:
+                out.append(
+                    f"{name}: {fewest} steady step(s) measured, not the {steps} asked: the job ended first "
+                    "(let it run at least --warmup + --steps steps of its own)"
+                )
+        return out
+
 
 @dataclass
 class Job:
@@ -342,6 +355,7 @@ def run_stalls(
     result["dataset"] = _record_training_row((last[0].path, last[1]) if last else None, single)
     result.update(
         {
+            "warnings": measured.short(steps),
             "mode": "comm",
             "command": command,
             "steps": steps,
