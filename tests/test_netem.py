@@ -188,14 +188,16 @@ def test_an_interrupted_run_leaves_nothing_behind(tmp_path):
     """Ctrl-C while the emulated nodes train over a slow link: ddlprof stops their ranks, removes
     the namespaces, and exits as interrupted."""
     out = tmp_path / "stalls"
-    # the job's own --steps too (its default is 30, about 10 s over the slow link): with 300 steps of
-    # about 0.3 s the run cannot end before the interrupt comes (with the job's 30 it once had, exit 0,
-    # before the test on a loaded machine had seen both ranks' steps)
+    # the job's own --steps too (its default is 30, about 10 s over the slow link): 300 steps of about
+    # 0.3 s outlast the moment the test interrupts
     job = (str(EXAMPLE), "--model", "mlp_w512", "--steps", "1000")
     argv = _stalls_argv(out, "200mbit", *job, steps=300)
+    # Ctrl-C as a terminal sends it: a test run started in the background (`cmd &` in a script) has
+    # SIGINT ignored, which its children inherit and Python then keeps (no KeyboardInterrupt at all)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ddlprof", *argv], env=env(), stderr=subprocess.PIPE, text=True
-    )
+        [sys.executable, "-m", "ddlprof", *argv], env=env(), stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )  # fmt: skip
     deadline, pids = time.monotonic() + 120, []
     while time.monotonic() < deadline and proc.poll() is None:
         steps = list((out / "full" / "r0" / "ranks").glob("*.jsonl"))
