@@ -30,15 +30,27 @@ def over_budget(report: dict) -> str | None:
     return None
 
 
-def _wrapped_run(tmp_path, job_env: dict[str, str]) -> dict:
+def _wrapped_run(tmp_path, job_env: dict[str, str], nproc: int = 2, *job: str) -> dict:
+    """The example under ``ddlprof wrap`` (no trace window), default 2 ranks and 60 steps; its summary."""
     out = tmp_path / "run"
     done = ddlprof(
         "wrap", "--out", str(out), "--trace-steps", "0", "--",
-        *torchrun(2), str(EXAMPLE), "--steps", "60",
+        *torchrun(nproc), str(EXAMPLE), *(job or ("--steps", "60")),
         env=job_env,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return summary(out)
+
+
+def _slowed_env(tmp_path, patch: str) -> dict[str, str]:
+    """The job's environment with a sitecustomize of its own running ``patch`` (ddlprof's bootstrap runs
+    it before arming the collectors): how these tests make one of ddlprof's pieces slower."""
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "sitecustomize.py").write_text(textwrap.dedent(patch))
+    job_env = env()
+    job_env["PYTHONPATH"] = f"{slow}:{job_env['PYTHONPATH']}" if job_env.get("PYTHONPATH") else str(slow)
+    return job_env
 
 
 def test_own_time_per_step_stays_within_budget(tmp_path):
@@ -54,28 +66,22 @@ def test_own_time_per_step_stays_within_budget(tmp_path):
 
 
 def test_guard_fails_when_a_hook_is_one_ms_slower(tmp_path):
-    # A sitecustomize of the job's own, which ddlprof's bootstrap runs before arming the collectors,
-    # makes the optimizer-step callback sleep 1 ms: the regression the guard exists to catch.
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "sitecustomize.py").write_text(
-        textwrap.dedent(
-            """
-            import time
-            from ddlprof.collectors import session
+    # the optimizer-step callback made to sleep 1 ms: the regression the guard exists to catch
+    job_env = _slowed_env(
+        tmp_path,
+        """
+        import time
+        from ddlprof.collectors import session
 
-            _original = session.Session.on_optimizer_step
+        _original = session.Session.on_optimizer_step
 
-            def _slower(self, optimizer):
-                time.sleep(0.001)
-                _original(self, optimizer)
+        def _slower(self, optimizer):
+            time.sleep(0.001)
+            _original(self, optimizer)
 
-            session.Session.on_optimizer_step = _slower
-            """
-        )
+        session.Session.on_optimizer_step = _slower
+        """,
     )
-    job_env = env()
-    job_env["PYTHONPATH"] = f"{slow}:{job_env['PYTHONPATH']}" if job_env.get("PYTHONPATH") else str(slow)
     report = _wrapped_run(tmp_path, job_env)
     reason = over_budget(report)
     assert reason is not None and "over the" in reason, report["ddlprof_overhead"]
@@ -86,13 +92,7 @@ def test_guard_fails_when_a_hook_is_one_ms_slower(tmp_path):
 
 def test_own_time_counts_the_hooks_but_not_the_users_code(tmp_path):
     """A DataLoader that takes ~16 ms per batch (0.5 ms a sample) is the job's time, not ddlprof's."""
-    out = tmp_path / "run"
-    done = ddlprof(
-        "wrap", "--out", str(out), "--trace-steps", "0", "--",
-        *torchrun(1), str(EXAMPLE), "--steps", "25", "--data-delay-ms", "0.5", "--workers", "0",
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    report = summary(out)
+    report = _wrapped_run(tmp_path, env(), 1, "--steps", "25", "--data-delay-ms", "0.5", "--workers", "0")
     assert report["job"]["data_stall_ms"] > 10
     assert report["ddlprof_overhead"]["own_ms_per_step"] < 2
 
@@ -101,32 +101,21 @@ def test_the_fetch_timing_inside_the_loops_next_is_counted_as_ddlprofs(tmp_path)
     """With ``num_workers=0`` the batch is made inside the loop's ``next()``, and so is ddlprof's timing
     of it (clocks and a /proc read around each fetch): made 1 ms slower per read, it shows in the
     data hook's own time, not in the job's."""
-    slow = tmp_path / "slow"
-    slow.mkdir()
-    (slow / "sitecustomize.py").write_text(
-        textwrap.dedent(
-            """
-            import time
-            from ddlprof.collectors import loader_workers
+    job_env = _slowed_env(
+        tmp_path,
+        """
+        import time
+        from ddlprof.collectors import loader_workers
 
-            _original = loader_workers._cpu_wait_ns
+        _original = loader_workers._cpu_wait_ns
 
-            def _slower():
-                time.sleep(0.001)
-                return _original()
+        def _slower():
+            time.sleep(0.001)
+            return _original()
 
-            loader_workers._cpu_wait_ns = _slower
-            """
-        )
+        loader_workers._cpu_wait_ns = _slower
+        """,
     )
-    job_env = env()
-    job_env["PYTHONPATH"] = f"{slow}:{job_env['PYTHONPATH']}" if job_env.get("PYTHONPATH") else str(slow)
-    out = tmp_path / "run"
-    done = ddlprof(
-        "wrap", "--out", str(out), "--trace-steps", "0", "--",
-        *torchrun(1), str(EXAMPLE), "--steps", "25", "--workers", "0",
-        env=job_env,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    by_hook = summary(out)["ddlprof_overhead"]["own_ms_per_step_by_hook"]
+    report = _wrapped_run(tmp_path, job_env, 1, "--steps", "25", "--workers", "0")
+    by_hook = report["ddlprof_overhead"]["own_ms_per_step_by_hook"]
     assert by_hook["data"] >= 1.5, by_hook  # two reads a batch, one batch a step
