@@ -64,9 +64,9 @@ def fixed_ms(steps: dict[tuple[str, str, int], float], model: str, precision: st
 
 def split(model: str, batch: int) -> tuple[dict[str, Any], str]:
     """scale_compute_ms's roofline inputs for a dataset model, else none (its default split)."""
-    if dataset.lookup_model(model) is None:
-        return {}, "default split"
     name = dataset.lookup_model(model)
+    if name is None:
+        return {}, "default split"
     flops = dataset.shipped_features(name).get("flops_per_sample")
     moved = bytes_moved_per_step(name, batch)
     if not (flops and moved):
