@@ -47,8 +47,10 @@ def is_ours(frames: list[str]) -> tuple[bool, str]:
 
 
 def parse(path: Path) -> dict[str, dict[str, Any]]:
-    """Per thread ("MainThread" or "thread TID"): samples, ddlprof's samples, ddlprof's functions."""
-    threads: dict[str, dict[str, Any]] = {}
+    """Per thread ("MainThread" or "thread TID"): samples, ddlprof's samples, ddlprof's functions.
+    py-spy names a thread on some of its lines only, so lines are joined by thread id first."""
+    by_tid: dict[str, dict[str, Any]] = {}
+    names: dict[str, str] = {}
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
@@ -57,15 +59,17 @@ def parse(path: Path) -> dict[str, dict[str, Any]]:
         match = THREAD.match(head)
         if match is None:
             continue
-        name = match.group(2) or f"thread {match.group(1)}"
-        row = threads.setdefault(name, {"samples": 0, "ddlprof": 0, "functions": collections.Counter()})
+        tid = match.group(1)
+        if match.group(2):
+            names[tid] = match.group(2)
+        row = by_tid.setdefault(tid, {"samples": 0, "ddlprof": 0, "functions": collections.Counter()})
         count = int(count_text)
         row["samples"] += count
         ours, function = is_ours(frames)
         if ours:
             row["ddlprof"] += count
             row["functions"][function] += count
-    return threads
+    return {names.get(tid, f"thread {tid}"): row for tid, row in by_tid.items()}
 
 
 def shares(thread: dict[str, Any], full: float) -> dict[str, Any]:

@@ -30,10 +30,11 @@ def test_a_raw_file_is_counted_per_thread(tmp_path):
         f"thread (7): MainThread;{LOOP};{FORWARD};{CONV} 90\n"
         f"thread (7): MainThread;{LOOP};{FORWARD};{CONV};{BACKWARD};{RECORD} 6\n"
         "thread (7): MainThread 4\n"
+        f"thread (7);{LOOP};{CONV} 5\n"  # py-spy leaves the name off some of a thread's lines
         f"thread (9);{BACKWARD} 3\n"
         "not a sample line\n"
     )
     threads = share.parse(raw)
-    assert threads["MainThread"]["samples"] == 100 and threads["MainThread"]["ddlprof"] == 6
+    assert threads["MainThread"]["samples"] == 105 and threads["MainThread"]["ddlprof"] == 6
     assert threads["thread 9"]["ddlprof"] == 3
     assert share.variant_of(raw) == ("plain", "wrapped")
