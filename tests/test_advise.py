@@ -313,6 +313,9 @@ def test_workloads():
     assert bert.total_samples == 256_000_000 and "Devlin" in bert.source
     assert workloads.parse_size("2.5M") == 2_500_000 and workloads.parse_size("50k") == 50_000
     assert workloads.parse_size("1,281,167") == 1_281_167 and workloads.parse_size("many") is None
+    for negative in ("-3", "-2.5M", "0"):  # a number out of range says so, not "not a number"
+        with pytest.raises(DdlprofError, match="outside the allowed range"):
+            workloads.parse_size(negative)
     cifar = workloads.resolve_workload("resnet18", None, "cifar10", 200)
     assert cifar.total_samples == 50_000 * 200
     assert workloads.resolve_workload("resnet50", None, None, 10).total_samples == 1_281_167 * 10

@@ -123,7 +123,7 @@ def default_workload(model: str) -> Workload | None:
     return None
 
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmb]?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*([kmb]?)\s*$", re.IGNORECASE)  # signed: -3 is out of range
 _MULTIPLIER = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
 MAX_SAMPLES = 10**15  # samples per epoch: far above any dataset trained on (LAION-5B: 5.85 billion)
 _SAMPLES_RANGE = f"the allowed range: from 1 to {MAX_SAMPLES:,} samples per epoch"
@@ -137,7 +137,7 @@ def parse_size(text: str) -> int | None:
         return None
     value = float(match.group(1)) * _MULTIPLIER[match.group(2).lower()]
     if not 1 <= value <= MAX_SAMPLES:
-        raise DdlprofError(f"{text.strip()} samples is outside {_SAMPLES_RANGE}")
+        raise DdlprofError(f"{text.strip()} is outside {_SAMPLES_RANGE}")
     return round(value)
 
 
@@ -146,7 +146,7 @@ def dataset_size(text: str) -> tuple[int, str, str | None]:
     try:
         size = parse_size(text)
     except DdlprofError as exc:
-        raise DdlprofError(f"--dataset {exc}") from None
+        raise DdlprofError(f"--dataset: {exc}") from None
     if size is not None:
         return size, f"--dataset {text}: {size:,} samples per epoch (given)", None
     key = text.strip().lower()
@@ -176,7 +176,7 @@ def resolve_workload(
         try:
             count = parse_size(str(samples))
         except DdlprofError as exc:
-            raise DdlprofError(f"--samples {exc}") from None
+            raise DdlprofError(f"--samples: {exc}") from None
         if count is None:
             raise DdlprofError(
                 f"--samples {samples}: not a number of samples (e.g. 1281167 or 1.2M); {_SAMPLES_RANGE}"
