@@ -8,6 +8,7 @@
 # process and py-spy on OTHER_CPUS (8-15). Each launch's own step timer is kept beside its samples.
 #
 #   OUT=$OUT bash benchmarks/gpu_pyspy_overhead.sh plain 2     # job (plain, hf, lightning), rounds
+#   JOB_ARGS=--tiny JOB_CPUS=0 OTHER_CPUS=1 OUT=/tmp/o bash benchmarks/gpu_pyspy_overhead.sh hf 1  # CPU
 #
 # Needs the py-spy wheel in .whl/ (python3 -m pip download --no-deps --only-binary=:all: -d .whl py-spy).
 set -euo pipefail
@@ -18,6 +19,7 @@ DELAY=${DELAY:-35}
 DURATION=${DURATION:-10}
 JOB_CPUS=${JOB_CPUS:-0-7}
 OTHER_CPUS=${OTHER_CPUS:-8-15}
+JOB_ARGS=${JOB_ARGS:-}  # more arguments for the job (hf_trainer.py --tiny on a CPU)
 : "${OUT:?set OUT to the results folder}"
 case $JOB in
   plain) SCRIPT=plain_loop.py ;;
@@ -31,7 +33,7 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 for round in $(seq 1 "$ROUNDS"); do
   for variant in unwrapped wrapped; do
     tag=${JOB}_${variant}_$round
-    job=(taskset -c "$JOB_CPUS" torchrun --standalone --nproc_per_node=1 "benchmarks/foreign/$SCRIPT" --steps "$STEPS")
+    job=(taskset -c "$JOB_CPUS" torchrun --standalone --nproc_per_node=1 "benchmarks/foreign/$SCRIPT" --steps "$STEPS" $JOB_ARGS)
     if [ "$variant" = wrapped ]; then
       job=(taskset -c "$OTHER_CPUS" python3 -m ddlprof wrap --out "$OUT/run_$tag" -- "${job[@]}")
     fi

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import gzip
 import json
 import re
 import statistics
@@ -51,7 +52,8 @@ def parse(path: Path) -> dict[str, dict[str, Any]]:
     py-spy names a thread on some of its lines only, so lines are joined by thread id first."""
     by_tid: dict[str, dict[str, Any]] = {}
     names: dict[str, str] = {}
-    for line in path.read_text(errors="replace").splitlines():
+    raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()  # committed: .gz
+    for line in raw.decode(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue

@@ -61,7 +61,7 @@ def main() -> None:
                             intermediate_size=128)  # fmt: skip
     model = BertForSequenceClassification(config)
     dataset = RandomTokens(args.batch_size * 8 * (args.steps + 8), args.seq_len, config.vocab_size)
-    timer = StepTimer()
+    timer = StepTimer(last=args.steps)
     with tempfile.TemporaryDirectory() as out:
         training = TrainingArguments(
             output_dir=out,

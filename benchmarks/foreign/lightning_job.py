@@ -12,16 +12,25 @@ import os
 
 import lightning as L
 import torch
-import torchvision
 from steptimer import StepTimer
 from torch.utils.data import DataLoader, TensorDataset
+
+
+def _net(model: str, image_size: int) -> torch.nn.Module:
+    if model == "mlp":  # a small net for CPU tests, where torchvision may not be at hand
+        flat = 3 * image_size * image_size
+        layers = [torch.nn.Flatten(), torch.nn.Linear(flat, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1000)]
+        return torch.nn.Sequential(*layers)
+    import torchvision
+
+    size = {"image_size": image_size} if model.startswith("vit") else {}  # only ViTs take it
+    return torchvision.models.get_model(model, num_classes=1000, **size)
 
 
 class Classifier(L.LightningModule):
     def __init__(self, model: str, image_size: int) -> None:
         super().__init__()
-        size = {"image_size": image_size} if model.startswith("vit") else {}  # only ViTs take it
-        self.net = torchvision.models.get_model(model, num_classes=1000, **size)
+        self.net = _net(model, image_size)
         self.loss = torch.nn.CrossEntropyLoss()
 
     def training_step(self, batch, batch_idx):
@@ -42,7 +51,7 @@ class Timing(L.Callback):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model", default="vit_b_16")
+    parser.add_argument("--model", default="vit_b_16", help="a torchvision model, or mlp (CPU tests)")
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--image-size", type=int, default=224)
@@ -54,7 +63,7 @@ def main() -> None:
     data = TensorDataset(torch.rand(n, 3, args.image_size, args.image_size), torch.randint(0, 1000, (n,)))
     workers = {"num_workers": args.workers, "persistent_workers": args.workers > 0, "pin_memory": cuda}
     loader = DataLoader(data, batch_size=args.batch_size, shuffle=True, drop_last=True, **workers)
-    timer = StepTimer()
+    timer = StepTimer(last=args.steps)
     trainer = L.Trainer(
         accelerator="gpu" if cuda else "cpu",
         devices=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),

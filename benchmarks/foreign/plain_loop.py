@@ -74,7 +74,7 @@ def main() -> None:
         )
         batches = iter(loader)
 
-    timer = StepTimer()
+    timer = StepTimer(last=args.steps)
     model.train()
     for _ in range(args.steps):
         images, labels = next(batches)
