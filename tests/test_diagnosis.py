@@ -250,3 +250,68 @@ def test_a_workload_record_with_an_integer_no_float_holds_is_ignored_not_a_crash
     }
     result = _check(diagnose(summary))
     assert result["verdict"] == "communication-bound"
+
+
+def _cnn(device: str, batch: float, precision: str = "amp-bf16", layout: str = "nchw", tuner: bool = False):
+    """A one-rank conv net run on ``device`` at ``batch`` samples per step, compute 80 of 100 ms."""
+    rank = {**_rank(0, 80.0, data=10.0, comm=5.0, other=5.0), "device": device}
+    rank["throughput_samples_per_s"] = batch / rank["step_ms"] * 1e3
+    summary = _summary(rank)
+    summary["workload"] = {
+        "precision": precision,
+        "conv2d_layers": 53,
+        "layout": layout,
+        "cudnn_benchmark": tuner,
+    }
+    return summary
+
+
+def _layout_rule(summary: dict) -> dict | None:
+    return next(
+        (r for r in _check(diagnose(summary))["recommendations"] if r["rule"] == "tensor_layout"), None
+    )
+
+
+def test_tensor_layout_predicts_the_measured_speed_up_where_it_was_measured():
+    found = _layout_rule(_cnn("NVIDIA H100 80GB HBM3", 256))
+    assert found["change"] == {"channels_last": True, "cudnn_benchmark": True}
+    assert "channels_last" in found["action"] and "cudnn.benchmark = True" in found["action"]
+    # compute 80 ms at the least measured speed-up (1.70x) is 47.1 ms: 32.9 ms saved
+    assert found["saving_ms"] == pytest.approx(80 * (1 - 1 / 1.70), abs=0.01)
+    assert found["predicted_step_ms"] == pytest.approx(100 - 80 * (1 - 1 / 1.70), abs=0.01)
+    assert "53 Conv2d layers at amp-bf16, batch 256 per GPU" in found["evidence"]
+    assert "NCHW layout and cudnn.benchmark off" in found["evidence"]
+
+
+@pytest.mark.parametrize(
+    "summary, unmeasured",
+    [
+        (_cnn("NVIDIA A100-SXM4-80GB", 256), "none measured for NVIDIA A100-SXM4-80GB"),
+        (_cnn("NVIDIA H100 80GB HBM3", 32), "none measured for batch 32 per GPU"),
+        (_cnn("NVIDIA H100 80GB HBM3", 256, tuner=True), "none measured for one of the two lines alone"),
+    ],
+)
+def test_tensor_layout_recommends_without_a_prediction_where_nothing_was_measured(summary, unmeasured):
+    found = _layout_rule(summary)
+    assert found["saving_ms"] is None and found["predicted_step_ms"] is None
+    assert found["basis"].startswith(unmeasured)
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        _cnn("cpu", 256),  # the CPU: no cuDNN, no tensor cores
+        _cnn("NVIDIA H100 80GB HBM3", 256, precision="tf32"),  # measured under bf16 only
+        _cnn("NVIDIA H100 80GB HBM3", 256, layout="channels_last", tuner=True),  # nothing left to change
+    ],
+)
+def test_tensor_layout_stays_silent_without_its_evidence(summary):
+    assert _layout_rule(summary) is None
+
+
+def test_tensor_layout_needs_convolutions():
+    summary = _cnn("NVIDIA H100 80GB HBM3", 256)
+    summary["workload"]["conv2d_layers"] = 0
+    assert _layout_rule(summary) is None
+    del summary["workload"]["conv2d_layers"]  # a run recorded before ddlprof read the layout
+    assert _layout_rule(summary) is None

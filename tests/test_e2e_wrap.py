@@ -255,3 +255,28 @@ def test_a_run_records_the_precision_it_ran_at(wrapped, flags, precision):
     report = summary(run)
     assert report["workload"]["precision"] == precision
     assert run_row(report, [run])["precision"] == precision
+    # the example's small CNN, as a plain script leaves it (the tensor_layout rule reads these)
+    layout = {k: report["workload"][k] for k in ("conv2d_layers", "layout", "cudnn_benchmark")}
+    assert layout == {"conv2d_layers": 2, "layout": "nchw", "cudnn_benchmark": False}
+
+
+def test_the_layout_read_at_the_first_forward():
+    """NHWC shows in the first Conv2d's weight (model.to(memory_format=...)) or in the 4-D input, in
+    any nesting of the forward's arguments; a model without Conv2d has no layout to speak of."""
+    import torch
+
+    from ddlprof.collectors.workload import conv_layout
+
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.Conv2d(8, 8, 3))
+    images = torch.randn(4, 3, 16, 16)
+    nhwc = images.to(memory_format=torch.channels_last)
+    assert conv_layout(net, ((images,), {})) == {
+        "conv2d_layers": 2,
+        "layout": "nchw",
+        "cudnn_benchmark": False,
+    }
+    assert conv_layout(net, ((), {"batch": {"pixels": nhwc}}))["layout"] == "channels_last"
+    assert (
+        conv_layout(net.to(memory_format=torch.channels_last), ((images,), {}))["layout"] == "channels_last"
+    )
+    assert conv_layout(torch.nn.Linear(4, 4), ((images,), {})) == {}

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ddlprof.collectors.batches import batch_size
-from ddlprof.collectors.workload import forward_precision
+from ddlprof.collectors.workload import conv_layout, forward_precision
 
 if TYPE_CHECKING:
     from ddlprof.collectors.session import Session
@@ -139,6 +139,7 @@ class CommTracker:
         session.guard.call("steps", session.on_forward, batch_size(args) or batch_size(kwargs))
         if session.precision is None and session.guard.active("workload"):
             session.precision = session.guard.call("workload", forward_precision, module.module) or ""
+            session.layout = session.guard.call("workload", conv_layout, module.module, (args, kwargs)) or {}
         self.backward_watched = False  # a new forward: any backward of an earlier one is over
 
     def after_forward(self, module: Any, args: Any, output: Any) -> None:

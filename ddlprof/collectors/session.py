@@ -90,6 +90,7 @@ class Session:
         self.probe_tensors: list[Any] = []  # the probe's, until the first step ends (see probe.py)
         self.bucket_sizes: list[int] | None = None  # DDP's, once it has rebuilt its buckets
         self.precision: str | None = None  # what the first training forward ran at ("" unknown)
+        self.layout: dict[str, Any] = {}  # a conv net's memory layout at that forward (conv_layout)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -348,7 +349,7 @@ class Session:
         if facts is not None:
             self.workload_written = True
             precision = {"precision": self.precision} if self.precision else {}
-            self._write({"type": "workload", "after_step": self.step, **facts, **precision})
+            self._write({"type": "workload", "after_step": self.step, **facts, **precision, **self.layout})
 
 
 def _synchronize_cuda() -> None:

@@ -46,6 +46,43 @@ def forward_precision(module: Any) -> str | None:
     return "tf32" if torch.backends.cuda.matmul.allow_tf32 else "fp32"
 
 
+def conv_layout(module: Any, inputs: Any) -> dict[str, Any]:
+    """How a convolutional net's tensors are laid out, read at its first training forward: the
+    number of 2-D convolutions, ``layout`` "channels_last" where the first one's weight or the first
+    4-D input is in NHWC memory order (a convolution with either runs NHWC), else "nchw", and whether
+    cuDNN's autotuner is on. Under AMP both are worth 1.7-2.4x on an H100 (BENCHMARKS.md, issue 14:
+    the tuned sweep), and a plain script has neither. Empty for a model with no 2-D convolution."""
+    import torch
+
+    convs = [m for m in module.modules() if isinstance(m, torch.nn.Conv2d)]
+    if not convs:
+        return {}
+    nhwc = torch.channels_last
+    image = _first_4d(inputs)
+    tensors = [convs[0].weight, *([image] if image is not None else [])]
+    # a tensor with 1x1 spatial dims or one channel is both orders at once: it says nothing
+    channels_last = any(t.is_contiguous(memory_format=nhwc) and not t.is_contiguous() for t in tensors)
+    return {
+        "conv2d_layers": len(convs),
+        "layout": "channels_last" if channels_last else "nchw",
+        "cudnn_benchmark": bool(torch.backends.cudnn.benchmark),
+    }
+
+
+def _first_4d(value: Any, depth: int = 0) -> Any:
+    """The first 4-D tensor in a forward's inputs (tensors, sequences, mappings), or None."""
+    if getattr(value, "dim", None) is not None and callable(value.dim):
+        return value if value.dim() == 4 else None
+    if depth > 3:
+        return None
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list | tuple) else ()
+    for item in items:
+        found = _first_4d(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 def _autocast_enabled(torch: Any, device: str) -> bool:
     try:
         return bool(torch.is_autocast_enabled(device))  # torch >= 2.4

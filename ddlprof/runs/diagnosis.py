@@ -2,9 +2,10 @@
 
 Pure functions over the summary dict of ``summary.py`` (the report, its HTML and the dashboard share
 them). Each rule looks at one kind of limit and returns a recommendation only when the summary holds
-the evidence for it. Predicted step times here are arithmetic on the measured breakdown, never a
-fitted model: each recommendation says how its figure was obtained (``basis``) and how far to trust
-it (``uncertainty``); where no such arithmetic exists the prediction is null and says so.
+the evidence for it. Predicted step times here are arithmetic on the measured breakdown (with, for
+``tensor_layout``, a speed-up ddlprof measured on a GPU), never a fitted model: each recommendation
+says how its figure was obtained (``basis``) and how far to trust it (``uncertainty``); where no such
+arithmetic exists the prediction is null and says so.
 
 Stalls that every rank shares (the least rank's data stall, the least rank's communication on the
 wire) are what the job would save; a stall on one rank only is a straggler's, and the other ranks'
@@ -428,6 +429,83 @@ def launch_bound(summary: dict[str, Any]) -> Recommendation | None:
     )
 
 
+#: What NHWC layout and cuDNN's autotuner, together, did to single-GPU bf16 steps on an H100 at batch
+#: 128 and up: 1.70x (efficientnet_b0, 128) to 2.38x (resnet18, 1024), five rows; at batch 32 the
+#: steps were launch-bound and unchanged (0.64-1.08x). benchmarks/zoo_sweep.py, plain against
+#: --channels-last --cudnn-benchmark, results/gpu-1xh100/zoo_sweep_h100.json and zoo_tuned_h100*.json
+#: (BENCHMARKS.md, issue 14). The prediction takes the lowest.
+TUNED_CNN_SPEEDUP = (1.70, 2.38)
+TUNED_CNN_MIN_BATCH = 128
+_SIXTEEN_BIT = ("amp-bf16", "amp-fp16", "bf16", "fp16")
+
+
+def _gpu_device(summary: dict[str, Any]) -> str | None:
+    """The GPU the ranks ran on, by name (None on the CPU or where the ranks differ)."""
+    names = {r.get("device") for r in summary["ranks"]}
+    name = names.pop() if len(names) == 1 else None
+    return name if isinstance(name, str) and name != "cpu" and not name.startswith("cpu") else None
+
+
+def _batch_per_rank(summary: dict[str, Any]) -> float | None:
+    rank = summary["ranks"][0] if summary["ranks"] else {}
+    rate, step_ms = rank.get("throughput_samples_per_s"), rank.get("step_ms")
+    return rate * step_ms / 1e3 if rate and step_ms else None
+
+
+def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
+    """A convolutional net trained in 16-bit on a GPU in NCHW order or without cuDNN's autotuner: the
+    two lines a plain script lacks and tuned code has. Predicted only where it was measured: an H100,
+    both lines missing, a batch per GPU of at least TUNED_CNN_MIN_BATCH."""
+    workload = summary.get("workload") or {}
+    gpu = _gpu_device(summary)
+    precision = workload.get("precision")
+    if not workload.get("conv2d_layers") or gpu is None or precision not in _SIXTEEN_BIT:
+        return None
+    nchw, untuned = workload.get("layout") == "nchw", workload.get("cudnn_benchmark") is False
+    compute = _v(summary["job"], "compute_ms")
+    if not (nchw or untuned) or _share(compute, summary) < RECOMMEND_SHARE:
+        return None
+    lines = [
+        *(["model.to(memory_format=torch.channels_last), and each image batch the same"] if nchw else []),
+        *(["torch.backends.cudnn.benchmark = True (for fixed input shapes)"] if untuned else []),
+    ]
+    state = " and ".join([*(["NCHW layout"] if nchw else []), *(["cudnn.benchmark off"] if untuned else [])])
+    batch = _batch_per_rank(summary)
+    low, high = TUNED_CNN_SPEEDUP
+    table = (
+        f"ddlprof's sweep on an H100 (bf16): the two together made resnet18, resnet50 and "
+        f"efficientnet_b0 steps {low:.2f}-{high:.2f}x faster at batch {TUNED_CNN_MIN_BATCH} and up, and "
+        "launch-bound steps at batch 32 no faster (BENCHMARKS.md, issue 14)"
+    )
+    if not (nchw and untuned):
+        unmeasured = "one of the two lines alone"
+    elif "H100" not in gpu:
+        unmeasured = gpu
+    elif batch is None or batch < TUNED_CNN_MIN_BATCH:
+        unmeasured = f"batch {batch:.0f} per GPU" if batch is not None else "an unknown batch"
+    else:
+        unmeasured = None
+    saving = None if unmeasured else compute * (1 - 1 / low)
+    batch_text = f", batch {batch:.0f} per GPU" if batch is not None else ""
+    return _recommendation(
+        summary,
+        "tensor_layout",
+        "convolution layout",
+        "; ".join(lines),
+        f"{workload['conv2d_layers']} Conv2d layers at {precision}{batch_text} on {gpu}, {state}; compute "
+        f"{compute:.1f} ms per step ({_pct(compute, summary)} of the step)",
+        saving,
+        f"{table}; the lowest speed-up applied to the step's compute"
+        if saving is not None
+        else f"none measured for {unmeasured}: {table}",
+        f"up to {compute * (1 - 1 / high):.1f} ms saved at the highest; a net whose time is not in its "
+        "convolutions gains less; other models not measured"
+        if saving is not None
+        else "measure again after the change",
+        {**({"channels_last": True} if nchw else {}), **({"cudnn_benchmark": True} if untuned else {})},
+    )
+
+
 def _one_idle_gpu(summary: dict[str, Any]) -> dict[str, Any] | None:
     """The GPU of a one-GPU job (one rank, one GPU sampled) when it is busy under LOW_UTIL_PCT."""
     gpus = summary.get("gpus") or []
@@ -491,6 +569,7 @@ RULES: tuple[Rule, ...] = (
     compression,
     network,
     launch_bound,
+    tensor_layout,
     share_gpu,
     low_gpu_util,
 )
