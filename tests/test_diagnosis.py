@@ -315,3 +315,22 @@ def test_tensor_layout_needs_convolutions():
     assert _layout_rule(summary) is None
     del summary["workload"]["conv2d_layers"]  # a run recorded before ddlprof read the layout
     assert _layout_rule(summary) is None
+
+
+@pytest.mark.parametrize(
+    "facts, fires",
+    [
+        ({"find_unused_parameters": True, "unused_parameter_bytes": 0}, True),
+        ({"find_unused_parameters": True, "unused_parameter_bytes": 40}, False),  # the search finds some
+        ({"find_unused_parameters": False, "unused_parameter_bytes": 0}, False),  # no search
+        ({"find_unused_parameters": True}, False),  # recorded before ddlprof read what DDP found
+    ],
+)
+def test_unused_search_fires_only_when_ddp_searched_and_found_nothing(facts, fires):
+    summary = _summary(_rank(0, 30.0), _rank(1, 30.5))
+    summary["workload"] = {**summary["workload"], "after_step": 3, **facts}
+    found = [r for r in _check(diagnose(summary))["recommendations"] if r["rule"] == "unused_search"]
+    assert bool(found) == fires
+    if fires:
+        assert found[0]["change"] == {"find_unused_parameters": False} and found[0]["saving_ms"] is None
+        assert "after step 3, had found 0 bytes" in found[0]["evidence"]

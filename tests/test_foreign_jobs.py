@@ -71,8 +71,12 @@ def test_hugging_face_trainer_job(tmp_path):
     assert "train_runtime" in done.stdout  # the job's own output passes through
     result = _check_steps_and_clock(run, own)
     (workload,) = [r for r in _records(run, 0) if r["type"] == "workload"]
-    # the Trainer builds DDP itself, with its default find_unused_parameters=True
+    # the Trainer builds DDP itself, with its default find_unused_parameters=True, which BERT does not
+    # need: DDP found nothing unused, and the report says to turn the search off
     assert workload["module"] == "BertForSequenceClassification" and workload["find_unused_parameters"]
+    assert workload["unused_parameter_bytes"] == 0
+    rules = [r["rule"] for r in result["diagnosis"]["recommendations"]]
+    assert "unused_search" in rules
     assert len(list((run / "traces").rglob("*.pt.trace.json.gz"))) == 2  # Kineto ran inside the Trainer
     overhead = result["ddlprof_overhead"]
     assert overhead["own_ms_per_step"] > 0 and overhead["trace_window_s"] > 0

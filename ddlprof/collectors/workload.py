@@ -119,6 +119,8 @@ def ddp_facts(ddp: Any) -> dict[str, Any]:
             "backend": logging_data.get("backend_name"),
             "parameter_dtype": logging_data.get("dtypes"),
             "find_unused_parameters": bool(logging_data.get("find_unused_parameters")),
+            # what DDP found unused in the iterations so far (it searches only with the flag on)
+            "unused_parameter_bytes": logging_data.get("unused_parameter_size"),
             "gradient_as_bucket_view": bool(logging_data.get("gradient_as_bucket_view")),
             "static_graph": bool(logging_data.get("static_graph")),
             "comm_hook": logging_data.get("comm_hook") or None,

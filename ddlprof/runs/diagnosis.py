@@ -429,6 +429,29 @@ def launch_bound(summary: dict[str, Any]) -> Recommendation | None:
     )
 
 
+def unused_search(summary: dict[str, Any]) -> Recommendation | None:
+    """DDP searches the autograd graph for unused parameters every step (find_unused_parameters=True,
+    the Hugging Face Trainer's default under DDP) and found none: the search is pure cost."""
+    workload = summary.get("workload") or {}
+    if not workload.get("find_unused_parameters") or workload.get("unused_parameter_bytes") != 0:
+        return None
+    return _recommendation(
+        summary,
+        "unused_search",
+        "DDP bookkeeping",
+        "find_unused_parameters=False: DistributedDataParallel(..., find_unused_parameters=False); "
+        "Hugging Face TrainingArguments(ddp_find_unused_parameters=False); Lightning strategy='ddp' "
+        "(not 'ddp_find_unused_parameters_true')",
+        f"DDP ran with find_unused_parameters=True and, after step {workload.get('after_step', '?')}, had "
+        "found 0 bytes of unused parameters (DDP's own logging data)",
+        None,
+        "none: ddlprof does not time DDP's graph search",
+        "measure again after the change; a model that leaves parameters unused in some later step "
+        "(a branch taken rarely) needs the flag, and DDP then stops with an error that says so",
+        {"find_unused_parameters": False},
+    )
+
+
 #: What NHWC layout and cuDNN's autotuner, together, did to single-GPU bf16 steps on an H100 at batch
 #: 128 and up: 1.70x (efficientnet_b0, 128) to 2.38x (resnet18, 1024), five rows; at batch 32 the
 #: steps were launch-bound and unchanged (0.64-1.08x). benchmarks/zoo_sweep.py, plain against
@@ -570,6 +593,7 @@ RULES: tuple[Rule, ...] = (
     network,
     launch_bound,
     tensor_layout,
+    unused_search,
     share_gpu,
     low_gpu_util,
 )
