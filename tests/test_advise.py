@@ -187,6 +187,21 @@ def test_the_batch_warning_names_only_batches_beyond_what_their_basis_measured()
     assert "outside the measured" not in warnings("p5.48xlarge")
 
 
+def test_a_cnn_at_16_bit_says_its_steps_are_of_plain_code_and_what_tuning_was_worth():
+    """The H100 steps of the dataset's CNNs are plain code; NHWC and the autotuner were worth 1.7-2.4x
+    there (issue 14's tuned sweep). At TF32, or for a transformer, nothing of this was measured."""
+    code, _, err = run_advise("--model", "resnet50", "--instances", "p5.48xlarge", "--precision", "amp")
+    assert code == 0, err
+    assert "resnet50 is a convolutional net, here at amp-bf16" in err and "1.70-2.38x faster" in err
+    for other in (
+        ("--model", "resnet50", "--precision", "tf32"),
+        ("--model", "bert-base", "--precision", "amp"),
+    ):
+        code, _, err = run_advise(*other, "--instances", "p5.48xlarge")
+        assert code == 0, err
+        assert "is a convolutional net" not in err
+
+
 def test_memory_requirement_and_interpolation():
     assert memory_table.memory_required_gb(10e9) == pytest.approx(12.0)  # +10%, +1 GB
     low, _ = memory_table.shipped_memory_estimate("resnet50", 32)
