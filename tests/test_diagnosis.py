@@ -260,6 +260,7 @@ def _cnn(device: str, batch: float, precision: str = "amp-bf16", layout: str = "
     summary["workload"] = {
         "precision": precision,
         "conv2d_layers": 53,
+        "num_layers": 107,  # torchvision's resnet50
         "layout": layout,
         "cudnn_benchmark": tuner,
     }
@@ -311,7 +312,9 @@ def test_tensor_layout_stays_silent_without_its_evidence(summary):
 
 def test_tensor_layout_needs_convolutions():
     summary = _cnn("NVIDIA H100 80GB HBM3", 256)
-    summary["workload"]["conv2d_layers"] = 0
+    summary["workload"].update(conv2d_layers=1, num_layers=77)  # vit_b_16: a convolution for a stem
+    assert _layout_rule(summary) is None
+    summary["workload"].update(conv2d_layers=0)
     assert _layout_rule(summary) is None
     del summary["workload"]["conv2d_layers"]  # a run recorded before ddlprof read the layout
     assert _layout_rule(summary) is None

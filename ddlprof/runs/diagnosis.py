@@ -459,6 +459,10 @@ def unused_search(summary: dict[str, Any]) -> Recommendation | None:
 #: (BENCHMARKS.md, issue 14). The prediction takes the lowest.
 TUNED_CNN_SPEEDUP = (1.70, 2.38)
 TUNED_CNN_MIN_BATCH = 128
+#: A conv net, for the rule: Conv2d layers at least this share of the layers with parameters
+#: (torchvision's resnet50 53 of 107, efficientnet_b0 81 of 131, mobilenet_v3_large 62 of 110;
+#: convnext_tiny 22 of 100 and vit_b_16 1 of 77 are not).
+CONV_NET_SHARE = 0.25
 _SIXTEEN_BIT = ("amp-bf16", "amp-fp16", "bf16", "fp16")
 
 
@@ -482,7 +486,9 @@ def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
     workload = summary.get("workload") or {}
     gpu = _gpu_device(summary)
     precision = workload.get("precision")
-    if not workload.get("conv2d_layers") or gpu is None or precision not in _SIXTEEN_BIT:
+    convs, layers = workload.get("conv2d_layers") or 0, workload.get("num_layers") or 0
+    # a transformer with a convolution for a stem (ViT, Swin: one Conv2d) is not a conv net
+    if convs < CONV_NET_SHARE * layers or not convs or gpu is None or precision not in _SIXTEEN_BIT:
         return None
     nchw, untuned = workload.get("layout") == "nchw", workload.get("cudnn_benchmark") is False
     compute = _v(summary["job"], "compute_ms")
