@@ -337,3 +337,34 @@ def test_unused_search_fires_only_when_ddp_searched_and_found_nothing(facts, fir
     if fires:
         assert found[0]["change"] == {"find_unused_parameters": False} and found[0]["saving_ms"] is None
         assert "after step 3, had found 0 bytes" in found[0]["evidence"]
+
+
+ODD = [None, "x", [1], {"a": 1}, float("nan"), float("inf"), -5, 10**400, True]
+
+
+@pytest.mark.parametrize("value", ODD, ids=repr)
+@pytest.mark.parametrize(
+    "where",
+    [
+        "conv2d_layers",
+        "num_layers",
+        "layout",
+        "cudnn_benchmark",
+        "precision",
+        "unused_parameter_bytes",
+        "find_unused_parameters",
+        "after_step",
+        "device",
+        "throughput_samples_per_s",
+    ],
+)
+def test_the_layout_and_unused_rules_take_any_recorded_value_without_a_crash(where, value):
+    """A rank file may hold anything (found while writing these rules: a string or an integer of 400
+    digits as the Conv2d count, a list as the device name, stopped the report with a TypeError)."""
+    summary = _cnn("NVIDIA H100 80GB HBM3", 256)
+    summary["workload"].update(find_unused_parameters=True, unused_parameter_bytes=0)
+    if where in ("device", "throughput_samples_per_s"):
+        summary["ranks"][0][where] = value
+    else:
+        summary["workload"][where] = value
+    _check(diagnose(summary))

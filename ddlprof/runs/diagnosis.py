@@ -468,15 +468,15 @@ _SIXTEEN_BIT = ("amp-bf16", "amp-fp16", "bf16", "fp16")
 
 def _gpu_device(summary: dict[str, Any]) -> str | None:
     """The GPU the ranks ran on, by name (None on the CPU or where the ranks differ)."""
-    names = {r.get("device") for r in summary["ranks"]}
+    names = {name if isinstance(name := r.get("device"), str) else None for r in summary["ranks"]}
     name = names.pop() if len(names) == 1 else None
-    return name if isinstance(name, str) and name != "cpu" and not name.startswith("cpu") else None
+    return name if name is not None and not name.startswith("cpu") else None
 
 
 def _batch_per_rank(summary: dict[str, Any]) -> float | None:
     rank = summary["ranks"][0] if summary["ranks"] else {}
     rate, step_ms = rank.get("throughput_samples_per_s"), rank.get("step_ms")
-    return rate * step_ms / 1e3 if rate and step_ms else None
+    return rate * step_ms / 1e3 if _finite(rate) and _finite(step_ms) and rate > 0 and step_ms > 0 else None
 
 
 def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
@@ -486,7 +486,9 @@ def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
     workload = summary.get("workload") or {}
     gpu = _gpu_device(summary)
     precision = workload.get("precision")
-    convs, layers = workload.get("conv2d_layers") or 0, workload.get("num_layers") or 0
+    convs, layers = (
+        value if _finite(value) else 0 for value in map(workload.get, ("conv2d_layers", "num_layers"))
+    )
     # a transformer with a convolution for a stem (ViT, Swin: one Conv2d) is not a conv net
     if convs < CONV_NET_SHARE * layers or not convs or gpu is None or precision not in _SIXTEEN_BIT:
         return None
