@@ -42,6 +42,9 @@ def main() -> None:
         action="store_true",
         help="leave cudnn.benchmark off (issue 12: does its first-step autotuning make launches differ?)",
     )
+    parser.add_argument(
+        "--nchw", action="store_true", help="leave model and images in NCHW order, as a plain script does"
+    )
     args = parser.parse_args()
 
     cuda = torch.cuda.is_available()
@@ -52,7 +55,8 @@ def main() -> None:
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = not args.no_cudnn_benchmark
     model = torchvision.models.get_model(args.model, num_classes=1000).to(device)
-    model = model.to(memory_format=torch.channels_last)
+    layout = torch.contiguous_format if args.nchw else torch.channels_last
+    model = model.to(memory_format=layout)
     model = DDP(model, device_ids=[local_rank] if cuda else None)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -78,7 +82,7 @@ def main() -> None:
     model.train()
     for _ in range(args.steps):
         images, labels = next(batches)
-        images = images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+        images = images.to(device, non_blocking=True).contiguous(memory_format=layout)
         labels = labels.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=torch.bfloat16):
             loss = loss_fn(model(images), labels)
