@@ -593,6 +593,11 @@ def test_model_predict_precision_default_and_as_measured():
     assert amp["single_gpu_step_ms"] < same["single_gpu_step_ms"]  # AMP's higher peak is credited
     v100 = predict("resnet50", 32, 1, 1, gpu="V100-16GB", precision="amp")
     assert v100["precision"] == "amp-fp16"
+    # a CNN at 16-bit says its step is of plain code, as advise does; at TF32 nothing was measured
+    assert any("is a convolutional net, here at amp-fp16" in w for w in v100["warnings"])
+    assert not any("convolutional" in w for w in same["warnings"])
+    bert = predict("bert-base", 32, 1, 1, gpu="H200", precision="amp")
+    assert not any("convolutional" in w for w in bert["warnings"])
 
 
 def test_every_option_excluded_says_so_and_why():

@@ -239,31 +239,13 @@ def advice_warnings(
         )
     if basis.memory_bytes is None:
         out.append("no memory estimate for this model: GPU memory fit not checked")
-    if tuned := tuned_code_note(basis, options):
+    from ddlprof.models.predict import tuned_code_note  # pandas: not at advise's start-up
+
+    if basis.kind == "dataset" and (
+        tuned := tuned_code_note(basis.model, (o.step.precision for o in options))
+    ):
         out.append(tuned)
     return out
-
-
-def tuned_code_note(basis: StepBasis, options: list[Option]) -> str | None:
-    """For a convolutional net of the dataset at 16-bit: which code its step times are of. ddlprof's
-    own measurements are of plain code (NCHW, no autotuner), the published figures in the cross-GPU
-    fit of tuned code, and the two lines that separate them were worth 1.7-2.4x on an H100."""
-    from ddlprof.models.predict import measured_precision
-    from ddlprof.runs.diagnosis import TUNED_CNN_MIN_BATCH, TUNED_CNN_SPEEDUP
-
-    sixteen = sorted({o.step.precision for o in options} & {"amp-bf16", "amp-fp16", "bf16", "fp16"})
-    # the dataset's CNNs are those it measured at TF32 (cuDNN convolutions), its transformers at fp32
-    if not sixteen or basis.kind != "dataset" or measured_precision(basis.model) != "tf32":
-        return None
-    low, high = TUNED_CNN_SPEEDUP
-    return (
-        f"{basis.model} is a convolutional net, here at {', '.join(sixteen)}: steps 'measured by ddlprof' "
-        "are of plain PyTorch code (NCHW layout, cudnn.benchmark off), and the scaling to other GPUs is "
-        "fitted on those and on published figures of tuned code; channels_last with cudnn.benchmark made "
-        f"such steps {low:.2f}-{high:.2f}x faster on an H100 at batch {TUNED_CNN_MIN_BATCH} and up "
-        "(BENCHMARKS.md: issue 14), so a job written that way runs faster than these figures, by an amount "
-        "not predicted per GPU"
-    )
 
 
 def format_hours(hours: float) -> str:

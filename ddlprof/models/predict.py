@@ -21,6 +21,7 @@ else is an extrapolation of the ring model through the fitted coefficients, and 
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -301,6 +302,27 @@ def _from_instance(
     return gpu, inter, facts
 
 
+def tuned_code_note(model: str, precisions: Iterable[str | None]) -> str | None:
+    """For a convolutional net of the dataset at 16-bit: which code its step times are of. ddlprof's
+    own measurements are of plain code (NCHW, no autotuner), the published figures in the cross-GPU
+    fit of tuned code, and the two lines that separate them were worth 1.7-2.4x on an H100."""
+    from ddlprof.runs.diagnosis import TUNED_CNN_MIN_BATCH, TUNED_CNN_SPEEDUP
+
+    sixteen = sorted({p for p in precisions if p in ("amp-bf16", "amp-fp16", "bf16", "fp16")})
+    # the dataset's CNNs are those it measured at TF32 (cuDNN convolutions), its transformers at fp32
+    if not sixteen or dataset.lookup_model(model) is None or measured_precision(model) != "tf32":
+        return None
+    low, high = TUNED_CNN_SPEEDUP
+    return (
+        f"{model} is a convolutional net, here at {', '.join(sixteen)}: steps measured by ddlprof are of "
+        "plain PyTorch code (NCHW layout, cudnn.benchmark off), and the scaling to other GPUs is fitted on "
+        "those and on published figures of tuned code; channels_last with cudnn.benchmark made such steps "
+        f"{low:.2f}-{high:.2f}x faster on an H100 at batch {TUNED_CNN_MIN_BATCH} and up (BENCHMARKS.md: "
+        "issue 14), so a job written that way runs faster than these figures, by an amount not predicted "
+        "per GPU"
+    )
+
+
 def predict(
     model: str,
     batch_per_gpu: int,
@@ -392,6 +414,8 @@ def predict(
                 f"({estimate[1]}, with the allocator and CUDA context allowance), the GPU has "
                 f"{spec.memory_gb:g} GB"
             )
+    if spec is not None and (tuned := tuned_code_note(name, [chosen_precision])):
+        warnings.append(tuned)
     scaling = None
     error = None
     if spec is not None:  # where the single-GPU step comes from, and so its error: as advise quotes it
