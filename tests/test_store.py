@@ -158,6 +158,42 @@ def test_reporting_twice_keeps_one_row_equal_to_the_summary(tmp_path, home):
     assert len(_rows(home)) == 2
 
 
+def _cut_short(run, rank: int = 0, steps: int = 6) -> None:
+    """Rank ``rank``'s file ends after its step ``steps``, with no end record (a damaged copy)."""
+    path = run / "ranks" / f"rank-{rank}.jsonl"
+    lines = path.read_text().splitlines()
+    keep = [line for line in lines if json.loads(line).get("type") != "end"]
+    keep = [line for line in keep if json.loads(line).get("step", 0) <= steps]
+    path.write_text("\n".join(keep) + "\n")
+
+
+def _stored_steady_steps(home) -> list[int]:
+    with sqlite3.connect(home / store.DATABASE) as conn:
+        return [row[0] for row in conn.execute("SELECT steady_steps FROM runs")]
+
+
+def test_a_damaged_copy_of_a_run_never_replaces_its_row(tmp_path, home):
+    """Found by a review as a new user: a copy of a run directory with a rank file cut in half has
+    the run's identity, and its report replaced the intact run's row with figures from fewer steps."""
+    run = _run_dir(tmp_path)
+    _report(run)
+    damaged = tmp_path / "damaged"
+    shutil.copytree(run, damaged)
+    for rank in range(4):
+        _cut_short(damaged, rank, steps=6 + rank)  # rank 0 keeps 6 steps, rank 3 keeps 9
+    table = ddlprof("report", str(damaged), env=env())
+    assert table.returncode == 0, table.stderr
+    assert "keeps its row of this run: a report whose ranks stopped early (rank 0 after step 6," in " ".join(
+        table.stdout.split()
+    )
+    assert _stored_steady_steps(home) == [8]  # the intact run's, not the copy's 5
+    # the other way round: the damaged copy first, then the intact run, which replaces it
+    (home / store.DATABASE).unlink()
+    _report(damaged)
+    _report(run)
+    assert _stored_steady_steps(home) == [8]
+
+
 def test_no_store_flag_and_environment(tmp_path, home):
     run = _run_dir(tmp_path)
     _report(run, "--no-store")

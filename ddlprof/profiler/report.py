@@ -29,8 +29,17 @@ def _record(summary: dict, paths: list[Path]) -> str | None:
             file=sys.stderr,
         )
 
-    if not store.record_run(summary, paths, on_error=warn):
+    outcome = store.record_run(summary, paths, on_error=warn)
+    if outcome is None:
         return None
+    if outcome == "kept":
+        early = ", ".join(
+            f"rank {m['rank']} after step {m['last_step']}" for m in store.stopped_ranks(summary)
+        )
+        return (
+            f"the local dataset {store.database_path()} keeps its row of this run: a report whose ranks "
+            f"stopped early ({early}, no end record) never replaces one"
+        )
     return f"added to the local dataset {store.database_path()}" + (
         f", with a caveat: {caveat}" if caveat else ""
     )

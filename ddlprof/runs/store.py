@@ -246,9 +246,16 @@ def admission(summary: dict[str, Any]) -> tuple[str | None, str | None]:
         caveats.append(
             f"only {steady} steady steps per rank (under {FEW_STEADY_STEPS}: the mean step is less sure)"
         )
-    stopped = [m for m in summary.get("missing_ranks") or [] if "last_step" in m]
-    caveats += [f"rank {m['rank']} stopped after step {m['last_step']} (killed or crashed)" for m in stopped]
+    caveats += [
+        f"rank {m['rank']} stopped after step {m['last_step']} (killed or crashed)"
+        for m in stopped_ranks(summary)
+    ]
     return None, "; ".join(caveats) or None
+
+
+def stopped_ranks(summary: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ranks that stopped without an end record (killed, crashed, or a rank file cut short)."""
+    return [m for m in summary.get("missing_ranks") or [] if "last_step" in m]
 
 
 def record_run(
@@ -256,8 +263,10 @@ def record_run(
     run_dirs: list[Path],
     on_error: Callable[[str], None] | None = None,
     measured: dict[str, Any] | None = None,
-) -> bool:
-    """Add the reported run to the local dataset, or replace its row; False when it cannot be written.
+) -> str | None:
+    """Add the reported run to the local dataset, or replace its row: "added"; None when it cannot be
+    written. A report with ranks that stopped early never replaces a row the run has already ("kept"):
+    a damaged copy of a run directory (a rank file cut short) has the run's identity and fewer steps.
 
     ``on_error`` gets the reason in a few words (the report turns it into one warning line).
     ``measured`` fills columns one run cannot know: ``ddlprof stalls`` gives ``single_gpu_step_ms``
@@ -275,19 +284,19 @@ def record_run(
             # a later plain report of the same run keeps what ddlprof stalls measured beside it
             kept = [f"{c} = COALESCE(excluded.{c}, runs.{c})" for c in COLUMNS if c in MEASURED_BESIDE]
             fresh = [f"{c} = excluded.{c}" for c in COLUMNS if c not in MEASURED_BESIDE and c != "run_key"]
-            conn.execute(
-                f"INSERT INTO runs ({names}) VALUES ({marks}) "
-                f"ON CONFLICT(run_key) DO UPDATE SET {', '.join(kept + fresh)}",
+            update = "NOTHING" if stopped_ranks(summary) else f"UPDATE SET {', '.join(kept + fresh)}"
+            written = conn.execute(
+                f"INSERT INTO runs ({names}) VALUES ({marks}) ON CONFLICT(run_key) DO {update}",
                 [row[c] for c in COLUMNS],
-            )
-        return True
+            ).rowcount
+        return "added" if written else "kept"
     except (sqlite3.Error, OSError, StoreError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     except Exception as exc:  # an odd run directory: the report itself must still succeed
         reason = f"{type(exc).__name__}: {exc}"
     if on_error is not None:
         on_error(" ".join(f"{where}: {reason}".split()))
-    return False
+    return None
 
 
 def load_rows() -> Any:
