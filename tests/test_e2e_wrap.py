@@ -137,6 +137,11 @@ def test_failing_job_exit_code_passes_through(tmp_path):
         "wrap", "--out", str(tmp_path / "plain"), "python", str(EXAMPLE), "--steps", "3", "--exit-code", "3"
     )
     assert plain.returncode == 3, plain.stderr
+    # the run says the job failed, at its end and in the report (a review as a new user found a failed
+    # job presented as a normal run, its exit code only in the JSON)
+    assert "ddlprof: 1 rank(s)" in plain.stderr and "the job failed: exit code 3 on node0-" in plain.stderr
+    report = ddlprof("report", str(tmp_path / "plain"))
+    assert "the job failed: exit code 3 on node0-" in " ".join(report.stdout.split())
     bare = subprocess.run(
         [*torchrun(2), str(EXAMPLE), "--steps", "2", "--exit-code", "5"],
         capture_output=True,

@@ -16,7 +16,7 @@ from ddlprof.runs.breakdown import CATEGORIES, CAUSES, LABELS, data_line
 from ddlprof.runs.energy import energy_line
 from ddlprof.runs.intervals import runs_of
 from ddlprof.runs.peer_wait import charge_sentence
-from ddlprof.runs.summary import missing_label
+from ddlprof.runs.summary import failed_line, missing_label
 
 _HEADERS = {
     "step_ms": "step",
@@ -132,6 +132,8 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
     table.add_section()
     table.add_row(*job, style="bold")
     console.print(table, crop=False)  # wider than the terminal only where its numbers need it
+    if failed := failed_line(summary):
+        console.print(f"[bold red]{escape(failed)}[/bold red]")
     for key, mark in marks.items():
         console.print(f"[dim]{mark} {_HEADERS[key]}: {reasons[key]}[/dim]")
     if line := data_line(summary):

@@ -454,6 +454,20 @@ def missing_label(missing: dict[str, Any]) -> str:
     return f"ranks {missing['ranks']}" if missing.get("count", 1) > 1 else f"rank {missing['rank']}"
 
 
+def failed_line(summary: dict[str, Any]) -> str | None:
+    """What the job's launcher on each node that failed exited with, or None when none failed (a node
+    still running, or recorded before wrap kept exit codes, has None and is not counted)."""
+    failed = {
+        node: code
+        for node, code in (summary.get("exit_codes") or {}).items()
+        if isinstance(code, int) and not isinstance(code, bool) and code != 0
+    }
+    if not failed:
+        return None
+    codes = ", ".join(f"{code} on {node}" for node, code in sorted(failed.items()))
+    return f"the job failed: exit code {codes} (the figures are of the steps recorded before it)"
+
+
 def one_line(summary: dict[str, Any]) -> str:
     job = summary["job"]
 
@@ -466,12 +480,13 @@ def one_line(summary: dict[str, Any]) -> str:
     missing = f"; {missing_count(summary)} rank(s) missing" if summary["missing_ranks"] else ""
     own = (summary.get("ddlprof_overhead") or {}).get("own_pct_of_step")
     itself = f"; ddlprof's hooks {own:.2f}% of the step" if own is not None else ""
+    failed = f"; {line}" if (line := failed_line(summary)) else ""
     return (
         f"{summary['world_size']} rank(s) on {summary['nodes']} node(s), "
         f"{summary['steps']['steady_per_rank']} "
         f"steady steps: step {ms('step_ms')} ms = compute {ms('compute_ms')} + data {ms('data_stall_ms')} "
         f"+ interconnect {ms('interconnect_stall_ms')} + network {ms('network_stall_ms')} "
-        f"+ wait for peers {ms('wait_for_peers_ms')} + other {ms('other_ms')}{rate}{missing}{itself}"
+        f"+ wait for peers {ms('wait_for_peers_ms')} + other {ms('other_ms')}{rate}{missing}{itself}{failed}"
     )
 
 
