@@ -260,6 +260,7 @@ def test_a_run_records_the_precision_it_ran_at(wrapped, flags, precision):
     report = summary(run)
     assert report["workload"]["precision"] == precision
     assert run_row(report, [run])["precision"] == precision
+    assert f"; at {precision}" in " ".join(ddlprof("report", str(run)).stdout.split())  # the table says it
     # the example's small CNN, as a plain script leaves it (the tensor_layout rule reads these)
     layout = {k: report["workload"][k] for k in ("conv2d_layers", "layout", "cudnn_benchmark")}
     assert layout == {"conv2d_layers": 2, "layout": "nchw", "cudnn_benchmark": False}

@@ -86,6 +86,12 @@ def _column_widths(
     return [forms[i][k] for i, k in enumerate(chosen)], widths
 
 
+def _precision_note(summary: dict[str, Any]) -> str:
+    """The math the first training forward ran at (``workload.precision``), where it was read."""
+    precision = (summary.get("workload") or {}).get("precision")
+    return f"; at {escape(precision)}" if isinstance(precision, str) and precision else ""
+
+
 def _ms(value: float | None, step: float | None, mark: str = "") -> str:
     """Milliseconds, and below them the share of the step, so columns stay narrow."""
     if value is None:
@@ -119,7 +125,9 @@ def print_summary(summary: dict[str, Any], console: Console | None = None) -> No
         caption=(
             f"measured: {summary['world_size']} rank(s) on {summary['nodes']} node(s); "
             f"{steps['steady_per_rank']} steady steps per rank after {steps['warmup_dropped']} warm-up "
-            f"step(s)" + _traced_note(steps["traced_excluded"], summary.get("traces", []))
+            f"step(s)"
+            + _traced_note(steps["traced_excluded"], summary.get("traces", []))
+            + _precision_note(summary)
         ),
         width=sum(widths) + _TABLE_EXTRA * len(widths) + 1,
     )
