@@ -195,7 +195,8 @@ def data_line(summary: dict[str, Any]) -> str | None:
         blocked = max(0.0, loader["batch_ms"] - loader["batch_cpu_ms"] - loader["batch_cpu_wait_ms"])
         cores = f", {loader['cpus']} CPU cores" if loader.get("cpus") else ""
         line += (
-            f"; rank {rank['rank']}: {loader['workers']} DataLoader worker(s){cores}, a batch took "
+            f"; rank {rank['rank']} (the one that waits least, as the job does): {loader['workers']} "
+            f"DataLoader worker(s){cores}, a batch took "
             f"{loader['batch_ms']:.1f} ms to make (CPU {loader['batch_cpu_ms']:.1f}, waiting for a free "
             f"core {loader['batch_cpu_wait_ms']:.1f}, blocked {blocked:.1f})"
         )
