@@ -31,3 +31,39 @@ def test_more_memory_never_gives_a_smaller_batch_and_bert_base_on_a_t4():
 def test_no_estimate_or_nothing_fits():
     assert largest_fitting_batch("not-a-model", 80, memory_required_gb) is None
     assert largest_fitting_batch("resnet50", 1.0, memory_required_gb) is None  # the 1 GB context alone
+
+
+def _h100_peaks() -> list[tuple[str, str, int, int]]:
+    """(model, precision, batch, peak bytes) of every row of the H100 zoo sweep that fits in the table."""
+    import json
+
+    from conftest import REPO
+
+    rows = json.loads((REPO / "benchmarks/results/gpu-1xh100/zoo_sweep_h100.json").read_text())["rows"]
+    return [
+        (r["model"], r["precision"], r["batch_per_gpu"], r["peak_memory_bytes"])
+        for r in rows
+        if r.get("peak_memory_bytes") and shipped_memory_estimate(r["model"], r["batch_per_gpu"])
+    ]
+
+
+def test_a_16_bit_estimate_covers_every_peak_measured_at_bf16_and_is_not_far_above():
+    """The activations' share at 16-bit (0.60) was read off the same sweep: the estimate must stay at or
+    above each measured bf16 peak (a batch advise picks must fit), and not waste a power of two."""
+    ratios = []
+    for model, precision, batch, peak in _h100_peaks():
+        if precision != "bf16":
+            continue
+        estimate, how = shipped_memory_estimate(model, batch, precision="amp-bf16")
+        assert estimate >= peak, (model, batch, estimate, peak)
+        assert "activations x 0.6 at amp-bf16" in how
+        ratios.append(estimate / peak)
+    assert len(ratios) >= 25 and sorted(ratios)[len(ratios) // 2] < 1.2  # 1.15 on the sweep of 2026-12-06
+
+
+def test_amp_fills_a_t4_with_twice_the_resnet50_batch_of_tf32():
+    """16 GB: batch 128 at TF32 (the fp32 activations of 256 need about 25 GB), 256 at AMP (the H100
+    measured resnet50's bf16 peak at batch 128 at 6.1 GB against 11.4 at TF32)."""
+    t4 = get_gpu("T4").memory_gb
+    assert largest_fitting_batch("resnet50", t4, memory_required_gb)[0] == 128
+    assert largest_fitting_batch("resnet50", t4, memory_required_gb, precision="amp")[0] == 256

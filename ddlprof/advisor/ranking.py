@@ -330,7 +330,9 @@ def _batches(
 
     groups: dict[int, list[Instance]] = {}
     for instance in instances:
-        fits = largest_fitting_batch(basis.model, instance.gpu_memory_gb, memory_required_gb)
+        fits = largest_fitting_batch(
+            basis.model, instance.gpu_memory_gb, memory_required_gb, precision=basis.precision
+        )
         if fits is None:  # not even batch 1: fit_memory says so at the default batch
             groups.setdefault(basis.batch_per_gpu, []).append(instance)
         else:

@@ -56,9 +56,11 @@ def _memory_line(assumptions: dict[str, Any]) -> str:
     if memory["source"].startswith("none"):
         return "memory: no estimate, GPU fit not checked"
     if memory["required_gb"] is None:  # the batch chosen per GPU
+        sixteen = memory["source"].partition(", activations x ")[2]
         return (
-            f"memory: {memory['source'].split(', batch')[0]}, at each option's batch, with "
-            f"{memory['allowance']} (memory_required_gb in --json)"
+            f"memory: {memory['source'].split(', batch')[0]}, at each option's batch"
+            + (f", activations x {sixteen}" if sixteen else "")
+            + f", with {memory['allowance']} (memory_required_gb in --json)"
         )
     return f"memory: {memory['source']}; needs {memory['required_gb']} GB per GPU with {memory['allowance']}"
 

@@ -87,7 +87,7 @@ def dataset_basis(model: str, batch: int, precision: str | None = None) -> StepB
 
     name = measured_model(model)
     features = dataset.shipped_features(name)
-    memory = shipped_memory_estimate(name, batch)
+    memory = shipped_memory_estimate(name, batch, precision=precision)
     return StepBasis(
         model=name,
         batch_per_gpu=batch,

@@ -19,15 +19,19 @@ MAX_BATCH = 1024
 
 
 def largest_fitting_batch(
-    model: str, memory_gb: float, required_gb: Callable[[float], float], limit: int = MAX_BATCH
+    model: str,
+    memory_gb: float,
+    required_gb: Callable[[float], float],
+    limit: int = MAX_BATCH,
+    precision: str | None = None,
 ) -> tuple[int, float] | None:
     """(batch, GB it needs) for the largest power of two up to ``limit`` whose estimate, through
-    ``required_gb``, fits ``memory_gb``; None when the model has no shipped estimate or batch 1 does
-    not fit."""
+    ``required_gb``, fits ``memory_gb`` at ``precision`` (16-bit activations take less); None when the
+    model has no shipped estimate or batch 1 does not fit."""
     best = None
     batch = 1
     while batch <= limit:
-        estimate = shipped_memory_estimate(model, batch)
+        estimate = shipped_memory_estimate(model, batch, precision=precision)
         if estimate is None:
             return None
         needed = required_gb(estimate[0])

@@ -406,7 +406,8 @@ def predict(
         batch_per_gpu, world, nodes, links["intra_busbw_gbps"], links["inter_busbw_gbps"], features
     )
     step = float(predicted["step_ms"])
-    if spec is not None and (estimate := shipped_memory_estimate(name, batch_per_gpu)) is not None:
+    estimate = shipped_memory_estimate(name, batch_per_gpu, precision=chosen_precision) if spec else None
+    if spec is not None and estimate is not None:
         needed = memory_required_gb(estimate[0])
         if needed > spec.memory_gb:  # advise excludes such an option; a prediction says so
             warnings.append(
