@@ -598,6 +598,9 @@ def test_model_predict_precision_default_and_as_measured():
     assert not any("convolutional" in w for w in same["warnings"])
     bert = predict("bert-base", 32, 1, 1, gpu="H200", precision="amp")
     assert not any("convolutional" in w for w in bert["warnings"])
+    # a step ddlprof measured under autocast is named as advise names it (a review found "bf16" here)
+    h100 = predict("resnet50", 256, 1, 1, gpu="H100", precision="amp")
+    assert h100["precision"] == "amp-bf16" and h100["scaling"] is None
 
 
 def test_every_option_excluded_says_so_and_why():

@@ -12,6 +12,8 @@ import csv
 import functools
 from importlib import resources
 
+from ddlprof.models.gpus import is_half
+
 MEMORY_CSV = "data/memory_estimates.csv"
 
 
@@ -39,7 +41,6 @@ def memory_required_gb(estimate_bytes: float) -> float:
 #: (bert-base 0.30-0.43 and 0.50-0.68: the estimate overshoots transformers at both). The highest is
 #: taken, so that a 16-bit estimate stays at or above what was measured.
 SIXTEEN_BIT_ACTIVATIONS = 0.60
-SIXTEEN_BIT = ("amp", "amp-bf16", "amp-fp16", "bf16", "fp16")
 
 
 def shipped_memory_estimate(
@@ -49,7 +50,7 @@ def shipped_memory_estimate(
     (beyond) the nearest estimated batches (every part is constant or linear in the batch). The total
     at a 16-bit ``precision`` counts SIXTEEN_BIT_ACTIVATIONS of the activations (the table's are fp32)."""
     found = _interpolated(model, batch, part)
-    if found is None or part != "total_bytes" or precision not in SIXTEEN_BIT:
+    if found is None or part != "total_bytes" or precision is None or not is_half(precision):
         return found
     activations = _interpolated(model, batch, "activations_bytes")
     if activations is None:

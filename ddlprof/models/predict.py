@@ -30,7 +30,7 @@ import pandas as pd
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
 from ddlprof.models.calibration import calibrated_step
-from ddlprof.models.gpus import GpuSpec, get_gpu, resolve_precision, scale_compute_ms
+from ddlprof.models.gpus import GpuSpec, get_gpu, is_half, resolve_precision, scale_compute_ms
 from ddlprof.models.memory import (
     activation_share_per_step,
     bytes_moved_per_step,
@@ -308,7 +308,7 @@ def tuned_code_note(model: str, precisions: Iterable[str | None]) -> str | None:
     fit of tuned code, and the two lines that separate them were worth 1.7-2.4x on an H100."""
     from ddlprof.runs.diagnosis import TUNED_CNN_MIN_BATCH, TUNED_CNN_SPEEDUP
 
-    sixteen = sorted({p for p in precisions if p in ("amp-bf16", "amp-fp16", "bf16", "fp16")})
+    sixteen = sorted({p for p in precisions if p is not None and is_half(p)})
     # the dataset's CNNs are those it measured at TF32 (cuDNN convolutions), its transformers at fp32
     if not sixteen or dataset.lookup_model(model) is None or measured_precision(model) != "tf32":
         return None
@@ -370,7 +370,11 @@ def predict(
     name, features, sources["features"] = _features(model, batch_per_gpu)
     chosen_precision, scaled = None, False
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
-        single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.precision
+        # calibrate and the zoo sweep run 16-bit as autocast: named as advise names it
+        single_gpu_step_ms = calibrated.step_ms
+        chosen_precision = (
+            f"amp-{calibrated.precision}" if is_half(calibrated.precision) else calibrated.precision
+        )
         sources["single_gpu_step_ms"] = calibrated.description
         sources["precision"] = "ddlprof's measurement's" if calibrated.shipped else "the calibration's"
     elif spec is not None:

@@ -463,7 +463,7 @@ TUNED_CNN_MIN_BATCH = 128
 #: (torchvision's resnet50 53 of 107, efficientnet_b0 81 of 131, mobilenet_v3_large 62 of 110;
 #: convnext_tiny 22 of 100 and vit_b_16 1 of 77 are not).
 CONV_NET_SHARE = 0.25
-_SIXTEEN_BIT = ("amp-bf16", "amp-fp16", "bf16", "fp16")
+_SIXTEEN_BIT = ("amp-bf16", "amp-fp16", "bf16", "fp16")  # models.gpus.is_half's, as runs record them
 
 
 def _gpu_device(summary: dict[str, Any]) -> str | None:
