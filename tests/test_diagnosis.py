@@ -368,3 +368,40 @@ def test_the_layout_and_unused_rules_take_any_recorded_value_without_a_crash(whe
     else:
         summary["workload"][where] = value
     _check(diagnose(summary))
+
+
+def test_the_framework_spellings_in_the_advice_exist_in_those_frameworks():
+    """The compression and unused_search advice name Lightning's, accelerate's and the Trainer's own
+    arguments: each must be one the installed framework takes (the test extra installs them)."""
+    import inspect
+
+    from ddlprof.models.zoo import import_torchvision
+
+    import_torchvision()  # they import torchvision, whose PyPI wheel needs this beside a CPU torch
+    for framework in ("lightning", "accelerate", "transformers"):
+        pytest.importorskip(framework)
+    from accelerate.utils import DDPCommunicationHookType, DistributedDataParallelKwargs
+    from lightning.pytorch.strategies import DDPStrategy, StrategyRegistry
+    from transformers import TrainingArguments
+
+    summary = _summary(_rank(0, 10.0, comm=30.0), _rank(1, 10.0, comm=30.0))
+    summary["workload"] = {
+        "grad_bytes": 100 << 20,
+        "bucket_sizes": [25 << 20] * 4,
+        "parameter_dtype": "float",
+    }
+    compression = diagnosis.compression(summary)["action"]
+    assert (
+        "DDPStrategy(ddp_comm_hook=" in compression
+        and "ddp_comm_hook" in inspect.signature(DDPStrategy).parameters
+    )
+    assert "DistributedDataParallelKwargs(comm_hook=DDPCommunicationHookType.BF16)" in compression
+    assert "comm_hook" in DistributedDataParallelKwargs.__dataclass_fields__ and DDPCommunicationHookType.BF16
+    summary["workload"].update(find_unused_parameters=True, unused_parameter_bytes=0)
+    unused = diagnosis.unused_search(summary)["action"]
+    assert "TrainingArguments(ddp_find_unused_parameters=False)" in unused
+    assert "ddp_find_unused_parameters" in TrainingArguments.__dataclass_fields__
+    assert (
+        "'ddp_find_unused_parameters_true'" in unused
+        and "ddp_find_unused_parameters_true" in StrategyRegistry
+    )

@@ -378,7 +378,9 @@ def compression(summary: dict[str, Any]) -> Recommendation | None:
         "gradient communication (bytes)",
         "register a 16-bit gradient compression hook: ddp.register_comm_hook(None, "
         "torch.distributed.algorithms.ddp_comm_hooks.default_hooks.bf16_compress_hook) "
-        "(fp16_compress_hook on GPUs without bf16)",
+        "(fp16_compress_hook on GPUs without bf16); Lightning: strategy=DDPStrategy(ddp_comm_hook="
+        "bf16_compress_hook); accelerate: Accelerator(kwargs_handlers=[DistributedDataParallelKwargs("
+        "comm_hook=DDPCommunicationHookType.BF16)])",
         f"exposed communication {exposed:.1f} ms per step on every rank ({_pct(exposed, summary)} of the "
         f"step) over {len(sizes)} bucket(s) of {sum(sizes) / len(sizes) / 2**20:.1f} MiB on average",
         saving,
