@@ -286,3 +286,9 @@ def test_the_layout_read_at_the_first_forward():
         conv_layout(net.to(memory_format=torch.channels_last), ((images,), {}))["layout"] == "channels_last"
     )
     assert conv_layout(torch.nn.Linear(4, 4), ((images,), {})) == {}
+    # a grayscale stem's weight (one input channel) and a one-channel image are in both orders at once
+    gray = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    one_channel = torch.randn(4, 1, 16, 16)
+    assert conv_layout(gray, ((one_channel,), {}))["layout"] == "nchw"
+    nhwc_gray = gray.to(memory_format=torch.channels_last)
+    assert conv_layout(nhwc_gray, ((one_channel,), {}))["layout"] == "channels_last"

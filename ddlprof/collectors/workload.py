@@ -59,8 +59,13 @@ def conv_layout(module: Any, inputs: Any) -> dict[str, Any]:
         return {}
     nhwc = torch.channels_last
     image = _first_4d(inputs)
-    tensors = [convs[0].weight, *([image] if image is not None else [])]
-    # a tensor with 1x1 spatial dims or one channel is both orders at once: it says nothing
+    # a tensor with 1x1 spatial dims or one channel (a grayscale stem's weight) is in both orders at
+    # once and says nothing: the first weight that is in one order only speaks for the model
+    weight = next(
+        (c.weight for c in convs if c.weight.is_contiguous() != c.weight.is_contiguous(memory_format=nhwc)),
+        None,
+    )
+    tensors = [t for t in (weight, image) if t is not None]
     channels_last = any(t.is_contiguous(memory_format=nhwc) and not t.is_contiguous() for t in tensors)
     return {
         "conv2d_layers": len(convs),
