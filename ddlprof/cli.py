@@ -1411,10 +1411,11 @@ def add_advise(commands: argparse._SubParsersAction) -> None:
     )
     out.add_argument(
         "--sort",
-        choices=("cost", "time", "carbon"),
+        choices=("cost", "worst", "time", "carbon"),
         default="cost",
-        help="rank by USD per 1M samples (default), by hours, or by kg CO2e (hours and kg CO2e at the 3 "
-        "significant figures shown; ties: the cheaper per sample first)",
+        help="rank by USD per 1M samples (default), by its worst case (the high end of its range: an "
+        "option whose GPU has no reference cannot rank first on a hopeful estimate), by hours, or by kg "
+        "CO2e (hours and kg CO2e at the 3 significant figures shown; ties: the cheaper per sample first)",
     )
     out.add_argument("--explain", action="store_true", help="also list the excluded options and why")
     out.add_argument(

@@ -196,3 +196,23 @@ def test_the_legend_says_what_the_marker_compares(sort, legend):
     if any(r["within_error_of_top"] for r in result["options"][1:10]):
         assert legend in out and "≈: cost per sample within" not in out
     assert f"ranked by {'hours' if sort == 'time' else 'kg CO2e'} as shown" in out
+
+
+def test_worst_ranks_by_the_high_end_of_the_cost_range_and_its_top_is_the_lowest_worst_case():
+    """``--sort worst``: a GPU with no reference (a wide error) cannot rank first on a hopeful figure
+    (a review as a new user read the cost sort's T4 at 171% error as a recommendation)."""
+    worst = _json("--sort", "worst", "--budget", "100")
+    highs = [o["cost_per_1m_samples_range"][1] for o in worst["options"]]
+    assert highs == sorted(highs) and worst["sort"] == "worst"
+    assert worst["within_error_on"] == "cost_per_1m_samples_range"
+    cost = _json("--budget", "100")
+    safest = cost["options"][cost["lowest_worst_case"]["rank"] - 1]
+    top = worst["options"][0]
+    assert (top["instance_type"], top["count"], top["region"], top["spot"]) == (
+        safest["instance_type"], safest["count"], safest["region"], safest["spot"]
+    )  # fmt: skip
+    # the error of the cost sort's top (no reference) is wider than that of the worst sort's
+    assert cost["options"][0]["error_pct"] > top["error_pct"]
+    code, out, err = run_advise("--model", "resnet50", "--budget", "100", "--sort", "worst")
+    assert code == 0, err
+    assert "has the lowest worst-case cost per sample (at most $" in " ".join(out.split())

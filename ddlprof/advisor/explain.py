@@ -157,6 +157,11 @@ SORT_WORDS = {
         "USD per 1M samples, lowest first (ties: fewer hours first)",
         "the others cost more for the same time",
     ),
+    "worst": (
+        "the high end of USD per 1M samples (the figure plus its error), lowest first (ties: the lower "
+        "figure first)",
+        "the others cost more for the same time",
+    ),
     "time": (
         f"hours, fewest first, at {SIGNIFICANT} significant figures as the table shows them (whole hours "
         "from 100 up); ties: USD per 1M samples, lowest first",
@@ -290,6 +295,20 @@ def explain_top(advice: Advice) -> str:
         f"at {top.step.precision}, batch {top.batch_per_gpu} per GPU, step time {top.step.basis} "
         f"(error {top.error_pct:.0f}%)"
     )
+    if sort == "worst":
+        cheapest = min(advice.options, key=lambda o: (o.usd_per_million_samples, o.hours))
+        tail = (
+            "; it is also the cheapest expected"
+            if cheapest is top
+            else f"; the cheapest expected, {cheapest.label}, costs ${cheapest.usd_per_million_samples:,.3f} "
+            f"per 1M samples but up to ${cheapest.cost_per_million_range()[1]:,.3f} (error "
+            f"{cheapest.error_pct:.0f}%)"
+        )
+        return (
+            f"{top.label} has the lowest worst-case cost per sample (at most "
+            f"${top.cost_per_million_range()[1]:,.3f} per 1M samples, {per_sample} expected) {of}: {cost} "
+            f"for the {samples} in {format_hours(top.hours)} {step}{tail}."
+        )
     if sort == "cost":
         fastest = min(advice.options, key=lambda o: o.hours)
         tail = (

@@ -260,6 +260,7 @@ def sort_used(sort: str, met: bool, ranked: list[Option]) -> str:
 #: The JSON range each ``--sort`` key's "within error" (``≈``) marker compares.
 RANGE_FIELDS = {
     "cost": "cost_per_1m_samples_range",
+    "worst": "cost_per_1m_samples_range",
     "time": "hours_range",
     "carbon": "emissions_kg_co2e_range",
 }

@@ -134,6 +134,8 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
     if met:
         if request.sort == "carbon":  # else only the options left after best_region need it
             add_energy(feasible, request)
+        if request.sort == "worst":  # ranked by the high end of each range: errors first
+            assign_errors(feasible, basis, fitted)
         ranked = sorted(feasible, key=SORT_KEYS[request.sort])
     else:  # nothing meets the budget and deadline: the cheapest, with how far over they are
         ranked = sorted(candidates, key=lambda o: (o.total_cost_usd, o.hours, o.instance_type, o.region))
@@ -141,7 +143,9 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         ranked = best_region(ranked)
     if not met or request.sort != "carbon":
         add_energy(ranked, request)
-    mark_uncertainty(ranked, basis, fitted, sort_used(request.sort, met, ranked))
+    if not (met and request.sort == "worst"):
+        assign_errors(ranked, basis, fitted)
+    mark_within_error(ranked, sort_used(request.sort, met, ranked))
     front = pareto_front([(o.hours, o.total_cost_usd) for o in ranked])
     for option, on_front in zip(ranked, front, strict=True):
         option.pareto = on_front
@@ -173,6 +177,8 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
 #: the cheaper per sample, then the exact figure, then names.
 SORT_KEYS = {
     "cost": lambda o: (o.usd_per_million_samples, o.hours, o.instance_type, o.region),
+    # the high end of the cost per sample: what an option costs at most, by its error
+    "worst": lambda o: (o.cost_per_million_range()[1], o.usd_per_million_samples, o.instance_type, o.region),
     "time": lambda o: (
         figure_value(o.hours),
         o.usd_per_million_samples,
@@ -221,11 +227,10 @@ def _packing_note(request: AdviseRequest, factors: dict[str, list]) -> str | Non
     return None
 
 
-def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any, sort: str = "cost") -> None:
-    """Each option's step-time error (``ddlprof.models.step_error``) and whether its range on the sort key
-    (``Option.sort_range``: cost per sample, hours or kg CO2e) overlaps the top option's. Hours and cost
-    are taken as proportional to the step time (the spot overhead is, to first order), so they carry the
-    same relative error; an option (or a top) without the figure is within no one's error."""
+def assign_errors(options: list[Option], basis: StepBasis, fitted: Any) -> None:
+    """Each option's step-time error (``ddlprof.models.step_error``). Hours and cost are taken as
+    proportional to the step time (the spot overhead is, to first order), so they carry the same
+    relative error."""
     from ddlprof.models import predict as predict_module
     from ddlprof.models.published import scaling_error
     from ddlprof.models.step_error import step_error
@@ -233,10 +238,16 @@ def mark_uncertainty(ranked: list[Option], basis: StepBasis, fitted: Any, sort: 
     cv_pct = float(fitted.cv(fitted.selected)["step_ms_mape_pct"])
     measured = [basis.gpu] if basis.gpu else [predict_module._reference_gpu().gpu]
     scaling = scaling_error()
-    for option in ranked:
+    for option in options:
         error = step_error(option.step, option.gpu, cv_pct, measured, scaling)
         option.error_pct, option.error_basis = error.pct, error.basis
         option.error_referenced = error.referenced
+
+
+def mark_within_error(ranked: list[Option], sort: str = "cost") -> None:
+    """Whether each option's range on the sort key (``Option.sort_range``: cost per sample, hours or
+    kg CO2e) overlaps the top option's; an option (or a top) without the figure is within no one's
+    error."""
     if ranked:
         top = ranked[0].sort_range(sort)
         for option in ranked:

@@ -377,11 +377,17 @@ def _print_uncertainty(console: Any, options: list[dict[str, Any]], sort: str = 
 
 
 #: What each ``--sort`` ranks by, in the legend.
-SORT_FIGURE = {"cost": "cost per sample", "time": "hours", "carbon": "kg CO2e"}
+SORT_FIGURE = {
+    "cost": "cost per sample",
+    "worst": "worst-case cost per sample",
+    "time": "hours",
+    "carbon": "kg CO2e",
+}
 
 #: The regions ``region +N`` counts, per ``--sort`` (``ranking.best_region`` keeps the best-ranked one).
 REGIONS_LEFT_OUT = {
     "cost": "priced higher",
+    "worst": "priced higher",
     "time": "slower, or as fast and priced higher",
     "carbon": "with more kg CO2e, or as much and priced higher",
 }
@@ -390,6 +396,8 @@ REGIONS_LEFT_OUT = {
 WITHIN_ERROR = {
     "cost": "≈: cost per sample within the error of the top choice; the ranking among them is not certain "
     "(each row's step time, and so its cost, lies within ± its err/CV: cost_per_1m_samples_range in --json)",
+    "worst": "≈: cost per sample within the error of the top choice; the ranking among them is not certain "
+    "(ranked by the high end of each row's range: cost_per_1m_samples_range in --json)",
     "time": "≈: hours within the error of the top choice; the ranking among them is not certain (each "
     "row's step time, and so its hours, lies within ± its err/CV, the high end raised by the spot "
     "interruption rate's: hours_range in --json)",
