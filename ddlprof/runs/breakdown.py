@@ -23,6 +23,7 @@ and ``t(full) - t(one node)``. Without a probe, all of it is booked as network a
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -241,3 +242,23 @@ def reasons(
     if not saw_forward:
         out["other_ms"] = NO_FORWARD
     return out
+
+
+def batch_per_gpu(ranks: list[dict[str, Any]]) -> float | int | None:
+    """Mean samples per steady step of the lowest rank: its throughput times its mean step time (a
+    summary made by hand or from odd files may hold anything there: no number, no batch)."""
+    for rank in ranks:
+        rate, step_ms = rank.get("throughput_samples_per_s"), rank.get("step_ms")
+        if finite_number(rate) and finite_number(step_ms) and rate >= 0 and step_ms > 0:
+            batch = rate * step_ms / 1e3
+            return round(batch) if abs(batch - round(batch)) < 1e-6 * max(1.0, batch) else batch
+    return None
+
+
+def finite_number(value: Any) -> bool:
+    """A recorded figure that is a finite number of a sane size (a workload record may hold anything,
+    an integer of 400 digits among them, which no float holds)."""
+    try:
+        return isinstance(value, int | float) and math.isfinite(value) and abs(value) < 1e18
+    except OverflowError:
+        return False

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import Any
 
 # the report footnotes launch-bound runs by LAUNCH_BOUND_LAG_MS
-from ddlprof.runs.breakdown import CAUSES, LAUNCH_BOUND_LAG_MS, WIRE, busy_ms
+from ddlprof.runs.breakdown import CAUSES, LAUNCH_BOUND_LAG_MS, WIRE, batch_per_gpu, busy_ms, finite_number
 
 #: A limit names the run's verdict when removing it would save at least this share of the step ...
 VERDICT_SHARE = 0.25
@@ -114,7 +114,7 @@ def _loader_floor_ms(rank: dict[str, Any]) -> float | None:
     (2 ranks with 1 worker each, a batch 38 ms to make, step 38.7 ms, seen on CI's 2 cores)."""
     loader = rank.get("loader") or {}
     workers, batch, batches = loader.get("workers"), loader.get("batch_ms"), loader.get("batches_per_step")
-    if not all(_finite(v) and v > 0 for v in (workers, batch, batches)):
+    if not all(finite_number(v) and v > 0 for v in (workers, batch, batches)):
         return None
     return batches * batch / workers
 
@@ -219,7 +219,7 @@ def _gpu_floor(summary: dict[str, Any]) -> tuple[float, str] | None:
     """
     found: list[tuple[float, str]] = []
     lag, compute = summary.get("gpu_lag_ms"), (summary.get("job") or {}).get("compute_ms")
-    if _finite(lag) and _finite(compute) and lag > 0:
+    if finite_number(lag) and finite_number(compute) and lag > 0:
         found.append(
             (
                 compute + lag,
@@ -304,18 +304,9 @@ def _input_bound_measured(
 def _bucket_facts(summary: dict[str, Any]) -> tuple[list[int], int | None]:
     workload = summary.get("workload") or {}
     listed = workload.get("bucket_sizes")
-    sizes = [int(s) for s in listed if _finite(s)] if isinstance(listed, list) else []
+    sizes = [int(s) for s in listed if finite_number(s)] if isinstance(listed, list) else []
     grad = workload.get("grad_bytes")
-    return sizes, int(grad) if _finite(grad) else (sum(sizes) or None)
-
-
-def _finite(value: Any) -> bool:
-    """A recorded figure that is a finite number of a sane size (a workload record may hold anything,
-    an integer of 400 digits among them, which no float holds)."""
-    try:
-        return isinstance(value, int | float) and math.isfinite(value) and abs(value) < 1e18
-    except OverflowError:
-        return False
+    return sizes, int(grad) if finite_number(grad) else (sum(sizes) or None)
 
 
 def _default_buckets(grad_bytes: int) -> int:
@@ -475,12 +466,6 @@ def _gpu_device(summary: dict[str, Any]) -> str | None:
     return name if name is not None and not name.startswith("cpu") else None
 
 
-def _batch_per_rank(summary: dict[str, Any]) -> float | None:
-    rank = summary["ranks"][0] if summary["ranks"] else {}
-    rate, step_ms = rank.get("throughput_samples_per_s"), rank.get("step_ms")
-    return rate * step_ms / 1e3 if _finite(rate) and _finite(step_ms) and rate > 0 and step_ms > 0 else None
-
-
 def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
     """A convolutional net trained in 16-bit on a GPU in NCHW order or without cuDNN's autotuner: the
     two lines a plain script lacks and tuned code has. Predicted only where it was measured: an H100,
@@ -489,7 +474,7 @@ def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
     gpu = _gpu_device(summary)
     precision = workload.get("precision")
     convs, layers = (
-        value if _finite(value) else 0 for value in map(workload.get, ("conv2d_layers", "num_layers"))
+        value if finite_number(value) else 0 for value in map(workload.get, ("conv2d_layers", "num_layers"))
     )
     # a transformer with a convolution for a stem (ViT, Swin: one Conv2d) is not a conv net
     if convs < CONV_NET_SHARE * layers or not convs or gpu is None or precision not in _SIXTEEN_BIT:
@@ -503,7 +488,7 @@ def tensor_layout(summary: dict[str, Any]) -> Recommendation | None:
         *(["torch.backends.cudnn.benchmark = True (for fixed input shapes)"] if untuned else []),
     ]
     state = " and ".join([*(["NCHW layout"] if nchw else []), *(["cudnn.benchmark off"] if untuned else [])])
-    batch = _batch_per_rank(summary)
+    batch = batch_per_gpu(summary["ranks"])
     low, high = TUNED_CNN_SPEEDUP
     table = (
         f"ddlprof's sweep on an H100 (bf16): the two together made resnet18, resnet50 and "

@@ -54,6 +54,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
+from ddlprof.runs.breakdown import batch_per_gpu
+
 HOME_ENV = "DDLPROF_HOME"
 NO_STORE_ENV = "DDLPROF_NO_STORE"
 DATABASE = "dataset.sqlite"
@@ -349,7 +351,7 @@ def run_row(summary: dict[str, Any], run_dirs: list[Path]) -> dict[str, Any]:
         "hosts": json.dumps(hosts),
         "command": json.dumps(manifests[0].get("command")) if manifests[0].get("command") else None,
         "model": workload.get("module"),
-        "batch_per_gpu": _batch_per_gpu(ranks),
+        "batch_per_gpu": batch_per_gpu(ranks),
         "transport": "",
         "world_size": world_size,
         "gpus_per_node": _gpus_per_node(summary, probe),
@@ -423,16 +425,6 @@ def _first_rank_header(run_dirs: list[Path]) -> dict[str, Any]:
         if isinstance(record, dict) and record.get("type") == "rank":
             return record
     return {}
-
-
-def _batch_per_gpu(ranks: list[dict[str, Any]]) -> float | int | None:
-    """Mean samples per steady step of the lowest rank: its throughput times its mean step time."""
-    for rank in ranks:
-        rate, step_ms = rank.get("throughput_samples_per_s"), rank.get("step_ms")
-        if rate is not None and step_ms:
-            batch = rate * step_ms / 1e3
-            return round(batch) if abs(batch - round(batch)) < 1e-6 * max(1.0, batch) else batch
-    return None
 
 
 def _gpus_per_node(summary: dict[str, Any], probe: dict[str, Any] | None) -> int | None:
