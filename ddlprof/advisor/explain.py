@@ -295,8 +295,8 @@ def explain_top(advice: Advice) -> str:
         f"at {top.step.precision}, batch {top.batch_per_gpu} per GPU, step time {top.step.basis} "
         f"(error {top.error_pct:.0f}%)"
     )
+    cheapest = min(advice.options, key=lambda o: (o.usd_per_million_samples, o.hours))
     if sort == "worst":
-        cheapest = min(advice.options, key=lambda o: (o.usd_per_million_samples, o.hours))
         tail = (
             "; it is also the cheapest expected"
             if cheapest is top
@@ -333,7 +333,6 @@ def explain_top(advice: Advice) -> str:
             f"{lead}{top.label} has the lowest cost per sample ({per_sample}) {of}: {cost} for the "
             f"{samples} in {format_hours(top.hours)} {step}{tail}."
         )
-    cheapest = min(advice.options, key=lambda o: (o.usd_per_million_samples, o.hours))
     tail = (
         "; it is also the cheapest per sample"
         if cheapest.usd_per_million_samples >= top.usd_per_million_samples

@@ -274,10 +274,16 @@ def _rounded(values: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in values.items()}
 
 
+def worst_case_key(option: Option) -> tuple[float, float, str, str]:
+    """The high end of an option's cost per sample, then its figure and names: ``--sort worst``'s key."""
+    return (option.cost_per_million_range()[1], option.usd_per_million_samples, option.instance_type,
+            option.region)  # fmt: skip
+
+
 def lowest_worst_case(options: list[Option]) -> Option:
-    """The option whose total cost has the lowest high end: the risk-averse choice, which a figure with
-    no reference (a wide error) cannot win by its central value alone."""
-    return min(options, key=lambda o: (o.total_cost_range()[1], o.total_cost_usd))
+    """The option whose cost has the lowest high end: the risk-averse choice, which a figure with no
+    reference (a wide error) cannot win by its central value alone (``--sort worst`` ranks it first)."""
+    return min(options, key=worst_case_key)
 
 
 @dataclass

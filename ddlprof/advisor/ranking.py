@@ -39,7 +39,7 @@ from ddlprof.advisor.filters import (
     fit_memory,
     within_limits,
 )
-from ddlprof.advisor.options import Advice, AdviseRequest, Option, figure_value, sort_used
+from ddlprof.advisor.options import Advice, AdviseRequest, Option, figure_value, sort_used, worst_case_key
 from ddlprof.advisor.packing import measured_factors, packed_options
 from ddlprof.advisor.pareto import pareto_front
 from ddlprof.advisor.spot import interruption_for
@@ -177,8 +177,7 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
 #: the cheaper per sample, then the exact figure, then names.
 SORT_KEYS = {
     "cost": lambda o: (o.usd_per_million_samples, o.hours, o.instance_type, o.region),
-    # the high end of the cost per sample: what an option costs at most, by its error
-    "worst": lambda o: (o.cost_per_million_range()[1], o.usd_per_million_samples, o.instance_type, o.region),
+    "worst": worst_case_key,  # the high end of the cost per sample: what an option costs at most
     "time": lambda o: (
         figure_value(o.hours),
         o.usd_per_million_samples,
