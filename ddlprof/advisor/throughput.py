@@ -353,7 +353,7 @@ def predict_steps(
         outside = batch_outside(basis.batch_per_gpu, found.batches) if found.batches else None
         return _Single(
             found.step_ms,
-            chosen or found.precision,
+            chosen or found.named_precision,
             how,
             False,
             (),

@@ -53,6 +53,12 @@ class Calibrated:
     spread_pct: float = 0.0  # measured spread between machines of the GPU type (shipped steps only)
 
     @property
+    def named_precision(self) -> str:
+        """The precision as advise and model predict name it: calibrate and the zoo sweep run 16-bit as
+        autocast, stored as fp16/bf16, which is amp-fp16/amp-bf16."""
+        return f"amp-{self.precision}" if self.precision in ("fp16", "bf16") else self.precision
+
+    @property
     def description(self) -> str:
         if self.shipped:
             return f"measured by ddlprof on {self.gpu} on {self.date} ({self.shipped}): {self.how}"

@@ -370,11 +370,7 @@ def predict(
     name, features, sources["features"] = _features(model, batch_per_gpu)
     chosen_precision, scaled = None, False
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
-        # calibrate and the zoo sweep run 16-bit as autocast: named as advise names it
-        single_gpu_step_ms = calibrated.step_ms
-        chosen_precision = (
-            f"amp-{calibrated.precision}" if is_half(calibrated.precision) else calibrated.precision
-        )
+        single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.named_precision
         sources["single_gpu_step_ms"] = calibrated.description
         sources["precision"] = "ddlprof's measurement's" if calibrated.shipped else "the calibration's"
     elif spec is not None:
