@@ -38,8 +38,9 @@ def memory_required_gb(estimate_bytes: float) -> float:
 #: Under 16-bit autocast a step keeps its activations in 16 bits: the peak memory of 9 CNNs, measured
 #: on the H100 at bf16 (batches 32 to 1024; benchmarks/results/gpu-1xh100/zoo_sweep_h100.json) was the
 #: estimate's fixed part plus 0.39-0.60 of its activations, where at TF32 it was 0.82-1.05 of them
-#: (bert-base 0.30-0.43 and 0.50-0.68: the estimate overshoots transformers at both). The highest is
-#: taken, so that a 16-bit estimate stays at or above what was measured.
+#: (bert-base 0.30-0.43 and 0.50-0.68: the estimate overshoots transformers at both); `python
+#: benchmarks/memory_share.py benchmarks/results/gpu-1xh100/zoo_sweep_h100.json --out ...`. The highest
+#: is taken, so that a 16-bit estimate stays at or above what was measured.
 SIXTEEN_BIT_ACTIVATIONS = 0.60
 
 

@@ -448,8 +448,8 @@ def unused_search(summary: dict[str, Any]) -> Recommendation | None:
 #: What NHWC layout and cuDNN's autotuner, together, did to single-GPU bf16 steps on an H100 at batch
 #: 128 and up: 1.70x (efficientnet_b0, 128) to 2.38x (resnet18, 1024), five rows; at batch 32 the
 #: steps were launch-bound and unchanged (0.64-1.08x). benchmarks/zoo_sweep.py, plain against
-#: --channels-last --cudnn-benchmark, results/gpu-1xh100/zoo_sweep_h100.json and zoo_tuned_h100*.json
-#: (BENCHMARKS.md, issue 14). The prediction takes the lowest.
+#: --channels-last --cudnn-benchmark, results/gpu-1xh100/zoo_sweep_h100.json and zoo_tuned_h100*.json,
+#: compared by benchmarks/zoo_tuned_vs_plain.py (BENCHMARKS.md, issue 14). The prediction takes the lowest.
 TUNED_CNN_SPEEDUP = (1.70, 2.38)
 TUNED_CNN_MIN_BATCH = 128
 #: A conv net, for the rule: Conv2d layers at least this share of the layers with parameters
