@@ -10,11 +10,9 @@ export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
 nproc > "$OUT/jpeg_machine.txt"; nvidia-smi -L >> "$OUT/jpeg_machine.txt"
 python3 benchmarks/jpeg_pipeline.py --make /tmp/jpegs --images ${IMAGES:-3000} >> "$OUT/jpeg_machine.txt" 2>&1
+source benchmarks/wrap_and_report.sh
 run() {  # workers, tag
-  python3 -m ddlprof wrap --trace-steps 0 --out /tmp/jpeg-$2 -- torchrun --standalone --nproc_per_node=1 \
-    benchmarks/jpeg_pipeline.py --data /tmp/jpegs --workers "$1" --steps ${STEPS:-80} > "$OUT/jpeg_$2.log" 2>&1
-  python3 -m ddlprof report --no-store /tmp/jpeg-$2 >> "$OUT/jpeg_$2.log" 2>&1
-  python3 -m ddlprof report --no-store --json /tmp/jpeg-$2 > "$OUT/jpeg_$2.json"
+  wrap_and_report "jpeg_$2" benchmarks/jpeg_pipeline.py --data /tmp/jpegs --workers "$1" --steps ${STEPS:-80}
 }
 run 2 w2
 advised=$(python3 -c "

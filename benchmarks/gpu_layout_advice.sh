@@ -10,13 +10,12 @@ set -u
 OUT=${OUT:-benchmarks/results/gpu}
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 mkdir -p "$OUT"
+source benchmarks/wrap_and_report.sh
 run() {  # tag, extra job arguments
-  tag=$1; shift
-  python3 -m ddlprof wrap --trace-steps 0 --out /tmp/layout-$tag -- torchrun --standalone --nproc_per_node=1 \
-    benchmarks/foreign/plain_loop.py --gpu-resident --batch-size ${BATCH:-128} --steps ${STEPS:-120} "$@" \
-    > "$OUT/layout_$tag.log" 2>&1
-  python3 -m ddlprof report --no-store /tmp/layout-$tag >> "$OUT/layout_$tag.log" 2>&1
-  python3 -m ddlprof report --no-store --json /tmp/layout-$tag > "$OUT/layout_$tag.json"
+  local tag=$1
+  shift
+  wrap_and_report "layout_$tag" benchmarks/foreign/plain_loop.py --gpu-resident --batch-size ${BATCH:-128} \
+    --steps ${STEPS:-120} "$@"
 }
 run plain --nchw --no-cudnn-benchmark
 run tuned
