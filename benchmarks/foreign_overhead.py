@@ -9,6 +9,11 @@ one-off cost lands). The ratio of a round is wrapped / unwrapped of the same rou
 median over the rounds. What ddlprof says it cost itself (the ``own_ms`` of its step records, the
 trace window's cost) is read from each wrapped run directory beside it.
 
+While each launch runs, NVML is read twice a second from this process (not the job's): the SM clock,
+power, temperature and why the clocks were held down (power cap, thermal, ...), summarised over the
+samples where the GPU was busy. Launch-to-launch spread of a GPU-bound job that follows the SM clock
+is the GPU's power management, not ddlprof.
+
     python benchmarks/foreign_overhead.py --jobs plain,hf,lightning --rounds 5 --out results.json
     python benchmarks/foreign_overhead.py --jobs plain --variants unwrapped,bootstrap,steps,default
     python benchmarks/foreign_overhead.py --combine a.json b.json    # rounds of several calls together
@@ -25,8 +30,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -81,6 +88,7 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     env = {**os.environ, "STEPTIMER_OUT": str(figures), **VARIANT_ENV.get(variant, {})}
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
     started = time.perf_counter()
+    watch = GpuWatch(args.gpu_index)
     # A session of its own, so that a launch past its time is ended with every process it started.
     proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)  # fmt: skip
@@ -90,6 +98,8 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
         return {"variant": variant, "error": f"no end after {args.launch_timeout} s"}
+    finally:
+        samples = watch.stop()
     wall = time.perf_counter() - started
     if proc.returncode != 0 or not figures.exists():
         return {"variant": variant, "error": f"exit {proc.returncode}: {(stderr or stdout)[-2000:]}"}
@@ -97,9 +107,76 @@ def launch(job: str, variant: str, args: argparse.Namespace, work: Path, tag: st
     if not args.keep_step_ms:
         result.pop("step_ms", None)
     result.update({"variant": variant, "launch_wall_s": round(wall, 2)})
+    if samples:
+        result["gpu"] = gpu_state(samples)
     if options is not None:
         result["ddlprof"] = own_figures(run_dir)
     return result
+
+
+class GpuWatch:
+    """NVML read twice a second on a thread of this process while a launch runs; nothing where NVML
+    or the GPU is missing."""
+
+    def __init__(self, index: int, period_s: float = 0.5) -> None:
+        self.samples: list[dict] = []
+        self.stopped = threading.Event()
+        self.thread: threading.Thread | None = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        except Exception:  # no NVML, no GPU: launches carry no GPU state
+            return
+        self.nvml: Any = pynvml
+        self.reasons = {
+            getattr(pynvml, name): name.removeprefix("nvmlClocksEventReason")
+            for name in dir(pynvml)
+            if name.startswith("nvmlClocksEventReason") and not name.endswith(("All", "None"))
+        }
+        self.thread = threading.Thread(target=self._run, args=(period_s,), daemon=True)
+        self.thread.start()
+
+    def _run(self, period_s: float) -> None:
+        nvml, handle = self.nvml, self.handle
+        while not self.stopped.wait(period_s):
+            try:
+                mask = nvml.nvmlDeviceGetCurrentClocksEventReasons(handle)
+                sample = {
+                    "sm_mhz": nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
+                    "util_pct": nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
+                    "power_w": nvml.nvmlDeviceGetPowerUsage(handle) / 1000,
+                    "temp_c": nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
+                    "reasons": sorted(name for bit, name in self.reasons.items() if mask & bit),
+                }
+            except Exception:  # an NVML that cannot answer: keep what was read
+                return
+            self.samples.append(sample)
+
+    def stop(self) -> list[dict]:
+        self.stopped.set()
+        if self.thread is not None:
+            self.thread.join()
+        return self.samples
+
+
+def gpu_state(samples: list[dict], busy_pct: int = 50) -> dict:
+    """A launch's GPU clocks, power and temperature over the samples where the GPU was busy, and the
+    share of those samples in which each clock-limiting reason was active."""
+    busy = [s for s in samples if s["util_pct"] >= busy_pct]
+    if not busy:
+        return {"busy_samples": 0, "samples": len(samples)}
+    reasons = sorted({name for s in busy for name in s["reasons"]})
+    return {
+        "busy_samples": len(busy),
+        "samples": len(samples),
+        "sm_mhz_median": statistics.median(s["sm_mhz"] for s in busy),
+        "sm_mhz_min": min(s["sm_mhz"] for s in busy),
+        "power_w_median": round(statistics.median(s["power_w"] for s in busy), 1),
+        "temp_c_max": max(s["temp_c"] for s in busy),
+        "reason_share": {n: round(sum(n in s["reasons"] for s in busy) / len(busy), 3) for n in reasons},
+    }
 
 
 def own_figures(run_dir: Path) -> dict:
@@ -130,6 +207,8 @@ def summarise(launches: list[dict]) -> dict:
                 "median_ratio": round(statistics.median(ratios), 4) if ratios else None,
                 "before_steady_s": [round(r["first_step_to_warmup_s"], 3) for r in mine],
             }
+            if any("sm_mhz_median" in (r.get("gpu") or {}) for r in mine):
+                per[variant]["sm_mhz_median"] = [(r.get("gpu") or {}).get("sm_mhz_median") for r in mine]
             own = [r.get("ddlprof") or {} for r in mine]
             for key in ("own_ms_per_step", "own_pct_of_step", "trace_window_s"):
                 if any(o.get(key) is not None for o in own):  # what each wrapped run says it cost
@@ -166,6 +245,7 @@ def main() -> int:
     parser.add_argument("--nproc", type=int, default=1)
     parser.add_argument("--job-args", default="", help="more arguments for every job (e.g. '--tiny')")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gpu-index", type=int, default=0, help="the NVML index of the GPU to watch")
     parser.add_argument("--first-round", type=int, default=0, help="number of the first round (to go on)")
     parser.add_argument("--launch-timeout", type=float, default=300)
     parser.add_argument(
@@ -219,7 +299,9 @@ def main() -> int:
                         print(f"{tag}: FAILED {result['error']}", flush=True)
                     else:
                         ms, wall = result["ms_per_step"], result["launch_wall_s"]
-                        print(f"{tag}: {ms:.3f} ms/step, {wall} s launch", flush=True)
+                        clock = (result.get("gpu") or {}).get("sm_mhz_median")
+                        at = f", SM {clock} MHz" if clock else ""
+                        print(f"{tag}: {ms:.3f} ms/step{at}, {wall} s launch", flush=True)
                     args.out.write_text(json.dumps({"launches": launches}, indent=1))
     report = {
         "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
