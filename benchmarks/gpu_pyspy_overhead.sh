@@ -3,11 +3,15 @@
 # (issue 12, point 1: "sample the training thread's host time with and without ddlprof"). py-spy
 # attaches to the training process in its steady state (after DELAY s, past start-up and the trace
 # window) for DURATION s, without pausing it (--nonblocking), and records every thread's on-CPU
-# samples; benchmarks/pyspy_share.py then counts, per thread, the samples and those with a ddlprof
-# frame, and names ddlprof's costliest functions. The job runs on cores JOB_CPUS (0-7), wrap's own
-# process and py-spy on OTHER_CPUS (8-15). Each launch's own step timer is kept beside its samples.
+# samples (IDLE=1: waiting threads' samples too, so that the shares are of wall time and show where
+# a hook waits off the CPU; NATIVE=1: with their C/C++ frames, which say what it waits for);
+# benchmarks/pyspy_share.py then counts, per thread, the samples and those
+# with a ddlprof frame, and names ddlprof's costliest functions. The job runs on cores JOB_CPUS
+# (0-7), wrap's own process and py-spy on OTHER_CPUS (8-15). Each launch's own step timer is kept
+# beside its samples.
 #
 #   OUT=$OUT bash benchmarks/gpu_pyspy_overhead.sh plain 2     # job (plain, hf, lightning), rounds
+#   IDLE=1 NATIVE=1 JOB_ARGS=--gpu-resident OUT=$OUT bash benchmarks/gpu_pyspy_overhead.sh plain 1
 #   JOB_ARGS=--tiny JOB_CPUS=0 OTHER_CPUS=1 OUT=/tmp/o bash benchmarks/gpu_pyspy_overhead.sh hf 1  # CPU
 #
 # Needs the py-spy wheel in .whl/ (python3 -m pip download --no-deps --only-binary=:all: -d .whl py-spy).
@@ -20,6 +24,12 @@ DURATION=${DURATION:-10}
 JOB_CPUS=${JOB_CPUS:-0-7}
 OTHER_CPUS=${OTHER_CPUS:-8-15}
 JOB_ARGS=${JOB_ARGS:-}  # more arguments for the job (hf_trainer.py --tiny on a CPU)
+IDLE=${IDLE:-0}  # 1: py-spy --idle (waiting threads sampled too)
+NATIVE=${NATIVE:-0}  # 1: py-spy --native (C/C++ frames too: a wait in take_gil or in libcuda);
+# native stacks need the process paused at each sample, so its step times are not to be compared
+SPY_MORE=(--nonblocking)
+[ "$IDLE" = 1 ] && SPY_MORE+=(--idle)
+[ "$NATIVE" = 1 ] && SPY_MORE=(--native "${SPY_MORE[@]:1}")
 : "${OUT:?set OUT to the results folder}"
 case $JOB in
   plain) SCRIPT=plain_loop.py ;;
@@ -43,7 +53,8 @@ for round in $(seq 1 "$ROUNDS"); do
     agent=$(pgrep -o -f "^[^ ]*python[^ ]* [^ ]*torchrun --standalone" || true)
     trainer=$(pgrep -o -P "${agent:-0}" || true)
     if [ -n "$trainer" ]; then
-      taskset -c "$OTHER_CPUS" "$SPY" record --nonblocking --threads --rate 250 --duration "$DURATION" \
+      taskset -c "$OTHER_CPUS" "$SPY" record --threads "${SPY_MORE[@]}" --rate 250 \
+        --duration "$DURATION" \
         --format raw -o "$OUT/pyspy_$tag.txt" --pid "$trainer" > "$OUT/pyspy_$tag.log" 2>&1 || true
     else
       echo "$tag: no training process found after $DELAY s" | tee -a "$OUT/pyspy_missing.txt"

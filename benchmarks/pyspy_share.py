@@ -6,9 +6,11 @@ NAME;frame;...;frame COUNT``, frames as ``function (file:line)``), as
 file and thread: the on-CPU samples, their share of the recording (``--rate`` x ``--duration``
 samples per thread that never stops running), and ddlprof's samples (``is_ours``: ddlprof's code,
 and what it calls, but not the job's code under ddlprof's wrappers); for those, the innermost
-ddlprof function of each. A variant whose main thread runs
-more than the unwrapped one by more than ddlprof's own frames account for points at a cost outside
-ddlprof's code (in torch, the driver or the interpreter, caused by it).
+ddlprof function of each, and the innermost frame of all (with ``--native`` a C function: waiting for
+the GIL, ``take_gil``, or in the CUDA driver). Recorded with ``--idle``, every thread has a sample at
+every tick, so the shares are of wall time, waits included, not of time on a CPU. A variant whose main
+thread runs more than the unwrapped one by more than ddlprof's own frames account for points at a cost
+outside ddlprof's code (in torch, the driver or the interpreter, caused by it).
 
     python benchmarks/pyspy_share.py OUT/pyspy_plain_*.txt --rate 250 --duration 10 --out share.json
 """
@@ -64,13 +66,16 @@ def parse(path: Path) -> dict[str, dict[str, Any]]:
         tid = match.group(1)
         if match.group(2):
             names[tid] = match.group(2)
-        row = by_tid.setdefault(tid, {"samples": 0, "ddlprof": 0, "functions": collections.Counter()})
+        row = by_tid.setdefault(tid, {"samples": 0, "ddlprof": 0})
+        row.setdefault("functions", collections.Counter())
+        row.setdefault("innermost", collections.Counter())
         count = int(count_text)
         row["samples"] += count
         ours, function = is_ours(frames)
         if ours:
             row["ddlprof"] += count
             row["functions"][function] += count
+            row["innermost"][frames[-1]] += count
     return {names.get(tid, f"thread {tid}"): row for tid, row in by_tid.items()}
 
 
@@ -79,6 +84,7 @@ def shares(thread: dict[str, Any], full: float) -> dict[str, Any]:
         "busy_pct": round(100 * thread["samples"] / full, 2),
         "ddlprof_pct": round(100 * thread["ddlprof"] / full, 3),
         "ddlprof_functions": dict(thread["functions"].most_common(8)),
+        "ddlprof_innermost": dict(thread["innermost"].most_common(6)),
     }
 
 
