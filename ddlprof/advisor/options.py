@@ -213,7 +213,9 @@ class Option:
             "price_date": self.price_date,
             "compute_hours": round(self.compute_hours, 4),
             "interruption": _rounded(self.interruption) if self.interruption else None,
-            "hours": round(self.hours, 4),
+            # unrounded: the table and the top-choice sentence show it to SIGNIFICANT figures, and a
+            # figure of a rounded value can differ from the figure of the value (0.1785 -> 0.178)
+            "hours": self.hours,
             "egress_usd": round(self.egress_usd, 2),
             "egress": _rounded(self.egress) if self.egress else None,
             "total_cost_usd": round(self.total_cost_usd, 2),
@@ -227,17 +229,15 @@ class Option:
             "error_basis": self.error_basis,
             "step_ms_range": [round(step_low, 3), round(step_high, 3)],
             "throughput_range": [round(tput_low, 2), round(tput_high, 2)],
-            "hours_range": [round(v, 4) for v in self.hours_range()],
+            "hours_range": list(self.hours_range()),
             "total_cost_usd_range": [round(v, 2) for v in self.total_cost_range()],
             "cost_per_1m_samples_range": [round(v, 4) for v in self.cost_per_million_range()],
             "within_error_of_top": self.within_error_of_top,
             "copies_per_gpu": self.copies_per_gpu,
             "packing": self.packing,
             "energy_kwh": _maybe(self.energy and self.energy["kwh"], 3),
-            "emissions_kg_co2e": _maybe(self.kg_co2e, 3),
-            "emissions_kg_co2e_range": None
-            if (emissions := self.emissions_range()) is None
-            else [round(v, 4) for v in emissions],
+            "emissions_kg_co2e": self.kg_co2e,  # unrounded, as hours
+            "emissions_kg_co2e_range": None if (span := self.emissions_range()) is None else list(span),
             "energy": self.energy,
             "provenance": provenance,
         }
