@@ -275,6 +275,8 @@ def main() -> int:
             "all": summary(held_out),
             "by_gpu": grouped(held_out, "gpu"),
             "by_precision": grouped(held_out, "precision_label"),
+            # the target is on the published single-GPU rows: those alone, fitted with ours
+            "published_rows": summary([r for r in held_out if not r["origin"].startswith("measured")]),
         },
         "batch_extrapolation": {k: v for k, v in batches.items() if k != "rows"},
         "in_sample": summary(in_sample),

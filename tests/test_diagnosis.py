@@ -239,6 +239,21 @@ def test_input_bound_prediction_on_a_real_gpu_run_matches_the_run_that_acted_on_
     assert "behind the host at the end of backward" in top["evidence"]
 
 
+def test_layout_prediction_on_a_real_gpu_run_matches_the_run_that_acted_on_it():
+    """1 x H100, torchvision resnet50 at batch 128 under bf16 autocast, GPU-resident batches
+    (benchmarks/gpu_layout_advice.sh): the run as a plain script leaves it (NCHW, no autotuner), and
+    the same job with the two lines tensor_layout asks for. The predicted step must be within 10% of
+    the step the tuned run measured, and the tuned run must not be told the same again."""
+    runs = REPO / "benchmarks" / "results" / "gpu-1xh100" / "layout_2026-12-07"
+    plain = json.loads((runs / "layout_plain.json").read_text())
+    tuned = json.loads((runs / "layout_tuned.json").read_text())
+    rule = _layout_rule(plain)
+    assert rule is not None and rule["change"] == {"channels_last": True, "cudnn_benchmark": True}
+    assert tuned["workload"]["layout"] == "channels_last" and tuned["workload"]["cudnn_benchmark"]
+    assert rule["predicted_step_ms"] == pytest.approx(tuned["job"]["step_ms"], rel=0.10)
+    assert _layout_rule(tuned) is None
+
+
 def test_a_workload_record_with_an_integer_no_float_holds_is_ignored_not_a_crash():
     """Found by the fuzz suite in a fresh-clone CI run: bucket sizes of 10**400 stopped the diagnosis
     with an OverflowError."""

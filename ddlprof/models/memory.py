@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import json
 from importlib import resources
 
 from ddlprof.models.gpus import is_half
@@ -35,13 +36,17 @@ def memory_required_gb(estimate_bytes: float) -> float:
     return estimate_bytes / 1e9 * (1 + MEMORY_FRAGMENTATION) + MEMORY_CONTEXT_GB
 
 
-#: Under 16-bit autocast a step keeps its activations in 16 bits: the peak memory of 9 CNNs, measured
-#: on the H100 at bf16 (batches 32 to 1024; benchmarks/results/gpu-1xh100/zoo_sweep_h100.json) was the
-#: estimate's fixed part plus 0.39-0.60 of its activations, where at TF32 it was 0.82-1.05 of them
-#: (bert-base 0.30-0.43 and 0.50-0.68: the estimate overshoots transformers at both); `python
-#: benchmarks/memory_share.py benchmarks/results/gpu-1xh100/zoo_sweep_h100.json --out ...`. The highest
-#: is taken, so that a 16-bit estimate stays at or above what was measured.
-SIXTEEN_BIT_ACTIVATIONS = 0.60
+ACTIVATION_SHARE_JSON = "data/activation_share_16bit.json"
+
+
+@functools.cache
+def sixteen_bit_activation_share(model: str) -> float:
+    """The share of the estimate's (fp32) activations a step under 16-bit autocast holds at its peak:
+    measured on the H100 at bf16 for the zoo's models (0.31 to 0.67: bert-base to swin_t; at TF32 the
+    same steps held 0.50-1.05, so the estimate is right for CNNs and overshoots transformers), the
+    highest of them for any other model. Built by ``benchmarks/memory_share.py --write``."""
+    shares = json.loads(resources.files("ddlprof.models").joinpath(ACTIVATION_SHARE_JSON).read_text("utf-8"))
+    return float(shares["models"].get(model, shares["default"]))
 
 
 def shipped_memory_estimate(
@@ -49,15 +54,18 @@ def shipped_memory_estimate(
 ) -> tuple[float, str] | None:
     """(bytes, how) for a model of the shipped table at ``batch``: as estimated, or linear between
     (beyond) the nearest estimated batches (every part is constant or linear in the batch). The total
-    at a 16-bit ``precision`` counts SIXTEEN_BIT_ACTIVATIONS of the activations (the table's are fp32)."""
+    at a 16-bit ``precision`` counts :func:`sixteen_bit_activation_share` of the activations (the
+    table's are fp32)."""
     found = _interpolated(model, batch, part)
     if found is None or part != "total_bytes" or precision is None or not is_half(precision):
         return found
     activations = _interpolated(model, batch, "activations_bytes")
     if activations is None:
         return found
-    total = found[0] - (1 - SIXTEEN_BIT_ACTIVATIONS) * activations[0]
-    return total, f"{found[1]}, activations x {SIXTEEN_BIT_ACTIVATIONS:g} at {precision} (measured, H100)"
+    share = sixteen_bit_activation_share(model)
+    return found[0] - (1 - share) * activations[
+        0
+    ], f"{found[1]}, activations x {share:g} at {precision} (measured, H100)"
 
 
 def _interpolated(model: str, batch: int, part: str) -> tuple[float, str] | None:
