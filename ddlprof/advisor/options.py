@@ -32,6 +32,17 @@ def figure_value(value: float) -> float:
     return float(round(value)) if abs(rounded) >= 10 ** (SIGNIFICANT - 1) else rounded
 
 
+def reported(value: float) -> float:
+    """Hours or kg CO2e as ``--json`` and ``--csv`` give them: 6 significant figures, unless that moves
+    the value across the edge of the figure the table shows (0.17852 h to 4 places is 0.1785, whose
+    figure is 0.178 where the value's is 0.179): the table is built from the JSON, the top-choice
+    sentence from the option, and the two must agree."""
+    if not value or not math.isfinite(value):
+        return value
+    rounded = float(f"{value:.6g}")
+    return rounded if figure_value(rounded) == figure_value(value) else value
+
+
 def figure(value: float) -> str:
     """:func:`figure_value` as the table shows it: '0.168', '9.57', '75.0', '123', '1,234'."""
     shown = figure_value(value)
@@ -213,9 +224,7 @@ class Option:
             "price_date": self.price_date,
             "compute_hours": round(self.compute_hours, 4),
             "interruption": _rounded(self.interruption) if self.interruption else None,
-            # unrounded: the table and the top-choice sentence show it to SIGNIFICANT figures, and a
-            # figure of a rounded value can differ from the figure of the value (0.1785 -> 0.178)
-            "hours": self.hours,
+            "hours": reported(self.hours),
             "egress_usd": round(self.egress_usd, 2),
             "egress": _rounded(self.egress) if self.egress else None,
             "total_cost_usd": round(self.total_cost_usd, 2),
@@ -229,15 +238,17 @@ class Option:
             "error_basis": self.error_basis,
             "step_ms_range": [round(step_low, 3), round(step_high, 3)],
             "throughput_range": [round(tput_low, 2), round(tput_high, 2)],
-            "hours_range": list(self.hours_range()),
+            "hours_range": [reported(v) for v in self.hours_range()],
             "total_cost_usd_range": [round(v, 2) for v in self.total_cost_range()],
             "cost_per_1m_samples_range": [round(v, 4) for v in self.cost_per_million_range()],
             "within_error_of_top": self.within_error_of_top,
             "copies_per_gpu": self.copies_per_gpu,
             "packing": self.packing,
             "energy_kwh": _maybe(self.energy and self.energy["kwh"], 3),
-            "emissions_kg_co2e": self.kg_co2e,  # unrounded, as hours
-            "emissions_kg_co2e_range": None if (span := self.emissions_range()) is None else list(span),
+            "emissions_kg_co2e": None if self.kg_co2e is None else reported(self.kg_co2e),
+            "emissions_kg_co2e_range": None
+            if (emissions := self.emissions_range()) is None
+            else [reported(v) for v in emissions],
             "energy": self.energy,
             "provenance": provenance,
         }
