@@ -24,6 +24,7 @@ DURATION=${DURATION:-10}
 JOB_CPUS=${JOB_CPUS:-0-7}
 OTHER_CPUS=${OTHER_CPUS:-8-15}
 JOB_ARGS=${JOB_ARGS:-}  # more arguments for the job (hf_trainer.py --tiny on a CPU)
+VARIANTS=${VARIANTS:-unwrapped wrapped}  # or one of them
 IDLE=${IDLE:-0}  # 1: py-spy --idle (waiting threads sampled too)
 NATIVE=${NATIVE:-0}  # 1: py-spy --native (C/C++ frames too: a wait in take_gil or in libcuda);
 # native stacks need the process paused at each sample, so its step times are not to be compared
@@ -41,7 +42,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --upgrade --target /
 SPY=/tmp/pyspy/bin/py-spy
 export PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH}
 for round in $(seq 1 "$ROUNDS"); do
-  for variant in unwrapped wrapped; do
+  for variant in $VARIANTS; do
     tag=${JOB}_${variant}_$round
     job=(taskset -c "$JOB_CPUS" torchrun --standalone --nproc_per_node=1 "benchmarks/foreign/$SCRIPT" --steps "$STEPS" $JOB_ARGS)
     if [ "$variant" = wrapped ]; then
