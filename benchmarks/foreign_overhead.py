@@ -158,6 +158,7 @@ class GpuWatch:
         self.stopped.set()
         if self.thread is not None:
             self.thread.join()
+            self.nvml.nvmlShutdown()  # nvmlInit counts its callers: one shutdown for each
         return self.samples
 
 

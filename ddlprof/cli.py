@@ -660,8 +660,10 @@ Predict a DDP job's step time, interconnect stall and network stall without runn
 
 The single-GPU step is yours (--single-gpu-step-ms, e.g. from `ddlprof stalls`), or, for the 20
 models of the dataset: your `ddlprof calibrate` step of that GPU type, else the step ddlprof measured
-on that GPU type (the H100 today), else the step measured on one H200 scaled to --gpu and --precision
-by roofline ratios. The H200 steps ran in fp32 under PyTorch's defaults (TF32 convolutions, fp32 matmuls); the
+on that GPU type (the H100 today), else either of those of a GPU type with the same chip at that
+precision (the H100's for an H200, an A100-80GB's for an A100-40GB) with its memory-bound part scaled
+by the bandwidths, else the step measured on one H200 scaled to --gpu and --precision by roofline
+ratios. The H200 steps ran in fp32 under PyTorch's defaults (TF32 convolutions, fp32 matmuls); the
 default --precision amp (autocast to bf16 where the GPU has BF16, else fp16) credits the GPU's 16-bit
 peak and halves the activations' bytes. The precision used is printed.
 The intra-node bandwidth defaults from --gpu (NVLink or PCIe generation, calibrated on the measured
@@ -1228,7 +1230,8 @@ tf32/fp32, a --run at the precision it recorded) is scaled to each GPU and preci
 step is shown as measured only at its own precision. Each row shows the precision it is for. Before
 any scaling come, for an option's GPU type and precision, your own `ddlprof calibrate` steps, then the
 steps ddlprof measured on that GPU type (the H100 today; their error adds the measured spread between
-two machines of the type); the basis column says which.
+two machines of the type), then either of those of the same chip (an H200 from the H100's, an
+A100-40GB from an A100-80GB's), scaled by memory bandwidth alone; the basis column says which.
 
 workload: --samples N (per epoch) or --dataset NAME|SIZE, times --epochs. Defaults: ImageNet-1k
 (1,281,167 images) x 90 epochs for the ImageNet models (resnet50, vgg16, vit_b_16, ...), BERT-Base

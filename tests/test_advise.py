@@ -575,7 +575,12 @@ def test_precision_in_json_rows_and_measured_precision_unscaled():
     assert {r["precision"] for r in rows} <= {"amp-bf16", "amp-fp16"}
     measured = [r for r in rows if r["gpu"] == "H100"]  # ddlprof's own H100 sweep: no scaling
     assert measured and all(r["step_basis"].startswith("measured by ddlprof on H100") for r in measured)
-    scaled = [r for r in rows if r["gpu"] != "H100"]
+    # the H200 (the same chip as the H100) from the H100's measured step, the others from the H200's
+    sibling = [r for r in rows if r["gpu"] == "H200"]
+    assert sibling and all(
+        r["step_basis"].startswith("scaled from H100 amp-bf16 measured by ddlprof") for r in sibling
+    )
+    scaled = [r for r in rows if r["gpu"] not in ("H100", "H200")]
     assert all(r["step_basis"].startswith("scaled from H200 tf32") and r["step_warnings"] for r in scaled)
     assert result["assumptions"]["step_time"]["precision"] == "amp"
     assert result["assumptions"]["step_time"]["scaling_error"]["median_abs_error_pct"] > 0
@@ -586,11 +591,16 @@ def test_precision_in_json_rows_and_measured_precision_unscaled():
 def test_model_predict_precision_default_and_as_measured():
     from ddlprof.models.predict import predict
 
-    amp = predict("resnet50", 32, 1, 1, gpu="H200", precision="amp")
+    amp = predict("wide_resnet50_2", 32, 1, 1, gpu="H200", precision="amp")  # not measured on an H100
     assert amp["precision"] == "amp-bf16" and amp["scaling"]["basis"] == "scaled from H200 tf32"
+    tf32 = predict("wide_resnet50_2", 32, 1, 1, gpu="H200", precision="tf32")
+    assert tf32["precision"] == "tf32" and tf32["scaling"] is None
+    assert amp["single_gpu_step_ms"] < tf32["single_gpu_step_ms"]  # AMP's higher peak is credited
+    # resnet50 was measured under autocast on the H100, the same chip: that step is the basis
+    amp = predict("resnet50", 32, 1, 1, gpu="H200", precision="amp")
+    assert amp["scaling"]["basis"] == "scaled from H100 amp-bf16 measured by ddlprof (same chip)"
     same = predict("resnet50", 32, 1, 1, gpu="H200", precision="tf32")
     assert same["precision"] == "tf32" and same["scaling"] is None
-    assert amp["single_gpu_step_ms"] < same["single_gpu_step_ms"]  # AMP's higher peak is credited
     v100 = predict("resnet50", 32, 1, 1, gpu="V100-16GB", precision="amp")
     assert v100["precision"] == "amp-fp16"
     # a CNN at 16-bit says its step is of plain code, as advise does; at TF32 nothing was measured

@@ -384,3 +384,38 @@ def test_calibrate_defaults_to_amp(tiny):
     assert (
         result["precision"] == "bf16" and result["precision_settings"] == "bf16"
     )  # on the CPU: bf16 autocast
+
+
+def test_a_gpu_type_without_a_step_of_its_own_is_scaled_from_the_same_chips():
+    """The H200 is the H100's chip with faster memory: resnet50 under AMP on an H200 comes from the H100
+    step ddlprof measured, its memory-bound part scaled, so it lies between that step and the step
+    divided by the bandwidth ratio (where scaling the H200's TF32 step had put it 1.65x faster at batch
+    1024, beyond what memory alone can give). Its error keeps the spread between machines."""
+    from ddlprof.models.gpus import get_gpu, same_chip
+    from ddlprof.models.predict import predict
+
+    assert same_chip("H200") == ["H100"] and "A100-80GB-PCIe" not in same_chip("A100-80GB")
+    assert same_chip("T4") == []
+    bandwidth = get_gpu("H200").memory_bandwidth_gbps / get_gpu("H100").memory_bandwidth_gbps
+    for batch in (128, 1024):
+        h100 = predict("resnet50", batch, 1, 1, gpu="H100", precision="amp")["single_gpu_step_ms"]
+        h200 = predict("resnet50", batch, 1, 1, gpu="H200", precision="amp")
+        assert h100 / bandwidth <= h200["single_gpu_step_ms"] < h100
+        assert "the measured spread between two machines" in h200["error"]["basis"]
+
+
+def test_a_calibration_of_one_memory_size_is_the_basis_of_the_other():
+    """A user who calibrated an A100-80GB gets the A100-40GB's step from it (the same chip), no longer
+    from the H200 dataset's step at another precision."""
+    store_calibration(_row(200.0, batch=32, device_name="NVIDIA A100-SXM4-80GB"))
+    store_calibration(_row(380.0, batch=64, device_name="NVIDIA A100-SXM4-80GB"))
+    done = ddlprof(
+        "advise", "--model", "resnet50", "--instances", "p4d.24xlarge,p4de.24xlarge", "--batch-per-gpu",
+        "64", "--precision", "tf32", "--json",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    options = json.loads(done.stdout)["options"]
+    a80, a40 = _single_gpu_of(options, "A100-80GB"), _single_gpu_of(options, "A100-40GB")
+    assert a80["single_gpu_step_ms"] == pytest.approx(380.0)
+    assert a40["step_basis"].startswith("scaled from A100-80GB tf32 calibrated (same chip)")
+    assert 380.0 < a40["single_gpu_step_ms"] <= 380.0 * 2039 / 1555  # slower memory, the same SMs

@@ -36,7 +36,7 @@ from typing import Any
 from ddlprof.advisor.catalog import Instance
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models.memory import shipped_memory_estimate
-from ddlprof.models.step_error import DATASET_BATCHES, batch_outside
+from ddlprof.models.step_error import batch_outside
 
 # -- what the step times are built from -------------------------------------------------------------
 
@@ -306,15 +306,17 @@ def predict_steps(
     def scaled_single(spec: Any) -> _Single:
         warnings: list[str] = []
         if basis.kind == "dataset":
-            measured = predict_module.measured_precision(basis.model)
-            value, chosen, scaled = predict_module._single_step(
+            found = predict_module._single_step(
                 basis.model, basis.batch_per_gpu, spec, basis.precision, {}, warnings
             )
-            label = _basis_label(predict_module._reference_gpu().gpu, measured, scaled)
-            outside = batch_outside(basis.batch_per_gpu, DATASET_BATCHES)
+            label = found.basis
+            outside = batch_outside(basis.batch_per_gpu, found.batches)
             if outside:
                 label += f", batch {outside[0]} extrapolated from the measured {outside[1]}-{outside[2]}"
-            return _Single(float(value), chosen, label, scaled, tuple(warnings), batch_outside=outside)
+            return _Single(
+                found.ms, found.precision, label, found.scaled, tuple(warnings), batch_outside=outside,
+                spread_pct=found.spread_pct,
+            )  # fmt: skip
         assert basis.gpu is not None and basis.single_gpu_step_ms is not None
         measured = resolve_precision(
             basis.measured_precision or basis.precision or "fp32", get_gpu(basis.gpu)

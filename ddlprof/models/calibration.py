@@ -17,6 +17,9 @@ same rules (``data/measured_steps.json``, built by ``benchmarks/build_measured_s
 zoo sweeps): measured on our machine, not the user's, so they carry the measured spread between two
 machines of one GPU type (``spread_pct``), where a user's own calibration carries none.
 
+A GPU type with neither can use those of a GPU type with the same chip (:func:`same_chip_step`: H100
+for H200), which ``ddlprof.models.predict`` scales by memory bandwidth alone.
+
 No torch here: the predictions that read calibrations are offline commands.
 """
 
@@ -31,7 +34,7 @@ from typing import Any
 
 from ddlprof.errors import DdlprofError
 from ddlprof.models import dataset
-from ddlprof.models.gpus import get_gpu, resolve_precision
+from ddlprof.models.gpus import get_gpu, resolve_precision, same_chip
 from ddlprof.runs.calibrations import load_calibrations, record_calibration
 
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
@@ -164,6 +167,18 @@ def calibrated_step(model: str, gpu: str, batch: int, precision: str | None = No
         return None
     spread = float(shipped_table()["machine_spread_pct"])
     return dataclasses.replace(found, shipped=_settings(shipped[0]), spread_pct=spread)
+
+
+def same_chip_step(model: str, gpu: str, batch: int, precision: str | None = None) -> Calibrated | None:
+    """A step of ``model`` at ``batch`` and ``precision`` measured on another GPU type with the same
+    chip as ``gpu`` (``ddlprof.models.gpus.same_chip``: only memory differs), by the rules of
+    :func:`calibrated_step`, or None. For a GPU type with no step of its own, it is a closer basis than
+    a step of another chip or precision: only the memory-bound part needs scaling."""
+    for other in same_chip(gpu):
+        found = calibrated_step(model, other, batch, precision)
+        if found is not None:
+            return found
+    return None
 
 
 def _step(rows: list[dict[str, Any]], batch: int, gpu: str, name: str, chosen: str) -> Calibrated | None:

@@ -253,6 +253,22 @@ def get_gpu(name: str, memory_gb: float | None = None) -> GpuSpec:
     raise DdlprofError(f"{what} GPU type '{name}'; {hint} (pass one of these names)")
 
 
+def same_chip(gpu: str) -> list[str]:
+    """The other GPU types with the same chip as ``gpu`` in the same form: the same SM count, peak at
+    every precision and NVLink (an SXM module, not a PCIe card of lower power), so that only memory
+    (size, bandwidth) sets them apart: H100 and H200, A100-40GB and A100-80GB, V100-16GB and -32GB. A
+    step measured on one of them is a better basis for another than any other GPU's."""
+    spec = get_gpu(gpu)
+    if spec.sm_count is None:
+        return []
+    peaks = ("fp32_tflops", "tf32_tflops", "fp16_tflops", "bf16_tflops", "sm_count", "nvlink_gbps")
+    return [
+        other.gpu
+        for other in _table()[0].values()
+        if other.gpu != spec.gpu and all(getattr(other, key) == getattr(spec, key) for key in peaks)
+    ]
+
+
 #: Written by ``benchmarks/fit_cross_gpu.py``: the exponents of the fitted cross-GPU scaling and
 #: their leave-one-GPU-out error against published and measured 1-GPU training throughput.
 CROSS_GPU_FIT_FILE = "data/cross_gpu_fit.json"

@@ -29,7 +29,7 @@ import pandas as pd
 
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models import dataset
-from ddlprof.models.calibration import calibrated_step
+from ddlprof.models.calibration import Calibrated, calibrated_step, same_chip_step
 from ddlprof.models.gpus import GpuSpec, get_gpu, is_half, resolve_precision, scale_compute_ms
 from ddlprof.models.memory import (
     activation_share_per_step,
@@ -160,16 +160,51 @@ def measured_precision(name: str) -> str:
     return str(dataset.model_rows(name)["precision"].iloc[0])
 
 
+def _scaled(
+    name: str, batch: int, step_ms: float, from_gpu: str, from_precision: str, spec: GpuSpec, chosen: str
+) -> tuple[dict[str, Any], float]:
+    """``scale_compute_ms`` of a step of dataset model ``name`` measured on ``from_gpu``, to ``spec``
+    at ``chosen``: the dataset's batch-independent part (at most the step) kept, the rest split by the
+    roofline from the model's shipped FLOPs and bytes. Returns the result and the part kept."""
+    flops = dataset.shipped_features(name).get("flops_per_sample")
+    moved = bytes_moved_per_step(name, batch)
+    split = {"flops_per_sample": flops, "batch": batch, "bytes_per_step": moved} if flops and moved else {}
+    fixed = min(fixed_step_ms(name), step_ms)
+    result = scale_compute_ms(
+        step_ms,
+        from_gpu,
+        spec.gpu,
+        chosen,
+        from_precision=from_precision,
+        activation_share=activation_share_per_step(name, batch),
+        fixed_ms=fixed,
+        **split,
+    )
+    return result, fixed
+
+
+@dataclass(frozen=True)
+class SingleStep:
+    """A single-GPU step for a GPU type and precision, and what it rests on."""
+
+    ms: float
+    precision: str  # made concrete for the GPU (``amp`` -> ``amp-bf16`` or ``amp-fp16``)
+    scaled: bool  # False: the reference GPU at the precision it was measured at
+    basis: str  # "scaled from H200 tf32", "scaled from H100 amp-bf16 measured by ddlprof (same chip)"
+    batches: tuple[int, ...]  # the measured batches it rests on (outside them: extrapolated)
+    spread_pct: float = 0.0  # a step ddlprof measured on its own machine: the spread between machines
+
+
 def _single_step(
     name: str, batch: int, spec: GpuSpec, precision: str | None, sources: dict[str, str], warnings: list[str]
-) -> tuple[float, str, bool]:
-    """The dataset's measured single-GPU step of ``name`` at ``batch``, scaled to ``spec`` and
-    ``precision`` (None: the precision it was measured at); that precision, made concrete for
-    ``spec`` (``amp`` -> ``amp-bf16`` or ``amp-fp16``); and whether it was scaled (False: the reference
-    GPU at the measured precision)."""
+) -> SingleStep:
+    """The single-GPU step of ``name`` at ``batch`` on ``spec`` at ``precision`` (None: the precision the
+    dataset measured it at), from the closest measured step: the dataset's own on its GPU at its
+    precision; else one measured at this precision on a GPU of the same chip (``same_chip_step``), its
+    memory-bound part scaled by the bandwidths; else the dataset's step scaled to ``spec`` and
+    ``precision``. (A step of ``spec``'s own type, calibrated or measured by ddlprof, comes before all
+    of these: ``calibrated_step``, which the callers ask first.)"""
     ref_gpu = _reference_gpu()
-    reference, how, notes = _reference_step(name, batch)
-    warnings += notes
     measured = measured_precision(name)
     chosen = resolve_precision(precision or measured, spec)
     sources["precision"] = (
@@ -178,23 +213,17 @@ def _single_step(
         else f"as measured: {measured}, what fp32 training runs the model's dominant ops on under PyTorch "
         "defaults (TF32 convolutions, fp32 matmuls)"
     )
+    if spec.gpu != ref_gpu.gpu or chosen != measured:
+        sibling = same_chip_step(name, spec.gpu, batch, chosen)
+        if sibling is not None:
+            return _from_same_chip(name, batch, spec, chosen, sibling, sources, warnings)
+    reference, how, notes = _reference_step(name, batch)
+    warnings += notes
     if spec.gpu == ref_gpu.gpu and chosen == measured:
         sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms, {measured})"
-        return reference, chosen, False
-    flops = dataset.shipped_features(name).get("flops_per_sample")
-    moved = bytes_moved_per_step(name, batch)
-    split = {"flops_per_sample": flops, "batch": batch, "bytes_per_step": moved} if flops and moved else {}
-    fixed = min(fixed_step_ms(name), reference)
-    scaled = scale_compute_ms(
-        reference,
-        ref_gpu.gpu,
-        spec.gpu,
-        chosen,
-        from_precision=measured,
-        activation_share=activation_share_per_step(name, batch),
-        fixed_ms=fixed,
-        **split,
-    )
+        basis = f"as measured on {ref_gpu.gpu} ({measured})"
+        return SingleStep(reference, chosen, False, basis, DATASET_BATCHES)
+    scaled, fixed = _scaled(name, batch, reference, ref_gpu.gpu, measured, spec, chosen)
     sources["single_gpu_step_ms"] = (
         f"{how} ({reference:.3f} ms at {measured}, {fixed:.3f} ms of it batch-independent launch and host "
         f"time, kept), the rest scaled to {spec.gpu} at {chosen} ({scaled['method']}, "
@@ -213,7 +242,37 @@ def _single_step(
             f"the step ran on {ref_gpu.gpu}'s {from_unit} units and would run on {spec.gpu}'s {to_unit} "
             "ones: a ratio of peaks across unit types is rough"
         )
-    return scaled["predicted_ms"], chosen, True
+    return SingleStep(
+        scaled["predicted_ms"], chosen, True, f"scaled from {ref_gpu.gpu} {measured}", DATASET_BATCHES
+    )
+
+
+def _from_same_chip(
+    name: str,
+    batch: int,
+    spec: GpuSpec,
+    chosen: str,
+    sibling: Calibrated,
+    sources: dict[str, str],
+    warnings: list[str],
+) -> SingleStep:
+    """``sibling``'s step (same chip, same precision) on ``spec``: the batch-independent part (the
+    dataset's, at most the step) kept, the rest split by the roofline and its memory-bound part scaled
+    by the two memory bandwidths (the compute peaks are equal)."""
+    scaled, fixed = _scaled(name, batch, sibling.step_ms, sibling.gpu, chosen, spec, chosen)
+    sources["single_gpu_step_ms"] = (
+        f"{sibling.description}; {sibling.gpu} has the same chip as {spec.gpu} (the same SMs and peaks, "
+        f"other memory): {fixed:.3f} ms batch-independent kept, the memory-bound part of the rest "
+        f"({1 - scaled['compute_fraction']:.0%}) scaled by the bandwidths"
+    )
+    warnings.append(
+        f"single-GPU step measured on {sibling.gpu} (the same chip as {spec.gpu}) and scaled by memory "
+        "bandwidth, not measured on this GPU type"
+    )
+    basis = f"scaled from {sibling.gpu} {sibling.named_precision} " + (
+        "measured by ddlprof (same chip)" if sibling.shipped else "calibrated (same chip)"
+    )
+    return SingleStep(scaled["predicted_ms"], chosen, True, basis, sibling.batches, sibling.spread_pct)
 
 
 def _links(
@@ -368,15 +427,14 @@ def predict(
             f"(measured: {', '.join(dataset.known_models())})"
         )
     name, features, sources["features"] = _features(model, batch_per_gpu)
-    chosen_precision, scaled = None, False
+    chosen_precision, single = None, None
     if calibrated is not None:  # a calibration of this GPU type wins over scaling from another GPU
         single_gpu_step_ms, chosen_precision = calibrated.step_ms, calibrated.named_precision
         sources["single_gpu_step_ms"] = calibrated.description
         sources["precision"] = "ddlprof's measurement's" if calibrated.shipped else "the calibration's"
     elif spec is not None:
-        single_gpu_step_ms, chosen_precision, scaled = _single_step(
-            name, batch_per_gpu, spec, precision, sources, warnings
-        )
+        single = _single_step(name, batch_per_gpu, spec, precision, sources, warnings)
+        single_gpu_step_ms, chosen_precision = single.ms, single.precision
     else:
         sources["single_gpu_step_ms"] = "given"
         if precision is not None:
@@ -422,20 +480,20 @@ def predict(
     if spec is not None:  # where the single-GPU step comes from, and so its error: as advise quotes it
         from ddlprof.models.published import scaling_error
 
-        basis = (
-            calibrated.description
-            if calibrated is not None
-            else f"scaled from {_reference_gpu().gpu} {measured_precision(name)}"
-            if scaled
-            else sources["single_gpu_step_ms"]
-        )
-        if scaled:
-            scaling = {"basis": basis, **scaling_error()}
-        measured = calibrated.batches if calibrated is not None else DATASET_BATCHES
-        facts = _Facts(
-            basis, scaled, chosen_precision, calibrated.description if calibrated else None,
-            calibrated.spread_pct if calibrated else 0.0, batch_outside(batch_per_gpu, measured),
-        )  # fmt: skip
+        if calibrated is not None:
+            facts = _Facts(
+                calibrated.description, False, chosen_precision, calibrated.description,
+                calibrated.spread_pct, batch_outside(batch_per_gpu, calibrated.batches),
+            )  # fmt: skip
+        else:
+            assert single is not None
+            basis = single.basis if single.scaled else sources["single_gpu_step_ms"]
+            facts = _Facts(
+                basis, single.scaled, chosen_precision, None, single.spread_pct,
+                batch_outside(batch_per_gpu, single.batches),
+            )  # fmt: skip
+            if single.scaled:
+                scaling = {"basis": basis, **scaling_error()}
         cv_pct = float(fitted.cv(selected)["step_ms_mape_pct"])
         found = step_error(facts, spec.gpu, cv_pct, [_reference_gpu().gpu], scaling_error())
         error = {"pct": round(found.pct, 2), "basis": found.basis}

@@ -21,7 +21,7 @@ class StepFacts(Protocol):
     scaled: bool  # scaled from another GPU or precision
     precision: str | None  # the precision the step is for ("amp-bf16", "tf32", ...)
     calibrated: str | None  # a step of this GPU type (the user's calibration or ddlprof's): whence
-    calibrated_spread_pct: float  # spread between machines of the type (ddlprof's measurements only)
+    calibrated_spread_pct: float  # spread between machines (ddlprof's measurements, also when scaled)
     batch_outside: tuple[int, int, int] | None  # (batch, lowest, highest measured) when extrapolated
 
 
@@ -73,7 +73,9 @@ def step_error(
       measured spread between two machines of the type, in quadrature;
     - scaled from another GPU or precision: the fitted scaling's leave-one-GPU-out median error
       (``benchmarks/fit_cross_gpu.py``): the larger of ``scaling['by_gpu']`` for the option's GPU type
-      and ``scaling['by_precision']`` for its precision, where they have rows, else the overall median;
+      and ``scaling['by_precision']`` for its precision, where they have rows, else the overall median
+      (with the spread between machines where the step scaled was ddlprof's own measurement, as one of
+      the same chip's);
     - scaled to a GPU with no published or measured reference at all (no row of its family, the name
       before the first '-', in the published table, and not the GPU measured on): the *worst*
       leave-one-GPU-out error (``worst_off_by_factor`` - 1), since nothing checks the scaling there.
@@ -159,8 +161,11 @@ def _step_error(
     else:
         pct = float(scaling["median_abs_error_pct"])
         what = "the fitted scaling's leave-one-GPU-out median error"
-    total = math.hypot(pct, cv_pct)
+    spread = step.calibrated_spread_pct  # scaled from a step ddlprof measured on its own machine
+    total = math.hypot(pct, cv_pct, spread)
+    machines = f", the measured spread between two machines {spread:g}%" if spread else ""
     return StepError(
         total,
-        f"{step.basis} to {gpu}: {what}, {pct:g}%, with the stall model's CV {cv_pct:.1f}%: {total:.1f}%",
+        f"{step.basis} to {gpu}: {what}, {pct:g}%, with the stall model's CV {cv_pct:.1f}%{machines}: "
+        f"{total:.1f}%",
     )
