@@ -265,7 +265,9 @@ def print_advice(result: dict[str, Any], explain: bool = False) -> None:
         "of the roofline scaling to another GPU or precision against published and our own measured 1-GPU "
         f"throughput ({error['rows']} rows, worst {error['worst_off_by_factor']:g}x; "
         "benchmarks/fit_cross_gpu.py); an option whose GPU type ddlprof measured the model on says "
-        "'measured by ddlprof' and uses that step, its error the spread between machines with the CV"
+        "'measured by ddlprof' and uses that step, its error the spread between machines with the CV; one "
+        "of the same chip (an H200 for the H100) says 'same chip': that step with its memory-bound part "
+        "scaled by the bandwidths, its error the scaling's with the spread and the CV"
         + _batch_error_note(error.get("batch_extrapolation") or {}),
         f"precision: {step['precision']} ({step['precision_meaning']}); measured at "
         f"{step['measured_precision']}",
