@@ -129,13 +129,12 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         packing_note = _packing_note(request, factors)
     if data_cloud is not None:
         candidates = add_egress(candidates, request, data_cloud, excluded)
+    assign_errors(candidates, basis, fitted)  # before ranking: --sort worst ranks by them
     feasible = within_limits(candidates, request, excluded)
     met = bool(feasible)
     if met:
         if request.sort == "carbon":  # else only the options left after best_region need it
             add_energy(feasible, request)
-        if request.sort == "worst":  # ranked by the high end of each range: errors first
-            assign_errors(feasible, basis, fitted)
         ranked = sorted(feasible, key=SORT_KEYS[request.sort])
     else:  # nothing meets the budget and deadline: the cheapest, with how far over they are
         ranked = sorted(candidates, key=lambda o: (o.total_cost_usd, o.hours, o.instance_type, o.region))
@@ -143,8 +142,6 @@ def advise(request: AdviseRequest, catalog: Catalog | None = None, fitted: Any =
         ranked = best_region(ranked)
     if not met or request.sort != "carbon":
         add_energy(ranked, request)
-    if not (met and request.sort == "worst"):
-        assign_errors(ranked, basis, fitted)
     mark_within_error(ranked, sort_used(request.sort, met, ranked))
     front = pareto_front([(o.hours, o.total_cost_usd) for o in ranked])
     for option, on_front in zip(ranked, front, strict=True):

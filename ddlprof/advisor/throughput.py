@@ -36,7 +36,7 @@ from typing import Any
 from ddlprof.advisor.catalog import Instance
 from ddlprof.errors import DdlprofError, require_torch
 from ddlprof.models.memory import shipped_memory_estimate
-from ddlprof.models.step_error import batch_outside
+from ddlprof.models.step_error import basis_label, batch_outside
 
 # -- what the step times are built from -------------------------------------------------------------
 
@@ -324,7 +324,7 @@ def predict_steps(
         chosen = resolve_precision(basis.precision or measured, spec)
         if spec.gpu == basis.gpu and chosen == measured:
             return _Single(
-                basis.single_gpu_step_ms, chosen, _basis_label(basis.gpu, measured, False), False, ()
+                basis.single_gpu_step_ms, chosen, basis_label(basis.gpu, measured, False), False, ()
             )
         result = scale_compute_ms(
             basis.single_gpu_step_ms,
@@ -339,7 +339,7 @@ def predict_steps(
             "not measured"
         )
         warnings += [predict_module._scaling_note(n) for n in result["notes"]]
-        label = _basis_label(basis.gpu, measured, True)
+        label = basis_label(basis.gpu, measured, True)
         return _Single(float(result["predicted_ms"]), chosen, label, True, tuple(warnings))
 
     def calibrated_single(spec: Any) -> _Single | None:
@@ -451,10 +451,6 @@ def predict_steps(
                 )
             out[key] = estimate
     return out
-
-
-def _basis_label(gpu: str, precision: str, scaled: bool) -> str:
-    return f"scaled from {gpu} {precision}" if scaled else f"as measured on {gpu} ({precision})"
 
 
 def _canonical_gpu(name: str) -> str:

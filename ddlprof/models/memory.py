@@ -63,9 +63,8 @@ def shipped_memory_estimate(
     if activations is None:
         return found
     share = sixteen_bit_activation_share(model)
-    return found[0] - (1 - share) * activations[
-        0
-    ], f"{found[1]}, activations x {share:g} at {precision} (measured, H100)"
+    total = found[0] - (1 - share) * activations[0]
+    return total, f"{found[1]}, activations x {share:g} at {precision} (measured, H100)"
 
 
 def _interpolated(model: str, batch: int, part: str) -> tuple[float, str] | None:

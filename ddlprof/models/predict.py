@@ -39,7 +39,7 @@ from ddlprof.models.memory import (
 )
 from ddlprof.models.registry import Fitted, load_models
 from ddlprof.models.stall_models import components
-from ddlprof.models.step_error import DATASET_BATCHES, batch_outside, step_error
+from ddlprof.models.step_error import DATASET_BATCHES, basis_label, batch_outside, step_error
 
 MEASURED_WORLD_SIZE = 2
 
@@ -213,15 +213,14 @@ def _single_step(
         else f"as measured: {measured}, what fp32 training runs the model's dominant ops on under PyTorch "
         "defaults (TF32 convolutions, fp32 matmuls)"
     )
-    if spec.gpu != ref_gpu.gpu or chosen != measured:
-        sibling = same_chip_step(name, spec.gpu, batch, chosen)
-        if sibling is not None:
-            return _from_same_chip(name, batch, spec, chosen, sibling, sources, warnings)
+    as_measured = spec.gpu == ref_gpu.gpu and chosen == measured
+    if not as_measured and (sibling := same_chip_step(name, spec.gpu, batch, chosen)) is not None:
+        return _from_same_chip(name, batch, spec, chosen, sibling, sources, warnings)
     reference, how, notes = _reference_step(name, batch)
     warnings += notes
-    if spec.gpu == ref_gpu.gpu and chosen == measured:
+    if as_measured:
         sources["single_gpu_step_ms"] = f"{how} ({reference:.3f} ms, {measured})"
-        basis = f"as measured on {ref_gpu.gpu} ({measured})"
+        basis = basis_label(ref_gpu.gpu, measured, scaled=False)
         return SingleStep(reference, chosen, False, basis, DATASET_BATCHES)
     scaled, fixed = _scaled(name, batch, reference, ref_gpu.gpu, measured, spec, chosen)
     sources["single_gpu_step_ms"] = (
@@ -242,9 +241,8 @@ def _single_step(
             f"the step ran on {ref_gpu.gpu}'s {from_unit} units and would run on {spec.gpu}'s {to_unit} "
             "ones: a ratio of peaks across unit types is rough"
         )
-    return SingleStep(
-        scaled["predicted_ms"], chosen, True, f"scaled from {ref_gpu.gpu} {measured}", DATASET_BATCHES
-    )
+    basis = basis_label(ref_gpu.gpu, measured, scaled=True)
+    return SingleStep(scaled["predicted_ms"], chosen, True, basis, DATASET_BATCHES)
 
 
 def _from_same_chip(

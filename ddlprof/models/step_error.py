@@ -25,6 +25,11 @@ class StepFacts(Protocol):
     batch_outside: tuple[int, int, int] | None  # (batch, lowest, highest measured) when extrapolated
 
 
+def basis_label(gpu: str, precision: str, scaled: bool) -> str:
+    """What a single-GPU step rests on, as options and predictions name it."""
+    return f"scaled from {gpu} {precision}" if scaled else f"as measured on {gpu} ({precision})"
+
+
 def batch_doublings(batch: int, low: int, high: int) -> float:
     """How many doublings ``batch`` lies outside the measured batches ``low``-``high`` (0 inside)."""
     return math.log2(batch / high) if batch > high else math.log2(low / batch) if batch < low else 0.0
