@@ -12,19 +12,25 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
 
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
-def held_out_ratios(fit: dict[str, Any], sweep_name: str) -> dict[tuple[str, str, int], float]:
-    """(model, precision, batch) -> observed / predicted step of the fit's rows from this sweep."""
-    origin = f"measured ({sweep_name})"
+from benchmarks.fit_cross_gpu import summary  # noqa: E402
+
+
+def held_out_rows(fit: dict[str, Any], sweep_name: str) -> list[dict[str, Any]]:
+    """The fit's held-out rows (leave-one-GPU-out) that came from this sweep."""
+    return [r for r in fit["rows"] if r["origin"] == f"measured ({sweep_name})"]
+
+
+def ratios_of(rows: list[dict[str, Any]]) -> dict[tuple[str, str, int], float]:
+    """(model, precision, batch) -> observed / predicted step."""
     return {
-        (r["model"], r["row_precision"], int(r["batch"])): r["observed_ms"] / r["predicted_ms"]
-        for r in fit["rows"]
-        if r["origin"] == origin
+        (r["model"], r["row_precision"], int(r["batch"])): r["observed_ms"] / r["predicted_ms"] for r in rows
     }
 
 
@@ -57,15 +63,17 @@ def table(sweep: dict[str, Any], ratios: dict[tuple[str, str, int], float] | Non
     return "\n".join(lines)
 
 
-def held_out_summary(ratios: dict[tuple[str, str, int], float]) -> str:
-    """Per precision: rows, median absolute error and worst factor of the held-out predictions."""
-    lines = []
-    for precision in sorted({p for _, p, _ in ratios}):
-        mine = [x for (_, p, _), x in ratios.items() if p == precision]
-        median = statistics.median(abs(x - 1) * 100 for x in mine)
-        worst = max(max(x, 1 / x) for x in mine)
-        lines.append(f"{precision}: {len(mine)} rows, median error {median:.1f}%, worst {worst:.2f}x")
-    return "\n".join(lines)
+def held_out_summary(rows: list[dict[str, Any]]) -> str:
+    """Per precision: rows, median absolute error and worst factor, as ``fit_cross_gpu.py`` states them."""
+    by_precision = {
+        p: summary([r for r in rows if r["row_precision"] == p])
+        for p in sorted({r["row_precision"] for r in rows})
+    }
+    return "\n".join(
+        f"{p}: {found['rows']} rows, median error {found['median_abs_error_pct']:.1f}%, "
+        f"worst {found['worst_off_by_factor']:.2f}x"
+        for p, found in by_precision.items()
+    )
 
 
 def main() -> int:
@@ -77,11 +85,13 @@ def main() -> int:
     parser.add_argument("--models", default="", help="comma-separated: only these models")
     args = parser.parse_args()
     sweep = json.loads(args.sweep.read_text())
-    ratios = held_out_ratios(json.loads(args.fit.read_text()), args.sweep.name) if args.fit else None
-    print(table(sweep, ratios, [m for m in args.models.split(",") if m]))
-    if ratios:
+    rows = held_out_rows(json.loads(args.fit.read_text()), args.sweep.name) if args.fit else None
+    print(
+        table(sweep, ratios_of(rows) if rows is not None else None, [m for m in args.models.split(",") if m])
+    )
+    if rows:
         print()
-        print(held_out_summary(ratios))
+        print(held_out_summary(rows))
     return 0
 
 
