@@ -42,9 +42,10 @@ ACTIVATION_SHARE_JSON = "data/activation_share_16bit.json"
 @functools.cache
 def sixteen_bit_activation_share(model: str) -> float:
     """The share of the estimate's (fp32) activations a step under 16-bit autocast holds at its peak:
-    measured on the H100 at bf16 for the zoo's models (0.31 to 0.67: bert-base to swin_t; at TF32 the
-    same steps held 0.50-1.05, so the estimate is right for CNNs and overshoots transformers), the
-    highest of them for any other model. Built by ``benchmarks/memory_share.py --write``."""
+    measured on the H100 at bf16, per model its highest, rounded up (0.44 for bert-base to 0.67 for
+    swin_t; the rows ranged 0.30-0.66, and at TF32 the same steps held 0.50-1.05, so the estimate is
+    right for CNNs and overshoots transformers), the highest of them for any other model. Built by
+    ``benchmarks/memory_share.py --write``."""
     shares = json.loads(resources.files("ddlprof.models").joinpath(ACTIVATION_SHARE_JSON).read_text("utf-8"))
     return float(shares["models"].get(model, shares["default"]))
 
