@@ -23,7 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from ddlprof.models.memory import shipped_memory_estimate  # noqa: E402
+from ddlprof.models.memory import shipped_memory_estimate, sixteen_bit_activation_share  # noqa: E402
 
 SHIPPED = REPO / "ddlprof" / "models" / "data" / "activation_share_16bit.json"
 
@@ -55,6 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     highest: dict[str, float] = {}  # per model, its highest bf16 share, unrounded
+    bf16_peaks: list[tuple[str, int, float]] = []
     for row in json.loads(args.sweep.read_text())["rows"]:
         model, batch, peak = row["model"], row["batch_per_gpu"], row.get("peak_memory_bytes")
         total = shipped_memory_estimate(model, batch)
@@ -64,6 +65,7 @@ def main() -> None:
         share = (peak - (total[0] - activations[0])) / activations[0]
         if row["precision"] == "bf16":
             highest[model] = max(highest.get(model, 0.0), share)
+            bf16_peaks.append((model, batch, peak))
         rows.append({"model": model, "precision": row["precision"], "batch_per_gpu": batch,
                      "peak_gb": round(peak / 1e9, 2), "activation_share": round(share, 3)})  # fmt: skip
     summary = {}
@@ -77,9 +79,13 @@ def main() -> None:
             "max": top["activation_share"],
             "max_at": f"{top['model']} batch {top['batch_per_gpu']}",
         }
-    print(json.dumps(summary, indent=1))
     if args.write:
         SHIPPED.write_text(json.dumps(shipped(highest, args.sweep), indent=1) + "\n")
+        sixteen_bit_activation_share.cache_clear()
+    # what the shipped shares make of each bf16 peak: at or above 1 everywhere, else a batch may not fit
+    over = [shipped_memory_estimate(m, b, precision="amp-bf16")[0] / peak for m, b, peak in bf16_peaks]
+    summary["bf16"]["shipped_estimate_over_peak"] = [round(min(over), 2), round(max(over), 2)]
+    print(json.dumps(summary, indent=1))
     args.out.write_text(
         json.dumps({"sweep": str(args.sweep), "summary": summary, "rows": rows}, indent=1) + "\n"
     )
